@@ -1,0 +1,170 @@
+//! Wiring: starts the broker (embedded mode), the store, the metrics sink,
+//! the pipeline, MQTT ingest and the HTTP API, and stops them in order.
+//!
+//! Like mini-redis's `server::run`, [`start`] takes an already-bound HTTP
+//! listener, so tests bind `127.0.0.1:0` and run many gateways side by side.
+
+use crate::config::{BrokerMode, Config};
+use crate::http::{router, AppState};
+use crate::metrics::Metrics;
+use crate::pipeline::Pipeline;
+use crate::store::{Store, StoreError};
+use crate::views::GatewayEvent;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("embedded MQTT broker on {addr}: {source}")]
+    Broker {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("HTTP listener: {0}")]
+    Http(std::io::Error),
+}
+
+/// A running gateway.
+pub struct Running {
+    /// Where the HTTP API listens.
+    pub http_addr: SocketAddr,
+    pub metrics: Arc<Metrics>,
+    pub store: Store,
+    pub events: broadcast::Sender<GatewayEvent>,
+    shutdown: CancellationToken,
+    ingest: JoinHandle<()>,
+    pipeline: JoinHandle<()>,
+    sink: Option<JoinHandle<()>>,
+    http: JoinHandle<()>,
+}
+
+/// Starts every part of the gateway.
+pub async fn start(config: Config, http: TcpListener) -> Result<Running, StartError> {
+    let config = Arc::new(config);
+    let shutdown = CancellationToken::new();
+    let metrics = Arc::new(Metrics::default());
+
+    if config.mqtt.broker == BrokerMode::Embedded {
+        let addr = config.mqtt.embedded_listen;
+        crate::broker::start(addr).map_err(|source| StartError::Broker { addr, source })?;
+        tracing::info!(%addr, "embedded MQTT broker started");
+    }
+
+    let store = Store::open(&config.storage.database_url()).await?;
+    tracing::info!(url = %config.storage.database_url(), "database ready");
+
+    // The sink outlives the pipeline so that the pipeline's last lines are
+    // flushed: it has its own shutdown token, cancelled after the pipeline ends.
+    let sink_shutdown = CancellationToken::new();
+    let (sink, sink_task) = match &config.sink {
+        Some(c) => {
+            let (s, t) = crate::sink::start(c.clone(), metrics.clone(), sink_shutdown.clone());
+            tracing::info!(url = %c.url, bucket = %c.bucket, "metrics sink on");
+            (Some(s), Some(t))
+        }
+        None => {
+            tracing::info!("metrics sink off (no [sink] in the configuration)");
+            (None, None)
+        }
+    };
+
+    let (events, _) = broadcast::channel(1024);
+    let (tx, rx) = mpsc::channel(10_000);
+    let pipeline = Pipeline::new(
+        config.clone(),
+        store.clone(),
+        sink,
+        metrics.clone(),
+        events.clone(),
+    );
+    let pipeline_task = tokio::spawn(async move {
+        pipeline.run(rx).await;
+        sink_shutdown.cancel();
+    });
+    let ingest = tokio::spawn(crate::mqtt::run(
+        config.mqtt.clone(),
+        tx,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let http_addr = http.local_addr().map_err(StartError::Http)?;
+    let app = router(AppState {
+        config: config.clone(),
+        store: store.clone(),
+        metrics: metrics.clone(),
+        events: events.clone(),
+    });
+    let http_shutdown = shutdown.clone();
+    let http_task = tokio::spawn(async move {
+        let serve = axum::serve(http, app)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        if let Err(e) = serve.await {
+            tracing::error!(error = %e, "HTTP server stopped");
+        }
+    });
+    tracing::info!(%http_addr, "HTTP API listening");
+
+    Ok(Running {
+        http_addr,
+        metrics,
+        store,
+        events,
+        shutdown,
+        ingest,
+        pipeline: pipeline_task,
+        sink: sink_task,
+        http: http_task,
+    })
+}
+
+impl Running {
+    /// Stops in order: ingest (no new messages), pipeline (drains what it
+    /// holds), sink (flushes), HTTP, database.
+    pub async fn shutdown(self) {
+        self.shutdown.cancel();
+        let _ = self.ingest.await;
+        let _ = self.pipeline.await;
+        if let Some(s) = self.sink {
+            let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
+        }
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+        self.store.close().await;
+        tracing::info!("gateway stopped");
+    }
+
+    /// A token that stops the gateway when cancelled (e.g. from a signal).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

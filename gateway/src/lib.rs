@@ -1,0 +1,23 @@
+//! The monitoring gateway (智慧用电/消防设施监测网关).
+//!
+//! Data flow, one module each:
+//! `mqtt` (ingest) → `pipeline` (decode, `dedup`, `runtime` rules) →
+//! `store` (alarms, tickets) + `sink` (time-series DB) + `views` events →
+//! `http` (API, `/metrics`). `app` wires them; `broker` is the in-process
+//! MQTT broker; `demo` runs simulated nodes. See ARCHITECTURE.md.
+
+pub mod app;
+pub mod broker;
+pub mod config;
+pub mod dedup;
+pub mod demo;
+pub mod http;
+pub mod labels;
+pub mod metrics;
+pub mod mqtt;
+pub mod pipeline;
+pub mod runtime;
+pub mod sink;
+pub mod store;
+pub mod time;
+pub mod views;

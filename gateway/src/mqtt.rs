@@ -1,0 +1,119 @@
+//! MQTT ingest (数据接入): the gateway's own client of the broker.
+//!
+//! QoS 1, a persistent session (`clean_session = false`) and a fixed client
+//! id, so the broker queues messages for us while we are away and redelivers
+//! the ones we had not acknowledged. Acknowledgements are manual: the
+//! pipeline acks a message only after it has handled it.
+
+use crate::config::MqttConfig;
+use crate::metrics::{inc, Metrics};
+use crate::pipeline::Inbound;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+/// Subscriptions: every contract topic, so that malformed topics under the
+/// prefix are seen and counted rather than silently ignored.
+pub const SUBSCRIPTION: &str = "fire/v1/#";
+
+/// Largest packet accepted from the broker: over the contract's 64 KiB, so
+/// oversized payloads reach the pipeline and are counted, not a disconnect.
+const MAX_PACKET: usize = 1024 * 1024;
+
+/// Builds the client options from configuration.
+pub fn options(cfg: &MqttConfig) -> MqttOptions {
+    let (host, port) = cfg.connect_addr();
+    let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
+    o.set_clean_session(false)
+        .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
+        .set_manual_acks(true)
+        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+        .set_inflight(100);
+    if let Some(user) = &cfg.username {
+        o.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
+    }
+    o
+}
+
+/// Runs the client until `shutdown`; forwards every publish to the pipeline.
+/// Reconnects with backoff (1 s doubling to 30 s) on any connection error.
+pub async fn run(
+    cfg: MqttConfig,
+    tx: mpsc::Sender<Inbound>,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let (client, mut eventloop) = AsyncClient::new(options(&cfg), 1000);
+    let filter = format!("{}{SUBSCRIPTION}", cfg.subscription_prefix);
+    let mut failures = 0u32;
+    loop {
+        let event = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            ev = eventloop.poll() => ev,
+        };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                failures = 0;
+                inc(&metrics.mqtt_connections);
+                tracing::info!(
+                    session_present = ack.session_present,
+                    "connected to the MQTT broker"
+                );
+                if !ack.session_present {
+                    // New session: (re)subscribe. With a resumed session the
+                    // broker kept our subscription and queued messages.
+                    if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {
+                        tracing::error!(error = %e, "cannot subscribe");
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                let ack_client = client.clone();
+                let ack_pub = p.clone();
+                let msg = Inbound {
+                    topic: p.topic.clone(),
+                    payload: p.payload.clone(),
+                    arrived_ms: crate::time::now_ms(),
+                    ack: Some(Box::new(move || {
+                        // try_ack never blocks the pipeline; the request
+                        // channel is large and a failed ack only means a
+                        // redelivery, which de-duplication absorbs.
+                        if let Err(e) = ack_client.try_ack(&ack_pub) {
+                            tracing::debug!(error = %e, "ack not queued; the broker will redeliver");
+                        }
+                    })),
+                };
+                if tx.send(msg).await.is_err() {
+                    break;
+                }
+            }
+            Ok(Event::Incoming(Packet::SubAck(_))) => {
+                tracing::info!(filter = %filter, "subscribed")
+            }
+            Ok(_) => {}
+            Err(e) => {
+                inc(&metrics.mqtt_connection_errors);
+                let wait = Duration::from_millis((1000u64 << failures.min(5)).min(30_000));
+                failures = failures.saturating_add(1);
+                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(wait) => {}
+                }
+            }
+        }
+    }
+    // Orderly goodbye: let the broker keep our session for the next start.
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_millis(500), async {
+        while let Ok(ev) = eventloop.poll().await {
+            if matches!(ev, Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                break;
+            }
+        }
+    })
+    .await;
+    tracing::info!("MQTT ingest stopped");
+}

@@ -1,0 +1,588 @@
+//! The transactional store: alarms (报警记录), hazard tickets (隐患工单) and
+//! the ticket audit trail (留痕), in SQLite through `sqlx` with migrations.
+//!
+//! "One standing alarm per (site, node, channel, cause)" and "one open ticket
+//! per (site, node, channel, cause)" are enforced by partial unique indexes,
+//! so they hold even with several writers; the code here attaches to what is
+//! already open instead of opening another.
+
+use serde::Serialize;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, Sqlite, SqlitePool, Transaction};
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The store's error type.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// Identity of an alarm cause on a channel (or a node, with `channel` empty).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct AlarmKey {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub cause: String,
+}
+
+/// An alarm being raised or updated.
+#[derive(Debug, Clone)]
+pub struct AlarmInput {
+    pub key: AlarmKey,
+    /// `electrical_fire`, `fire_facility`, `fault` or `offline`.
+    pub kind: &'static str,
+    /// `pre_alarm`, `alarm`, `fault` or `offline`.
+    pub level: &'static str,
+    pub quantity: Option<&'static str>,
+    pub value: Option<i32>,
+    pub setpoint: Option<i32>,
+    pub at: u64,
+}
+
+/// What a ticket opened for an alarm looks like.
+#[derive(Debug, Clone)]
+pub struct TicketSpec {
+    /// `sensor_alarm`, `sensor_fault`, `offline`.
+    pub source: &'static str,
+    /// `electrical_fire` (电气火灾隐患), `device_fault` (设备故障), ….
+    pub category: &'static str,
+    /// `general` (一般隐患) or `major` (重大隐患).
+    pub grade: &'static str,
+    /// Number prefix: `YH` for hazards, `GZ` for faults.
+    pub prefix: &'static str,
+    pub title: String,
+    pub location: String,
+}
+
+/// What happened to the ticket when an alarm was raised.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case", tag = "outcome")]
+pub enum TicketOutcome {
+    Opened { id: i64, number: String },
+    Attached { id: i64, number: String },
+    AlreadyLinked { id: i64 },
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AlarmRow {
+    pub id: i64,
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub cause: String,
+    pub kind: String,
+    pub level: String,
+    pub state: String,
+    pub quantity: Option<String>,
+    pub value: Option<i64>,
+    pub setpoint: Option<i64>,
+    pub peak: Option<i64>,
+    pub raised_at: i64,
+    pub updated_at: i64,
+    pub cleared_at: Option<i64>,
+    pub acked_at: Option<i64>,
+    pub acked_by: Option<String>,
+    pub ticket_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TicketRow {
+    pub id: i64,
+    pub number: String,
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub cause: String,
+    pub source: String,
+    pub category: String,
+    pub grade: String,
+    pub status: String,
+    pub title: String,
+    pub location: String,
+    pub opened_at: i64,
+    pub updated_at: i64,
+    pub closed_at: Option<i64>,
+    pub alarm_count: i64,
+    pub last_alarm_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct TicketEventRow {
+    pub id: i64,
+    pub ticket_id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub action: String,
+    pub from_status: Option<String>,
+    pub to_status: Option<String>,
+    pub note: String,
+}
+
+/// Which alarms to list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AlarmFilter {
+    /// Not cleared: active or latched awaiting reset.
+    Standing,
+    Active,
+    Latched,
+    Cleared,
+    All,
+}
+
+/// Which tickets to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TicketFilter {
+    Open,
+    Closed,
+    All,
+    Status(String),
+}
+
+/// Ticket statuses of the closed loop, in order, with their Chinese names.
+pub const TICKET_STATUSES: &[(&str, &str)] = &[
+    ("pending_registration", "待登记"),
+    ("registered", "已登记"),
+    ("listed", "已挂牌"),
+    ("rectifying", "整改中"),
+    ("pending_review", "待复查"),
+    ("pending_acceptance", "待验收"),
+    ("closed", "已销号"),
+];
+
+/// The status a ticket opened from telemetry starts in.
+pub const INITIAL_STATUS: &str = "pending_registration";
+
+const ALARM_COLUMNS: &str =
+    "id, site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
+     raised_at, updated_at, cleared_at, acked_at, acked_by, ticket_id";
+const TICKET_COLUMNS: &str =
+    "id, number, site, node, channel, cause, source, category, grade, status, title, \
+     location, opened_at, updated_at, closed_at, alarm_count, last_alarm_at";
+
+/// Handle to the database; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    pool: SqlitePool,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `url` and runs migrations.
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .filter(|p| !p.starts_with(':'))
+        {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(path)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                    path: dir.display().to_string(),
+                    source,
+                })?;
+            }
+        }
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Store { pool })
+    }
+
+    /// Closes the pool, waiting for connections to finish.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Checks the database answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Raises (or updates) the standing alarm for `a.key`; with a ticket spec,
+    /// links it to the open ticket for the same key, opening one if there is
+    /// none. One transaction.
+    pub async fn raise(
+        &self,
+        a: &AlarmInput,
+        ticket: Option<&TicketSpec>,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        // A concurrent writer may win the unique index between our read and
+        // insert; the second attempt then finds its row and attaches.
+        match self.raise_once(a, ticket).await {
+            Err(StoreError::Db(sqlx::Error::Database(e))) if e.is_unique_violation() => {
+                self.raise_once(a, ticket).await
+            }
+            other => other,
+        }
+    }
+
+    async fn raise_once(
+        &self,
+        a: &AlarmInput,
+        ticket: Option<&TicketSpec>,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let k = &a.key;
+        let existing: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT id, ticket_id FROM alarms WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
+        )
+        .bind(&k.site)
+        .bind(&k.node)
+        .bind(&k.channel)
+        .bind(&k.cause)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let at = a.at as i64;
+        let (alarm_id, linked) = match existing {
+            Some((id, ticket_id)) => {
+                sqlx::query(
+                    "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
+                     peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
+                     updated_at = ? WHERE id = ?",
+                )
+                .bind(a.level)
+                .bind(a.value)
+                .bind(a.setpoint)
+                .bind(a.value)
+                .bind(a.value)
+                .bind(a.value)
+                .bind(at)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+                (id, ticket_id)
+            }
+            None => {
+                let id = sqlx::query(
+                    "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
+                     raised_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)",
+                )
+                .bind(&k.site)
+                .bind(&k.node)
+                .bind(&k.channel)
+                .bind(&k.cause)
+                .bind(a.kind)
+                .bind(a.level)
+                .bind(a.quantity)
+                .bind(a.value)
+                .bind(a.setpoint)
+                .bind(a.value)
+                .bind(at)
+                .bind(at)
+                .execute(&mut *tx)
+                .await?
+                .last_insert_rowid();
+                (id, None)
+            }
+        };
+        let outcome = match (ticket, linked) {
+            (_, Some(id)) => Some(TicketOutcome::AlreadyLinked { id }),
+            (None, None) => None,
+            (Some(spec), None) => {
+                let outcome = open_or_attach(&mut tx, k, spec, alarm_id, at).await?;
+                let tid = match &outcome {
+                    TicketOutcome::Opened { id, .. } | TicketOutcome::Attached { id, .. } => *id,
+                    TicketOutcome::AlreadyLinked { id } => *id,
+                };
+                sqlx::query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
+                    .bind(tid)
+                    .bind(alarm_id)
+                    .execute(&mut *tx)
+                    .await?;
+                Some(outcome)
+            }
+        };
+        let row = alarm_by_id(&mut tx, alarm_id).await?;
+        tx.commit().await?;
+        Ok((row, outcome))
+    }
+
+    /// Moves the standing alarm for `key` to `latched` or `cleared`. Returns
+    /// the row, or `None` when nothing was standing.
+    pub async fn settle(
+        &self,
+        key: &AlarmKey,
+        state: &'static str,
+        value: Option<i32>,
+        at: u64,
+    ) -> Result<Option<AlarmRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let id: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM alarms WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
+        )
+        .bind(&key.site)
+        .bind(&key.node)
+        .bind(&key.channel)
+        .bind(&key.cause)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(id) = id else { return Ok(None) };
+        let at = at as i64;
+        sqlx::query(
+            "UPDATE alarms SET state = ?, value = COALESCE(?, value), updated_at = ?, \
+             cleared_at = CASE WHEN ? = 'cleared' THEN ? ELSE cleared_at END WHERE id = ?",
+        )
+        .bind(state)
+        .bind(value)
+        .bind(at)
+        .bind(state)
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let row = alarm_by_id(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Changes the level of a standing alarm (e.g. 报警 back to 预警).
+    pub async fn set_level(
+        &self,
+        key: &AlarmKey,
+        level: &'static str,
+        value: i32,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE alarms SET level = ?, value = ?, updated_at = ? \
+             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
+        )
+        .bind(level)
+        .bind(value)
+        .bind(at as i64)
+        .bind(&key.site)
+        .bind(&key.node)
+        .bind(&key.channel)
+        .bind(&key.cause)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Standing alarms, newest first; `limit` caps the list.
+    pub async fn alarms(
+        &self,
+        filter: AlarmFilter,
+        limit: i64,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        let cond = match filter {
+            AlarmFilter::Standing => "state <> 'cleared'",
+            AlarmFilter::Active => "state = 'active'",
+            AlarmFilter::Latched => "state = 'latched'",
+            AlarmFilter::Cleared => "state = 'cleared'",
+            AlarmFilter::All => "1 = 1",
+        };
+        let sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE {cond} ORDER BY raised_at DESC, id DESC LIMIT ?");
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Records the duty officer's acknowledgement (确认) of an alarm; the first
+    /// acknowledgement counts. `None` when there is no such alarm.
+    pub async fn ack(&self, id: i64, by: &str, at: u64) -> Result<Option<AlarmRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "UPDATE alarms SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL",
+        )
+        .bind(at as i64)
+        .bind(by)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// Tickets, newest first.
+    pub async fn tickets(
+        &self,
+        filter: &TicketFilter,
+        limit: i64,
+    ) -> Result<Vec<TicketRow>, StoreError> {
+        let (cond, status) = match filter {
+            TicketFilter::Open => ("status <> 'closed'", None),
+            TicketFilter::Closed => ("status = 'closed'", None),
+            TicketFilter::All => ("1 = 1", None),
+            TicketFilter::Status(s) => ("status = ?", Some(s.as_str())),
+        };
+        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE {cond} ORDER BY opened_at DESC, id DESC LIMIT ?");
+        let mut q = sqlx::query_as(AssertSqlSafe(sql));
+        if let Some(s) = status {
+            q = q.bind(s);
+        }
+        Ok(q.bind(limit).fetch_all(&self.pool).await?)
+    }
+
+    /// One ticket with its audit trail and linked alarms.
+    pub async fn ticket(
+        &self,
+        id: i64,
+    ) -> Result<Option<(TicketRow, Vec<TicketEventRow>, Vec<AlarmRow>)>, StoreError> {
+        let ticket: Option<TicketRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(ticket) = ticket else {
+            return Ok(None);
+        };
+        let events = sqlx::query_as(
+            "SELECT id, ticket_id, at, actor, action, from_status, to_status, note FROM ticket_events \
+             WHERE ticket_id = ? ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        let alarms = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE ticket_id = ? ORDER BY id"
+        )))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some((ticket, events, alarms)))
+    }
+}
+
+async fn alarm_by_id(tx: &mut Transaction<'_, Sqlite>, id: i64) -> Result<AlarmRow, StoreError> {
+    Ok(sqlx::query_as(AssertSqlSafe(format!(
+        "SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"
+    )))
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?)
+}
+
+async fn open_or_attach(
+    tx: &mut Transaction<'_, Sqlite>,
+    k: &AlarmKey,
+    spec: &TicketSpec,
+    alarm_id: i64,
+    at: i64,
+) -> Result<TicketOutcome, StoreError> {
+    let open: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, number FROM tickets WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND status <> 'closed'",
+    )
+    .bind(&k.site)
+    .bind(&k.node)
+    .bind(&k.channel)
+    .bind(&k.cause)
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((id, number)) = open {
+        sqlx::query("UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = ?, updated_at = ? WHERE id = ?")
+            .bind(at)
+            .bind(at)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        add_event(
+            tx,
+            id,
+            at,
+            "alarm_attached",
+            None,
+            None,
+            &format!("alarm #{alarm_id}"),
+        )
+        .await?;
+        return Ok(TicketOutcome::Attached { id, number });
+    }
+    // The number needs the row id; insert with a placeholder unique to this
+    // transaction, then set it.
+    let placeholder = format!("pending-{alarm_id}-{at}");
+    let id = sqlx::query(
+        "INSERT INTO tickets (number, site, node, channel, cause, source, category, grade, status, title, location, \
+         opened_at, updated_at, alarm_count, last_alarm_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+    )
+    .bind(&placeholder)
+    .bind(&k.site)
+    .bind(&k.node)
+    .bind(&k.channel)
+    .bind(&k.cause)
+    .bind(spec.source)
+    .bind(spec.category)
+    .bind(spec.grade)
+    .bind(INITIAL_STATUS)
+    .bind(&spec.title)
+    .bind(&spec.location)
+    .bind(at)
+    .bind(at)
+    .bind(at)
+    .execute(&mut **tx)
+    .await?
+    .last_insert_rowid();
+    let number = format!(
+        "{}{}-{id:05}",
+        spec.prefix,
+        crate::time::date_cst(at as u64)
+    );
+    sqlx::query("UPDATE tickets SET number = ? WHERE id = ?")
+        .bind(&number)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+    add_event(
+        tx,
+        id,
+        at,
+        "opened",
+        None,
+        Some(INITIAL_STATUS),
+        &format!("opened automatically by alarm #{alarm_id}"),
+    )
+    .await?;
+    Ok(TicketOutcome::Opened { id, number })
+}
+
+async fn add_event(
+    tx: &mut Transaction<'_, Sqlite>,
+    ticket_id: i64,
+    at: i64,
+    action: &str,
+    from: Option<&str>,
+    to: Option<&str>,
+    note: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note) \
+         VALUES (?, ?, 'system', ?, ?, ?, ?)",
+    )
+    .bind(ticket_id)
+    .bind(at)
+    .bind(action)
+    .bind(from)
+    .bind(to)
+    .bind(note)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,68 @@
+//! Wall-clock helpers. The pure core takes time as an argument; only the
+//! shell reads the clock, through [`now_ms`].
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// China Standard Time offset: the users' wall clock.
+const CST_OFFSET_MS: i64 = 8 * 3600 * 1000;
+
+/// RFC 3339 in China Standard Time: `2026-11-23T16:05:09.123+08:00`.
+pub fn rfc3339_cst(ms: u64) -> String {
+    let t = ms as i64 + CST_OFFSET_MS;
+    let (days, rem) = (t.div_euclid(86_400_000), t.rem_euclid(86_400_000));
+    let (y, mo, d) = civil_from_days(days);
+    let (h, mi, s, milli) = (
+        rem / 3_600_000,
+        rem / 60_000 % 60,
+        rem / 1000 % 60,
+        rem % 1000,
+    );
+    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}.{milli:03}+08:00")
+}
+
+/// `YYYYMMDD` in China Standard Time, for ticket numbers.
+pub fn date_cst(ms: u64) -> String {
+    let days = (ms as i64 + CST_OFFSET_MS).div_euclid(86_400_000);
+    let (y, m, d) = civil_from_days(days);
+    format!("{y:04}{m:02}{d:02}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats_china_standard_time() {
+        assert_eq!(rfc3339_cst(0), "1970-01-01T08:00:00.000+08:00");
+        assert_eq!(
+            rfc3339_cst(1_764_000_000_123),
+            "2025-11-25T00:00:00.123+08:00"
+        );
+        assert_eq!(
+            rfc3339_cst(951_782_400_000),
+            "2000-02-29T08:00:00.000+08:00"
+        );
+        assert_eq!(date_cst(1_763_999_999_999), "20251124");
+        assert_eq!(date_cst(1_764_000_000_000), "20251125");
+    }
+}
