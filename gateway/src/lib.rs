@@ -14,6 +14,7 @@ pub mod demo;
 pub mod http;
 pub mod labels;
 pub mod metrics;
+pub mod mosquitto;
 pub mod mqtt;
 pub mod pipeline;
 pub mod runtime;

@@ -40,6 +40,15 @@ enum Command {
     },
     /// Validate a configuration file and print every problem in it.
     CheckConfig { file: PathBuf },
+    /// Print the Mosquitto ACL for a configuration: each node may publish
+    /// only under its own fire/v1/{site}/{node}/.
+    MosquittoAcl {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The gateway's own MQTT username (default: mqtt.username, else fire-gateway).
+        #[arg(long)]
+        gateway_user: Option<String>,
+    },
 }
 
 /// Logs go to stderr (stdout is the demo's duty-desk view). The embedded
@@ -70,6 +79,22 @@ async fn main() -> ExitCode {
             }
             Err(e) => {
                 eprint!("{}: {e}", file.display());
+                ExitCode::from(2)
+            }
+        },
+        Command::MosquittoAcl {
+            config,
+            gateway_user,
+        } => match Config::load(&config) {
+            Ok(c) => {
+                let user = gateway_user
+                    .or(c.mqtt.username.clone())
+                    .unwrap_or_else(|| "fire-gateway".into());
+                print!("{}", gateway::mosquitto::acl(&c, &user));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprint!("{}: {e}", config.display());
                 ExitCode::from(2)
             }
         },

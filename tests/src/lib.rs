@@ -1,1 +1,529 @@
+//! Harness for end-to-end tests against real processes.
+//!
+//! Each test starts its own servers (Mosquitto with `deploy/mosquitto/`'s
+//! configuration, VictoriaMetrics) on free loopback ports in its own
+//! temporary directory, and stops them when dropped. A missing server binary
+//! is a loud failure naming the install command — never a silent skip.
 
+use gateway::config::{BrokerMode, Config, NodeConfig, SiteConfig};
+use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tempfile::TempDir;
+
+/// Finds a server binary or fails naming how to install it.
+pub fn require(bin: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let dirs =
+        std::env::split_paths(&path).chain(["/usr/sbin", "/usr/bin", "/sbin"].map(PathBuf::from));
+    for d in dirs {
+        let p = d.join(bin);
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!(
+        "`{bin}` is not installed: run `apt-get install -y {package}` (./scripts/test installs it)"
+    );
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or_else(|e| panic!("no free port: {e}"))
+}
+
+/// Waits until something accepts connections on `port`, or the process exits.
+fn wait_listening(port: u16, child: &mut Child, what: &str, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "{what} exited with {status} before listening:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        if Instant::now() > deadline {
+            panic!(
+                "{what} did not listen on {port} within 20 s:\n{}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn terminate(child: &mut Child) {
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// Who Mosquitto runs as after dropping root: its data files must be theirs.
+fn mosquitto_owner() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    let line = passwd.lines().find(|l| l.starts_with("mosquitto:"))?;
+    let f: Vec<&str> = line.split(':').collect();
+    Some((f.get(2)?.parse().ok()?, f.get(3)?.parse().ok()?))
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.starts_with(b"0\n"))
+        .unwrap_or(false)
+}
+
+/// A Mosquitto broker with the deployment's configuration.
+pub struct Mosquitto {
+    pub port: u16,
+    dir: TempDir,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    /// Starts Mosquitto with `deploy/mosquitto/mosquitto.conf`, users
+    /// `(name, password)` and the given ACL text.
+    pub fn start(users: &[(&str, &str)], acl: &str) -> Mosquitto {
+        require("mosquitto", "mosquitto");
+        let passwd_tool = require("mosquitto_passwd", "mosquitto");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data).expect("data dir");
+        let passwd = dir.path().join("passwd");
+        std::fs::write(&passwd, "").expect("passwd");
+        for (user, pass) in users {
+            let st = Command::new(&passwd_tool)
+                .arg("-b")
+                .arg(&passwd)
+                .arg(user)
+                .arg(pass)
+                .status()
+                .expect("mosquitto_passwd");
+            assert!(st.success(), "mosquitto_passwd failed for {user}");
+        }
+        let acl_path = dir.path().join("acl");
+        std::fs::write(&acl_path, acl).expect("acl");
+
+        let shipped = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../deploy/mosquitto/mosquitto.conf"
+        );
+        let text = std::fs::read_to_string(shipped).expect("deploy/mosquitto/mosquitto.conf");
+        let mut conf = String::new();
+        for line in text.lines() {
+            let replaced = match line.split_whitespace().next() {
+                Some("persistence_location") => format!("persistence_location {}/", data.display()),
+                Some("password_file") => format!("password_file {}", passwd.display()),
+                Some("acl_file") => format!("acl_file {}", acl_path.display()),
+                Some("listener") => format!("listener {port} 127.0.0.1"),
+                _ => line.to_string(),
+            };
+            conf.push_str(&replaced);
+            conf.push('\n');
+        }
+        let conf_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).expect("conf");
+        if is_root() {
+            // Mosquitto drops root to its own user; it must own its data.
+            if let Some((uid, gid)) = mosquitto_owner() {
+                for p in [dir.path(), &data, &passwd, &acl_path, &conf_path] {
+                    let _ = std::os::unix::fs::chown(p, Some(uid), Some(gid));
+                }
+            }
+        }
+        let mut m = Mosquitto {
+            port,
+            dir,
+            conf: conf_path,
+            child: None,
+        };
+        m.start_again();
+        m
+    }
+
+    /// The broker's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
+    }
+
+    /// Starts the broker (again) on the same port, data and configuration.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = require("mosquitto", "mosquitto");
+        let log_path = self.dir.path().join("mosquitto.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log");
+        let mut child = Command::new(bin)
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        wait_listening(self.port, &mut child, "mosquitto", &log_path);
+        self.child = Some(child);
+    }
+
+    /// Stops the broker with SIGTERM (it saves its persistence database).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.port))
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A VictoriaMetrics single-node server (accepts InfluxDB's `/api/v2/write`).
+pub struct VictoriaMetrics {
+    pub port: u16,
+    _dir: TempDir,
+    child: Child,
+}
+
+impl VictoriaMetrics {
+    pub fn start() -> VictoriaMetrics {
+        Self::start_on(free_port())
+    }
+
+    /// Starts a fresh server (empty storage) on `port`.
+    pub fn start_on(port: u16) -> VictoriaMetrics {
+        let bin = require("victoria-metrics", "victoria-metrics");
+        let dir = tempfile::tempdir().expect("temp dir");
+        let log_path = dir.path().join("vm.log");
+        let log = std::fs::File::create(&log_path).expect("log");
+        let mut child = Command::new(bin)
+            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!(
+                "-storageDataPath={}",
+                dir.path().join("data").display()
+            ))
+            .arg("-retentionPeriod=100y")
+            .arg("-search.latencyOffset=0s")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn victoria-metrics");
+        wait_listening(port, &mut child, "victoria-metrics", &log_path);
+        VictoriaMetrics {
+            port,
+            _dir: dir,
+            child,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Every series matching `selector`, as `/api/v1/export` JSON lines.
+    pub async fn export(&self, selector: &str) -> Vec<serde_json::Value> {
+        let url = format!("{}/api/v1/export", self.url());
+        let body = reqwest::Client::new()
+            .post(url)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("match[]={}", urlencode(selector)))
+            .send()
+            .await
+            .expect("export request")
+            .text()
+            .await
+            .expect("export body");
+        body.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| serde_json::from_str(l).expect("export line"))
+            .collect()
+    }
+}
+
+impl Drop for VictoriaMetrics {
+    fn drop(&mut self) {
+        terminate(&mut self.child);
+    }
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The gateway's MQTT credentials in tests.
+pub const GATEWAY_USER: (&str, &str) = ("fire-gateway", "gw-secret");
+
+/// A gateway configuration against an external broker on `port`, with
+/// sites `home_a` (nodes n01, n02) and `home_b` (n01), data in `dir`.
+pub fn gateway_config(broker_port: u16, dir: &Path) -> Config {
+    let node = |id: &str| NodeConfig {
+        id: id.into(),
+        location: format!("{id} 配电箱"),
+        channels: vec![],
+    };
+    let mut c = Config::default();
+    c.storage.data_dir = dir.to_path_buf();
+    c.mqtt.broker = BrokerMode::External;
+    c.mqtt.host = "127.0.0.1".into();
+    c.mqtt.port = broker_port;
+    c.mqtt.client_id = "fire-gateway-test".into();
+    c.mqtt.username = Some(GATEWAY_USER.0.into());
+    c.mqtt.password = Some(GATEWAY_USER.1.into());
+    c.mqtt.keep_alive_secs = 5;
+    c.sites = vec![
+        SiteConfig {
+            id: "home_a".into(),
+            name: "阳光养老院".into(),
+            nodes: vec![node("n01"), node("n02")],
+        },
+        SiteConfig {
+            id: "home_b".into(),
+            name: "福星敬老院".into(),
+            nodes: vec![node("n01")],
+        },
+    ];
+    c
+}
+
+/// Node credentials for every configured node: `(username, password)`.
+pub fn node_users(c: &Config) -> Vec<(String, String)> {
+    c.sites
+        .iter()
+        .flat_map(|s| {
+            s.nodes
+                .iter()
+                .map(move |n| gateway::mosquitto::node_username(&s.id, &n.id))
+        })
+        .map(|u| {
+            let p = format!("pw-{u}");
+            (u, p)
+        })
+        .collect()
+}
+
+/// Starts Mosquitto with the gateway's and every node's credentials and the
+/// generated ACL, plus `extra` users and ACL text.
+pub fn mosquitto_for(c: &Config, extra_users: &[(&str, &str)], extra_acl: &str) -> Mosquitto {
+    let nodes = node_users(c);
+    let mut users: Vec<(&str, &str)> = nodes
+        .iter()
+        .map(|(u, p)| (u.as_str(), p.as_str()))
+        .collect();
+    users.push(GATEWAY_USER);
+    users.extend_from_slice(extra_users);
+    let acl = format!(
+        "{}\n{extra_acl}\n",
+        gateway::mosquitto::acl(c, GATEWAY_USER.0)
+    );
+    Mosquitto::start(&users, &acl)
+}
+
+/// Starts an in-process gateway with its HTTP API on a free port.
+pub async fn start_gateway(c: Config) -> gateway::app::Running {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    gateway::app::start(c, listener)
+        .await
+        .unwrap_or_else(|e| panic!("gateway start: {e}"))
+}
+
+/// An MQTT client playing a node (or a hostile peer): persistent session,
+/// fixed client id, QoS 1. Counts PUBACKs received.
+pub struct MqttPeer {
+    pub client: AsyncClient,
+    pub acked: Arc<AtomicU64>,
+    driver: tokio::task::JoinHandle<()>,
+}
+
+impl MqttPeer {
+    /// Connects as `user` with client id `client_id`; with `will`, registers
+    /// the node's Last Will on `will` (a status topic).
+    pub async fn connect(
+        broker: SocketAddr,
+        client_id: &str,
+        user: (&str, &str),
+        will: Option<String>,
+    ) -> MqttPeer {
+        let mut o = MqttOptions::new(client_id, broker.ip().to_string(), broker.port());
+        o.set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_credentials(user.0, user.1)
+            .set_max_packet_size(2 * 1024 * 1024, 2 * 1024 * 1024);
+        if let Some(topic) = will {
+            o.set_last_will(LastWill::new(
+                topic,
+                wire::encode_vec(&wire::Status::offline()).unwrap_or_default(),
+                QoS::AtLeastOnce,
+                true,
+            ));
+        }
+        let (client, mut eventloop) = AsyncClient::new(o, 10_000);
+        let acked = Arc::new(AtomicU64::new(0));
+        let (tx, rx) = tokio::sync::oneshot::channel::<Result<(), String>>();
+        let counter = acked.clone();
+        let driver = tokio::spawn(async move {
+            let mut tx = Some(tx);
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(a))) => {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(if a.code == rumqttc::ConnectReturnCode::Success {
+                                Ok(())
+                            } else {
+                                Err(format!("{:?}", a.code))
+                            });
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                    }
+                    Ok(Event::Outgoing(Outgoing::Disconnect)) => break,
+                    Ok(_) => {}
+                    Err(e) => {
+                        if let Some(tx) = tx.take() {
+                            let _ = tx.send(Err(e.to_string()));
+                            break;
+                        }
+                        // Broker restart: keep polling, rumqttc reconnects and
+                        // resends what was not acknowledged.
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                }
+            }
+        });
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(Ok(()))) => {}
+            other => panic!("MQTT peer {client_id} could not connect: {other:?}"),
+        }
+        MqttPeer {
+            client,
+            acked,
+            driver,
+        }
+    }
+
+    /// Publishes with QoS 1.
+    pub async fn publish(&self, topic: &str, payload: Vec<u8>, retain: bool) {
+        self.client
+            .publish(topic, QoS::AtLeastOnce, retain, payload)
+            .await
+            .expect("publish queued");
+    }
+
+    /// Waits until `n` publishes in all have been acknowledged by the broker.
+    pub async fn wait_acked(&self, n: u64, within: Duration) {
+        let acked = self.acked.clone();
+        wait_until(within, &format!("{n} PUBACKs"), || {
+            acked.load(Ordering::SeqCst) >= n
+        })
+        .await;
+    }
+
+    /// Drops the connection without DISCONNECT, as a node losing power
+    /// would: the broker then publishes the Last Will.
+    pub fn cut(self) {
+        self.driver.abort();
+    }
+
+    /// Disconnects cleanly.
+    pub async fn disconnect(self) {
+        let _ = self.client.disconnect().await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.driver).await;
+    }
+}
+
+/// Waits until `cond` holds, checking every 10 ms; fails naming `what`.
+pub async fn wait_until(within: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond() {
+        if tokio::time::Instant::now() > deadline {
+            panic!("timed out after {within:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A telemetry payload.
+pub fn telemetry(
+    boot: u32,
+    seq: u32,
+    ts: u64,
+    readings: &[(&str, wire::Quantity, i32, wire::ChannelStatus)],
+) -> Vec<u8> {
+    let mut t = wire::Telemetry {
+        boot,
+        seq,
+        ts,
+        ch: Default::default(),
+    };
+    for (id, q, v, s) in readings {
+        let r = wire::Reading {
+            id: wire::ChannelId::new(id).expect("channel id"),
+            q: *q,
+            v: *v,
+            s: *s,
+        };
+        t.ch.push(r).expect("channel count");
+    }
+    wire::encode_vec(&t).expect("encode")
+}
+
+/// GETs a JSON document from the gateway's API.
+pub async fn get_json(base: SocketAddr, path: &str) -> serde_json::Value {
+    let resp = reqwest::get(format!("http://{base}{path}"))
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"));
+    assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
+    let text = resp.text().await.expect("body");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"))
+}
+
+/// GETs `/metrics` text.
+pub async fn get_text(base: SocketAddr, path: &str) -> String {
+    reqwest::get(format!("http://{base}{path}"))
+        .await
+        .expect("GET")
+        .text()
+        .await
+        .expect("body")
+}

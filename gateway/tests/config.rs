@@ -1,0 +1,78 @@
+//! Configuration loading: the shipped sample is valid, and a bad file gets
+//! every problem at once, each with its path.
+
+use gateway::config::Config;
+
+#[test]
+fn shipped_sample_config_is_valid() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/gateway.toml");
+    let c = Config::load(std::path::Path::new(path)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.sites.len(), 2);
+    assert!(c.sink.is_some());
+}
+
+#[test]
+fn every_problem_is_reported_at_once_with_its_path() {
+    let text = r#"
+        [mqtt]
+        brokr = "external"
+        keep_alive_secs = 1
+        [sink]
+        url = "ftp://x"
+        batch_size = 0
+        [rules.plasma]
+        alarm = 1
+        [rules.residual_current]
+        pre_alarm = 600
+        alarm = 500
+        [[sites]]
+        id = "Home A"
+        [[sites]]
+        id = "ok"
+          [[sites.nodes]]
+          id = "n01"
+          [[sites.nodes]]
+          id = "n01"
+          locaton = "typo"
+            [[sites.nodes.channels]]
+            id = "rc-1"
+            quantity = "residual_current"
+            alarm = 5000
+    "#;
+    let err = Config::from_toml(text).expect_err("invalid");
+    let got: Vec<String> = err.0.iter().map(|i| i.to_string()).collect();
+    let want = [
+        "mqtt.brokr: unknown key",
+        "sites[1].nodes[1].locaton: unknown key",
+        "mqtt.keep_alive_secs: must be at least 5",
+        "sink.url: must be an http:// or https:// URL",
+        "sink.batch_size: must be at least 1",
+        "rules.plasma: unknown quantity",
+        "rules.residual_current: the pre-alarm setpoint must be reached before the alarm setpoint (below it for a high rule, above it for a low rule)",
+        "sites[0].id: must match [a-z0-9_-]{1,32}",
+        "sites[1].nodes[1].id: duplicate node id \"n01\"",
+        "sites[1].nodes[1].channels[0].id: must match [a-z0-9_]{1,16}",
+        "sites[1].nodes[1].channels[0].alarm: 5000 mA is outside the allowed 100–1000 for residual_current",
+    ];
+    for w in want {
+        assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");
+    }
+    assert_eq!(got.len(), want.len(), "{got:#?}");
+}
+
+#[test]
+fn syntax_and_type_errors_name_the_place() {
+    let err = Config::from_toml("[http]\nlisten = 8080\n").expect_err("wrong type");
+    let msg = err.to_string();
+    assert!(msg.contains("listen") || msg.contains("line 2"), "{msg}");
+    let err = Config::from_toml("[http\n").expect_err("bad toml");
+    assert!(err.to_string().contains("line 1"), "{err}");
+}
+
+#[test]
+fn empty_file_means_embedded_defaults() {
+    let c = Config::from_toml("").unwrap();
+    assert_eq!(c.mqtt.broker, gateway::config::BrokerMode::Embedded);
+    assert!(c.sink.is_none());
+    assert_eq!(c.storage.database_url(), "sqlite://./data/gateway.db");
+}
