@@ -1,0 +1,152 @@
+//! The `gateway` binary: `check-config` reports every problem and exits 2;
+//! `run` on embedded defaults serves its API, ingests over its in-process
+//! broker, and stops cleanly on SIGTERM.
+
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn check_config_lists_every_problem_and_exits_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(
+        &file,
+        "[mqtt]\nbrokr = 1\n[[sites]]\nid = \"A\"\n[[sites.nodes]]\nid = \"n 1\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("check-config")
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "3 problem(s)",
+        "mqtt.brokr: unknown key",
+        "sites[0].id: must match",
+        "sites[0].nodes[0].id: must match",
+    ] {
+        assert!(err.contains(want), "missing {want:?} in {err}");
+    }
+    let good = concat!(env!("CARGO_MANIFEST_DIR"), "/../deploy/gateway.toml");
+    let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("check-config")
+        .arg(good)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn http_get(port: u16, path: &str) -> Option<String> {
+    use std::io::Write;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    Some(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (http, mqtt) = (free_port(), free_port());
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n[mqtt]\nembedded_listen = \"127.0.0.1:{mqtt}\"\n\
+             [[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .arg("run")
+        .arg("--config")
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while http_get(http, "/healthz").is_none_or(|b| !b.contains("\"status\":\"ok\"")) {
+        assert!(Instant::now() < deadline, "gateway did not become healthy");
+        assert!(child.try_wait().unwrap().is_none(), "gateway exited early");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A node publishes over the in-process broker.
+    let node = gateway::demo::SimNode {
+        site: wire::SiteId::new("home_a").unwrap(),
+        node: wire::NodeId::new("n01").unwrap(),
+        boot: 1,
+        channels: vec![gateway::demo::SimChannel {
+            id: "rc1",
+            quantity: wire::Quantity::ResidualCurrent,
+            profile: gateway::demo::Profile::Steady {
+                base: 700,
+                noise: 0,
+            },
+        }],
+        period: Duration::from_millis(50),
+    };
+    let stop = tokio_util::sync::CancellationToken::new();
+    let sim = tokio::spawn(node.run(
+        std::net::SocketAddr::from(([127, 0, 0, 1], mqtt)),
+        stop.clone(),
+    ));
+    while http_get(http, "/api/v1/tickets").is_none_or(|b| !b.contains("YH")) {
+        assert!(
+            Instant::now() < deadline,
+            "no ticket from the simulated node"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.cancel();
+    let _ = sim.await;
+
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "gateway did not stop on SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let mut log = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut log)
+        .unwrap();
+    assert!(status.success(), "exit {status}: {log}");
+    assert!(
+        log.contains("pipeline drained") && log.contains("gateway stopped"),
+        "{log}"
+    );
+}
