@@ -149,6 +149,8 @@ pub struct SinkConfig {
     pub max_backlog: usize,
     /// Per-request timeout.
     pub timeout_ms: u64,
+    /// Longest wait between retries of a failed write (backoff doubles from 500 ms).
+    pub retry_max_ms: u64,
 }
 
 impl Default for SinkConfig {
@@ -162,6 +164,7 @@ impl Default for SinkConfig {
             flush_interval_ms: 1000,
             max_backlog: 1_000_000,
             timeout_ms: 10_000,
+            retry_max_ms: 30_000,
         }
     }
 }
@@ -401,6 +404,9 @@ impl Config {
             }
             if sink.batch_size == 0 {
                 issue("sink.batch_size".into(), "must be at least 1".into());
+            }
+            if sink.retry_max_ms < 500 {
+                issue("sink.retry_max_ms".into(), "must be at least 500".into());
             }
             if sink.max_backlog < sink.batch_size {
                 issue(

@@ -30,6 +30,7 @@ pub struct Metrics {
     pub messages_received: AtomicU64,
     pub readings_accepted: AtomicU64,
     pub readings_late: AtomicU64,
+    pub clock_ahead: AtomicU64,
     pub seq_gaps: AtomicU64,
     pub alarms_raised: AtomicU64,
     pub alarms_cleared: AtomicU64,

@@ -41,6 +41,10 @@ struct DropLog {
 
 const DROP_LOG_INTERVAL_MS: u64 = 60_000;
 
+/// A sample stamped further ahead of the gateway's clock than this comes
+/// from a node whose clock is wrong: its arrival time is used instead.
+pub const MAX_CLOCK_AHEAD_MS: u64 = 5 * 60 * 1000;
+
 impl DropLog {
     fn log(&mut self, source: &str, reason: &str, detail: &str, now: u64) {
         if self.last.len() > 10_000 {
@@ -209,7 +213,22 @@ impl Pipeline {
                 .readings_late
                 .fetch_add(t.ch.len() as u64, Ordering::Relaxed);
         }
-        let at = if t.ts == 0 { now } else { t.ts };
+        // No wall clock on the node (ts 0), or a clock running ahead: stamp
+        // arrival time. Old timestamps are legitimate (backfill after an outage).
+        let at = if t.ts == 0 {
+            now
+        } else if t.ts > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            inc(&self.metrics.clock_ahead);
+            self.drops.log(
+                &format!("{}/{}", topic.site, topic.node),
+                "clock_ahead",
+                "timestamp in the future; arrival time used",
+                now,
+            );
+            now
+        } else {
+            t.ts
+        };
         self.metrics
             .readings_accepted
             .fetch_add(t.ch.len() as u64, Ordering::Relaxed);

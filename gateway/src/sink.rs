@@ -193,9 +193,9 @@ async fn post(
     }
 }
 
-/// Backoff for attempt `n` (0-based): 0.5 s doubling to 30 s, with ±25 % jitter.
-pub fn backoff(n: u32, jitter_seed: u64) -> Duration {
-    let base = 500u64.saturating_mul(1 << n.min(6)).min(30_000);
+/// Backoff for attempt `n` (0-based): 0.5 s doubling up to `max_ms`, with ±25 % jitter.
+pub fn backoff(n: u32, max_ms: u64, jitter_seed: u64) -> Duration {
+    let base = 500u64.saturating_mul(1 << n.min(16)).min(max_ms.max(1));
     let spread = base / 2;
     let jitter = if spread == 0 { 0 } else { jitter_seed % spread };
     Duration::from_millis(base - spread / 2 + jitter)
@@ -232,7 +232,7 @@ async fn writer(config: SinkConfig, shared: Arc<Shared>, shutdown: CancellationT
     loop {
         if !stopping && !more {
             let wait = if failures > 0 {
-                backoff(failures - 1, jitter_seed())
+                backoff(failures - 1, config.retry_max_ms, jitter_seed())
             } else {
                 interval
             };
@@ -390,12 +390,14 @@ mod tests {
 
     #[test]
     fn backoff_grows_is_capped_and_jittered() {
-        assert!((375..625).contains(&(backoff(0, 0).as_millis() as u64)));
-        assert!((375..625).contains(&(backoff(0, u64::MAX).as_millis() as u64)));
-        assert!(backoff(3, 7) > backoff(1, 7));
+        assert!((375..625).contains(&(backoff(0, 30_000, 0).as_millis() as u64)));
+        assert!((375..625).contains(&(backoff(0, 30_000, u64::MAX).as_millis() as u64)));
+        assert!(backoff(3, 30_000, 7) > backoff(1, 30_000, 7));
         for seed in [0, 1, 12345, u64::MAX] {
-            let b = backoff(40, seed).as_millis() as u64;
+            let b = backoff(40, 30_000, seed).as_millis() as u64;
             assert!((22_500..=37_500).contains(&b), "{b}");
+            let b = backoff(40, 1000, seed).as_millis() as u64;
+            assert!((750..=1250).contains(&b), "{b}");
         }
     }
 

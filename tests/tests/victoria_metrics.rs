@@ -50,6 +50,7 @@ async fn every_reading_reaches_victoria_metrics_through_an_outage() {
         batch_size: 50,
         flush_interval_ms: 100,
         timeout_ms: 2000,
+        retry_max_ms: 1000,
         ..Default::default()
     });
     let gw = start_gateway(config.clone()).await;
@@ -166,5 +167,42 @@ async fn every_reading_reaches_victoria_metrics_through_an_outage() {
     assert_eq!(after.len(), 50, "readings written after the outage");
     assert!(after.values().all(|v| *v == 111));
     assert_eq!(gw.metrics.sink_lines_dropped.load(Ordering::Relaxed), 0);
+
+    // Shutdown flushes what the sink holds: readings handled just before
+    // the stop are in the TSDB afterwards.
+    for seq in 200..220u32 {
+        peer.publish(
+            &topic,
+            telemetry(
+                4,
+                seq,
+                T0 + u64::from(seq) * 1000,
+                &[("rc1", Quantity::ResidualCurrent, 222, ChannelStatus::Ok)],
+            ),
+            false,
+        )
+        .await;
+    }
+    wait_until(Duration::from_secs(20), "20 more readings handled", || {
+        gw.metrics.readings_accepted.load(Ordering::Relaxed) >= 670
+    })
+    .await;
+    let metrics = gw.metrics.clone();
     gw.shutdown().await;
+    assert_eq!(
+        metrics.sink_backlog.load(Ordering::Relaxed),
+        0,
+        "nothing left unwritten"
+    );
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut flushed = exported(&vm2).await;
+    while flushed.len() < 70 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        flushed = exported(&vm2).await;
+    }
+    assert_eq!(
+        flushed.values().filter(|v| **v == 222).count(),
+        20,
+        "flushed on shutdown"
+    );
 }
