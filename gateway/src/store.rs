@@ -243,15 +243,7 @@ impl Store {
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
         let mut tx = self.pool.begin().await?;
         let k = &a.key;
-        let existing: Option<(i64, Option<i64>)> = sqlx::query_as(
-            "SELECT id, ticket_id FROM alarms WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
-        )
-        .bind(&k.site)
-        .bind(&k.node)
-        .bind(&k.channel)
-        .bind(&k.cause)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let existing = standing_alarm(&mut tx, k).await?;
         let at = a.at as i64;
         let (alarm_id, linked) = match existing {
             Some((id, ticket_id)) => {
@@ -327,16 +319,9 @@ impl Store {
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
         let mut tx = self.pool.begin().await?;
-        let id: Option<i64> = sqlx::query_scalar(
-            "SELECT id FROM alarms WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
-        )
-        .bind(&key.site)
-        .bind(&key.node)
-        .bind(&key.channel)
-        .bind(&key.cause)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(id) = id else { return Ok(None) };
+        let Some((id, _)) = standing_alarm(&mut tx, key).await? else {
+            return Ok(None);
+        };
         let at = at as i64;
         sqlx::query(
             "UPDATE alarms SET state = ?, value = COALESCE(?, value), updated_at = ?, \
@@ -470,6 +455,22 @@ impl Store {
         .await?;
         Ok(Some((ticket, events, alarms)))
     }
+}
+
+/// The standing (not cleared) alarm for `key`: its id and linked ticket.
+async fn standing_alarm(
+    tx: &mut Transaction<'_, Sqlite>,
+    k: &AlarmKey,
+) -> Result<Option<(i64, Option<i64>)>, StoreError> {
+    Ok(sqlx::query_as(
+        "SELECT id, ticket_id FROM alarms WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
+    )
+    .bind(&k.site)
+    .bind(&k.node)
+    .bind(&k.channel)
+    .bind(&k.cause)
+    .fetch_optional(&mut **tx)
+    .await?)
 }
 
 async fn alarm_by_id(tx: &mut Transaction<'_, Sqlite>, id: i64) -> Result<AlarmRow, StoreError> {

@@ -2,6 +2,8 @@
 //! `run` on embedded defaults serves its API, ingests over its in-process
 //! broker, and stops cleanly on SIGTERM.
 
+mod common;
+
 use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -124,19 +126,7 @@ async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
     stop.cancel();
     let _ = sim.await;
 
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "gateway did not stop on SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = common::sigterm_and_wait(&mut child, Duration::from_secs(15));
     let mut log = String::new();
     child
         .stderr

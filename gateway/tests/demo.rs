@@ -1,6 +1,8 @@
 //! The README's first command: `gateway demo` shows an alarm and the hazard
 //! ticket it opened within 60 s, on embedded defaults, and stops cleanly.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::mpsc;
@@ -66,18 +68,6 @@ fn demo_shows_an_alarm_and_its_ticket_within_60_s() {
     let url = url.expect("the demo prints the tickets URL");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
-    Command::new("kill")
-        .arg("-TERM")
-        .arg(child.id().to_string())
-        .status()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "demo exited with {status}");
-            break;
-        }
-        assert!(Instant::now() < deadline, "demo did not stop on SIGTERM");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let status = common::sigterm_and_wait(&mut child, Duration::from_secs(15));
+    assert!(status.success(), "demo exited with {status}");
 }

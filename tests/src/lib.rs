@@ -258,7 +258,10 @@ impl VictoriaMetrics {
         let body = reqwest::Client::new()
             .post(url)
             .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!("match[]={}", urlencode(selector)))
+            .body(format!(
+                "match[]={}",
+                gateway::sink::percent_encode(selector)
+            ))
             .send()
             .await
             .expect("export request")
@@ -276,17 +279,6 @@ impl Drop for VictoriaMetrics {
     fn drop(&mut self) {
         terminate(&mut self.child);
     }
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// The gateway's MQTT credentials in tests.
@@ -526,4 +518,42 @@ pub async fn get_text(base: SocketAddr, path: &str) -> String {
         .text()
         .await
         .expect("body")
+}
+
+/// A gateway running in-process against a Mosquitto of its own.
+pub struct Stack {
+    pub broker: Mosquitto,
+    pub config: Config,
+    pub gw: gateway::app::Running,
+    /// The gateway's data directory, removed when the stack is dropped.
+    pub dir: TempDir,
+}
+
+/// Starts Mosquitto (the gateway's and every node's credentials, the
+/// generated ACL, plus `extra_users` and `extra_acl`) and a gateway
+/// configured by [`gateway_config`] and then `configure`, and waits until
+/// the gateway has connected.
+pub async fn stack(
+    extra_users: &[(&str, &str)],
+    extra_acl: &str,
+    configure: impl FnOnce(&mut Config),
+) -> Stack {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = mosquitto_for(&gateway_config(0, dir.path()), extra_users, extra_acl);
+    let mut config = gateway_config(broker.port, dir.path());
+    configure(&mut config);
+    let gw = start_gateway(config.clone()).await;
+    let metrics = gw.metrics.clone();
+    wait_until(
+        Duration::from_secs(20),
+        "the gateway connected to Mosquitto",
+        || metrics.mqtt_connections.load(Ordering::Relaxed) > 0,
+    )
+    .await;
+    Stack {
+        broker,
+        config,
+        gw,
+        dir,
+    }
 }

@@ -10,10 +10,12 @@ use wire::{ChannelStatus, Quantity};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn broker_restart_loses_no_qos1_reading() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut broker = mosquitto_for(&gateway_config(0, dir.path()), &[], "");
-    let config = gateway_config(broker.port, dir.path());
-    let gw = start_gateway(config.clone()).await;
+    let Stack {
+        mut broker,
+        config,
+        gw,
+        dir: _dir,
+    } = stack(&[], "", |_| {}).await;
     wait_until(Duration::from_secs(20), "gateway connected", || {
         gw.metrics.mqtt_connections.load(Ordering::Relaxed) > 0
     })

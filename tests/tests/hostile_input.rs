@@ -19,11 +19,19 @@ fn reading(id: &str, q: &str, v: &str, s: &str) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn garbage_is_counted_by_reason_and_valid_telemetry_keeps_flowing() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = gateway_config(0, dir.path());
-    let broker = mosquitto_for(&config, &[FUZZER], "user fuzzer\ntopic write fire/v1/#\n");
-    let config = gateway_config(broker.port, dir.path());
-    let gw = start_gateway(config.clone()).await;
+    let Stack {
+        broker,
+        config,
+        gw,
+        dir: _dir,
+    } = stack(
+        &[FUZZER],
+        "user fuzzer
+topic write fire/v1/#
+",
+        |_| {},
+    )
+    .await;
     wait_until(Duration::from_secs(20), "gateway connected", || {
         gw.metrics.mqtt_connections.load(Ordering::Relaxed) > 0
     })

@@ -22,18 +22,13 @@ async fn next_event(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn telemetry_over_mosquitto_raises_alarm_and_opens_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = mosquitto_for(&gateway_config(0, dir.path()), &[], "");
-    let config = gateway_config(broker.port, dir.path());
-    let gw = start_gateway(config.clone()).await;
+    let Stack {
+        broker,
+        config,
+        gw,
+        dir: _dir,
+    } = stack(&[], "", |_| {}).await;
     let mut events = gw.events.subscribe();
-    wait_until(WAIT, "gateway connected", || {
-        gw.metrics
-            .mqtt_connections
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-    })
-    .await;
 
     let users = node_users(&config);
     let (user, pass) = &users[0];

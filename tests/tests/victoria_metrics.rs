@@ -41,23 +41,21 @@ async fn exported(vm: &VictoriaMetrics) -> BTreeMap<(String, String, String, Str
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_reading_reaches_victoria_metrics_through_an_outage() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = mosquitto_for(&gateway_config(0, dir.path()), &[], "");
     let vm = VictoriaMetrics::start();
-    let mut config = gateway_config(broker.port, dir.path());
-    config.sink = Some(SinkConfig {
+    let sink = SinkConfig {
         url: vm.url(),
         batch_size: 50,
         flush_interval_ms: 100,
         timeout_ms: 2000,
         retry_max_ms: 1000,
         ..Default::default()
-    });
-    let gw = start_gateway(config.clone()).await;
-    wait_until(Duration::from_secs(20), "gateway connected", || {
-        gw.metrics.mqtt_connections.load(Ordering::Relaxed) > 0
-    })
-    .await;
+    };
+    let Stack {
+        broker,
+        config,
+        gw,
+        dir: _dir,
+    } = stack(&[], "", |c| c.sink = Some(sink)).await;
 
     let users = node_users(&config);
     let mut expected = BTreeMap::new();
