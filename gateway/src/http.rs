@@ -39,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tickets/{id}", get(ticket))
         .route("/api/v1/sites", get(sites))
         .route("/api/v1/events", get(events))
+        .route("/api/v1/openapi.json", get(openapi))
         .with_state(state)
 }
 
@@ -60,6 +61,13 @@ impl From<crate::store::StoreError> for ApiError {
             "数据库暂不可用，请稍后重试".into(),
         )
     }
+}
+
+/// The OpenAPI document of this API, embedded at build time.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
 }
 
 async fn healthz(State(s): State<AppState>) -> Response {
