@@ -323,6 +323,7 @@ impl Pipeline {
                     setpoint: Some(setpoint),
                     at,
                     key,
+                    suppressed: false,
                 };
                 (input, ticket)
             }
@@ -359,6 +360,7 @@ impl Pipeline {
                     setpoint: None,
                     at,
                     key,
+                    suppressed: false,
                 };
                 inc(&self.metrics.faults_raised);
                 (input, Some(ticket))
@@ -373,6 +375,7 @@ impl Pipeline {
                     setpoint: None,
                     at,
                     key,
+                    suppressed: false,
                 };
                 (input, None)
             }

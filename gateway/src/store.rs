@@ -47,6 +47,47 @@ pub struct AlarmInput {
     pub value: Option<i32>,
     pub setpoint: Option<i32>,
     pub at: u64,
+    /// Raised while its root cause stands (node offline, supply failure,
+    /// site uplink lost): recorded, shown as suppressed, no ticket.
+    pub suppressed: bool,
+}
+
+/// One rule transition for the append-only alarm log.
+#[derive(Debug, Clone)]
+pub struct LogEntry<'a> {
+    pub at: u64,
+    pub key: &'a AlarmKey,
+    /// `raised`, `cleared`, `fault_raised`, `offline`, `uplink_lost`, …
+    pub transition: &'static str,
+    pub level: Option<&'static str>,
+    pub value: Option<i32>,
+    /// `notify`, `suppressed` or `flapping`.
+    pub disposition: &'static str,
+}
+
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct AlarmLogRow {
+    pub id: i64,
+    pub at: i64,
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub cause: String,
+    pub transition: String,
+    pub level: Option<String>,
+    pub value: Option<i64>,
+    pub disposition: String,
+}
+
+/// A recorded change of rule settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct RuleChangeRow {
+    pub id: i64,
+    pub at: i64,
+    pub actor: String,
+    pub scope: String,
+    pub old: Option<String>,
+    pub new: Option<String>,
 }
 
 /// What a ticket opened for an alarm looks like.
@@ -93,6 +134,8 @@ pub struct AlarmRow {
     pub acked_at: Option<i64>,
     pub acked_by: Option<String>,
     pub ticket_id: Option<i64>,
+    pub suppressed: bool,
+    pub flapping: bool,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -164,7 +207,7 @@ pub const INITIAL_STATUS: &str = "pending_registration";
 
 const ALARM_COLUMNS: &str =
     "id, site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-     raised_at, updated_at, cleared_at, acked_at, acked_by, ticket_id";
+     raised_at, updated_at, cleared_at, acked_at, acked_by, ticket_id, suppressed, flapping";
 const TICKET_COLUMNS: &str =
     "id, number, site, node, channel, cause, source, category, grade, status, title, \
      location, opened_at, updated_at, closed_at, alarm_count, last_alarm_at";
@@ -250,7 +293,7 @@ impl Store {
                 sqlx::query(
                     "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
                      peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
-                     updated_at = ? WHERE id = ?",
+                     suppressed = suppressed AND ?, updated_at = ? WHERE id = ?",
                 )
                 .bind(a.level)
                 .bind(a.value)
@@ -258,6 +301,7 @@ impl Store {
                 .bind(a.value)
                 .bind(a.value)
                 .bind(a.value)
+                .bind(a.suppressed)
                 .bind(at)
                 .bind(id)
                 .execute(&mut *tx)
@@ -267,7 +311,7 @@ impl Store {
             None => {
                 let id = sqlx::query(
                     "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                     raised_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?)",
+                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(&k.site)
                 .bind(&k.node)
@@ -281,6 +325,7 @@ impl Store {
                 .bind(a.value)
                 .bind(at)
                 .bind(at)
+                .bind(a.suppressed)
                 .execute(&mut *tx)
                 .await?
                 .last_insert_rowid();
@@ -362,6 +407,204 @@ impl Store {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Appends a rule transition to the alarm log.
+    pub async fn log_transition(&self, e: &LogEntry<'_>) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at as i64)
+        .bind(&e.key.site)
+        .bind(&e.key.node)
+        .bind(&e.key.channel)
+        .bind(&e.key.cause)
+        .bind(e.transition)
+        .bind(e.level)
+        .bind(e.value)
+        .bind(e.disposition)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// The alarm log of a site (and node), newest first.
+    pub async fn alarm_log(
+        &self,
+        site: &str,
+        node: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AlarmLogRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, site, node, channel, cause, transition, level, value, disposition FROM alarm_log \
+             WHERE site = ? AND (? IS NULL OR node = ?) ORDER BY id DESC LIMIT ?",
+        )
+        .bind(site)
+        .bind(node)
+        .bind(node)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Marks the standing alarm for `key` as flapping or not.
+    pub async fn set_flapping(
+        &self,
+        key: &AlarmKey,
+        flapping: bool,
+        at: u64,
+    ) -> Result<Option<AlarmRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let Some((id, _)) = standing_alarm(&mut tx, key).await? else {
+            return Ok(None);
+        };
+        sqlx::query("UPDATE alarms SET flapping = ?, updated_at = ? WHERE id = ?")
+            .bind(flapping)
+            .bind(at as i64)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let row = alarm_by_id(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(Some(row))
+    }
+
+    /// Standing alarms of a node (or, with `node` empty, of a site's
+    /// node-level causes) that were raised suppressed.
+    pub async fn suppressed_standing(
+        &self,
+        site: &str,
+        node: Option<&str>,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND (? IS NULL OR node = ?) \
+             AND state <> 'cleared' AND suppressed = 1 ORDER BY id"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(site)
+            .bind(node)
+            .bind(node)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Lifts the suppression of a standing alarm once its root cause has
+    /// gone; with a ticket spec, links it to a ticket as a new raise would.
+    pub async fn unsuppress(
+        &self,
+        id: i64,
+        ticket: Option<&TicketSpec>,
+        at: u64,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("UPDATE alarms SET suppressed = 0, updated_at = ? WHERE id = ?")
+            .bind(at as i64)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        let row = alarm_by_id(&mut tx, id).await?;
+        let key = AlarmKey {
+            site: row.site.clone(),
+            node: row.node.clone(),
+            channel: row.channel.clone(),
+            cause: row.cause.clone(),
+        };
+        let outcome = match (ticket, row.ticket_id) {
+            (Some(spec), None) => {
+                let o = open_or_attach(&mut tx, &key, spec, id, at as i64).await?;
+                if let TicketOutcome::Opened { id: t, .. } | TicketOutcome::Attached { id: t, .. } =
+                    &o
+                {
+                    sqlx::query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
+                        .bind(t)
+                        .bind(id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                Some(o)
+            }
+            _ => None,
+        };
+        let row = alarm_by_id(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok((row, outcome))
+    }
+
+    /// Compares the rule settings in force with those last recorded and
+    /// records every difference as a change by `actor` (审计). Returns the
+    /// changes recorded.
+    pub async fn sync_rule_settings(
+        &self,
+        settings: &std::collections::BTreeMap<String, String>,
+        actor: &str,
+        at: u64,
+    ) -> Result<Vec<RuleChangeRow>, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let old: Vec<(String, String)> =
+            sqlx::query_as("SELECT scope, settings FROM rule_settings")
+                .fetch_all(&mut *tx)
+                .await?;
+        let old: std::collections::BTreeMap<String, String> = old.into_iter().collect();
+        let mut changes = Vec::new();
+        let scopes: std::collections::BTreeSet<&String> =
+            old.keys().chain(settings.keys()).collect();
+        for scope in scopes {
+            let (before, after) = (old.get(scope), settings.get(scope));
+            if before == after {
+                continue;
+            }
+            let id = sqlx::query(
+                "INSERT INTO rule_changes (at, actor, scope, old, new) VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(at as i64)
+            .bind(actor)
+            .bind(scope)
+            .bind(before)
+            .bind(after)
+            .execute(&mut *tx)
+            .await?
+            .last_insert_rowid();
+            match after {
+                Some(new) => {
+                    sqlx::query(
+                        "INSERT INTO rule_settings (scope, settings, updated_at) VALUES (?, ?, ?) \
+                         ON CONFLICT (scope) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
+                    )
+                    .bind(scope)
+                    .bind(new)
+                    .bind(at as i64)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    sqlx::query("DELETE FROM rule_settings WHERE scope = ?")
+                        .bind(scope)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+            }
+            changes.push(RuleChangeRow {
+                id,
+                at: at as i64,
+                actor: actor.to_string(),
+                scope: scope.clone(),
+                old: before.cloned(),
+                new: after.cloned(),
+            });
+        }
+        tx.commit().await?;
+        Ok(changes)
+    }
+
+    /// Recorded rule changes, newest first.
+    pub async fn rule_changes(&self, limit: i64) -> Result<Vec<RuleChangeRow>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, scope, old, new FROM rule_changes ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Standing alarms, newest first; `limit` caps the list.

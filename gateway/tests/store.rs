@@ -22,6 +22,7 @@ fn alarm(ch: &str, value: i32, at: u64) -> AlarmInput {
         value: Some(value),
         setpoint: Some(500),
         at,
+        suppressed: false,
     }
 }
 
@@ -210,4 +211,102 @@ async fn the_audit_trail_cannot_be_rewritten() {
         .execute(&pool)
         .await;
     assert!(del.unwrap_err().to_string().contains("append-only"));
+}
+
+#[tokio::test]
+async fn suppressed_alarms_get_their_ticket_when_the_root_cause_clears() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let mut a = alarm("rc1", 620, T0);
+    a.suppressed = true;
+    let (row, out) = store.raise(&a, None).await.unwrap();
+    assert!(row.suppressed && row.ticket_id.is_none() && out.is_none());
+    let standing = store
+        .suppressed_standing("home_a", Some("n01"))
+        .await
+        .unwrap();
+    assert_eq!(standing.iter().map(|r| r.id).collect::<Vec<_>>(), [row.id]);
+    let (row, out) = store
+        .unsuppress(row.id, Some(&spec()), T0 + 10)
+        .await
+        .unwrap();
+    assert!(!row.suppressed);
+    assert!(matches!(out, Some(TicketOutcome::Opened { .. })), "{out:?}");
+    assert!(store
+        .suppressed_standing("home_a", None)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn rule_changes_are_recorded_once_and_cannot_be_rewritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_store(&dir).await;
+    let mut settings = std::collections::BTreeMap::new();
+    settings.insert(
+        "home_a/n01/rc1 residual_current".to_string(),
+        r#"{"alarm":500}"#.to_string(),
+    );
+    let first = store
+        .sync_rule_settings(&settings, "config:gateway.toml", T0)
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].old, None);
+    assert!(
+        store
+            .sync_rule_settings(&settings, "config:gateway.toml", T0 + 1)
+            .await
+            .unwrap()
+            .is_empty(),
+        "unchanged"
+    );
+    settings.insert(
+        "home_a/n01/rc1 residual_current".to_string(),
+        r#"{"alarm":400}"#.to_string(),
+    );
+    let second = store
+        .sync_rule_settings(&settings, "config:gateway.toml", T0 + 2)
+        .await
+        .unwrap();
+    assert_eq!(
+        (second[0].old.as_deref(), second[0].new.as_deref()),
+        (Some(r#"{"alarm":500}"#), Some(r#"{"alarm":400}"#))
+    );
+    settings.clear();
+    let third = store
+        .sync_rule_settings(&settings, "config:gateway.toml", T0 + 3)
+        .await
+        .unwrap();
+    assert_eq!(third[0].new, None);
+    assert_eq!(store.rule_changes(10).await.unwrap().len(), 3);
+    let k = key("rc1");
+    let entry = LogEntry {
+        at: T0,
+        key: &k,
+        transition: "raised",
+        level: Some("alarm"),
+        value: Some(620),
+        disposition: "suppressed",
+    };
+    store.log_transition(&entry).await.unwrap();
+    let log = store.alarm_log("home_a", Some("n01"), 10).await.unwrap();
+    assert_eq!(
+        (log[0].transition.as_str(), log[0].disposition.as_str()),
+        ("raised", "suppressed")
+    );
+    store.close().await;
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
+            .await
+            .unwrap();
+    assert!(sqlx::query("DELETE FROM rule_changes")
+        .execute(&pool)
+        .await
+        .is_err());
+    assert!(sqlx::query("UPDATE alarm_log SET value = 1")
+        .execute(&pool)
+        .await
+        .is_err());
 }
