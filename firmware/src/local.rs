@@ -1,25 +1,40 @@
-//! Local alarm evaluation on the node: the shared `rules` engine run per
-//! channel, so the node can drive its local sounder without the gateway.
+//! Local alarm evaluation on the node: the shared `rules` channel engine run
+//! per channel, so the node can drive its local sounder without the gateway.
 //!
 //! [`LocalAlarm`] keeps, for up to [`MAX_LOCAL_CHANNELS`] channels, the
-//! channel's [`ThresholdRule`] and [`ChannelState`]. Each reading is fed to
-//! [`rules::evaluate`]; the rule's transitions come back as the contract's
-//! `event` triples `(channel, level entered, value)`, ready for
-//! [`crate::node::Publisher::event`]. A channel status other than `ok` is a
-//! sensor fault (设备故障), reported as `fault` and never as a fire alarm.
+//! channel's [`ChannelRule`] and [`ChannelState`]. Each reading is fed to
+//! [`rules::evaluate`]; the outputs come back as the contract's `event`
+//! triples `(channel, level entered, value)`, ready for
+//! [`crate::node::Publisher::event`]. A channel status other than `ok`, or a
+//! value outside the rule's valid range (e.g. NAMUR NE43 on a 4–20 mA loop),
+//! is a sensor fault (设备故障), reported as `fault` and never as a fire alarm.
+//!
+//! The wire level of a channel is `fault` while it is faulted, otherwise the
+//! higher of its threshold level and, while a rate-of-rise is raised,
+//! `pre_alarm`: a rate of rise is an early warning (预警), never an alarm, and
+//! it never sounds. An event is sent when that wire level changes (plus one
+//! `fault` per fault kind change). The node has no root-cause context of its
+//! own (it is never "offline" to itself), so it evaluates with
+//! [`Context::default`]; it sends every transition whatever its disposition
+//! (flapping is reported by the gateway, which sees the events), and
+//! `FlappingStarted`/`FlappingEnded` send nothing on the wire for now.
 //!
 //! [`LocalAlarm::sounding`] says whether any channel is at alarm level (报警);
 //! it drives a local sounder only. The node never switches power off.
 
 use core::fmt;
-use rules::{ChannelState, FaultKind, Level, Millis, RuleError, Sample, ThresholdRule, Transition};
-use wire::{ChannelId, ChannelStatus, EventLevel, Reading};
+use rules::{
+    defaults, ChannelRule, ChannelState, Context, FaultKind, Level, Millis, RuleError, Sample,
+    Transition,
+};
+use wire::{ChannelId, ChannelStatus, EventLevel, Quantity, Reading};
 
 /// Most channels one node evaluates locally.
 pub const MAX_LOCAL_CHANNELS: usize = 16;
 
 /// Events caused by one reading: `(channel, level entered, value)`. One
-/// evaluation yields at most four rule transitions, so four always suffice.
+/// evaluation changes the wire level at most three times (fault cleared,
+/// threshold change, rate change), so four always suffice.
 pub type LocalEvents = heapless::Vec<(ChannelId, EventLevel, i32), 4>;
 
 /// Events caused by a reset: at most one per channel.
@@ -48,10 +63,10 @@ impl fmt::Display for ConfigError {
 
 impl core::error::Error for ConfigError {}
 
-/// The node's local alarm engine: one threshold rule and its state per channel.
+/// The node's local alarm engine: one channel rule and its state per channel.
 #[derive(Clone, Debug, Default)]
 pub struct LocalAlarm {
-    channels: heapless::Vec<(ChannelId, ThresholdRule, ChannelState), MAX_LOCAL_CHANNELS>,
+    channels: heapless::Vec<(ChannelId, ChannelRule, ChannelState), MAX_LOCAL_CHANNELS>,
 }
 
 impl LocalAlarm {
@@ -62,10 +77,39 @@ impl LocalAlarm {
         }
     }
 
-    /// Adds channel `id` under `rule`, starting normal and unfaulted. The rule
-    /// must validate.
-    pub fn add_channel(&mut self, id: ChannelId, rule: ThresholdRule) -> Result<(), ConfigError> {
+    /// Adds channel `id` under `rule` (a [`ChannelRule`], or a bare
+    /// [`rules::ThresholdRule`]), starting normal and unfaulted. The rule must
+    /// validate ([`ChannelRule::validate`]).
+    pub fn add_channel(
+        &mut self,
+        id: ChannelId,
+        rule: impl Into<ChannelRule>,
+    ) -> Result<(), ConfigError> {
+        let rule = rule.into();
         rule.validate().map_err(ConfigError::Rule)?;
+        self.push(id, rule)
+    }
+
+    /// Adds channel `id` measuring `q` under `rule`, which must pass the
+    /// quantity's checks too ([`ChannelRule::validate_for`]: standard
+    /// setpoint limits and response time).
+    pub fn add_channel_for(
+        &mut self,
+        id: ChannelId,
+        q: Quantity,
+        rule: ChannelRule,
+    ) -> Result<(), ConfigError> {
+        rule.validate_for(q).map_err(ConfigError::Rule)?;
+        self.push(id, rule)
+    }
+
+    /// Adds channel `id` measuring `q` under the standard default rule
+    /// ([`rules::defaults::channel_rule`]).
+    pub fn add_default(&mut self, id: ChannelId, q: Quantity) -> Result<(), ConfigError> {
+        self.add_channel_for(id, q, defaults::channel_rule(q))
+    }
+
+    fn push(&mut self, id: ChannelId, rule: ChannelRule) -> Result<(), ConfigError> {
         if self.channels.iter().any(|(c, _, _)| *c == id) {
             return Err(ConfigError::Duplicate);
         }
@@ -86,63 +130,119 @@ impl LocalAlarm {
     /// rule and returns the events it caused, in order. A reading for a
     /// channel that is not configured is ignored.
     ///
-    /// Mapping: `Raised`/`Escalated`/`Deescalated` → the level entered
-    /// (`pre_alarm` or `alarm`); `Cleared` → `normal`; `FaultRaised` →
-    /// `fault`; `FaultCleared` → the level the channel is back at (held
-    /// through the fault, so `normal` unless an alarm was in force before the
-    /// fault); `Latched` → nothing. A fault that only changes kind
-    /// (`FaultCleared` + `FaultRaised`) yields a single `fault`.
+    /// Mapping: each output updates the channel's wire level (see the module
+    /// doc) and an event with the new level is sent when it changed:
+    /// `Raised`/`Escalated`/`Deescalated` → the level entered; `Cleared` →
+    /// `normal` (or `pre_alarm` while a rate of rise is raised); `RateRaised`
+    /// → `pre_alarm` unless the channel is already at pre-alarm or alarm;
+    /// `RateCleared` → back to the threshold level; `FaultRaised` → `fault`
+    /// (always, also when only the kind changes); `FaultCleared` → the level
+    /// the channel is back at (held through the fault), and nothing when the
+    /// fault only changes kind; `Latched` and the flapping transitions →
+    /// nothing.
     pub fn on_sample(&mut self, reading: &Reading, now_ms: Millis) -> LocalEvents {
         let mut out = LocalEvents::new();
         let Some((id, rule, state)) = self.channels.iter_mut().find(|(c, _, _)| *c == reading.id)
         else {
             return out;
         };
-        let held = state.level();
-        let transitions = rules::evaluate(rule, state, sample(reading), now_ms);
-        let fault_raised = transitions
+        let mut wire = WireLevel::of(state);
+        let outputs = rules::evaluate(rule, state, sample(reading), now_ms, Context::default());
+        let fault_raised = outputs
             .iter()
-            .any(|t| matches!(t, Transition::FaultRaised { .. }));
-        for t in &transitions {
-            let level = match *t {
-                Transition::Raised { level, .. } => event_level(level),
+            .any(|o| matches!(o.transition, Transition::FaultRaised { .. }));
+        for o in &outputs {
+            let before = wire.level();
+            match o.transition {
+                Transition::Raised { level, .. } => wire.threshold = level,
                 Transition::Escalated { to, .. } | Transition::Deescalated { to, .. } => {
-                    event_level(to)
+                    wire.threshold = to
                 }
-                Transition::Cleared { .. } | Transition::Reset { .. } => EventLevel::Normal,
-                Transition::FaultRaised { .. } => EventLevel::Fault,
+                Transition::Cleared { .. } | Transition::Reset { .. } => {
+                    wire.threshold = Level::Normal
+                }
+                Transition::RateRaised { .. } => wire.rate = true,
+                Transition::RateCleared { .. } => wire.rate = false,
+                Transition::FaultRaised { .. } => {
+                    wire.faulted = true;
+                    // Entry or a change of kind: always one `fault` event.
+                    let _ = out.push((id.clone(), EventLevel::Fault, reading.v));
+                    continue;
+                }
                 Transition::FaultCleared { .. } if fault_raised => continue,
-                Transition::FaultCleared { .. } => event_level(held),
-                Transition::Latched { .. } => continue,
-            };
-            // At most four transitions per evaluation: never full.
-            let _ = out.push((id.clone(), level, reading.v));
+                Transition::FaultCleared { .. } => wire.faulted = false,
+                Transition::Latched { .. }
+                | Transition::FlappingStarted { .. }
+                | Transition::FlappingEnded { .. } => continue,
+            }
+            let after = wire.level();
+            if after != before {
+                // At most four wire-level changes per evaluation: never full.
+                let _ = out.push((id.clone(), after, reading.v));
+            }
         }
         out
     }
 
     /// An authorised reset (复位), e.g. from a `reset` command: releases every
-    /// latched channel whose value is back inside its band, and returns a
-    /// `normal` event (with the last valid value) for each. A live alarm or a
-    /// faulted channel is not released.
+    /// latched channel whose value is back inside its band, and returns an
+    /// event for each (`normal`, or `pre_alarm` while a rate of rise is
+    /// raised), with the last valid value. A live alarm or a faulted channel
+    /// is not released.
     pub fn reset(&mut self, now_ms: Millis) -> ResetEvents {
         let mut out = ResetEvents::new();
         for (id, rule, state) in self.channels.iter_mut() {
             if let Some(Transition::Reset { .. }) = rules::reset(rule, state, now_ms) {
                 let v = state.last_value().unwrap_or(0);
                 // At most one per channel: never full.
-                let _ = out.push((id.clone(), EventLevel::Normal, v));
+                let _ = out.push((id.clone(), WireLevel::of(state).level(), v));
             }
         }
         out
     }
 
     /// Whether any channel is at alarm level (live or latched): the local
-    /// sounder should sound.
+    /// sounder should sound. A rate of rise alone does not sound.
     pub fn sounding(&self) -> bool {
         self.channels
             .iter()
             .any(|(_, _, s)| s.level() == Level::Alarm)
+    }
+}
+
+/// What the wire level of a channel is made of.
+#[derive(Clone, Copy)]
+struct WireLevel {
+    threshold: Level,
+    rate: bool,
+    faulted: bool,
+}
+
+impl WireLevel {
+    fn of(state: &ChannelState) -> Self {
+        WireLevel {
+            threshold: state.level(),
+            rate: state.is_rate_raised(),
+            faulted: state.fault().is_some(),
+        }
+    }
+
+    /// `fault` while faulted; else the threshold level, at least
+    /// `pre_alarm` while a rate of rise is raised.
+    fn level(self) -> EventLevel {
+        if self.faulted {
+            return EventLevel::Fault;
+        }
+        let level = if self.rate {
+            self.threshold.max(Level::PreAlarm)
+        } else {
+            self.threshold
+        };
+        match level {
+            Level::Normal => EventLevel::Normal,
+            Level::PreAlarm => EventLevel::PreAlarm,
+            Level::Alarm => EventLevel::Alarm,
+        }
     }
 }
 
@@ -154,13 +254,5 @@ fn sample(reading: &Reading) -> Sample {
         ChannelStatus::Short => Sample::fault(FaultKind::Short),
         ChannelStatus::Range => Sample::fault(FaultKind::Range),
         ChannelStatus::Fault => Sample::fault(FaultKind::Fault),
-    }
-}
-
-fn event_level(level: Level) -> EventLevel {
-    match level {
-        Level::Normal => EventLevel::Normal,
-        Level::PreAlarm => EventLevel::PreAlarm,
-        Level::Alarm => EventLevel::Alarm,
     }
 }

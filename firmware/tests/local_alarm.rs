@@ -1,4 +1,5 @@
-//! `LocalAlarm` tests: rule transitions mapped to wire event levels, faults
+//! `LocalAlarm` tests: rule transitions (threshold, rate of rise, NE43 range,
+//! flapping) mapped to wire event levels, faults
 //! reported as faults and never as alarms, and `sounding()` following the
 //! alarm level.
 
@@ -248,4 +249,115 @@ fn configuration_is_checked() {
         a.add_channel(id("one_more"), ThresholdRule::high(None, Some(1))),
         Err(ConfigError::Full)
     );
+}
+
+fn q_reading(ch: &str, q: Quantity, v: i32, s: ChannelStatus) -> Reading {
+    Reading {
+        id: id(ch),
+        q,
+        v,
+        s,
+    }
+}
+
+#[test]
+fn a_rate_of_rise_is_a_pre_alarm_on_the_wire_and_never_sounds() {
+    // Temperature defaults: rate +10 °C within 60 s, pre-alarm 60 °C, alarm 80 °C.
+    let mut a = LocalAlarm::new();
+    a.add_default(id("t1"), Quantity::Temperature).unwrap();
+    let t = |v| q_reading("t1", Quantity::Temperature, v, ChannelStatus::Ok);
+    assert!(events(&mut a, &t(400), 0).is_empty());
+    assert_eq!(
+        events(&mut a, &t(510), 10_000),
+        [ev("t1", EventLevel::PreAlarm, 510)]
+    );
+    assert!(!a.sounding());
+    assert!(a.state(&id("t1")).unwrap().is_rate_raised());
+    // The threshold pre-alarm while the rate is raised: already pre_alarm on the wire.
+    assert!(events(&mut a, &t(600), 20_000).is_empty());
+    // Alarm: the wire level goes up.
+    assert_eq!(
+        events(&mut a, &t(800), 30_000),
+        [ev("t1", EventLevel::Alarm, 800)]
+    );
+    assert!(a.sounding());
+    // The rate clears while the alarm is latched: nothing on the wire.
+    assert!(events(&mut a, &t(800), 200_000).is_empty());
+    assert!(!a.state(&id("t1")).unwrap().is_rate_raised());
+}
+
+#[test]
+fn the_rate_alone_clears_back_to_normal() {
+    let mut a = LocalAlarm::new();
+    a.add_default(id("t1"), Quantity::Temperature).unwrap();
+    let t = |v| q_reading("t1", Quantity::Temperature, v, ChannelStatus::Ok);
+    events(&mut a, &t(300), 0);
+    assert_eq!(
+        events(&mut a, &t(420), 1_000),
+        [ev("t1", EventLevel::PreAlarm, 420)]
+    );
+    assert_eq!(
+        events(&mut a, &t(420), 200_000),
+        [ev("t1", EventLevel::Normal, 420)]
+    );
+}
+
+#[test]
+fn loop_current_outside_ne43_is_a_fault() {
+    let mut a = LocalAlarm::new();
+    a.add_default(id("p1"), Quantity::LoopCurrent).unwrap();
+    let l = |v| q_reading("p1", Quantity::LoopCurrent, v, ChannelStatus::Ok);
+    assert!(events(&mut a, &l(4_000), 0).is_empty());
+    assert_eq!(
+        events(&mut a, &l(3_500), 1),
+        [ev("p1", EventLevel::Fault, 3_500)]
+    );
+    assert!(!a.sounding());
+    assert_eq!(
+        events(&mut a, &l(20_000), 2),
+        [ev("p1", EventLevel::Normal, 20_000)]
+    );
+}
+
+#[test]
+fn quantity_checks_refuse_dangerous_settings() {
+    let mut a = LocalAlarm::new();
+    let too_high = rules::ChannelRule::from(ThresholdRule::high(None, Some(1_200)));
+    assert_eq!(
+        a.add_channel_for(id("rc1"), Quantity::ResidualCurrent, too_high),
+        Err(ConfigError::Rule(RuleError::SetpointTooHigh {
+            quantity: Quantity::ResidualCurrent,
+            setpoint: 1_200,
+            max: 1_000
+        }))
+    );
+    // The same rule passes the quantity-blind check.
+    assert_eq!(a.add_channel(id("rc1"), too_high), Ok(()));
+    for &q in Quantity::ALL {
+        a.add_default(id(q.as_str()), q).unwrap();
+    }
+}
+
+#[test]
+fn flapping_sends_every_level_change_and_nothing_more() {
+    let mut a = LocalAlarm::new();
+    a.add_channel(
+        id("rc1"),
+        rules::ChannelRule::from(ThresholdRule::high(None, Some(300)).with_latching(false, false))
+            .with_flap(rules::FlapRule::new(2, 60_000, 1_000)),
+    )
+    .unwrap();
+    assert_eq!(
+        events(&mut a, &ok("rc1", 300), 0),
+        [ev("rc1", EventLevel::Alarm, 300)]
+    );
+    // FlappingStarted is not on the wire; the clear still is.
+    assert_eq!(
+        events(&mut a, &ok("rc1", 100), 1),
+        [ev("rc1", EventLevel::Normal, 100)]
+    );
+    assert!(a.state(&id("rc1")).unwrap().is_flapping());
+    // FlappingEnded: nothing on the wire.
+    assert!(events(&mut a, &ok("rc1", 100), 5_000).is_empty());
+    assert!(!a.state(&id("rc1")).unwrap().is_flapping());
 }

@@ -15,7 +15,8 @@ CREATE TABLE alarm_log (
     transition  TEXT    NOT NULL,                   -- raised, escalated, cleared, latched, reset, fault_raised, offline, uplink_lost, …
     level       TEXT,
     value       INTEGER,
-    disposition TEXT    NOT NULL                    -- notify | suppressed | flapping
+    disposition TEXT    NOT NULL,                   -- notify | suppressed | flapping
+    actor       TEXT    NOT NULL DEFAULT 'system'   -- who, for operator actions (复位)
 );
 CREATE INDEX alarm_log_key ON alarm_log (site, node, channel, at);
 

@@ -46,8 +46,19 @@ pub struct Running {
     http: JoinHandle<()>,
 }
 
-/// Starts every part of the gateway.
+/// Starts every part of the gateway. `config_source` names where the
+/// configuration came from, for the audit of rule changes (`config:FILE`).
 pub async fn start(config: Config, http: TcpListener) -> Result<Running, StartError> {
+    start_with_source(config, http, "config").await
+}
+
+/// [`start`], naming the configuration's source for the audit trail.
+pub async fn start_with_source(
+    config: Config,
+    http: TcpListener,
+    config_source: &str,
+) -> Result<Running, StartError> {
+    let config_source = config_source.to_string();
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
@@ -78,19 +89,26 @@ pub async fn start(config: Config, http: TcpListener) -> Result<Running, StartEr
 
     let (events, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel(10_000);
-    let pipeline = Pipeline::new(
+    let (commands, commands_rx) = mpsc::channel(64);
+    let mqtt = crate::mqtt::client(&config.mqtt);
+    let mut pipeline = Pipeline::new(
         config.clone(),
         store.clone(),
         sink,
         metrics.clone(),
         events.clone(),
-    );
+    )
+    .with_commander(mqtt.0.clone());
+    pipeline
+        .start(crate::time::now_ms(), &config_source)
+        .await?;
     let pipeline_task = tokio::spawn(async move {
-        pipeline.run(rx).await;
+        pipeline.run(rx, commands_rx).await;
         sink_shutdown.cancel();
     });
     let ingest = tokio::spawn(crate::mqtt::run(
         config.mqtt.clone(),
+        mqtt,
         tx,
         metrics.clone(),
         shutdown.clone(),
@@ -102,6 +120,7 @@ pub async fn start(config: Config, http: TcpListener) -> Result<Running, StartEr
         store: store.clone(),
         metrics: metrics.clone(),
         events: events.clone(),
+        commands,
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {

@@ -6,8 +6,8 @@
 //! with `serde_ignored` rather than `#[serde(deny_unknown_fields)]`, which
 //! would stop at the first one.
 
-use rules::{Direction, ThresholdRule};
-use serde::Deserialize;
+use rules::{ChannelRule, Direction, FlapRule, RateRule, ThresholdRule};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use wire::{ChannelId, NodeId, Quantity, SiteId};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize, Default)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct Config {
     pub http: HttpConfig,
@@ -27,8 +27,28 @@ pub struct Config {
     pub rules: BTreeMap<String, RuleOverride>,
     /// Accept telemetry from nodes not listed under `sites` (default: drop and count).
     pub accept_unknown_nodes: bool,
+    /// A node that sends nothing for this long is offline (dead-man); nodes may override.
+    pub offline_after_secs: u32,
     pub sites: Vec<SiteConfig>,
 }
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            http: HttpConfig::default(),
+            storage: StorageConfig::default(),
+            mqtt: MqttConfig::default(),
+            sink: None,
+            rules: BTreeMap::new(),
+            accept_unknown_nodes: false,
+            offline_after_secs: DEFAULT_OFFLINE_AFTER_SECS,
+            sites: Vec::new(),
+        }
+    }
+}
+
+/// Default dead-man time: three missed reports of a node reporting every minute.
+pub const DEFAULT_OFFLINE_AFTER_SECS: u32 = 180;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
@@ -169,64 +189,119 @@ impl Default for SinkConfig {
     }
 }
 
-/// Overrides of a threshold rule; unset fields keep the quantity's default.
-#[derive(Debug, Clone, Copy, Deserialize, Default, PartialEq, Eq)]
+/// Overrides of a channel's rule at one level of the configuration
+/// (全局 → 机构 → 节点 → 回路: defaults, then `[rules.<quantity>]`, then the
+/// site's, the node's and the channel's). Unset fields keep what the level
+/// above gave. `rate_rise = 0` and `flap_transitions = 0` switch those rules off.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, Default, PartialEq, Eq)]
 #[serde(default)]
 pub struct RuleOverride {
+    /// `high` (alarm at or above the setpoint) or `low` (at or below: water pressure, level).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<Direction>,
+    /// 预警 setpoint, in the quantity's wire unit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub pre_alarm: Option<i32>,
+    /// 报警 setpoint.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub alarm: Option<i32>,
+    /// Return difference (回差).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hysteresis: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub on_delay_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub off_delay_ms: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub latch_alarm: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub latch_pre_alarm: Option<bool>,
+    /// Rate of rise: alarm when the value rises by this much within `rate_window_ms`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_rise: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rate_window_ms: Option<u32>,
+    /// Flapping: this many raise/clear transitions within `flap_window_ms`…
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flap_transitions: Option<u8>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flap_window_ms: Option<u32>,
+    /// …and it ends after this long without one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flap_quiet_ms: Option<u32>,
+    /// Valid readings (inclusive); outside is a sensor fault (e.g. NE43 3600–21000 µA).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_min: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub valid_max: Option<i32>,
 }
+
+/// Default window of a rate-of-rise rule switched on by configuration alone.
+const DEFAULT_RATE_WINDOW_MS: u32 = 60_000;
 
 impl RuleOverride {
     /// Applies these overrides to `rule`.
-    pub fn apply(&self, mut rule: ThresholdRule) -> ThresholdRule {
-        if self.pre_alarm.is_some() {
-            rule.pre_alarm = self.pre_alarm;
+    pub fn apply(&self, mut rule: ChannelRule) -> ChannelRule {
+        let touches_threshold = self.direction.is_some()
+            || self.pre_alarm.is_some()
+            || self.alarm.is_some()
+            || self.hysteresis.is_some()
+            || self.on_delay_ms.is_some()
+            || self.off_delay_ms.is_some()
+            || self.latch_alarm.is_some()
+            || self.latch_pre_alarm.is_some();
+        if touches_threshold {
+            let mut t = rule.threshold.unwrap_or(ThresholdRule::high(None, None));
+            if let Some(d) = self.direction {
+                t.direction = d;
+            }
+            if self.pre_alarm.is_some() {
+                t.pre_alarm = self.pre_alarm;
+            }
+            if self.alarm.is_some() {
+                t.alarm = self.alarm;
+            }
+            t.hysteresis = self.hysteresis.unwrap_or(t.hysteresis);
+            t.on_delay_ms = self.on_delay_ms.unwrap_or(t.on_delay_ms);
+            t.off_delay_ms = self.off_delay_ms.unwrap_or(t.off_delay_ms);
+            t.latch_alarm = self.latch_alarm.unwrap_or(t.latch_alarm);
+            t.latch_pre_alarm = self.latch_pre_alarm.unwrap_or(t.latch_pre_alarm);
+            rule.threshold = Some(t);
         }
-        if self.alarm.is_some() {
-            rule.alarm = self.alarm;
+        match (self.rate_rise, rule.rate) {
+            (Some(0), _) => rule.rate = None,
+            (Some(rise), r) => {
+                let window = self
+                    .rate_window_ms
+                    .or(r.map(|r| r.window_ms))
+                    .unwrap_or(DEFAULT_RATE_WINDOW_MS);
+                rule.rate = Some(RateRule::new(rise, window));
+            }
+            (None, Some(r)) => {
+                rule.rate = Some(RateRule::new(
+                    r.rise,
+                    self.rate_window_ms.unwrap_or(r.window_ms),
+                ))
+            }
+            (None, None) => {}
         }
-        rule.hysteresis = self.hysteresis.unwrap_or(rule.hysteresis);
-        rule.on_delay_ms = self.on_delay_ms.unwrap_or(rule.on_delay_ms);
-        rule.off_delay_ms = self.off_delay_ms.unwrap_or(rule.off_delay_ms);
-        rule.latch_alarm = self.latch_alarm.unwrap_or(rule.latch_alarm);
-        rule.latch_pre_alarm = self.latch_pre_alarm.unwrap_or(rule.latch_pre_alarm);
+        let flap = rule.flap.unwrap_or(rules::defaults::flap_rule());
+        match self.flap_transitions {
+            Some(0) => rule.flap = None,
+            n if n.is_some() || rule.flap.is_some() => {
+                rule.flap = Some(FlapRule::new(
+                    n.unwrap_or(flap.transitions),
+                    self.flap_window_ms.unwrap_or(flap.window_ms),
+                    self.flap_quiet_ms.unwrap_or(flap.quiet_ms),
+                ))
+            }
+            _ => {}
+        }
+        if self.valid_min.is_some() || self.valid_max.is_some() {
+            let (lo, hi) = rule.valid_range.unwrap_or((i32::MIN, i32::MAX));
+            rule.valid_range = Some((self.valid_min.unwrap_or(lo), self.valid_max.unwrap_or(hi)));
+        }
         rule
-    }
-}
-
-/// The built-in rule for a quantity (DOMAIN.md §2), or `None` when the
-/// gateway does not evaluate that quantity by default.
-///
-/// - Residual current: 预警 300 mA, 报警 500 mA (GB 50116 §9.2.3 asks for a
-///   setpoint of 300–500 mA, at least twice a healthy loop's 100–200 mA).
-/// - Temperature: 预警 60 °C, 报警 80 °C (GB 14287.3 allows 55–140 °C).
-/// - Both with a return difference, and latching alarms.
-pub fn default_rule(q: Quantity) -> Option<ThresholdRule> {
-    let (pre, alarm, hysteresis) = match q {
-        Quantity::ResidualCurrent => (300, 500, 30),
-        Quantity::Temperature => (600, 800, 20),
-        _ => return None,
-    };
-    let mut rule = ThresholdRule::high(Some(pre), Some(alarm));
-    rule.direction = Direction::High;
-    rule.hysteresis = hysteresis;
-    Some(rule)
-}
-
-/// Domain limits a configured setpoint must respect (DOMAIN.md §2).
-fn setpoint_limits(q: Quantity) -> Option<(i32, i32)> {
-    match q {
-        // ≤ 1000 mA; below 100 mA a healthy loop's leakage would trip it.
-        Quantity::ResidualCurrent => Some((100, 1000)),
-        // 55–140 °C for the alarm setpoint; pre-alarms may sit lower.
-        Quantity::Temperature => Some((300, 1400)),
-        _ => None,
     }
 }
 
@@ -236,6 +311,8 @@ pub struct SiteConfig {
     pub id: String,
     /// Display name, e.g. 阳光养老院.
     pub name: String,
+    /// Rule overrides for every node of this site, per quantity.
+    pub rules: BTreeMap<String, RuleOverride>,
     pub nodes: Vec<NodeConfig>,
 }
 
@@ -245,6 +322,10 @@ pub struct NodeConfig {
     pub id: String,
     /// 楼栋/楼层/房间/配电箱.
     pub location: String,
+    /// This node's dead-man time, over the global `offline_after_secs`.
+    pub offline_after_secs: Option<u32>,
+    /// Rule overrides for this node's channels, per quantity.
+    pub rules: BTreeMap<String, RuleOverride>,
     pub channels: Vec<ChannelConfig>,
 }
 
@@ -254,26 +335,10 @@ pub struct ChannelConfig {
     pub id: String,
     /// e.g. 2层东侧照明回路.
     pub location: String,
-    /// What the channel measures (wire name); required with rule overrides.
+    /// What the channel measures (wire name); required with a rule override.
     pub quantity: Option<String>,
-    /// Per-loop 预警 setpoint override.
-    pub pre_alarm: Option<i32>,
-    /// Per-loop 报警 setpoint override.
-    pub alarm: Option<i32>,
-    /// Per-loop return difference override.
-    pub hysteresis: Option<i32>,
-}
-
-impl ChannelConfig {
-    /// The per-loop overrides, over the quantity's rule.
-    pub fn rule(&self) -> RuleOverride {
-        RuleOverride {
-            pre_alarm: self.pre_alarm,
-            alarm: self.alarm,
-            hysteresis: self.hysteresis,
-            ..Default::default()
-        }
-    }
+    /// This loop's own rule override, e.g. `rule = { alarm = 400 }`.
+    pub rule: RuleOverride,
 }
 
 /// One problem in a configuration file, with its path.
@@ -415,14 +480,35 @@ impl Config {
                 );
             }
         }
-        for (name, ov) in &self.rules {
-            let path = format!("rules.{name}");
-            match Quantity::from_wire(name) {
-                None => issue(path, "unknown quantity".into()),
-                Some(q) => match default_rule(q) {
-                    None => issue(path, format!("no threshold rule is built in for {q}")),
-                    Some(rule) => check_rule(q, &ov.apply(rule), &path, &mut issue),
-                },
+        if self.offline_after_secs < 10 {
+            issue("offline_after_secs".into(), "must be at least 10".into());
+        }
+        // Each level's overrides, merged over the levels above, must make a
+        // rule that is safe for its quantity.
+        let mut check_level =
+            |path: &str, overrides: &BTreeMap<String, RuleOverride>, site: &str, node: &str| {
+                for name in overrides.keys() {
+                    let path = format!("{path}rules.{name}");
+                    match Quantity::from_wire(name) {
+                        None => issue(path, "unknown quantity".into()),
+                        Some(q) => {
+                            if let Err(e) = self.rule_for(q, site, node, "").validate_for(q) {
+                                issue(path, e.to_string());
+                            }
+                        }
+                    }
+                }
+            };
+        check_level("", &self.rules, "", "");
+        for (si, site) in self.sites.iter().enumerate() {
+            check_level(&format!("sites[{si}]."), &site.rules, &site.id, "");
+            for (ni, node) in site.nodes.iter().enumerate() {
+                check_level(
+                    &format!("sites[{si}].nodes[{ni}]."),
+                    &node.rules,
+                    &site.id,
+                    &node.id,
+                );
             }
         }
         let mut site_ids = std::collections::HashSet::new();
@@ -469,17 +555,18 @@ impl Config {
                     }
                     match (
                         ch.quantity.as_deref().map(Quantity::from_wire),
-                        ch.rule() != RuleOverride::default(),
+                        ch.rule != RuleOverride::default(),
                     ) {
                         (Some(None), _) => {
                             issue(format!("{cp}.quantity"), "unknown quantity".into())
                         }
-                        (Some(Some(q)), true) => match self.rule_for(q, Some(&ch.rule())) {
-                            Some(rule) => check_rule(q, &rule, &cp, &mut issue),
-                            None => {
-                                issue(cp.clone(), format!("no threshold rule is built in for {q}"))
+                        (Some(Some(q)), true) => {
+                            if let Err(e) =
+                                self.rule_for(q, &site.id, &node.id, &ch.id).validate_for(q)
+                            {
+                                issue(format!("{cp}.rule"), e.to_string());
                             }
-                        },
+                        }
                         (None, true) => issue(
                             format!("{cp}.quantity"),
                             "is required when the channel overrides its rule".into(),
@@ -487,22 +574,99 @@ impl Config {
                         (_, false) => {}
                     }
                 }
+                if let Some(secs) = node.offline_after_secs.filter(|s| *s < 10) {
+                    issue(
+                        format!("{np}.offline_after_secs"),
+                        format!("{secs} s is shorter than the 10 s minimum"),
+                    );
+                }
             }
         }
         out
     }
 
-    /// The rule in force for a quantity, with the file's overrides and an
-    /// optional per-channel override on top.
-    pub fn rule_for(&self, q: Quantity, channel: Option<&RuleOverride>) -> Option<ThresholdRule> {
-        let mut rule = default_rule(q)?;
-        if let Some(ov) = self.rules.get(q.as_str()) {
-            rule = ov.apply(rule);
+    /// The rule in force for a channel: the quantity's defaults (DOMAIN.md
+    /// §2, `rules::defaults`), then the global, site, node and channel
+    /// overrides, each over the one before.
+    pub fn rule_for(&self, q: Quantity, site: &str, node: &str, channel: &str) -> ChannelRule {
+        let mut rule = rules::defaults::channel_rule(q);
+        if let Some(o) = self.rules.get(q.as_str()) {
+            rule = o.apply(rule);
         }
-        if let Some(ov) = channel {
-            rule = ov.apply(rule);
+        let Some(s) = self.sites.iter().find(|s| s.id == site) else {
+            return rule;
+        };
+        if let Some(o) = s.rules.get(q.as_str()) {
+            rule = o.apply(rule);
         }
-        Some(rule)
+        let Some(n) = s.nodes.iter().find(|n| n.id == node) else {
+            return rule;
+        };
+        if let Some(o) = n.rules.get(q.as_str()) {
+            rule = o.apply(rule);
+        }
+        let own = n
+            .channels
+            .iter()
+            .find(|c| c.id == channel && c.quantity.as_deref().is_none_or(|cq| cq == q.as_str()));
+        if let Some(c) = own {
+            rule = c.rule.apply(rule);
+        }
+        rule
+    }
+
+    /// The dead-man time of a node, in ms.
+    pub fn offline_after_ms(&self, site: &str, node: &str) -> u32 {
+        let secs = self
+            .node(site, node)
+            .and_then(|(_, n)| n.offline_after_secs)
+            .unwrap_or(self.offline_after_secs);
+        secs.saturating_mul(1000)
+    }
+
+    /// Every rule setting in force, by scope, as canonical JSON: what the
+    /// gateway records and compares at start-up, so that a changed setpoint
+    /// is an audited event. The built-in defaults are scopes too, so a
+    /// software update that changes them is recorded as well.
+    pub fn rule_settings(&self) -> BTreeMap<String, String> {
+        fn canonical<T: Serialize>(v: &T) -> String {
+            serde_json::to_string(v).unwrap_or_default()
+        }
+        let mut out = BTreeMap::new();
+        for q in Quantity::ALL {
+            out.insert(
+                format!("defaults.{q}"),
+                canonical(&rules::defaults::channel_rule(*q)),
+            );
+        }
+        for (q, o) in &self.rules {
+            out.insert(format!("rules.{q}"), canonical(o));
+        }
+        for s in &self.sites {
+            for (q, o) in &s.rules {
+                out.insert(format!("sites.{}.rules.{q}", s.id), canonical(o));
+            }
+            for n in &s.nodes {
+                for (q, o) in &n.rules {
+                    out.insert(
+                        format!("sites.{}.nodes.{}.rules.{q}", s.id, n.id),
+                        canonical(o),
+                    );
+                }
+                for c in n
+                    .channels
+                    .iter()
+                    .filter(|c| c.rule != RuleOverride::default())
+                {
+                    let q = c.quantity.as_deref().unwrap_or("");
+                    out.insert(
+                        format!("sites.{}.nodes.{}.channels.{}.{q}", s.id, n.id, c.id),
+                        canonical(&c.rule),
+                    );
+                }
+            }
+        }
+        out
     }
 
     /// Looks up a node's configuration.
@@ -510,28 +674,5 @@ impl Config {
         let s = self.sites.iter().find(|s| s.id == site)?;
         let n = s.nodes.iter().find(|n| n.id == node)?;
         Some((s, n))
-    }
-}
-
-fn check_rule(
-    q: Quantity,
-    rule: &ThresholdRule,
-    path: &str,
-    issue: &mut dyn FnMut(String, String),
-) {
-    if let Err(e) = rule.validate() {
-        issue(path.to_string(), e.to_string());
-    }
-    if let Some((lo, hi)) = setpoint_limits(q) {
-        for (field, value) in [("pre_alarm", rule.pre_alarm), ("alarm", rule.alarm)] {
-            if let Some(v) = value {
-                if v < lo || v > hi {
-                    issue(
-                        format!("{path}.{field}"),
-                        format!("{v} {} is outside the allowed {lo}–{hi} for {q}", q.unit()),
-                    );
-                }
-            }
-        }
     }
 }

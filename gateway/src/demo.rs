@@ -184,9 +184,16 @@ fn steady_node(site: &str, node: &str, boot: u32) -> SimNode {
     }
 }
 
-/// The demo's simulated nodes: two care homes, one kitchen circuit whose
-/// leakage rises from 150 mA past the 500 mA setpoint about 35 s in.
+/// The demo's simulated nodes: two care homes; one kitchen circuit whose
+/// leakage rises from 150 mA past the 500 mA setpoint about 35 s in, and
+/// one loop whose leakage hovers around the 300 mA pre-alarm setpoint
+/// (288–312 mA): the return difference makes that one 预警, not a storm.
 pub fn demo_nodes() -> Vec<SimNode> {
+    let mut hovering = steady_node("fuxing", "n01", 12);
+    hovering.channels[0].profile = Profile::Steady {
+        base: 300,
+        noise: 12,
+    };
     let mut kitchen = steady_node("yangguang", "n02", 7);
     kitchen.channels[0].profile = Profile::Rise {
         base: 150,
@@ -194,11 +201,7 @@ pub fn demo_nodes() -> Vec<SimNode> {
         per_s: 15,
         max: 640,
     };
-    vec![
-        steady_node("yangguang", "n01", 3),
-        kitchen,
-        steady_node("fuxing", "n01", 12),
-    ]
+    vec![steady_node("yangguang", "n01", 3), kitchen, hovering]
 }
 
 /// The demo's configuration: embedded broker on `mqtt`, data under `data_dir`.
@@ -206,7 +209,7 @@ pub fn demo_config(mqtt: SocketAddr, http: SocketAddr, data_dir: PathBuf) -> Con
     let node = |id: &str, location: &str| NodeConfig {
         id: id.into(),
         location: location.into(),
-        channels: vec![],
+        ..Default::default()
     };
     let mut c = Config::default();
     c.http.listen = http;
@@ -220,6 +223,7 @@ pub fn demo_config(mqtt: SocketAddr, http: SocketAddr, data_dir: PathBuf) -> Con
         SiteConfig {
             id: "yangguang".into(),
             name: "阳光养老院".into(),
+            rules: Default::default(),
             nodes: vec![
                 node("n01", "1号楼1层配电箱"),
                 node("n02", "2号楼厨房配电箱"),
@@ -228,6 +232,7 @@ pub fn demo_config(mqtt: SocketAddr, http: SocketAddr, data_dir: PathBuf) -> Con
         SiteConfig {
             id: "fuxing".into(),
             name: "福星敬老院".into(),
+            rules: Default::default(),
             nodes: vec![node("n01", "主楼配电室")],
         },
     ];

@@ -6,6 +6,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{AlarmFilter, Store, TicketFilter, TICKET_STATUSES};
 use crate::views::{AlarmView, GatewayEvent, TicketEventView, TicketView};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
@@ -26,6 +27,8 @@ pub struct AppState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub events: broadcast::Sender<GatewayEvent>,
+    /// Requests to the pipeline, which owns the rule state.
+    pub commands: tokio::sync::mpsc::Sender<crate::pipeline::Command>,
 }
 
 /// The API's routes.
@@ -35,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(metrics))
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
+        .route("/api/v1/alarms/{id}/reset", post(reset_alarm))
         .route("/api/v1/tickets", get(tickets))
         .route("/api/v1/tickets/{id}", get(ticket))
         .route("/api/v1/sites", get(sites))
@@ -105,14 +109,40 @@ struct ListQuery {
     limit: Option<i64>,
 }
 
-fn limit(q: &ListQuery) -> i64 {
-    q.limit.unwrap_or(500).clamp(1, 10_000)
+fn limit(q: &ListQuery) -> Result<i64, ApiError> {
+    match q.limit.unwrap_or(500) {
+        n @ 1..=10_000 => Ok(n),
+        n => Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            format!("limit 须在 1 到 10000 之间，收到 {n}"),
+        )),
+    }
+}
+
+fn bad_request(what: &str, detail: impl std::fmt::Display) -> ApiError {
+    ApiError(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        format!("{what}无效：{detail}"),
+    )
+}
+
+fn query(q: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery, ApiError> {
+    q.map(|Query(q)| q)
+        .map_err(|e| bad_request("查询参数", e.body_text()))
+}
+
+fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
+    p.map(|Path(id)| id)
+        .map_err(|e| bad_request("编号", e.body_text()))
 }
 
 async fn alarms(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<AlarmView>>, ApiError> {
+    let q = query(q)?;
     let filter = match q.state.as_deref().unwrap_or("standing") {
         "standing" => AlarmFilter::Standing,
         "active" => AlarmFilter::Active,
@@ -127,7 +157,7 @@ async fn alarms(
             ))
         }
     };
-    let rows = s.store.alarms(filter, limit(&q)).await?;
+    let rows = s.store.alarms(filter, limit(&q)?).await?;
     Ok(Json(rows.into_iter().map(AlarmView::from).collect()))
 }
 
@@ -139,11 +169,18 @@ struct AckBody {
 
 async fn ack_alarm(
     State(s): State<AppState>,
-    Path(id): Path<i64>,
-    body: Option<Json<AckBody>>,
+    id: Result<Path<i64>, PathRejection>,
+    body: axum::body::Bytes,
 ) -> Result<Json<AlarmView>, ApiError> {
+    let id = path_id(id)?;
+    // The body is optional: empty, `null`, or an AckBody.
+    let body: Option<AckBody> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?
+    };
     let by = body
-        .and_then(|b| b.0.by)
+        .and_then(|b| b.by)
         .filter(|b| !b.trim().is_empty())
         .unwrap_or_else(|| "值班人员".into());
     if by.chars().count() > 64 {
@@ -169,10 +206,75 @@ async fn ack_alarm(
     }
 }
 
+/// An authorised reset (复位) of a latched alarm: the value is back in band
+/// and a person releases the alarm. Refused while the value is still past
+/// the setpoint. The login and roles of the console issue will authorise
+/// it; until then `by` names who acted, and every reset is logged.
+async fn reset_alarm(
+    State(s): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: axum::body::Bytes,
+) -> Result<Json<AlarmView>, ApiError> {
+    use crate::pipeline::{Command, ResetError};
+    let id = path_id(id)?;
+    let body: Option<AckBody> = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?
+    };
+    let by = body
+        .and_then(|b| b.by)
+        .filter(|b| !b.trim().is_empty())
+        .unwrap_or_else(|| "值班人员".into());
+    if by.chars().count() > 64 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_actor",
+            "复位人名称过长（最多 64 个字符）".into(),
+        ));
+    }
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let unavailable = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pipeline_unavailable",
+            "网关正在停止，请稍后重试".into(),
+        )
+    };
+    s.commands
+        .send(Command::Reset {
+            alarm_id: id,
+            by,
+            reply,
+        })
+        .await
+        .map_err(|_| unavailable())?;
+    match answer.await.map_err(|_| unavailable())? {
+        Ok(row) => Ok(Json(AlarmView::from(row))),
+        Err(ResetError::NotFound) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("报警 {id} 不存在"),
+        )),
+        Err(ResetError::NotLatched) => Err(ApiError(
+            StatusCode::CONFLICT,
+            "not_latched",
+            "只有已恢复、待复位的回路报警可以复位".into(),
+        )),
+        Err(ResetError::StillActive) => Err(ApiError(
+            StatusCode::CONFLICT,
+            "still_active",
+            "报警仍在持续（数值未回到正常范围或传感器故障），不能复位".into(),
+        )),
+        Err(ResetError::Store(e)) => Err(e.into()),
+    }
+}
+
 async fn tickets(
     State(s): State<AppState>,
-    Query(q): Query<ListQuery>,
+    q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TicketView>>, ApiError> {
+    let q = query(q)?;
     let filter = match q.status.as_deref().unwrap_or("all") {
         "open" => TicketFilter::Open,
         "closed" => TicketFilter::Closed,
@@ -192,11 +294,15 @@ async fn tickets(
             ));
         }
     };
-    let rows = s.store.tickets(&filter, limit(&q)).await?;
+    let rows = s.store.tickets(&filter, limit(&q)?).await?;
     Ok(Json(rows.into_iter().map(TicketView::from).collect()))
 }
 
-async fn ticket(State(s): State<AppState>, Path(id): Path<i64>) -> Result<Response, ApiError> {
+async fn ticket(
+    State(s): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = path_id(id)?;
     match s.store.ticket(id).await? {
         Some((t, events, alarms)) => Ok(Json(json!({
             "ticket": TicketView::from(t),

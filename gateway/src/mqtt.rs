@@ -8,7 +8,7 @@
 use crate::config::MqttConfig;
 use crate::metrics::{inc, Metrics};
 use crate::pipeline::Inbound;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -37,15 +37,22 @@ pub fn options(cfg: &MqttConfig) -> MqttOptions {
     o
 }
 
-/// Runs the client until `shutdown`; forwards every publish to the pipeline.
-/// Reconnects with backoff (1 s doubling to 30 s) on any connection error.
+/// The gateway's MQTT client: the handle (also used to send commands to
+/// nodes) and the event loop that [`run`] drives.
+pub fn client(cfg: &MqttConfig) -> (AsyncClient, EventLoop) {
+    AsyncClient::new(options(cfg), 1000)
+}
+
+/// Drives the client until `shutdown`; forwards every publish to the
+/// pipeline. Reconnects with backoff (1 s doubling to 30 s) on any
+/// connection error.
 pub async fn run(
     cfg: MqttConfig,
+    (client, mut eventloop): (AsyncClient, EventLoop),
     tx: mpsc::Sender<Inbound>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let (client, mut eventloop) = AsyncClient::new(options(&cfg), 1000);
     let filter = format!("{}{SUBSCRIPTION}", cfg.subscription_prefix);
     let mut failures = 0u32;
     loop {

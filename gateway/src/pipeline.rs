@@ -12,16 +12,24 @@ use crate::config::Config;
 use crate::dedup::Verdict;
 use crate::labels;
 use crate::metrics::{inc, Metrics};
-use crate::runtime::{alarm_kind, Change, Runtime};
+use crate::runtime::{
+    alarm_kind, Change, ChannelRef, ResetRefused, Runtime, CAUSE_OFFLINE, CAUSE_SUPPLY,
+    SUPPLY_CHANNEL,
+};
 use crate::sink::{encode_line, Sink};
-use crate::store::{AlarmInput, AlarmKey, Store, TicketOutcome, TicketSpec};
+use crate::store::{
+    AlarmInput, AlarmKey, AlarmRow, LogEntry, Store, StoreError, TicketOutcome, TicketSpec,
+};
 use crate::views::{AlarmView, GatewayEvent};
-use rules::Level;
+use rules::{Disposition, FaultKind, Level, NodeTransition, SiteTransition, Transition};
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc};
-use wire::{ChannelStatus, CmdAck, DecodeError, Event, Status, Telemetry, Topic, TopicKind};
+use tokio::sync::{broadcast, mpsc, oneshot};
+use wire::{
+    ChannelId, ChannelStatus, CmdAck, DecodeError, Event, EventLevel, NodeId, SiteId, Status,
+    Telemetry, Topic, TopicKind,
+};
 
 /// One message from the broker.
 pub struct Inbound {
@@ -65,9 +73,39 @@ impl DropLog {
     }
 }
 
+/// Requests to the pipeline from the API: the pipeline owns the rule state.
+pub enum Command {
+    /// An authorised reset (复位) of a latched alarm.
+    Reset {
+        alarm_id: i64,
+        by: String,
+        reply: oneshot::Sender<Result<AlarmRow, ResetError>>,
+    },
+}
+
+/// Why a reset did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum ResetError {
+    #[error("no such alarm")]
+    NotFound,
+    #[error("only a latched channel alarm can be reset")]
+    NotLatched,
+    #[error("the value is still past the setpoint, or the sensor is faulted")]
+    StillActive,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Publishes commands to nodes (`fire/v1/{site}/{node}/cmd`).
+pub type Commander = rumqttc::AsyncClient;
+
+/// How often the dead-man timers are checked.
+pub const TICK_MS: u64 = 1000;
+
 /// The pipeline's state.
 pub struct Pipeline {
     config: Arc<Config>,
+    commander: Option<Commander>,
     runtime: Runtime,
     store: Store,
     sink: Option<Sink>,
@@ -85,6 +123,7 @@ impl Pipeline {
         events: broadcast::Sender<GatewayEvent>,
     ) -> Self {
         Pipeline {
+            commander: None,
             runtime: Runtime::new(config.clone()),
             config,
             store,
@@ -98,15 +137,139 @@ impl Pipeline {
         }
     }
 
-    /// Handles messages until the channel closes, acknowledging each after it is handled.
-    pub async fn run(mut self, mut rx: mpsc::Receiver<Inbound>) {
-        while let Some(mut msg) = rx.recv().await {
-            self.handle(&msg).await;
-            if let Some(ack) = msg.ack.take() {
-                ack();
+    /// Lets the pipeline send commands (reset) to nodes.
+    pub fn with_commander(mut self, commander: Commander) -> Self {
+        self.commander = Some(commander);
+        self
+    }
+
+    /// Prepares the rule state at start-up (`now`): starts every configured
+    /// node's dead-man timer, marks nodes whose offline alarm still stands as
+    /// offline (so their return clears it), and records rule settings that
+    /// changed since the last start as audited changes.
+    pub async fn start(&mut self, now: u64, config_source: &str) -> Result<(), StoreError> {
+        self.runtime.start(now);
+        for row in self.store.standing_with_cause(None, CAUSE_OFFLINE).await? {
+            if let (Ok(s), Ok(n)) = (SiteId::new(&row.site), NodeId::new(&row.node)) {
+                self.runtime.restore_offline(&s, &n, now);
+            }
+        }
+        let changes = self
+            .store
+            .sync_rule_settings(&self.config.rule_settings(), config_source, now)
+            .await?;
+        for c in &changes {
+            tracing::info!(scope = %c.scope, old = ?c.old, new = ?c.new, "rule settings changed (audited)");
+        }
+        Ok(())
+    }
+
+    /// Handles messages and commands until the message channel closes,
+    /// acknowledging each message after it is handled; checks the dead-man
+    /// timers every [`TICK_MS`].
+    pub async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<Command>,
+    ) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_MS));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                msg = rx.recv() => match msg {
+                    Some(mut msg) => {
+                        self.handle(&msg).await;
+                        if let Some(ack) = msg.ack.take() {
+                            ack();
+                        }
+                    }
+                    None => break,
+                },
+                Some(cmd) = commands.recv() => self.command(cmd).await,
+                _ = tick.tick() => self.tick(crate::time::now_ms()).await,
             }
         }
         tracing::info!("pipeline drained");
+    }
+
+    /// Checks every node's dead-man timer at `now`.
+    pub async fn tick(&mut self, now: u64) {
+        let changes = self.runtime.tick(now);
+        if !changes.is_empty() {
+            self.apply(changes, now).await;
+        }
+    }
+
+    async fn command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Reset {
+                alarm_id,
+                by,
+                reply,
+            } => {
+                let result = self.reset(alarm_id, &by, crate::time::now_ms()).await;
+                let _ = reply.send(result);
+            }
+        }
+    }
+
+    /// An authorised reset of a latched channel alarm (复位): released in
+    /// the rules, cleared in the store, logged with who did it, and sent to
+    /// the node so its local sounder stops too.
+    pub async fn reset(
+        &mut self,
+        alarm_id: i64,
+        by: &str,
+        now: u64,
+    ) -> Result<AlarmRow, ResetError> {
+        let row = self
+            .store
+            .alarm(alarm_id)
+            .await?
+            .ok_or(ResetError::NotFound)?;
+        if row.state != "latched" || row.channel.is_empty() {
+            return Err(ResetError::NotLatched);
+        }
+        let (Ok(s), Ok(n), Ok(c)) = (
+            SiteId::new(&row.site),
+            NodeId::new(&row.node),
+            ChannelId::new(&row.channel),
+        ) else {
+            return Err(ResetError::NotLatched);
+        };
+        let change = self.runtime.reset(&s, &n, &c, now).map_err(|e| match e {
+            // After a gateway restart the rule state is new: the store's
+            // latched record is what stands, and the operator releases it.
+            ResetRefused::UnknownChannel => ResetError::NotLatched,
+            ResetRefused::NotReleasable => ResetError::StillActive,
+        });
+        match change {
+            Ok(change) => self.apply_as(vec![change], now, by).await,
+            Err(ResetError::NotLatched) => {
+                let key = AlarmKey {
+                    site: row.site.clone(),
+                    node: row.node.clone(),
+                    channel: row.channel.clone(),
+                    cause: row.cause.clone(),
+                };
+                self.log(&key, "reset", None, None, Disposition::Notify, now, by)
+                    .await;
+                self.settle(&key, "cleared", None, now).await?;
+            }
+            Err(e) => return Err(e),
+        }
+        if let Some(commander) = &self.commander {
+            let topic = Topic::new(s, n, TopicKind::Cmd).to_string();
+            let cmd = format!(r#"{{"id":"reset-{alarm_id}","op":"reset"}}"#);
+            if let Err(e) = commander.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, cmd) {
+                tracing::warn!(error = %e, "reset command to the node not queued");
+            }
+        }
+        tracing::info!(alarm = alarm_id, by, "alarm reset");
+        self.store
+            .alarm(alarm_id)
+            .await?
+            .ok_or(ResetError::NotFound)
     }
 
     fn drop_msg(&mut self, source: &str, reason: &'static str, detail: &str, now: u64) {
@@ -159,23 +322,36 @@ impl Pipeline {
                         .seq_gaps
                         .fetch_add(u64::from(dropped), Ordering::Relaxed);
                 }
-                let changes = self.runtime.status(&topic.site, &topic.node, &s);
-                self.metrics
-                    .nodes_online
-                    .store(self.runtime.online_count() as i64, Ordering::Relaxed);
+                let changes = self.runtime.status(&topic.site, &topic.node, &s, now);
                 self.apply(changes, now).await;
             }
             TopicKind::Event => {
                 let e = decode!(Event);
                 if self.dedup(&topic, e.boot, e.seq).is_some() {
+                    self.seen(&topic, now).await;
                     tracing::info!(node = %source, ch = %e.ch, level = %e.level, v = e.v, "node-side event");
+                    if e.ch.as_str() == SUPPLY_CHANNEL {
+                        // The node's own power supply (主电): a fault level means it runs on battery or is failing.
+                        let ok = e.level != EventLevel::Fault;
+                        let changes = self.runtime.supply(&topic.site, &topic.node, ok, now);
+                        self.apply(changes, now).await;
+                    }
                 }
             }
             TopicKind::CmdAck => {
                 let a = decode!(CmdAck);
+                self.seen(&topic, now).await;
                 tracing::info!(node = %source, id = %a.id, ok = a.ok, "command acknowledged");
             }
             TopicKind::Cmd => {}
+        }
+    }
+
+    /// Any accepted message proves the node alive.
+    async fn seen(&mut self, topic: &Topic, now: u64) {
+        let changes = self.runtime.seen(&topic.site, &topic.node, now);
+        if !changes.is_empty() {
+            self.apply(changes, now).await;
         }
     }
 
@@ -208,6 +384,7 @@ impl Pipeline {
         let Some(in_order) = self.dedup(topic, t.boot, t.seq) else {
             return;
         };
+        self.seen(topic, now).await;
         if !in_order {
             self.metrics
                 .readings_late
@@ -274,149 +451,531 @@ impl Pipeline {
     }
 
     async fn apply(&mut self, changes: Vec<Change>, at: u64) {
+        self.apply_as(changes, at, "system").await;
+    }
+
+    async fn apply_as(&mut self, changes: Vec<Change>, at: u64, actor: &str) {
         for change in changes {
-            if let Err(e) = self.apply_one(change, at).await {
+            let result = match change {
+                Change::Channel {
+                    ch,
+                    transition,
+                    disposition,
+                    level,
+                } => {
+                    self.apply_channel(&ch, transition, disposition, level, at, actor)
+                        .await
+                }
+                Change::Node {
+                    key,
+                    transition,
+                    suppressed,
+                } => self.apply_node(&key, transition, suppressed, at).await,
+                Change::Site { key, transition } => self.apply_site(&key, transition, at).await,
+            };
+            if let Err(e) = result {
                 inc(&self.metrics.store_errors);
                 tracing::error!(error = %e, "store: cannot record an alarm change");
             }
         }
+        self.metrics
+            .nodes_online
+            .store(self.runtime.online_count() as i64, Ordering::Relaxed);
     }
 
-    async fn apply_one(&mut self, change: Change, at: u64) -> Result<(), crate::store::StoreError> {
-        let (input, ticket) = match change {
-            Change::Raise {
-                key,
-                quantity,
+    #[allow(clippy::too_many_arguments)]
+    async fn log(
+        &mut self,
+        key: &AlarmKey,
+        transition: &'static str,
+        level: Option<&'static str>,
+        value: Option<i32>,
+        disposition: Disposition,
+        at: u64,
+        actor: &str,
+    ) {
+        let disposition = match disposition {
+            Disposition::Notify => "notify",
+            Disposition::Suppressed => "suppressed",
+            Disposition::Flapping => "flapping",
+        };
+        let entry = LogEntry {
+            at,
+            key,
+            transition,
+            level,
+            value,
+            disposition,
+            actor,
+        };
+        if let Err(e) = self.store.log_transition(&entry).await {
+            inc(&self.metrics.store_errors);
+            tracing::error!(error = %e, "store: cannot log a transition");
+        }
+    }
+
+    fn hazard_ticket(&self, key: &AlarmKey, q: wire::Quantity, what: String) -> TicketSpec {
+        let (site, loc) = self.place(key);
+        TicketSpec {
+            source: "sensor_alarm",
+            category: alarm_kind(q),
+            grade: "general",
+            prefix: "YH",
+            title: format!(
+                "{site} {} {} {}{what}",
+                key.node,
+                key.channel,
+                labels::quantity(q.as_str())
+            ),
+            location: loc,
+        }
+    }
+
+    fn fault_ticket(&self, key: &AlarmKey, what: String) -> TicketSpec {
+        let (site, loc) = self.place(key);
+        let target = if key.channel.is_empty() {
+            key.node.clone()
+        } else {
+            format!("{} {}", key.node, key.channel)
+        };
+        TicketSpec {
+            source: "sensor_fault",
+            category: "device_fault",
+            grade: "general",
+            prefix: "GZ",
+            title: format!("{site} {target} {what}"),
+            location: loc,
+        }
+    }
+
+    async fn apply_channel(
+        &mut self,
+        ch: &ChannelRef,
+        t: Transition,
+        disposition: Disposition,
+        level: Level,
+        at: u64,
+        actor: &str,
+    ) -> Result<(), StoreError> {
+        let key = ch.key_for(&t);
+        let q = ch.quantity;
+        let level_code = |l: Level| {
+            if l == Level::Alarm {
+                "alarm"
+            } else {
+                "pre_alarm"
+            }
+        };
+        let (name, log_level, value) = match t {
+            Transition::Raised { level, value, .. } => {
+                ("raised", Some(level_code(level)), Some(value))
+            }
+            Transition::Escalated { to, value, .. } => {
+                ("escalated", Some(level_code(to)), Some(value))
+            }
+            Transition::Deescalated { to, value, .. } => {
+                ("deescalated", Some(level_code(to)), Some(value))
+            }
+            Transition::Cleared { value, .. } => ("cleared", None, Some(value)),
+            Transition::Latched { level, value } => {
+                ("latched", Some(level_code(level)), Some(value))
+            }
+            Transition::Reset { .. } => ("reset", None, None),
+            Transition::FaultRaised { .. } => ("fault_raised", Some("fault"), None),
+            Transition::FaultCleared { .. } => ("fault_cleared", None, None),
+            Transition::RateRaised { value, .. } => ("rate_raised", Some("pre_alarm"), Some(value)),
+            Transition::RateCleared { value } => ("rate_cleared", None, Some(value)),
+            Transition::FlappingStarted { .. } => ("flapping_started", None, None),
+            Transition::FlappingEnded { .. } => ("flapping_ended", None, None),
+        };
+        self.log(&key, name, log_level, value, disposition, at, actor)
+            .await;
+        let suppressed = disposition == Disposition::Suppressed;
+        // While flapping, raise/clear/level changes are recorded only; the
+        // one FlappingStarted notification stands for them.
+        let swallowed = disposition == Disposition::Flapping;
+        match t {
+            Transition::Raised {
                 level,
                 value,
                 setpoint,
+            }
+            | Transition::Escalated {
+                to: level,
+                value,
+                setpoint,
+                ..
             } => {
-                let level_code = match level {
-                    Level::Alarm => "alarm",
-                    _ => "pre_alarm",
-                };
-                // 报警 opens a hazard ticket; 预警 is an early warning on the desk only.
-                let ticket = (level == Level::Alarm).then(|| {
-                    let (site, loc) = self.place(&key);
-                    let kind = alarm_kind(quantity);
-                    TicketSpec {
-                        source: "sensor_alarm",
-                        category: kind,
-                        grade: "general",
-                        prefix: "YH",
-                        title: format!(
-                            "{site} {} {} {}超限（{} ≥ 报警值 {}）",
-                            key.node,
-                            key.channel,
-                            labels::quantity(quantity.as_str()),
-                            labels::value(quantity.as_str(), value.into()),
-                            labels::value(quantity.as_str(), setpoint.into())
-                        ),
-                        location: loc,
-                    }
+                // A fire alarm is never swallowed: only pre-alarm swings are.
+                if swallowed && level != Level::Alarm {
+                    return Ok(());
+                }
+                let ticket = (level == Level::Alarm && !suppressed).then(|| {
+                    let what = format!(
+                        "超限（{} {} 报警值 {}）",
+                        labels::value(q.as_str(), value.into()),
+                        if ch.direction == rules::Direction::Low {
+                            "≤"
+                        } else {
+                            "≥"
+                        },
+                        labels::value(q.as_str(), setpoint.into())
+                    );
+                    self.hazard_ticket(&key, q, what)
                 });
-                let input = AlarmInput {
-                    kind: alarm_kind(quantity),
-                    level: level_code,
-                    quantity: Some(quantity.as_str()),
-                    value: Some(value),
-                    setpoint: Some(setpoint),
-                    at,
+                let input = self.input(
                     key,
-                    suppressed: false,
-                };
-                (input, ticket)
-            }
-            Change::FaultRaise {
-                key,
-                quantity,
-                fault,
-            } => {
-                let (site, loc) = self.place(&key);
-                let what = match fault {
-                    rules::FaultKind::Open => "开路",
-                    rules::FaultKind::Short => "短路",
-                    rules::FaultKind::Range => "超量程",
-                    rules::FaultKind::Fault => "故障",
-                };
-                let ticket = TicketSpec {
-                    source: "sensor_fault",
-                    category: "device_fault",
-                    grade: "general",
-                    prefix: "GZ",
-                    title: format!(
-                        "{site} {} {} {}传感器{what}",
-                        key.node,
-                        key.channel,
-                        labels::quantity(quantity.as_str())
-                    ),
-                    location: loc,
-                };
-                let input = AlarmInput {
-                    kind: "fault",
-                    level: "fault",
-                    quantity: Some(quantity.as_str()),
-                    value: None,
-                    setpoint: None,
+                    alarm_kind(q),
+                    level_code(level),
+                    Some(q),
+                    Some(value),
+                    Some(setpoint),
                     at,
-                    key,
-                    suppressed: false,
-                };
-                inc(&self.metrics.faults_raised);
-                (input, Some(ticket))
+                    suppressed,
+                );
+                self.raise(input, ticket).await
             }
-            Change::NodeOffline { key } => {
-                inc(&self.metrics.nodes_offline_events);
-                let input = AlarmInput {
-                    kind: "offline",
-                    level: "offline",
-                    quantity: None,
-                    value: None,
-                    setpoint: None,
+            Transition::RateRaised { value, rise } => {
+                if swallowed {
+                    return Ok(());
+                }
+                let ticket = (!suppressed).then(|| {
+                    let what = format!(
+                        "温升过快（{} 内上升 {}）",
+                        "1 分钟",
+                        labels::value(q.as_str(), rise.into())
+                    );
+                    self.hazard_ticket(&key, q, what)
+                });
+                let input = self.input(
+                    key,
+                    alarm_kind(q),
+                    "pre_alarm",
+                    Some(q),
+                    Some(value),
+                    Some(rise),
                     at,
-                    key,
-                    suppressed: false,
-                };
-                (input, None)
+                    suppressed,
+                );
+                self.raise(input, ticket).await
             }
-            Change::Relevel { key, level, value } => {
-                let code = if level == Level::Alarm {
-                    "alarm"
-                } else {
-                    "pre_alarm"
-                };
-                self.store.set_level(&key, code, value, at).await?;
-                return Ok(());
+            Transition::Deescalated { to, value, .. } if !swallowed => {
+                self.store.set_level(&key, level_code(to), value, at).await
             }
-            Change::Latch { key, value } => {
-                return self.settle(&key, "latched", Some(value), at).await
+            Transition::Latched { value, .. } if !swallowed => {
+                self.settle(&key, "latched", Some(value), at).await
             }
-            Change::Clear { key, value } => {
+            Transition::Cleared { value, .. } if !swallowed => {
                 inc(&self.metrics.alarms_cleared);
-                return self.settle(&key, "cleared", value, at).await;
+                self.settle(&key, "cleared", Some(value), at).await
             }
-            Change::FaultClear { key } | Change::NodeOnline { key, .. } => {
-                return self.settle(&key, "cleared", None, at).await;
+            Transition::RateCleared { value } if !swallowed => {
+                self.settle(&key, "cleared", Some(value), at).await
             }
-        };
-        let (row, outcome) = self.store.raise(&input, ticket.as_ref()).await?;
-        if input.kind != "fault" && input.kind != "offline" {
-            inc(&self.metrics.alarms_raised);
+            Transition::Reset { .. } => self.settle(&key, "cleared", None, at).await,
+            Transition::FaultRaised { kind } => {
+                // Faults are never swallowed by flapping: a broken sensor must be seen.
+                let what = match kind {
+                    FaultKind::Open => "开路",
+                    FaultKind::Short => "短路",
+                    FaultKind::Range => "超量程",
+                    FaultKind::Fault => "故障",
+                };
+                let ticket = (!suppressed).then(|| {
+                    self.fault_ticket(
+                        &key,
+                        format!("{}传感器{what}", labels::quantity(q.as_str())),
+                    )
+                });
+                inc(&self.metrics.faults_raised);
+                let input = self.input(key, "fault", "fault", Some(q), None, None, at, suppressed);
+                self.raise(input, ticket).await
+            }
+            Transition::FaultCleared { .. } => self.settle(&key, "cleared", None, at).await,
+            Transition::FlappingStarted { transitions } => {
+                tracing::warn!(site = %key.site, node = %key.node, ch = %key.channel, transitions, "channel is flapping");
+                match self.store.set_flapping(&key, true, at).await? {
+                    Some(row) => {
+                        let _ = self.events.send(GatewayEvent::AlarmUpdated {
+                            alarm: AlarmView::from(row),
+                        });
+                        Ok(())
+                    }
+                    None => {
+                        // Nothing stands (the last swing cleared it): one
+                        // record for the flapping channel, without a ticket.
+                        let l = if level == Level::Normal {
+                            Level::PreAlarm
+                        } else {
+                            level
+                        };
+                        let input = self.input(
+                            key.clone(),
+                            alarm_kind(q),
+                            level_code(l),
+                            Some(q),
+                            None,
+                            None,
+                            at,
+                            suppressed,
+                        );
+                        self.raise(input, None).await?;
+                        if let Some(row) = self.store.set_flapping(&key, true, at).await? {
+                            let _ = self.events.send(GatewayEvent::AlarmUpdated {
+                                alarm: AlarmView::from(row),
+                            });
+                        }
+                        Ok(())
+                    }
+                }
+            }
+            Transition::FlappingEnded { level } => {
+                self.store.set_flapping(&key, false, at).await?;
+                // Back to plain behaviour: the record shows where the channel settled.
+                match level {
+                    Level::Normal => self.settle(&key, "cleared", None, at).await,
+                    l => {
+                        let ticket = (l == Level::Alarm && !suppressed)
+                            .then(|| self.hazard_ticket(&key, q, "抖动后持续报警".into()));
+                        let input = self.input(
+                            key,
+                            alarm_kind(q),
+                            level_code(l),
+                            Some(q),
+                            None,
+                            None,
+                            at,
+                            suppressed,
+                        );
+                        self.raise(input, ticket).await
+                    }
+                }
+            }
+            _ => Ok(()),
         }
-        match &outcome {
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn input(
+        &self,
+        key: AlarmKey,
+        kind: &'static str,
+        level: &'static str,
+        q: Option<wire::Quantity>,
+        value: Option<i32>,
+        setpoint: Option<i32>,
+        at: u64,
+        suppressed: bool,
+    ) -> AlarmInput {
+        AlarmInput {
+            key,
+            kind,
+            level,
+            quantity: q.map(|q| q.as_str()),
+            value,
+            setpoint,
+            at,
+            suppressed,
+        }
+    }
+
+    async fn apply_node(
+        &mut self,
+        key: &AlarmKey,
+        t: NodeTransition,
+        suppressed: bool,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let disposition = if suppressed {
+            Disposition::Suppressed
+        } else {
+            Disposition::Notify
+        };
+        match t {
+            NodeTransition::Offline { cause } => {
+                inc(&self.metrics.nodes_offline_events);
+                let how = match cause {
+                    rules::OfflineCause::Timeout => "offline_timeout",
+                    rules::OfflineCause::LastWill => "offline_last_will",
+                };
+                self.log(key, how, Some("offline"), None, disposition, at, "system")
+                    .await;
+                let input = self.input(
+                    key.clone(),
+                    "offline",
+                    "offline",
+                    None,
+                    None,
+                    None,
+                    at,
+                    suppressed,
+                );
+                self.raise(input, None).await
+            }
+            NodeTransition::SupplyFailed => {
+                self.log(
+                    key,
+                    "supply_failed",
+                    Some("fault"),
+                    None,
+                    disposition,
+                    at,
+                    "system",
+                )
+                .await;
+                let ticket = (!suppressed).then(|| self.fault_ticket(key, "主电故障".into()));
+                let input = self.input(
+                    key.clone(),
+                    "fault",
+                    "fault",
+                    None,
+                    None,
+                    None,
+                    at,
+                    suppressed,
+                );
+                self.raise(input, ticket).await
+            }
+            NodeTransition::Online | NodeTransition::SupplyRestored => {
+                let name = if t == NodeTransition::Online {
+                    "online"
+                } else {
+                    "supply_restored"
+                };
+                self.log(key, name, None, None, Disposition::Notify, at, "system")
+                    .await;
+                self.settle(key, "cleared", None, at).await?;
+                self.release_suppressed(&key.site, Some(&key.node), at)
+                    .await
+            }
+        }
+    }
+
+    async fn apply_site(
+        &mut self,
+        key: &AlarmKey,
+        t: SiteTransition,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        match t {
+            SiteTransition::UplinkLost => {
+                self.log(
+                    key,
+                    "uplink_lost",
+                    Some("offline"),
+                    None,
+                    Disposition::Notify,
+                    at,
+                    "system",
+                )
+                .await;
+                // The site's one alarm stands for its nodes' offline alarms.
+                self.store
+                    .suppress_standing(&key.site, CAUSE_OFFLINE, at)
+                    .await?;
+                let input = self.input(
+                    key.clone(),
+                    "offline",
+                    "offline",
+                    None,
+                    None,
+                    None,
+                    at,
+                    false,
+                );
+                self.raise(input, None).await
+            }
+            SiteTransition::UplinkRestored => {
+                self.log(
+                    key,
+                    "uplink_restored",
+                    None,
+                    None,
+                    Disposition::Notify,
+                    at,
+                    "system",
+                )
+                .await;
+                self.settle(key, "cleared", None, at).await
+            }
+        }
+    }
+
+    /// Once a root cause is gone, the alarms it suppressed that still stand
+    /// are shown again, and get the ticket they would have had.
+    async fn release_suppressed(
+        &mut self,
+        site: &str,
+        node: Option<&str>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let (Ok(s), Some(Ok(n))) = (SiteId::new(site), node.map(NodeId::new)) else {
+            return Ok(());
+        };
+        if self.runtime_suppressed(&s, &n) {
+            return Ok(());
+        }
+        for row in self.store.suppressed_standing(site, node).await? {
+            let key = AlarmKey {
+                site: row.site.clone(),
+                node: row.node.clone(),
+                channel: row.channel.clone(),
+                cause: row.cause.clone(),
+            };
+            let q = row.quantity.as_deref().and_then(wire::Quantity::from_wire);
+            let ticket = match (row.kind.as_str(), row.level.as_str(), q) {
+                ("fault", _, _) if key.cause == CAUSE_SUPPLY => {
+                    Some(self.fault_ticket(&key, "主电故障".into()))
+                }
+                ("fault", _, Some(q)) => Some(
+                    self.fault_ticket(&key, format!("{}传感器故障", labels::quantity(q.as_str()))),
+                ),
+                (_, "alarm", Some(q)) => {
+                    Some(self.hazard_ticket(&key, q, "超限（根因恢复后仍在报警）".into()))
+                }
+                _ => None,
+            };
+            let (row, outcome) = self.store.unsuppress(row.id, ticket.as_ref(), at).await?;
+            self.count_ticket(&outcome, row.id);
+            let _ = self.events.send(GatewayEvent::AlarmRaised {
+                alarm: AlarmView::from(row),
+                ticket: outcome,
+            });
+        }
+        Ok(())
+    }
+
+    fn runtime_suppressed(&self, site: &SiteId, node: &NodeId) -> bool {
+        self.runtime.is_suppressed(site, node)
+    }
+
+    fn count_ticket(&self, outcome: &Option<TicketOutcome>, alarm: i64) {
+        match outcome {
             Some(TicketOutcome::Opened { number, .. }) => {
                 inc(&self.metrics.tickets_opened);
-                tracing::info!(ticket = %number, alarm = row.id, "hazard ticket opened");
+                tracing::info!(ticket = %number, alarm, "hazard ticket opened");
             }
             Some(TicketOutcome::Attached { number, .. }) => {
                 inc(&self.metrics.tickets_attached);
-                tracing::info!(ticket = %number, alarm = row.id, "alarm attached to the open ticket");
+                tracing::info!(ticket = %number, alarm, "alarm attached to the open ticket");
             }
             _ => {}
         }
+    }
+
+    async fn raise(
+        &mut self,
+        input: AlarmInput,
+        ticket: Option<TicketSpec>,
+    ) -> Result<(), StoreError> {
+        let (row, outcome) = self.store.raise(&input, ticket.as_ref()).await?;
+        if matches!(input.kind, "electrical_fire" | "fire_facility") && !input.suppressed {
+            inc(&self.metrics.alarms_raised);
+        }
+        self.count_ticket(&outcome, row.id);
         tracing::info!(
             site = %row.site, node = %row.node, ch = %row.channel, cause = %row.cause,
-            level = %row.level, value = ?row.value, "alarm raised"
+            level = %row.level, value = ?row.value, suppressed = row.suppressed, "alarm raised"
         );
         let _ = self.events.send(GatewayEvent::AlarmRaised {
             alarm: AlarmView::from(row),
@@ -431,7 +990,7 @@ impl Pipeline {
         state: &'static str,
         value: Option<i32>,
         at: u64,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<(), StoreError> {
         if let Some(row) = self.store.settle(key, state, value, at).await? {
             tracing::info!(site = %row.site, node = %row.node, ch = %row.channel, cause = %row.cause, state, "alarm settled");
             let _ = self.events.send(GatewayEvent::AlarmUpdated {

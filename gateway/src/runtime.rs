@@ -1,19 +1,35 @@
-//! Rules runtime (规则运行时): per-node and per-channel state, fed with
-//! decoded messages, producing alarm changes. Pure: time is an argument, no
-//! I/O; the pipeline applies the changes to the store and the notifiers.
+//! Rules runtime (规则运行时): per-channel, per-node and per-site rule state,
+//! fed with decoded messages and clock ticks, producing [`Change`]s. Pure:
+//! time is an argument, no I/O; the pipeline applies the changes to the
+//! store and the notifiers.
+//!
+//! Root cause first (DOMAIN.md §3): while a node is offline or reports a
+//! supply failure, or its whole site is unreachable, its channels' outputs
+//! are marked suppressed; the node (or site) raises the one alarm.
 
 use crate::config::Config;
 use crate::dedup::{SeqTracker, Verdict};
 use crate::store::AlarmKey;
-use rules::{ChannelState, Direction, FaultKind, Level, Millis, Sample, ThresholdRule, Transition};
+use rules::{
+    ChannelRule, ChannelState, Context, Direction, Disposition, FaultKind, Level, Millis, NodeRule,
+    NodeState, NodeTransition, Sample, SiteState, SiteTransition, Transition,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
-use wire::{ChannelId, ChannelStatus, NodeId, NodeState, Quantity, Reading, SiteId, Status};
+use wire::{
+    ChannelId, ChannelStatus, NodeId, NodeState as WireNodeState, Quantity, Reading, SiteId, Status,
+};
 
-/// Cause of node-level alarms.
+/// Cause of node-level offline alarms.
 pub const CAUSE_OFFLINE: &str = "offline";
+/// Cause of node-level supply failures (主电故障).
+pub const CAUSE_SUPPLY: &str = "supply";
+/// Cause of site-level uplink loss.
+pub const CAUSE_UPLINK: &str = "uplink";
 /// Cause of channel faults.
 pub const CAUSE_FAULT: &str = "fault";
+/// Channel id a node uses in an `event` to report its own power supply.
+pub const SUPPLY_CHANNEL: &str = "supply";
 
 /// Which desk an alarm belongs to (GB 14287.1 keeps electrical-fire
 /// warnings apart from fire alarms, and faults apart from both).
@@ -37,6 +53,11 @@ pub fn threshold_cause(q: Quantity, d: Direction) -> String {
     format!("{}_{dir}", q.as_str())
 }
 
+/// The rate-of-rise cause name: `temperature_rise`.
+pub fn rate_cause(q: Quantity) -> String {
+    format!("{}_rise", q.as_str())
+}
+
 fn fault_kind(s: ChannelStatus) -> Option<FaultKind> {
     match s {
         ChannelStatus::Ok => None,
@@ -47,51 +68,81 @@ fn fault_kind(s: ChannelStatus) -> Option<FaultKind> {
     }
 }
 
+/// A channel an output is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelRef {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: Quantity,
+    pub direction: Direction,
+}
+
+impl ChannelRef {
+    /// The alarm key of a transition on this channel.
+    pub fn key_for(&self, t: &Transition) -> AlarmKey {
+        let cause = match t {
+            Transition::FaultRaised { .. } | Transition::FaultCleared { .. } => {
+                CAUSE_FAULT.to_string()
+            }
+            Transition::RateRaised { .. } | Transition::RateCleared { .. } => {
+                rate_cause(self.quantity)
+            }
+            _ => threshold_cause(self.quantity, self.direction),
+        };
+        AlarmKey {
+            site: self.site.clone(),
+            node: self.node.clone(),
+            channel: self.channel.clone(),
+            cause,
+        }
+    }
+}
+
 /// What the pipeline must do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// A threshold alarm was raised or escalated to `level`.
-    Raise {
-        key: AlarmKey,
-        quantity: Quantity,
+    /// A channel's rule output, with its disposition and the level the
+    /// channel is at afterwards.
+    Channel {
+        ch: ChannelRef,
+        transition: Transition,
+        disposition: Disposition,
         level: Level,
-        value: i32,
-        setpoint: i32,
     },
-    /// The alarm stays, at a lower level.
-    Relevel {
+    /// A node went offline, came back, or its supply changed. `suppressed`:
+    /// its site's uplink is lost, which is the root cause.
+    Node {
         key: AlarmKey,
-        level: Level,
-        value: i32,
+        transition: NodeTransition,
+        suppressed: bool,
     },
-    /// The value is back in band; the alarm is held for an authorised reset.
-    Latch { key: AlarmKey, value: i32 },
-    /// The alarm cleared (or was reset).
-    Clear { key: AlarmKey, value: Option<i32> },
-    /// The channel's sensor is faulty (设备故障) — not a fire alarm.
-    FaultRaise {
+    /// A site's uplink was lost or restored.
+    Site {
         key: AlarmKey,
-        quantity: Quantity,
-        fault: FaultKind,
+        transition: SiteTransition,
     },
-    /// The channel's sensor fault is gone.
-    FaultClear { key: AlarmKey },
-    /// The node went offline (Last Will or goodbye).
-    NodeOffline { key: AlarmKey },
-    /// The node came (back) online.
-    NodeOnline { key: AlarmKey, boot: Option<u32> },
+}
+
+/// Why a reset was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetRefused {
+    /// No such channel is known.
+    UnknownChannel,
+    /// Nothing is latched, the value is still past the setpoint, or the sensor is faulted.
+    NotReleasable,
 }
 
 struct ChannelRt {
     quantity: Quantity,
-    rule: ThresholdRule,
+    rule: ChannelRule,
     state: ChannelState,
 }
 
-#[derive(Default)]
 struct NodeRt {
     seq: SeqTracker,
-    online: Option<bool>,
+    rule: NodeRule,
+    live: NodeState,
 }
 
 /// All rule state of one gateway.
@@ -99,13 +150,14 @@ pub struct Runtime {
     config: Arc<Config>,
     channels: HashMap<(SiteId, NodeId, ChannelId), ChannelRt>,
     nodes: HashMap<(SiteId, NodeId), NodeRt>,
+    sites: HashMap<SiteId, SiteState>,
 }
 
-fn key(site: &SiteId, node: &NodeId, channel: &str, cause: &str) -> AlarmKey {
+fn node_key(site: &str, node: &str, cause: &str) -> AlarmKey {
     AlarmKey {
         site: site.to_string(),
         node: node.to_string(),
-        channel: channel.to_string(),
+        channel: String::new(),
         cause: cause.to_string(),
     }
 }
@@ -116,7 +168,42 @@ impl Runtime {
             config,
             channels: HashMap::new(),
             nodes: HashMap::new(),
+            sites: HashMap::new(),
         }
+    }
+
+    /// Starts the dead-man timer of every configured node at `now`, so a
+    /// node that never reports after a gateway start is reported offline.
+    pub fn start(&mut self, now: Millis) {
+        let ids: Vec<(SiteId, NodeId)> = self
+            .config
+            .sites
+            .iter()
+            .flat_map(|s| s.nodes.iter().map(move |n| (s.id.as_str(), n.id.as_str())))
+            .filter_map(|(s, n)| Some((SiteId::new(s).ok()?, NodeId::new(n).ok()?)))
+            .collect();
+        for (s, n) in ids {
+            let rt = self.node_rt(&s, &n);
+            rules::node::seen(&rt.rule, &mut rt.live, now);
+        }
+    }
+
+    /// Marks a node offline without an output: at start-up, for a node whose
+    /// offline alarm still stands in the store, so that its return clears it.
+    pub fn restore_offline(&mut self, site: &SiteId, node: &NodeId, now: Millis) {
+        let rt = self.node_rt(site, node);
+        rules::node::last_will(&mut rt.live, now);
+    }
+
+    fn node_rt(&mut self, site: &SiteId, node: &NodeId) -> &mut NodeRt {
+        let offline_after_ms = self.config.offline_after_ms(site, node);
+        self.nodes
+            .entry((site.clone(), node.clone()))
+            .or_insert_with(|| NodeRt {
+                seq: SeqTracker::default(),
+                rule: NodeRule { offline_after_ms },
+                live: NodeState::default(),
+            })
     }
 
     /// Whether messages from this node are accepted.
@@ -126,33 +213,123 @@ impl Runtime {
 
     /// De-duplicates a telemetry or event message on `(boot, seq)`.
     pub fn observe_seq(&mut self, site: &SiteId, node: &NodeId, boot: u32, seq: u32) -> Verdict {
-        self.nodes
-            .entry((site.clone(), node.clone()))
-            .or_default()
-            .seq
-            .observe(boot, seq)
+        self.node_rt(site, node).seq.observe(boot, seq)
     }
 
-    /// Nodes currently known online.
+    /// Nodes currently known up (online, supply fine).
     pub fn online_count(&self) -> usize {
         self.nodes
             .values()
-            .filter(|n| n.online == Some(true))
+            .filter(|n| n.live.last_seen().is_some() && !n.live.is_offline())
             .count()
     }
 
-    fn rule_for(&self, site: &SiteId, node: &NodeId, ch: &ChannelId, q: Quantity) -> ThresholdRule {
-        let over = self.config.node(site, node).and_then(|(_, n)| {
-            n.channels
-                .iter()
-                .find(|c| {
-                    c.id == ch.as_str() && c.quantity.as_deref().is_none_or(|cq| cq == q.as_str())
-                })
-                .map(|c| c.rule())
-        });
-        // Quantities without a built-in rule are still watched for faults:
-        // a rule without setpoints never raises a level.
-        self.config.rule_for(q, over.as_ref()).unwrap_or_default()
+    /// Whether a root cause stands for this node: it is offline or its
+    /// supply failed, or its site's uplink is lost.
+    pub fn is_suppressed(&self, site: &SiteId, node: &NodeId) -> bool {
+        let node_down = self
+            .nodes
+            .get(&(site.clone(), node.clone()))
+            .is_some_and(|n| n.live.is_down());
+        node_down || self.sites.get(site).is_some_and(|s| s.is_uplink_lost())
+    }
+
+    fn node_change(
+        &mut self,
+        site: &SiteId,
+        node: &NodeId,
+        t: Option<NodeTransition>,
+    ) -> Vec<Change> {
+        let Some(t) = t else { return Vec::new() };
+        let cause = match t {
+            NodeTransition::SupplyFailed | NodeTransition::SupplyRestored => CAUSE_SUPPLY,
+            NodeTransition::Offline { .. } | NodeTransition::Online => CAUSE_OFFLINE,
+        };
+        let mut out = Vec::new();
+        // Site first: when this node was the last one up, the site's uplink
+        // is the root cause and this node's offline alarm is suppressed.
+        out.extend(self.site_update(site));
+        let suppressed = self.sites.get(site).is_some_and(|s| s.is_uplink_lost());
+        out.insert(
+            0,
+            Change::Node {
+                key: node_key(site, node, cause),
+                transition: t,
+                suppressed,
+            },
+        );
+        out
+    }
+
+    fn site_update(&mut self, site: &SiteId) -> Option<Change> {
+        let (total, down) = self
+            .nodes
+            .iter()
+            .filter(|((s, _), n)| s == site && n.live.last_seen().is_some())
+            // Unreachable nodes only: a node reporting a supply failure still talks.
+            .fold((0u16, 0u16), |(t, d), (_, n)| {
+                (
+                    t.saturating_add(1),
+                    d.saturating_add(u16::from(n.live.is_offline())),
+                )
+            });
+        let st = self.sites.entry(site.clone()).or_default();
+        rules::site::update(st, total, down).map(|transition| Change::Site {
+            key: node_key(site, "", CAUSE_UPLINK),
+            transition,
+        })
+    }
+
+    /// A message from the node arrived at `now` (liveness).
+    pub fn seen(&mut self, site: &SiteId, node: &NodeId, now: Millis) -> Vec<Change> {
+        let rt = self.node_rt(site, node);
+        let t = rules::node::seen(&rt.rule, &mut rt.live, now);
+        self.node_change(site, node, t)
+    }
+
+    /// The dead-man check of every node at `now`.
+    pub fn tick(&mut self, now: Millis) -> Vec<Change> {
+        let due: Vec<(SiteId, NodeId)> = self
+            .nodes
+            .iter_mut()
+            .filter_map(|(k, rt)| rules::node::tick(&rt.rule, &mut rt.live, now).map(|_| k.clone()))
+            .collect();
+        let mut out = Vec::new();
+        for (s, n) in due {
+            out.extend(self.node_change(
+                &s,
+                &n,
+                Some(NodeTransition::Offline {
+                    cause: rules::OfflineCause::Timeout,
+                }),
+            ));
+        }
+        out
+    }
+
+    /// The node reports its power supply (主电) as failed or restored.
+    pub fn supply(&mut self, site: &SiteId, node: &NodeId, ok: bool, now: Millis) -> Vec<Change> {
+        let rt = self.node_rt(site, node);
+        let t = rules::node::supply(&mut rt.live, ok, now);
+        self.node_change(site, node, t)
+    }
+
+    /// Applies a `status` message (birth or Last Will) arriving at `now`.
+    pub fn status(
+        &mut self,
+        site: &SiteId,
+        node: &NodeId,
+        status: &Status,
+        now: Millis,
+    ) -> Vec<Change> {
+        match status.state {
+            WireNodeState::Online => self.seen(site, node, now),
+            WireNodeState::Offline => {
+                let rt = self.node_rt(site, node);
+                let t = rules::node::last_will(&mut rt.live, now);
+                self.node_change(site, node, t)
+            }
+        }
     }
 
     /// Evaluates in-order readings sampled at `at`.
@@ -163,12 +340,15 @@ impl Runtime {
         readings: &[Reading],
         at: Millis,
     ) -> Vec<Change> {
+        let ctx = Context {
+            suppressed: self.is_suppressed(site, node),
+        };
         let mut out = Vec::new();
         for r in readings {
             let id = (site.clone(), node.clone(), r.id.clone());
             if self.channels.get(&id).is_none_or(|c| c.quantity != r.q) {
                 // New channel, or the node now reports another quantity on it.
-                let rule = self.rule_for(site, node, &r.id, r.q);
+                let rule = self.config.rule_for(r.q, site, node, &r.id);
                 self.channels.insert(
                     id.clone(),
                     ChannelRt {
@@ -185,82 +365,69 @@ impl Runtime {
                 Some(k) => Sample::fault(k),
                 None => Sample::ok(r.v),
             };
-            let cause = threshold_cause(r.q, ch.rule.direction);
-            for t in rules::evaluate(&ch.rule, &mut ch.state, sample, at) {
-                let tk = key(site, node, &r.id, &cause);
-                out.push(match t {
-                    Transition::Raised {
-                        level,
-                        value,
-                        setpoint,
-                    }
-                    | Transition::Escalated {
-                        to: level,
-                        value,
-                        setpoint,
-                        ..
-                    } => Change::Raise {
-                        key: tk,
-                        quantity: r.q,
-                        level,
-                        value,
-                        setpoint,
-                    },
-                    Transition::Deescalated { to, value, .. } => Change::Relevel {
-                        key: tk,
-                        level: to,
-                        value,
-                    },
-                    Transition::Latched { value, .. } => Change::Latch { key: tk, value },
-                    Transition::Cleared { value, .. } => Change::Clear {
-                        key: tk,
-                        value: Some(value),
-                    },
-                    Transition::Reset { .. } => Change::Clear {
-                        key: tk,
-                        value: None,
-                    },
-                    Transition::FaultRaised { kind } => Change::FaultRaise {
-                        key: key(site, node, &r.id, CAUSE_FAULT),
-                        quantity: r.q,
-                        fault: kind,
-                    },
-                    Transition::FaultCleared { .. } => Change::FaultClear {
-                        key: key(site, node, &r.id, CAUSE_FAULT),
-                    },
+            let outputs = rules::evaluate(&ch.rule, &mut ch.state, sample, at, ctx);
+            if outputs.is_empty() {
+                continue;
+            }
+            let cref = ChannelRef {
+                site: site.to_string(),
+                node: node.to_string(),
+                channel: r.id.to_string(),
+                quantity: r.q,
+                direction: ch.rule.threshold.map(|t| t.direction).unwrap_or_default(),
+            };
+            let level = ch.state.level();
+            for o in outputs {
+                out.push(Change::Channel {
+                    ch: cref.clone(),
+                    transition: o.transition,
+                    disposition: o.disposition,
+                    level,
                 });
             }
         }
         out
     }
 
-    /// Applies a `status` message (birth or Last Will).
-    pub fn status(&mut self, site: &SiteId, node: &NodeId, status: &Status) -> Vec<Change> {
-        let n = self.nodes.entry((site.clone(), node.clone())).or_default();
-        let online = status.state == NodeState::Online;
-        if n.online == Some(online) {
-            return Vec::new();
-        }
-        let was = n.online.replace(online);
-        let k = key(site, node, "", CAUSE_OFFLINE);
-        match (online, was) {
-            (false, _) => vec![Change::NodeOffline { key: k }],
-            (true, _) => vec![Change::NodeOnline {
-                key: k,
-                boot: status.boot,
-            }],
-        }
+    /// An authorised reset (复位) of a latched channel at `now`.
+    pub fn reset(
+        &mut self,
+        site: &SiteId,
+        node: &NodeId,
+        channel: &ChannelId,
+        now: Millis,
+    ) -> Result<Change, ResetRefused> {
+        let ch = self
+            .channels
+            .get_mut(&(site.clone(), node.clone(), channel.clone()))
+            .ok_or(ResetRefused::UnknownChannel)?;
+        let t = rules::reset(&ch.rule, &mut ch.state, now).ok_or(ResetRefused::NotReleasable)?;
+        Ok(Change::Channel {
+            ch: ChannelRef {
+                site: site.to_string(),
+                node: node.to_string(),
+                channel: channel.to_string(),
+                quantity: ch.quantity,
+                direction: ch.rule.threshold.map(|t| t.direction).unwrap_or_default(),
+            },
+            transition: t,
+            disposition: Disposition::Notify,
+            level: ch.state.level(),
+        })
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rules::OfflineCause;
 
-    fn cfg() -> Arc<Config> {
+    fn cfg(extra: &str) -> Arc<Config> {
         Arc::new(
-            Config::from_toml(
+            Config::from_toml(&format!(
                 r#"
+                offline_after_secs = 60
+                {extra}
                 [[sites]]
                 id = "home_a"
                 [[sites.nodes]]
@@ -268,9 +435,11 @@ mod tests {
                 [[sites.nodes.channels]]
                 id = "rc2"
                 quantity = "residual_current"
-                alarm = 400
-                "#,
-            )
+                rule = {{ alarm = 400 }}
+                [[sites.nodes]]
+                id = "n02"
+                "#
+            ))
             .unwrap(),
         )
     }
@@ -288,10 +457,23 @@ mod tests {
         }
     }
 
+    fn transitions(ch: &[Change]) -> Vec<(Transition, Disposition)> {
+        ch.iter()
+            .filter_map(|c| match c {
+                Change::Channel {
+                    transition,
+                    disposition,
+                    ..
+                } => Some((*transition, *disposition)),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn residual_current_over_the_default_setpoint_raises_an_alarm() {
+    fn residual_current_over_the_default_setpoint_raises_and_latches() {
         let (s, n) = ids();
-        let mut rt = Runtime::new(cfg());
+        let mut rt = Runtime::new(cfg(""));
         assert!(rt
             .readings(
                 &s,
@@ -307,16 +489,25 @@ mod tests {
             1000,
         );
         assert_eq!(
-            ch,
-            vec![Change::Raise {
-                key: key(&s, &n, "rc1", "residual_current_high"),
-                quantity: Quantity::ResidualCurrent,
-                level: Level::Alarm,
-                value: 520,
-                setpoint: 500
-            }]
+            transitions(&ch),
+            [(
+                Transition::Raised {
+                    level: Level::Alarm,
+                    value: 520,
+                    setpoint: 500
+                },
+                Disposition::Notify
+            )]
         );
-        // Back to normal: the alarm latches until an authorised reset.
+        let Change::Channel {
+            ch: cref,
+            transition,
+            ..
+        } = &ch[0]
+        else {
+            unreachable!()
+        };
+        assert_eq!(cref.key_for(transition).cause, "residual_current_high");
         let ch = rt.readings(
             &s,
             &n,
@@ -324,18 +515,30 @@ mod tests {
             2000,
         );
         assert_eq!(
-            ch,
-            vec![Change::Latch {
-                key: key(&s, &n, "rc1", "residual_current_high"),
-                value: 100
-            }]
+            transitions(&ch),
+            [(
+                Transition::Latched {
+                    level: Level::Alarm,
+                    value: 100
+                },
+                Disposition::Notify
+            )]
         );
+        let c = ChannelId::new("rc1").unwrap();
+        assert!(matches!(
+            rt.reset(&s, &n, &c, 3000),
+            Ok(Change::Channel {
+                transition: Transition::Reset { .. },
+                ..
+            })
+        ));
+        assert_eq!(rt.reset(&s, &n, &c, 3001), Err(ResetRefused::NotReleasable));
     }
 
     #[test]
     fn per_channel_setpoint_overrides_the_default() {
         let (s, n) = ids();
-        let mut rt = Runtime::new(cfg());
+        let mut rt = Runtime::new(cfg(""));
         let ch = rt.readings(
             &s,
             &n,
@@ -344,52 +547,15 @@ mod tests {
         );
         assert!(
             matches!(
-                ch[..],
-                [Change::Raise {
-                    level: Level::Alarm,
-                    setpoint: 400,
-                    ..
-                }]
-            ),
-            "{ch:?}"
-        );
-    }
-
-    #[test]
-    fn temperature_pre_alarm_then_alarm() {
-        let (s, n) = ids();
-        let mut rt = Runtime::new(cfg());
-        let ch = rt.readings(
-            &s,
-            &n,
-            &[r("t1", Quantity::Temperature, 650, ChannelStatus::Ok)],
-            0,
-        );
-        assert!(
-            matches!(
-                ch[..],
-                [Change::Raise {
-                    level: Level::PreAlarm,
-                    setpoint: 600,
-                    ..
-                }]
-            ),
-            "{ch:?}"
-        );
-        let ch = rt.readings(
-            &s,
-            &n,
-            &[r("t1", Quantity::Temperature, 812, ChannelStatus::Ok)],
-            1,
-        );
-        assert!(
-            matches!(
-                ch[..],
-                [Change::Raise {
-                    level: Level::Alarm,
-                    setpoint: 800,
-                    ..
-                }]
+                transitions(&ch)[..],
+                [(
+                    Transition::Raised {
+                        level: Level::Alarm,
+                        setpoint: 400,
+                        ..
+                    },
+                    _
+                )]
             ),
             "{ch:?}"
         );
@@ -398,8 +564,7 @@ mod tests {
     #[test]
     fn a_faulty_channel_is_a_fault_never_an_alarm() {
         let (s, n) = ids();
-        let mut rt = Runtime::new(cfg());
-        // An open CT reading a huge value must not look like leakage.
+        let mut rt = Runtime::new(cfg(""));
         let ch = rt.readings(
             &s,
             &n,
@@ -412,80 +577,122 @@ mod tests {
             0,
         );
         assert_eq!(
-            ch,
-            vec![Change::FaultRaise {
-                key: key(&s, &n, "rc1", CAUSE_FAULT),
-                quantity: Quantity::ResidualCurrent,
-                fault: FaultKind::Open
-            }]
+            transitions(&ch),
+            [(
+                Transition::FaultRaised {
+                    kind: FaultKind::Open
+                },
+                Disposition::Notify
+            )]
         );
+        // NE43: a 4–20 mA loop below 3.6 mA is a sensor fault.
         let ch = rt.readings(
             &s,
             &n,
-            &[r("rc1", Quantity::ResidualCurrent, 120, ChannelStatus::Ok)],
-            1,
+            &[r("p1", Quantity::LoopCurrent, 2000, ChannelStatus::Ok)],
+            0,
         );
         assert_eq!(
-            ch,
-            vec![Change::FaultClear {
-                key: key(&s, &n, "rc1", CAUSE_FAULT)
-            }]
-        );
-        // Quantities without a threshold rule are still watched for faults.
-        let ch = rt.readings(
-            &s,
-            &n,
-            &[r("v1", Quantity::Voltage, 0, ChannelStatus::Short)],
-            2,
-        );
-        assert!(matches!(
-            ch[..],
-            [Change::FaultRaise {
-                fault: FaultKind::Short,
-                ..
-            }]
-        ));
-        assert!(
-            rt.readings(
-                &s,
-                &n,
-                &[r("v1", Quantity::Voltage, 99999, ChannelStatus::Ok)],
-                3
-            )
-            .len()
-                == 1
+            transitions(&ch),
+            [(
+                Transition::FaultRaised {
+                    kind: FaultKind::Range
+                },
+                Disposition::Notify
+            )]
         );
     }
 
     #[test]
-    fn last_will_marks_the_node_offline_once() {
+    fn dead_man_and_last_will_take_a_node_offline_and_suppress_its_channels() {
         let (s, n) = ids();
-        let mut rt = Runtime::new(cfg());
-        let online = Status {
-            state: NodeState::Online,
-            fw: None,
-            boot: Some(3),
-            dropped: None,
-        };
-        assert!(matches!(
-            rt.status(&s, &n, &online)[..],
-            [Change::NodeOnline { boot: Some(3), .. }]
-        ));
-        assert_eq!(rt.online_count(), 1);
-        assert!(rt.status(&s, &n, &online).is_empty());
+        let n2 = NodeId::new("n02").unwrap();
+        let mut rt = Runtime::new(cfg(""));
+        rt.start(0);
+        assert!(rt.tick(59_999).is_empty());
+        // Both nodes silent for 60 s: both offline, and the site's uplink is the root cause.
+        let ch = rt.tick(60_000);
+        let nodes: Vec<_> = ch
+            .iter()
+            .filter(|c| matches!(c, Change::Node { .. }))
+            .collect();
+        assert_eq!(nodes.len(), 2, "{ch:?}");
+        assert!(
+            ch.iter().any(|c| matches!(
+                c,
+                Change::Site {
+                    transition: SiteTransition::UplinkLost,
+                    ..
+                }
+            )),
+            "{ch:?}"
+        );
+        assert!(
+            matches!(
+                ch.last(),
+                Some(Change::Node {
+                    suppressed: true,
+                    ..
+                })
+            ),
+            "the last node is suppressed: {ch:?}"
+        );
+        // n01 comes back: the uplink is back; its channel alarms notify again.
+        let ch = rt.seen(&s, &n, 61_000);
+        assert!(
+            matches!(
+                ch[0],
+                Change::Node {
+                    transition: NodeTransition::Online,
+                    ..
+                }
+            ),
+            "{ch:?}"
+        );
+        assert!(ch.iter().any(|c| matches!(
+            c,
+            Change::Site {
+                transition: SiteTransition::UplinkRestored,
+                ..
+            }
+        )));
+        // n02's Last Will while n01 is up: one node offline, not the site.
+        rt.seen(&s, &n2, 61_000);
+        let ch = rt.status(&s, &n2, &Status::offline(), 62_000);
         assert_eq!(
-            rt.status(&s, &n, &Status::offline()),
-            vec![Change::NodeOffline {
-                key: key(&s, &n, "", "offline")
+            ch,
+            [Change::Node {
+                key: node_key("home_a", "n02", CAUSE_OFFLINE),
+                transition: NodeTransition::Offline {
+                    cause: OfflineCause::LastWill
+                },
+                suppressed: false
             }]
         );
-        assert!(rt.status(&s, &n, &Status::offline()).is_empty());
-        assert_eq!(rt.online_count(), 0);
+        // A supply failure suppresses the node's channel alarms.
+        let ch = rt.supply(&s, &n, false, 63_000);
+        assert!(
+            matches!(
+                ch[..],
+                [Change::Node {
+                    transition: NodeTransition::SupplyFailed,
+                    ..
+                }]
+            ),
+            "{ch:?}"
+        );
+        let ch = rt.readings(
+            &s,
+            &n,
+            &[r("rc1", Quantity::ResidualCurrent, 700, ChannelStatus::Ok)],
+            63_500,
+        );
+        assert_eq!(transitions(&ch)[0].1, Disposition::Suppressed);
     }
 
     #[test]
     fn unknown_nodes_are_refused_unless_configured() {
-        let rt = Runtime::new(cfg());
+        let rt = Runtime::new(cfg(""));
         let (s, n) = ids();
         assert!(rt.knows(&s, &n));
         assert!(!rt.knows(&s, &NodeId::new("n99").unwrap()));

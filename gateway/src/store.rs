@@ -63,6 +63,8 @@ pub struct LogEntry<'a> {
     pub value: Option<i32>,
     /// `notify`, `suppressed` or `flapping`.
     pub disposition: &'static str,
+    /// `system`, or the operator who acted.
+    pub actor: &'a str,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -77,6 +79,7 @@ pub struct AlarmLogRow {
     pub level: Option<String>,
     pub value: Option<i64>,
     pub disposition: String,
+    pub actor: String,
 }
 
 /// A recorded change of rule settings.
@@ -412,8 +415,8 @@ impl Store {
     /// Appends a rule transition to the alarm log.
     pub async fn log_transition(&self, e: &LogEntry<'_>) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(e.at as i64)
         .bind(&e.key.site)
@@ -424,6 +427,7 @@ impl Store {
         .bind(e.level)
         .bind(e.value)
         .bind(e.disposition)
+        .bind(e.actor)
         .execute(&self.pool)
         .await?;
         Ok(())
@@ -437,7 +441,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<AlarmLogRow>, StoreError> {
         Ok(sqlx::query_as(
-            "SELECT id, at, site, node, channel, cause, transition, level, value, disposition FROM alarm_log \
+            "SELECT id, at, site, node, channel, cause, transition, level, value, disposition, actor FROM alarm_log \
              WHERE site = ? AND (? IS NULL OR node = ?) ORDER BY id DESC LIMIT ?",
         )
         .bind(site)
@@ -446,6 +450,52 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?)
+    }
+
+    /// One alarm by id.
+    pub async fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, StoreError> {
+        Ok(sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?)
+    }
+
+    /// Standing alarms with `cause` (e.g. every node's `offline`), of one site or all.
+    pub async fn standing_with_cause(
+        &self,
+        site: Option<&str>,
+        cause: &str,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE (? IS NULL OR site = ?) AND cause = ? AND state <> 'cleared' ORDER BY id"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(site)
+            .bind(site)
+            .bind(cause)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Marks standing alarms of a site with `cause` suppressed (their root
+    /// cause is now reported higher up, e.g. the site's uplink).
+    pub async fn suppress_standing(
+        &self,
+        site: &str,
+        cause: &str,
+        at: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(sqlx::query(
+            "UPDATE alarms SET suppressed = 1, updated_at = ? WHERE site = ? AND cause = ? AND state <> 'cleared' AND suppressed = 0",
+        )
+        .bind(at as i64)
+        .bind(site)
+        .bind(cause)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
     }
 
     /// Marks the standing alarm for `key` as flapping or not.

@@ -29,15 +29,20 @@ fn every_problem_is_reported_at_once_with_its_path() {
         id = "Home A"
         [[sites]]
         id = "ok"
+          [sites.rules.temperature]
+          on_delay_ms = 60000
           [[sites.nodes]]
           id = "n01"
-          [[sites.nodes]]
-          id = "n01"
-          locaton = "typo"
+          offline_after_secs = 1
+            [sites.nodes.rules.arc]
+            hysteresis = 10
             [[sites.nodes.channels]]
             id = "rc-1"
             quantity = "residual_current"
-            alarm = 5000
+            rule = { pre_alarm = 300, alarm = 5000 }
+          [[sites.nodes]]
+          id = "n01"
+          locaton = "typo"
     "#;
     let err = Config::from_toml(text).expect_err("invalid");
     let got: Vec<String> = err.0.iter().map(|i| i.to_string()).collect();
@@ -49,10 +54,13 @@ fn every_problem_is_reported_at_once_with_its_path() {
         "sink.batch_size: must be at least 1",
         "rules.plasma: unknown quantity",
         "rules.residual_current: the pre-alarm setpoint must be reached before the alarm setpoint (below it for a high rule, above it for a low rule)",
+        "sites[1].rules.temperature: the on-delay of 60000 ms is too long for temperature: at most 39000 ms keeps the standard's response time",
+        "sites[1].nodes[0].rules.arc: the hysteresis (return difference) 10 must be smaller than the distance 4 between the pre-alarm and alarm setpoints",
         "sites[0].id: must match [a-z0-9_-]{1,32}",
+        "sites[1].nodes[0].channels[0].id: must match [a-z0-9_]{1,16}",
+        "sites[1].nodes[0].channels[0].rule: the residual_current setpoint 5000 mA is above the allowed maximum of 1000 mA: the alarm would come too late",
+        "sites[1].nodes[0].offline_after_secs: 1 s is shorter than the 10 s minimum",
         "sites[1].nodes[1].id: duplicate node id \"n01\"",
-        "sites[1].nodes[1].channels[0].id: must match [a-z0-9_]{1,16}",
-        "sites[1].nodes[1].channels[0].alarm: 5000 mA is outside the allowed 100–1000 for residual_current",
     ];
     for w in want {
         assert!(got.iter().any(|g| g == w), "missing {w:?} in {got:#?}");

@@ -18,11 +18,13 @@ async fn serve() -> (std::net::SocketAddr, tempfile::TempDir) {
     )
     .unwrap();
     let (events, _) = tokio::sync::broadcast::channel(4);
+    let (commands, _) = tokio::sync::mpsc::channel(4);
     let app = router(AppState {
         config: Arc::new(config),
         store,
         metrics: Arc::new(Metrics::default()),
         events,
+        commands,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -37,6 +39,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/openapi.json"),
     ("get", "/api/v1/alarms"),
     ("post", "/api/v1/alarms/{id}/ack"),
+    ("post", "/api/v1/alarms/{id}/reset"),
     ("get", "/api/v1/tickets"),
     ("get", "/api/v1/tickets/{id}"),
     ("get", "/api/v1/sites"),

@@ -289,6 +289,7 @@ async fn rule_changes_are_recorded_once_and_cannot_be_rewritten() {
         level: Some("alarm"),
         value: Some(620),
         disposition: "suppressed",
+        actor: "system",
     };
     store.log_transition(&entry).await.unwrap();
     let log = store.alarm_log("home_a", Some("n01"), 10).await.unwrap();

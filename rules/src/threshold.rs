@@ -2,9 +2,13 @@
 //!
 //! A [`ThresholdRule`] is the configuration of one channel (pre-alarm 预警 and alarm 报警
 //! setpoints, direction, return difference, minimum durations, which levels latch). A
-//! [`ChannelState`] is the small `Copy` state the caller keeps per channel. [`evaluate`] feeds one
-//! sample and returns the [`Transitions`] it caused; [`reset`] is an authorised person's reset of
-//! a latched level.
+//! [`ThresholdState`] is the small `Copy` state kept per channel. [`evaluate`] feeds one sample
+//! and returns the [`Transitions`] it caused; [`reset`] is an authorised person's reset of a
+//! latched level.
+//!
+//! Most callers use the channel engine ([`crate::channel`]), which runs this rule together with
+//! the rate-of-rise, valid-range and flapping rules; the functions here are the threshold part on
+//! its own (`rules::threshold::evaluate`).
 //!
 //! # How a sample is evaluated
 //! 1. **Faults.** A faulted sample emits `FaultRaised` on entry (`FaultCleared` + `FaultRaised`
@@ -33,6 +37,7 @@
 //! `now` is monotonic milliseconds. If it goes backwards, a pending wait restarts from the new
 //! `now` (elapsed time is never negative and never wraps); nothing panics.
 
+use crate::stamp::Stamp;
 use crate::{FaultKind, Level, Millis, RuleError, Sample, SampleStatus, Transition, Transitions};
 
 /// Which side of the setpoint is dangerous.
@@ -128,7 +133,10 @@ impl ThresholdRule {
 
     /// Checks that the rule makes sense: at least one setpoint; the pre-alarm setpoint is reached
     /// before the alarm setpoint (high: `pre_alarm < alarm`; low: `pre_alarm > alarm`); the
-    /// hysteresis is not negative. The first problem found is returned.
+    /// hysteresis is not negative and, when both setpoints are set, smaller than the distance
+    /// between them (otherwise an alarm could only be left below the pre-alarm setpoint, and
+    /// the pre-alarm band would mean nothing on the way down). The first problem found is
+    /// returned.
     pub fn validate(&self) -> Result<(), RuleError> {
         if self.pre_alarm.is_none() && self.alarm.is_none() {
             return Err(RuleError::NoSetpoint);
@@ -144,6 +152,15 @@ impl ThresholdRule {
         }
         if self.hysteresis < 0 {
             return Err(RuleError::NegativeHysteresis);
+        }
+        if let (Some(pre), Some(alarm)) = (self.pre_alarm, self.alarm) {
+            let gap = (i64::from(alarm) - i64::from(pre)).unsigned_abs();
+            if u64::from(self.hysteresis.unsigned_abs()) >= gap {
+                return Err(RuleError::HysteresisTooWide {
+                    hysteresis: self.hysteresis,
+                    gap: i32::try_from(gap).unwrap_or(i32::MAX),
+                });
+            }
         }
         Ok(())
     }
@@ -213,11 +230,11 @@ impl ThresholdRule {
     }
 }
 
-/// The state of one channel under a [`ThresholdRule`]. Small, `Copy`, fixed size; start from
-/// `ChannelState::default()` (normal, no fault).
+/// The state of one channel under a [`ThresholdRule`]. Small (28 bytes), `Copy`, fixed size;
+/// start from `ThresholdState::default()` (normal, no fault).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-pub struct ChannelState {
+pub struct ThresholdState {
     /// The confirmed level.
     level: Level,
     /// The value came back inside the band but `level` is held for a reset (`Latched` emitted).
@@ -225,16 +242,16 @@ pub struct ChannelState {
     /// A level the value justifies that is waiting out its on/off delay.
     pending: Option<Level>,
     /// Since when every sample has justified `pending`.
-    since: Millis,
+    since: Stamp,
     /// When `level` was last changed (raised, lowered or reset).
-    changed_at: Millis,
+    changed_at: Stamp,
     /// The current sensor fault, if any.
     fault: Option<FaultKind>,
     /// The last valid value, if any.
     last_value: Option<i32>,
 }
 
-impl ChannelState {
+impl ThresholdState {
     /// The confirmed level (held while faulted and while latched).
     pub fn level(&self) -> Level {
         self.level
@@ -257,7 +274,7 @@ impl ChannelState {
 
     /// When the level was last changed (`0` if never).
     pub fn changed_at(&self) -> Millis {
-        self.changed_at
+        self.changed_at.get()
     }
 
     /// The last valid value evaluated, if any.
@@ -270,7 +287,7 @@ impl ChannelState {
 /// in order (usually none). Never panics, whatever the rule, value or time.
 pub fn evaluate(
     rule: &ThresholdRule,
-    state: &mut ChannelState,
+    state: &mut ThresholdState,
     sample: Sample,
     now: Millis,
 ) -> Transitions {
@@ -322,12 +339,12 @@ pub fn evaluate(
             // Same direction: keep the start time if the new target goes no further than the
             // candidate did (every sample since then also justified the nearer level).
             let no_further = if going_up { desired <= p } else { desired >= p };
-            no_further && now >= state.since
+            no_further && now >= state.since.get()
         }
         _ => false,
     };
     if !keep_since {
-        state.since = now;
+        state.since = Stamp::new(now);
     }
     state.pending = Some(desired);
 
@@ -336,7 +353,7 @@ pub fn evaluate(
     } else {
         rule.off_delay_ms
     };
-    if now.saturating_sub(state.since) < u64::from(delay) {
+    if now.saturating_sub(state.since.get()) < u64::from(delay) {
         return out;
     }
 
@@ -358,7 +375,7 @@ pub fn evaluate(
 /// Returns `None` and changes nothing when there is nothing to release: the level is not latched,
 /// the value is still at or past the held level's setpoint (a live alarm cannot be reset), or the
 /// channel is faulted (the value cannot be known to be back inside the band).
-pub fn reset(rule: &ThresholdRule, state: &mut ChannelState, now: Millis) -> Option<Transition> {
+pub fn reset(rule: &ThresholdRule, state: &mut ThresholdState, now: Millis) -> Option<Transition> {
     if !state.latched || state.fault.is_some() {
         return None;
     }
@@ -371,15 +388,15 @@ pub fn reset(rule: &ThresholdRule, state: &mut ChannelState, now: Millis) -> Opt
     state.level = Level::Normal;
     state.latched = false;
     state.pending = None;
-    state.since = now;
-    state.changed_at = now;
+    state.since = Stamp::new(now);
+    state.changed_at = Stamp::new(now);
     Some(Transition::Reset { from })
 }
 
 /// Confirms a rise from `current` to `desired`.
 fn raise(
     rule: &ThresholdRule,
-    state: &mut ChannelState,
+    state: &mut ThresholdState,
     current: Level,
     desired: Level,
     value: i32,
@@ -406,13 +423,13 @@ fn raise(
     push(out, transition);
     state.level = desired;
     state.latched = false;
-    state.changed_at = now;
+    state.changed_at = Stamp::new(now);
 }
 
 /// Confirms a drop from `current` to `desired`, stopping at the highest latching level passed.
 fn lower(
     rule: &ThresholdRule,
-    state: &mut ChannelState,
+    state: &mut ThresholdState,
     current: Level,
     desired: Level,
     value: i32,
@@ -441,7 +458,7 @@ fn lower(
             push(out, Transition::Latched { level, value });
             state.level = level;
             state.latched = true;
-            state.changed_at = now;
+            state.changed_at = Stamp::new(now);
         }
         None => {
             let transition = if desired == Level::Normal {
@@ -458,7 +475,7 @@ fn lower(
             };
             push(out, transition);
             state.level = desired;
-            state.changed_at = now;
+            state.changed_at = Stamp::new(now);
         }
     }
 }

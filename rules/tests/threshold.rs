@@ -3,9 +3,10 @@
 //! plus a deterministic pseudo-random sweep checking that evaluation never panics and that the
 //! emitted transitions always account for the state's level.
 
+use rules::threshold::{evaluate, reset};
 use rules::{
-    evaluate, reset, ChannelState, Direction, FaultKind, Level, Millis, RuleError, Sample,
-    SampleStatus, ThresholdRule, Transition, Transitions,
+    Direction, FaultKind, Level, Millis, RuleError, Sample, SampleStatus, ThresholdRule,
+    ThresholdState, Transition, Transitions,
 };
 
 use Transition::*;
@@ -13,7 +14,7 @@ use Transition::*;
 /// Feeds `value` at `now` and returns the transitions as a plain vector for comparison.
 fn feed(
     rule: &ThresholdRule,
-    state: &mut ChannelState,
+    state: &mut ThresholdState,
     value: i32,
     now: Millis,
 ) -> Vec<Transition> {
@@ -22,7 +23,7 @@ fn feed(
 
 fn feed_fault(
     rule: &ThresholdRule,
-    state: &mut ChannelState,
+    state: &mut ThresholdState,
     kind: FaultKind,
     now: Millis,
 ) -> Vec<Transition> {
@@ -36,7 +37,7 @@ fn feed_fault(
 fn raises_exactly_at_the_setpoint() {
     // Residual current: alarm at 300 mA.
     let rule = ThresholdRule::high(None, Some(300));
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 150, 0), vec![]);
     assert_eq!(feed(&rule, &mut s, 299, 1_000), vec![]);
     assert_eq!(s.level(), Level::Normal);
@@ -59,7 +60,7 @@ fn raises_exactly_at_the_setpoint() {
 fn hysteresis_holds_the_level_until_past_the_return_difference() {
     // Non-latched pre-alarm at 200 with a return difference of 10.
     let rule = ThresholdRule::high(Some(200), None).with_hysteresis(10);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(
         feed(&rule, &mut s, 200, 0),
         vec![Raised {
@@ -89,7 +90,7 @@ fn hysteresis_holds_the_level_until_past_the_return_difference() {
 #[test]
 fn a_value_hovering_at_the_setpoint_raises_once() {
     let rule = ThresholdRule::high(Some(200), None).with_hysteresis(5);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     let mut all = Vec::new();
     for (i, v) in [199, 200, 199, 201, 198, 200, 196, 200, 199]
         .into_iter()
@@ -110,7 +111,7 @@ fn a_value_hovering_at_the_setpoint_raises_once() {
 #[test]
 fn without_hysteresis_the_level_clears_just_below_the_setpoint() {
     let rule = ThresholdRule::high(Some(200), None);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 200, 0);
     assert_eq!(
         feed(&rule, &mut s, 199, 1),
@@ -127,7 +128,7 @@ fn without_hysteresis_the_level_clears_just_below_the_setpoint() {
 #[test]
 fn on_delay_raises_only_after_the_delay() {
     let rule = ThresholdRule::high(None, Some(300)).with_delays(5_000, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 10_000), vec![]);
     assert_eq!(s.pending(), Some(Level::Alarm));
     assert_eq!(feed(&rule, &mut s, 320, 12_000), vec![]);
@@ -148,7 +149,7 @@ fn on_delay_raises_only_after_the_delay() {
 #[test]
 fn on_delay_restarts_when_the_value_dips() {
     let rule = ThresholdRule::high(None, Some(300)).with_delays(5_000, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 0), vec![]);
     assert_eq!(feed(&rule, &mut s, 299, 2_000), vec![]);
     assert_eq!(s.pending(), None);
@@ -169,14 +170,14 @@ fn on_delay_restarts_when_the_value_dips() {
 #[test]
 fn on_delay_zero_confirms_on_the_first_sample() {
     let rule = ThresholdRule::high(None, Some(300)).with_delays(0, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 0).len(), 1);
 }
 
 #[test]
 fn off_delay_clears_only_after_the_delay() {
     let rule = ThresholdRule::high(Some(200), None).with_delays(0, 3_000);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 250, 0).len(), 1);
     assert_eq!(feed(&rule, &mut s, 150, 1_000), vec![]);
     assert_eq!(s.pending(), Some(Level::Normal));
@@ -194,7 +195,7 @@ fn off_delay_clears_only_after_the_delay() {
 #[test]
 fn off_delay_restarts_when_the_value_comes_back() {
     let rule = ThresholdRule::high(Some(200), None).with_delays(0, 3_000);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 250, 0);
     assert_eq!(feed(&rule, &mut s, 150, 1_000), vec![]);
     assert_eq!(
@@ -219,7 +220,7 @@ fn a_further_target_while_pending_starts_its_own_wait() {
     let rule = ThresholdRule::high(Some(200), Some(300))
         .with_latching(false, false)
         .with_delays(5_000, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 250, 0), vec![]);
     assert_eq!(s.pending(), Some(Level::PreAlarm));
     // Reaches the alarm setpoint: alarm pending from this sample.
@@ -242,7 +243,7 @@ fn a_nearer_target_while_pending_keeps_the_start_time() {
     let rule = ThresholdRule::high(Some(200), Some(300))
         .with_latching(false, false)
         .with_delays(5_000, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 0), vec![]);
     // Falls back into the pre-alarm band: it has been at or above 200 since t = 0.
     assert_eq!(feed(&rule, &mut s, 250, 3_000), vec![]);
@@ -264,7 +265,7 @@ fn a_nearer_target_while_pending_keeps_the_start_time() {
 fn alarm_latches_and_reset_is_refused_while_the_value_is_still_high() {
     let rule = ThresholdRule::high(None, Some(300)).with_hysteresis(10);
     assert!(rule.latch_alarm, "alarms latch by default");
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
 
     assert_eq!(
         feed(&rule, &mut s, 350, 0),
@@ -329,7 +330,7 @@ fn alarm_latches_and_reset_is_refused_while_the_value_is_still_high() {
 fn reset_may_release_a_latch_while_the_value_is_in_the_return_band() {
     // Latched after dropping below 290, then back up to 295: not at the setpoint, so resettable.
     let rule = ThresholdRule::high(None, Some(300)).with_hysteresis(10);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 300, 0);
     feed(&rule, &mut s, 280, 1);
     assert_eq!(feed(&rule, &mut s, 295, 2), vec![]);
@@ -340,7 +341,7 @@ fn reset_may_release_a_latch_while_the_value_is_in_the_return_band() {
 #[test]
 fn reset_goes_to_normal_and_the_next_sample_raises_what_the_value_justifies() {
     let rule = ThresholdRule::high(Some(200), Some(300));
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(
         feed(&rule, &mut s, 300, 0),
         vec![Raised {
@@ -374,7 +375,7 @@ fn reset_goes_to_normal_and_the_next_sample_raises_what_the_value_justifies() {
 #[test]
 fn latched_is_emitted_only_after_the_off_delay() {
     let rule = ThresholdRule::high(None, Some(300)).with_delays(0, 2_000);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 300, 0);
     assert_eq!(feed(&rule, &mut s, 100, 1_000), vec![]);
     assert!(!s.is_latched());
@@ -390,7 +391,7 @@ fn latched_is_emitted_only_after_the_off_delay() {
 #[test]
 fn a_latching_pre_alarm_auto_clears_only_if_configured() {
     let rule = ThresholdRule::high(Some(200), None).with_latching(true, true);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 200, 0);
     assert_eq!(
         feed(&rule, &mut s, 100, 1),
@@ -410,7 +411,7 @@ fn a_latching_pre_alarm_auto_clears_only_if_configured() {
 #[test]
 fn a_non_latching_alarm_over_a_latching_pre_alarm_steps_down_and_holds() {
     let rule = ThresholdRule::high(Some(200), Some(300)).with_latching(false, true);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 300, 0);
     assert_eq!(
         feed(&rule, &mut s, 100, 1),
@@ -433,7 +434,7 @@ fn a_non_latching_alarm_over_a_latching_pre_alarm_steps_down_and_holds() {
 #[test]
 fn reset_of_a_normal_or_unlatched_channel_does_nothing() {
     let rule = ThresholdRule::high(Some(200), Some(300)).with_latching(false, false);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(reset(&rule, &mut s, 0), None);
     feed(&rule, &mut s, 250, 1);
     assert_eq!(reset(&rule, &mut s, 2), None);
@@ -446,7 +447,7 @@ fn reset_of_a_normal_or_unlatched_channel_does_nothing() {
 #[test]
 fn pre_alarm_escalates_to_alarm_and_back() {
     let rule = ThresholdRule::high(Some(200), Some(300)).with_latching(false, false);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     let mut seen = Vec::new();
     for (t, v) in [(0, 100), (1, 200), (2, 300), (3, 250), (4, 100)] {
         seen.extend(feed(&rule, &mut s, v, t));
@@ -481,7 +482,7 @@ fn pre_alarm_escalates_to_alarm_and_back() {
 #[test]
 fn a_jump_straight_to_alarm_is_raised_as_alarm() {
     let rule = ThresholdRule::high(Some(200), Some(300)).with_latching(false, false);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(
         feed(&rule, &mut s, 350, 0),
         vec![Raised {
@@ -504,7 +505,7 @@ fn dropping_from_alarm_respects_each_levels_hysteresis() {
     let rule = ThresholdRule::high(Some(200), Some(300))
         .with_latching(false, false)
         .with_hysteresis(20);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 300, 0);
     // Below the pre-alarm setpoint but inside its return band: alarm -> pre-alarm only.
     assert_eq!(
@@ -527,7 +528,7 @@ fn dropping_from_alarm_respects_each_levels_hysteresis() {
 #[test]
 fn a_latched_pre_alarm_escalates_when_the_alarm_setpoint_is_reached() {
     let rule = ThresholdRule::high(Some(200), Some(300)).with_latching(true, true);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 200, 0);
     feed(&rule, &mut s, 100, 1);
     assert!(s.is_latched());
@@ -552,7 +553,7 @@ fn low_rule_for_fire_water_pressure() {
     let rule = ThresholdRule::low(Some(150), Some(100)).with_hysteresis(10);
     assert_eq!(rule.direction, Direction::Low);
     assert_eq!(rule.validate(), Ok(()));
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 0), vec![]);
     assert_eq!(feed(&rule, &mut s, 151, 1), vec![]);
     assert_eq!(
@@ -606,7 +607,7 @@ fn low_rule_for_fire_water_pressure() {
 #[test]
 fn low_rule_refuses_reset_while_pressure_is_still_low() {
     let rule = ThresholdRule::low(None, Some(100));
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 80, 0);
     assert_eq!(reset(&rule, &mut s, 1), None);
     feed(&rule, &mut s, 250, 2);
@@ -619,7 +620,7 @@ fn low_rule_refuses_reset_while_pressure_is_still_low() {
 #[test]
 fn a_fault_is_never_an_alarm_and_holds_the_delays() {
     let rule = ThresholdRule::high(None, Some(300)).with_delays(1_000, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 0), vec![]);
     assert_eq!(s.pending(), Some(Level::Alarm));
 
@@ -672,7 +673,7 @@ fn a_fault_is_never_an_alarm_and_holds_the_delays() {
 #[test]
 fn a_fault_holds_an_alarm_and_blocks_its_reset() {
     let rule = ThresholdRule::high(None, Some(300));
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 300, 0);
     feed(&rule, &mut s, 100, 1);
     assert!(s.is_latched());
@@ -696,7 +697,7 @@ fn a_fault_holds_an_alarm_and_blocks_its_reset() {
 #[test]
 fn fault_clear_and_level_change_in_one_sample() {
     let rule = ThresholdRule::high(Some(200), None);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 250, 0);
     feed_fault(&rule, &mut s, FaultKind::Fault, 1);
     assert_eq!(s.level(), Level::PreAlarm, "held while faulted");
@@ -790,7 +791,7 @@ fn extreme_values_do_not_overflow() {
     let rule = ThresholdRule::high(None, Some(i32::MAX))
         .with_hysteresis(i32::MAX)
         .with_latching(false, false);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, i32::MAX - 1, 0), vec![]);
     assert_eq!(
         feed(&rule, &mut s, i32::MAX, 1),
@@ -816,7 +817,7 @@ fn extreme_values_do_not_overflow() {
     let rule = ThresholdRule::low(None, Some(i32::MIN))
         .with_hysteresis(i32::MAX)
         .with_latching(false, false);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, i32::MIN + 1, 0), vec![]);
     assert_eq!(feed(&rule, &mut s, i32::MIN, 1).len(), 1);
     assert_eq!(
@@ -831,13 +832,13 @@ fn extreme_values_do_not_overflow() {
 #[test]
 fn extreme_times_and_time_going_backwards() {
     let rule = ThresholdRule::high(None, Some(300)).with_delays(u32::MAX, u32::MAX);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, u64::MAX - 10), vec![]);
     assert_eq!(feed(&rule, &mut s, 300, u64::MAX), vec![]);
 
     // The clock goes backwards: the wait restarts from the new time instead of stalling.
     let rule = ThresholdRule::high(None, Some(300)).with_delays(1_000, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 1_000_000), vec![]);
     assert_eq!(feed(&rule, &mut s, 300, 5), vec![]);
     assert_eq!(feed(&rule, &mut s, 300, 1_004), vec![]);
@@ -845,7 +846,7 @@ fn extreme_times_and_time_going_backwards() {
 
     // Huge delays with time starting at 0 and the maximum time in one step.
     let rule = ThresholdRule::high(None, Some(300)).with_delays(u32::MAX, 0);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, 300, 0), vec![]);
     assert_eq!(feed(&rule, &mut s, 300, u64::MAX).len(), 1);
 }
@@ -859,7 +860,7 @@ fn invalid_rules_are_evaluated_without_panicking() {
         ThresholdRule::high(Some(200), Some(300)).with_hysteresis(i32::MIN),
     ];
     for rule in rules {
-        let mut s = ChannelState::default();
+        let mut s = ThresholdState::default();
         for (t, v) in [0, 150, 200, 250, 300, 350, 100, i32::MIN, i32::MAX]
             .into_iter()
             .enumerate()
@@ -870,7 +871,7 @@ fn invalid_rules_are_evaluated_without_panicking() {
     }
     // No setpoints: never raises.
     let rule = ThresholdRule::high(None, None);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     assert_eq!(feed(&rule, &mut s, i32::MAX, 0), vec![]);
 }
 
@@ -878,7 +879,7 @@ fn invalid_rules_are_evaluated_without_panicking() {
 fn a_level_removed_from_the_configuration_can_be_left() {
     // The state was raised under one rule; the alarm setpoint is then removed.
     let rule = ThresholdRule::high(Some(200), Some(300)).with_latching(false, false);
-    let mut s = ChannelState::default();
+    let mut s = ThresholdState::default();
     feed(&rule, &mut s, 300, 0);
     let changed = ThresholdRule::high(Some(200), None).with_latching(false, false);
     assert_eq!(
@@ -957,6 +958,10 @@ fn apply(mut level: Level, transitions: &Transitions) -> Level {
             Escalated { to, .. } | Deescalated { to, .. } => to,
             Cleared { .. } | Reset { .. } => Level::Normal,
             Latched { .. } | FaultRaised { .. } | FaultCleared { .. } => level,
+            RateRaised { .. }
+            | RateCleared { .. }
+            | FlappingStarted { .. }
+            | FlappingEnded { .. } => unreachable!("not a threshold transition: {t:?}"),
         };
     }
     level
@@ -969,7 +974,7 @@ fn sweep_never_panics_and_transitions_track_the_level() {
     let mut seen = [0u32; 8];
     for _ in 0..2_000 {
         let rule = rng.rule();
-        let mut s = ChannelState::default();
+        let mut s = ThresholdState::default();
         let mut tracked = Level::Normal;
         let mut now: Millis = rng.below(1_000_000);
         for _ in 0..200 {
@@ -1048,5 +1053,8 @@ fn kind_index(t: &Transition) -> usize {
         Reset { .. } => 5,
         FaultRaised { .. } => 6,
         FaultCleared { .. } => 7,
+        RateRaised { .. } | RateCleared { .. } | FlappingStarted { .. } | FlappingEnded { .. } => {
+            unreachable!("not a threshold transition: {t:?}")
+        }
     }
 }

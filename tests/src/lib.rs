@@ -290,7 +290,7 @@ pub fn gateway_config(broker_port: u16, dir: &Path) -> Config {
     let node = |id: &str| NodeConfig {
         id: id.into(),
         location: format!("{id} 配电箱"),
-        channels: vec![],
+        ..Default::default()
     };
     let mut c = Config::default();
     c.storage.data_dir = dir.to_path_buf();
@@ -305,11 +305,13 @@ pub fn gateway_config(broker_port: u16, dir: &Path) -> Config {
         SiteConfig {
             id: "home_a".into(),
             name: "阳光养老院".into(),
+            rules: Default::default(),
             nodes: vec![node("n01"), node("n02")],
         },
         SiteConfig {
             id: "home_b".into(),
             name: "福星敬老院".into(),
+            rules: Default::default(),
             nodes: vec![node("n01")],
         },
     ];
