@@ -65,6 +65,12 @@ fn demo_shows_an_alarm_and_its_ticket_within_60_s() {
         "{alarm}"
     );
     assert!(alarm.contains("已自动开具隐患工单 YH"), "{alarm}");
+    // The loop hovering at the 300 mA pre-alarm setpoint: one 预警, not a storm.
+    let hovering: Vec<&String> = seen
+        .iter()
+        .filter(|l| l.contains("福星敬老院") && l.contains("【预警】"))
+        .collect();
+    assert_eq!(hovering.len(), 1, "{hovering:#?}");
     let url = url.expect("the demo prints the tickets URL");
     assert!(url.starts_with("http://127.0.0.1:"), "{url}");
 
