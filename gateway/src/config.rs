@@ -29,7 +29,44 @@ pub struct Config {
     pub accept_unknown_nodes: bool,
     /// A node that sends nothing for this long is offline (dead-man); nodes may override.
     pub offline_after_secs: u32,
+    /// The hazard closed loop's figures.
+    pub tickets: TicketsConfig,
     pub sites: Vec<SiteConfig>,
+}
+
+/// The hazard closed loop's figures (隐患闭环).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct TicketsConfig {
+    /// Hours the telemetry must stay normal after the rectification report
+    /// before a sensor-sourced ticket can be closed.
+    pub proof_hours: u32,
+    /// Days before the deadline by which an extension must be requested.
+    pub extension_notice_days: u32,
+    /// Days after closing within which a recurrence reopens the ticket.
+    pub reopen_window_days: u32,
+}
+
+impl Default for TicketsConfig {
+    fn default() -> Self {
+        let p = crate::ticket::Policy::default();
+        TicketsConfig {
+            proof_hours: (p.proof_period_ms / 3_600_000) as u32,
+            extension_notice_days: (p.extension_notice_ms / 86_400_000) as u32,
+            reopen_window_days: (p.reopen_window_ms / 86_400_000) as u32,
+        }
+    }
+}
+
+impl TicketsConfig {
+    /// As the state machine's policy.
+    pub fn policy(&self) -> crate::ticket::Policy {
+        crate::ticket::Policy {
+            proof_period_ms: u64::from(self.proof_hours) * 3_600_000,
+            extension_notice_ms: u64::from(self.extension_notice_days) * 86_400_000,
+            reopen_window_ms: u64::from(self.reopen_window_days) * 86_400_000,
+        }
+    }
 }
 
 impl Default for Config {
@@ -42,6 +79,7 @@ impl Default for Config {
             rules: BTreeMap::new(),
             accept_unknown_nodes: false,
             offline_after_secs: DEFAULT_OFFLINE_AFTER_SECS,
+            tickets: TicketsConfig::default(),
             sites: Vec::new(),
         }
     }
@@ -479,6 +517,13 @@ impl Config {
                     "must be at least batch_size".into(),
                 );
             }
+        }
+        if self.tickets.proof_hours == 0 {
+            issue(
+                "tickets.proof_hours".into(),
+                "must be at least 1: closing a sensor ticket needs the data to prove the fix"
+                    .into(),
+            );
         }
         if self.offline_after_secs < 10 {
             issue("offline_after_secs".into(), "must be at least 10".into());

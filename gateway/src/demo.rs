@@ -312,5 +312,14 @@ pub fn describe(ev: &GatewayEvent, config: &Config) -> String {
                 alarm.level_label
             )
         }
+        GatewayEvent::TicketUpdated { ticket } => format!(
+            "{} 【工单】{} {} → {}",
+            crate::time::rfc3339_cst(ticket.row.updated_at.max(0) as u64)
+                .get(11..19)
+                .unwrap_or(""),
+            ticket.row.number,
+            ticket.row.title,
+            ticket.status_label
+        ),
     }
 }

@@ -41,7 +41,9 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/alarms/{id}/reset", post(reset_alarm))
         .route("/api/v1/tickets", get(tickets))
         .route("/api/v1/tickets/{id}", get(ticket))
+        .route("/api/v1/tickets/{id}/transitions", post(transition_ticket))
         .route("/api/v1/sites", get(sites))
+        .route("/api/v1/ledger.csv", get(ledger))
         .route("/api/v1/events", get(events))
         .route("/api/v1/openapi.json", get(openapi))
         .with_state(state)
@@ -318,6 +320,158 @@ async fn ticket(
     }
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransitionBody {
+    /// Who acts. Until the console's login (users and roles) lands, the
+    /// caller names itself and its role; every step is recorded with both.
+    by: String,
+    role: crate::ticket::Role,
+    #[serde(default)]
+    note: String,
+    step: crate::ticket::Action,
+}
+
+/// One step of the closed loop (登记, 挂牌, 整改, 复查, 验收, 销号, 延期, 重新打开).
+async fn transition_ticket(
+    State(s): State<AppState>,
+    id: Result<Path<i64>, PathRejection>,
+    body: axum::body::Bytes,
+) -> Result<Json<TicketView>, ApiError> {
+    use crate::store::{Actor, TransitionError};
+    use crate::ticket::Refusal;
+    let id = path_id(id)?;
+    let body: TransitionBody =
+        serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
+    if body.by.trim().is_empty() || body.by.chars().count() > 64 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_actor",
+            "操作人须为 1–64 个字符".into(),
+        ));
+    }
+    if body.note.chars().count() > 2000 {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_note",
+            "说明最多 2000 个字符".into(),
+        ));
+    }
+    let actor = Actor {
+        name: body.by.trim(),
+        role: body.role,
+        note: &body.note,
+    };
+    match s
+        .store
+        .transition_ticket(
+            id,
+            &body.step,
+            &actor,
+            &s.config.tickets.policy(),
+            crate::time::now_ms(),
+        )
+        .await
+    {
+        Ok(row) => {
+            let view = TicketView::from(row);
+            let _ = s.events.send(GatewayEvent::TicketUpdated {
+                ticket: view.clone(),
+            });
+            Ok(Json(view))
+        }
+        Err(TransitionError::NotFound) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("工单 {id} 不存在"),
+        )),
+        Err(TransitionError::Refused(r @ Refusal::Role { .. })) => {
+            Err(ApiError(StatusCode::FORBIDDEN, "forbidden", r.to_string()))
+        }
+        Err(TransitionError::Refused(r)) => {
+            Err(ApiError(StatusCode::CONFLICT, "refused", r.to_string()))
+        }
+        Err(TransitionError::Store(e)) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LedgerParams {
+    site: Option<String>,
+    /// First day, `YYYY-MM-DD` (China time), inclusive.
+    from: Option<String>,
+    /// Last day, inclusive.
+    to: Option<String>,
+    status: Option<String>,
+    grade: Option<String>,
+}
+
+/// The hazard ledger (隐患台账) as CSV for Excel.
+async fn ledger(
+    State(s): State<AppState>,
+    q: Result<Query<LedgerParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
+    let day = |d: &Option<String>, what: &str| -> Result<Option<i64>, ApiError> {
+        d.as_deref()
+            .map(|d| {
+                crate::time::parse_date_cst(d)
+                    .ok_or_else(|| bad_request(what, format!("{d:?} 不是 YYYY-MM-DD 日期")))
+            })
+            .transpose()
+    };
+    let from = day(&q.from, "起始日期")?;
+    let to = day(&q.to, "截止日期")?.map(|t| t + 86_400_000);
+    let status = match q.status.as_deref().unwrap_or("all") {
+        "open" => TicketFilter::Open,
+        "closed" => TicketFilter::Closed,
+        "all" => TicketFilter::All,
+        code if TICKET_STATUSES.iter().any(|(c, _)| *c == code) => {
+            TicketFilter::Status(code.to_string())
+        }
+        other => return Err(bad_request("状态", format!("未知的工单状态 {other:?}"))),
+    };
+    if let Some(g) = q
+        .grade
+        .as_deref()
+        .filter(|g| !matches!(*g, "general" | "major"))
+    {
+        return Err(bad_request("等级", format!("{g:?} 应为 general 或 major")));
+    }
+    let query = crate::store::LedgerQuery {
+        site: q.site,
+        from,
+        to,
+        status,
+        grade: q.grade,
+        limit: 1_000_000,
+    };
+    let rows = s.store.ledger(&query).await?;
+    let names = |id: &str| {
+        s.config
+            .sites
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| x.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let body = crate::ledger::csv(&rows, names);
+    let filename = format!(
+        "attachment; filename=\"ledger-{}.csv\"",
+        crate::time::date_cst(crate::time::now_ms())
+    );
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, filename),
+        ],
+        body,
+    )
+        .into_response())
+}
+
 async fn sites(State(s): State<AppState>) -> Json<serde_json::Value> {
     Json(json!(s
         .config
@@ -341,6 +495,7 @@ async fn events(
                 let name = match &ev {
                     GatewayEvent::AlarmRaised { .. } => "alarm_raised",
                     GatewayEvent::AlarmUpdated { .. } => "alarm_updated",
+                    GatewayEvent::TicketUpdated { .. } => "ticket_updated",
                 };
                 SseEvent::default()
                     .event(name)

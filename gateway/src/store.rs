@@ -160,6 +160,20 @@ pub struct TicketRow {
     pub closed_at: Option<i64>,
     pub alarm_count: i64,
     pub last_alarm_at: i64,
+    pub sensor_sourced: bool,
+    pub deadline: Option<i64>,
+    pub responsible_unit: Option<String>,
+    pub responsible_person: Option<String>,
+    pub measures: Option<String>,
+    pub funds: Option<String>,
+    pub contingency_plan: Option<String>,
+    pub supervisor: Option<String>,
+    pub document_no: Option<String>,
+    pub listed_at: Option<i64>,
+    pub delisted_at: Option<i64>,
+    pub rectified_at: Option<i64>,
+    pub reviewed: bool,
+    pub extension_requested: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -172,6 +186,8 @@ pub struct TicketEventRow {
     pub from_status: Option<String>,
     pub to_status: Option<String>,
     pub note: String,
+    pub role: Option<String>,
+    pub details: Option<String>,
 }
 
 /// Which alarms to list.
@@ -183,6 +199,19 @@ pub enum AlarmFilter {
     Latched,
     Cleared,
     All,
+}
+
+/// Filters of the ledger export.
+#[derive(Debug, Clone)]
+pub struct LedgerQuery {
+    pub site: Option<String>,
+    /// Opened at or after (ms).
+    pub from: Option<i64>,
+    /// Opened before (ms).
+    pub to: Option<i64>,
+    pub status: TicketFilter,
+    pub grade: Option<String>,
+    pub limit: i64,
 }
 
 /// Which tickets to list.
@@ -213,7 +242,34 @@ const ALARM_COLUMNS: &str =
      raised_at, updated_at, cleared_at, acked_at, acked_by, ticket_id, suppressed, flapping";
 const TICKET_COLUMNS: &str =
     "id, number, site, node, channel, cause, source, category, grade, status, title, \
-     location, opened_at, updated_at, closed_at, alarm_count, last_alarm_at";
+     location, opened_at, updated_at, closed_at, alarm_count, last_alarm_at, sensor_sourced, deadline, \
+     responsible_unit, responsible_person, measures, funds, contingency_plan, supervisor, document_no, \
+     listed_at, delisted_at, rectified_at, reviewed, extension_requested";
+
+/// Why a ticket transition did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum TransitionError {
+    #[error("no such ticket")]
+    NotFound,
+    #[error("{0}")]
+    Refused(#[from] crate::ticket::Refusal),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for TransitionError {
+    fn from(e: sqlx::Error) -> Self {
+        TransitionError::Store(StoreError::Db(e))
+    }
+}
+
+/// Who acts on a ticket, and why.
+#[derive(Debug, Clone)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub role: crate::ticket::Role,
+    pub note: &'a str,
+}
 
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
@@ -699,6 +755,144 @@ impl Store {
         Ok(row)
     }
 
+    /// Since when the channel behind a ticket has been normal: no standing
+    /// alarm, pre-alarm or fault on it, and its node not offline or on
+    /// battery. `None` while anything stands.
+    async fn normal_since(
+        tx: &mut Transaction<'_, Sqlite>,
+        t: &TicketRow,
+    ) -> Result<Option<u64>, StoreError> {
+        let (standing, last_cleared): (i64, Option<i64>) = sqlx::query_as(
+            "SELECT COUNT(CASE WHEN state <> 'cleared' THEN 1 END), MAX(cleared_at) FROM alarms \
+             WHERE site = ? AND node = ? AND (channel = ? OR channel = '')",
+        )
+        .bind(&t.site)
+        .bind(&t.node)
+        .bind(&t.channel)
+        .fetch_one(&mut **tx)
+        .await?;
+        if standing > 0 {
+            return Ok(None);
+        }
+        Ok(Some(last_cleared.unwrap_or(t.opened_at).max(0) as u64))
+    }
+
+    /// Drives a ticket one step through the closed loop: checks the step
+    /// with the pure state machine (role, status, data proof), then records
+    /// the new state and the step (who, role, when, why, what) in one
+    /// transaction.
+    pub async fn transition_ticket(
+        &self,
+        id: i64,
+        action: &crate::ticket::Action,
+        actor: &Actor<'_>,
+        policy: &crate::ticket::Policy,
+        now: u64,
+    ) -> Result<TicketRow, TransitionError> {
+        use crate::ticket::{self, Action, DataProof, Grade, Status};
+        let mut tx = self.pool.begin().await?;
+        let row: TicketRow = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?
+        .ok_or(TransitionError::NotFound)?;
+        let current = ticket::Ticket {
+            status: Status::from_code(&row.status).unwrap_or(Status::PendingRegistration),
+            grade: Grade::from_code(&row.grade).unwrap_or(Grade::General),
+            sensor_sourced: row.sensor_sourced,
+            deadline: row.deadline.map(|d| d.max(0) as u64),
+            rectified_at: row.rectified_at.map(|d| d.max(0) as u64),
+            extension_requested: row.extension_requested.map(|d| d.max(0) as u64),
+            reviewed: row.reviewed,
+            closed_at: row.closed_at.map(|d| d.max(0) as u64),
+        };
+        let proof = DataProof {
+            normal_since: Self::normal_since(&mut tx, &row).await?,
+        };
+        let next = ticket::apply(&current, action, actor.role, proof, policy, now)?;
+        let at = now as i64;
+        let opt = |v: Option<u64>| v.map(|x| x as i64);
+        sqlx::query(
+            "UPDATE tickets SET status = ?, grade = ?, deadline = ?, rectified_at = ?, reviewed = ?, \
+             extension_requested = ?, closed_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(next.status.code())
+        .bind(next.grade.code())
+        .bind(opt(next.deadline))
+        .bind(opt(next.rectified_at))
+        .bind(next.reviewed)
+        .bind(opt(next.extension_requested))
+        .bind(opt(next.closed_at))
+        .bind(at)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        match action {
+            Action::StartRectification { plan } => {
+                sqlx::query(
+                    "UPDATE tickets SET responsible_unit = ?, responsible_person = ?, measures = ?, funds = ?, \
+                     contingency_plan = ? WHERE id = ?",
+                )
+                .bind(&plan.responsible_unit)
+                .bind(&plan.responsible_person)
+                .bind(&plan.measures)
+                .bind(&plan.funds)
+                .bind(&plan.contingency_plan)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Action::List {
+                supervisor,
+                document_no,
+                ..
+            } => {
+                sqlx::query("UPDATE tickets SET supervisor = ?, document_no = ?, listed_at = ? WHERE id = ?")
+                    .bind(supervisor)
+                    .bind(document_no)
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            // 摘牌: a listed hazard is delisted when accepted.
+            Action::Accept { passed: true } => {
+                sqlx::query("UPDATE tickets SET delisted_at = ? WHERE id = ?")
+                    .bind(at)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            _ => {}
+        }
+        let details = serde_json::to_string(action).unwrap_or_default();
+        sqlx::query(
+            "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note, role, details) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(at)
+        .bind(actor.name)
+        .bind(action.code())
+        .bind(current.status.code())
+        .bind(next.status.code())
+        .bind(actor.note)
+        .bind(serde_json::to_value(actor.role).ok().and_then(|v| v.as_str().map(str::to_string)))
+        .bind(details)
+        .execute(&mut *tx)
+        .await?;
+        let row = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
+        )))
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
     /// Tickets, newest first.
     pub async fn tickets(
         &self,
@@ -719,6 +913,38 @@ impl Store {
         Ok(q.bind(limit).fetch_all(&self.pool).await?)
     }
 
+    /// Tickets for the ledger (台账), oldest first, filtered by site, the
+    /// period they were opened in, status and grade.
+    pub async fn ledger(&self, q: &LedgerQuery) -> Result<Vec<TicketRow>, StoreError> {
+        let (status_cond, status) = match &q.status {
+            TicketFilter::Open => ("status <> 'closed'", None),
+            TicketFilter::Closed => ("status = 'closed'", None),
+            TicketFilter::All => ("1 = 1", None),
+            TicketFilter::Status(s) => ("status = ?", Some(s.as_str())),
+        };
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE {status_cond} AND (? IS NULL OR site = ?) \
+             AND (? IS NULL OR opened_at >= ?) AND (? IS NULL OR opened_at < ?) AND (? IS NULL OR grade = ?) \
+             ORDER BY opened_at, id LIMIT ?"
+        );
+        let mut query = sqlx::query_as(AssertSqlSafe(sql));
+        if let Some(s) = status {
+            query = query.bind(s);
+        }
+        Ok(query
+            .bind(q.site.as_deref())
+            .bind(q.site.as_deref())
+            .bind(q.from)
+            .bind(q.from)
+            .bind(q.to)
+            .bind(q.to)
+            .bind(q.grade.as_deref())
+            .bind(q.grade.as_deref())
+            .bind(q.limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// One ticket with its audit trail and linked alarms.
     pub async fn ticket(
         &self,
@@ -734,7 +960,7 @@ impl Store {
             return Ok(None);
         };
         let events = sqlx::query_as(
-            "SELECT id, ticket_id, at, actor, action, from_status, to_status, note FROM ticket_events \
+            "SELECT id, ticket_id, at, actor, action, from_status, to_status, note, role, details FROM ticket_events \
              WHERE ticket_id = ? ORDER BY id",
         )
         .bind(id)

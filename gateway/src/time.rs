@@ -23,6 +23,34 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (yoe + era * 400 + i64::from(m <= 2), m, d)
 }
 
+/// (year, month, day) to days since 1970-01-01 (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y.rem_euclid(400);
+    let mp = (i64::from(m) + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// Midnight China Standard Time of a `YYYY-MM-DD` date, in ms since the
+/// epoch; `None` for anything else (including impossible dates).
+pub fn parse_date_cst(s: &str) -> Option<i64> {
+    let mut parts = s.split('-');
+    let (y, m, d) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return None;
+    }
+    let (y, m, d): (i64, u32, u32) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    let days = days_from_civil(y, m, d);
+    // Reject 2026-02-30 and the like: the day must come back unchanged.
+    if civil_from_days(days) != (y, m, d) {
+        return None;
+    }
+    Some(days * 86_400_000 - CST_OFFSET_MS)
+}
+
 /// China Standard Time offset: the users' wall clock.
 const CST_OFFSET_MS: i64 = 8 * 3600 * 1000;
 
@@ -64,5 +92,25 @@ mod tests {
         );
         assert_eq!(date_cst(1_763_999_999_999), "20251124");
         assert_eq!(date_cst(1_764_000_000_000), "20251125");
+    }
+
+    #[test]
+    fn parses_dates_as_china_midnight() {
+        assert_eq!(parse_date_cst("2025-11-25"), Some(1_764_000_000_000));
+        assert_eq!(
+            parse_date_cst("2000-02-29").map(|ms| rfc3339_cst(ms as u64)),
+            Some("2000-02-29T00:00:00.000+08:00".into())
+        );
+        for bad in [
+            "2026-02-30",
+            "2026-13-01",
+            "26-01-01",
+            "2026-1-1",
+            "2026-01-01-01",
+            "",
+            "yyyy-mm-dd",
+        ] {
+            assert_eq!(parse_date_cst(bad), None, "{bad}");
+        }
     }
 }

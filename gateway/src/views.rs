@@ -95,4 +95,6 @@ pub enum GatewayEvent {
     },
     /// A standing alarm changed: lower level, latched, cleared or acknowledged.
     AlarmUpdated { alarm: AlarmView },
+    /// A ticket moved a step through the closed loop.
+    TicketUpdated { ticket: TicketView },
 }

@@ -97,14 +97,16 @@ impl Rig {
     fn notified(&mut self) -> Vec<(String, String, bool, bool)> {
         let mut out = Vec::new();
         while let Ok(ev) = self.events.try_recv() {
-            let (GatewayEvent::AlarmRaised { alarm, .. } | GatewayEvent::AlarmUpdated { alarm }) =
-                ev;
-            out.push((
-                alarm.row.node,
-                alarm.row.cause,
-                alarm.row.suppressed,
-                alarm.row.flapping,
-            ));
+            if let GatewayEvent::AlarmRaised { alarm, .. } | GatewayEvent::AlarmUpdated { alarm } =
+                ev
+            {
+                out.push((
+                    alarm.row.node,
+                    alarm.row.cause,
+                    alarm.row.suppressed,
+                    alarm.row.flapping,
+                ));
+            }
         }
         out
     }

@@ -42,7 +42,9 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/alarms/{id}/reset"),
     ("get", "/api/v1/tickets"),
     ("get", "/api/v1/tickets/{id}"),
+    ("post", "/api/v1/tickets/{id}/transitions"),
     ("get", "/api/v1/sites"),
+    ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/events"),
 ];
 

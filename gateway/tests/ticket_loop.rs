@@ -1,0 +1,296 @@
+//! The hazard closed loop on a ticket opened by a real alarm: walked to
+//! 已销号 only by the right roles, only after review, and only once the
+//! telemetry has been normal for the proof period after the rectification
+//! report; every step recorded. Both through the store (time passed in) and
+//! through `POST /api/v1/tickets/{id}/transitions`.
+
+use gateway::config::Config;
+use gateway::http::{router, AppState};
+use gateway::metrics::Metrics;
+use gateway::pipeline::{Inbound, Pipeline};
+use gateway::store::{Actor, AlarmFilter, Store, TransitionError};
+use gateway::ticket::{Action, Grade, Policy, Rectification, Refusal, Role};
+use std::sync::Arc;
+
+const H: u64 = 3_600_000;
+
+fn now() -> u64 {
+    gateway::time::now_ms()
+}
+
+async fn alarm_with_ticket(dir: &tempfile::TempDir) -> (Pipeline, Store, i64, i64) {
+    let config = Config::from_toml(
+        "[[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
+    )
+    .unwrap();
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
+        .await
+        .unwrap();
+    let (tx, _) = tokio::sync::broadcast::channel(64);
+    let p = Pipeline::new(
+        Arc::new(config),
+        store.clone(),
+        None,
+        Arc::new(Metrics::default()),
+        tx,
+    );
+    let mut p = p;
+    let t0 = now() - 200 * H;
+    let send = |seq: u32, v: i32, at: u64| {
+        Inbound {
+        topic: "fire/v1/home_a/n01/telemetry".into(),
+        payload: format!(r#"{{"boot":1,"seq":{seq},"ts":{at},"ch":[{{"id":"rc1","q":"residual_current","v":{v},"s":"ok"}}]}}"#)
+            .into_bytes()
+            .into(),
+        arrived_ms: at,
+        ack: None,
+    }
+    };
+    p.handle(&send(1, 620, t0)).await;
+    let alarm = store.alarms(AlarmFilter::Standing, 10).await.unwrap()[0].clone();
+    (
+        p,
+        store,
+        alarm.id,
+        alarm.ticket_id.expect("the alarm opened a ticket"),
+    )
+}
+
+fn plan(deadline: u64) -> Rectification {
+    Rectification {
+        responsible_unit: "阳光养老院后勤科".into(),
+        responsible_person: "王主任".into(),
+        measures: "更换厨房回路老化电缆，加装漏电保护".into(),
+        funds: "3000 元，机构自筹".into(),
+        deadline,
+        contingency_plan: "整改期间每日两次巡查，回路限负荷".into(),
+    }
+}
+
+#[tokio::test]
+async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after_the_data_period() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, store, alarm_id, ticket) = alarm_with_ticket(&dir).await;
+    let policy = Policy::default();
+    let t = now() - 190 * H;
+    let step = |name: &'static str, role: Role| Actor {
+        name,
+        role,
+        note: "",
+    };
+    let duty = step("值班员小李", Role::Duty);
+    let manager = step("王主任", Role::SiteManager);
+
+    let refused = store
+        .transition_ticket(
+            ticket,
+            &Action::Register {
+                grade: Grade::General,
+            },
+            &step("admin", Role::Admin),
+            &policy,
+            t,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(TransitionError::Refused(Refusal::Role { .. }))),
+        "{refused:?}"
+    );
+    store
+        .transition_ticket(
+            ticket,
+            &Action::Register {
+                grade: Grade::General,
+            },
+            &duty,
+            &policy,
+            t,
+        )
+        .await
+        .unwrap();
+    let start = Action::StartRectification {
+        plan: plan(t + 240 * H),
+    };
+    assert!(matches!(
+        store
+            .transition_ticket(ticket, &start, &duty, &policy, t)
+            .await,
+        Err(TransitionError::Refused(Refusal::Role { .. }))
+    ));
+    store
+        .transition_ticket(ticket, &start, &manager, &policy, t + H)
+        .await
+        .unwrap();
+    store
+        .transition_ticket(
+            ticket,
+            &Action::ReportRectified,
+            &manager,
+            &policy,
+            t + 2 * H,
+        )
+        .await
+        .unwrap();
+    store
+        .transition_ticket(
+            ticket,
+            &Action::Review { passed: true },
+            &manager,
+            &policy,
+            t + 3 * H,
+        )
+        .await
+        .unwrap();
+
+    // The alarm is still latched: the data does not prove the fix.
+    let refused = store
+        .transition_ticket(ticket, &Action::Close, &manager, &policy, t + 100 * H)
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(TransitionError::Refused(Refusal::DataNotProven { .. }))
+        ),
+        "{refused:?}"
+    );
+
+    // The leakage is back to normal and the latched alarm is reset at t + 4 h…
+    let send = Inbound {
+        topic: "fire/v1/home_a/n01/telemetry".into(),
+        payload: format!(r#"{{"boot":1,"seq":2,"ts":{},"ch":[{{"id":"rc1","q":"residual_current","v":120,"s":"ok"}}]}}"#, t + 4 * H)
+            .into_bytes()
+            .into(),
+        arrived_ms: t + 4 * H,
+        ack: None,
+    };
+    p.handle(&send).await;
+    p.reset(alarm_id, "值班员小李", t + 4 * H).await.unwrap();
+    // …but 72 h of normal data are needed after that.
+    let early = store
+        .transition_ticket(ticket, &Action::Close, &manager, &policy, t + 50 * H)
+        .await;
+    assert!(
+        matches!(
+            early,
+            Err(TransitionError::Refused(Refusal::DataNotProven { .. }))
+        ),
+        "{early:?}"
+    );
+    let closed = store
+        .transition_ticket(ticket, &Action::Close, &manager, &policy, t + 77 * H)
+        .await
+        .unwrap();
+    assert_eq!(closed.status, "closed");
+    assert_eq!(closed.responsible_person.as_deref(), Some("王主任"));
+
+    // The ledger (台账) shows the closed hazard with its 五落实.
+    let query = gateway::store::LedgerQuery {
+        site: Some("home_a".into()),
+        from: None,
+        to: None,
+        status: gateway::store::TicketFilter::Closed,
+        grade: Some("general".into()),
+        limit: 100,
+    };
+    let rows = store.ledger(&query).await.unwrap();
+    let csv = gateway::ledger::csv(&rows, |_| "阳光养老院".into());
+    let line = csv.lines().nth(1).expect("one ledger row");
+    for want in [
+        "阳光养老院",
+        "一般隐患",
+        "已销号",
+        "王主任",
+        "更换厨房回路老化电缆",
+    ] {
+        assert!(line.contains(want), "{want} missing in {line}");
+    }
+    let (_, events, _) = store.ticket(ticket).await.unwrap().unwrap();
+    let trail: Vec<(&str, Option<&str>, Option<&str>)> = events
+        .iter()
+        .map(|e| (e.action.as_str(), e.to_status.as_deref(), e.role.as_deref()))
+        .collect();
+    assert_eq!(
+        trail,
+        [
+            ("opened", Some("pending_registration"), None),
+            ("register", Some("registered"), Some("duty")),
+            (
+                "start_rectification",
+                Some("rectifying"),
+                Some("site_manager")
+            ),
+            (
+                "report_rectified",
+                Some("pending_review"),
+                Some("site_manager")
+            ),
+            ("review", Some("pending_review"), Some("site_manager")),
+            ("close", Some("closed"), Some("site_manager")),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn transitions_over_http_answer_403_409_and_200() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_p, store, _alarm, ticket) = alarm_with_ticket(&dir).await;
+    let config =
+        Config::from_toml("[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n").unwrap();
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let (commands, _) = tokio::sync::mpsc::channel(4);
+    let app = router(AppState {
+        config: Arc::new(config),
+        store,
+        metrics: Arc::new(Metrics::default()),
+        events,
+        commands,
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let post = |body: String| {
+        let url = format!("http://{addr}/api/v1/tickets/{ticket}/transitions");
+        async move {
+            let r = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: serde_json::Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+            (status, body)
+        }
+    };
+    let (s, b) = post(
+        r#"{"by":"监管员","role":"inspector","step":{"action":"register","grade":"major"}}"#.into(),
+    )
+    .await;
+    assert_eq!(s, 403, "{b}");
+    assert!(b["message"].as_str().unwrap().contains("无权"), "{b}");
+    let (s, b) = post(r#"{"by":"小李","role":"duty","note":"夜班发现","step":{"action":"register","grade":"major"}}"#.into()).await;
+    assert_eq!(
+        (s, b["status"].as_str(), b["grade"].as_str()),
+        (200, Some("registered"), Some("major")),
+        "{b}"
+    );
+    // A 重大 hazard is listed (挂牌督办) by the bureau before rectification.
+    let deadline = now() + 720 * H;
+    let (s, b) = post(format!(
+        r#"{{"by":"王主任","role":"site_manager","step":{{"action":"start_rectification","plan":{{"responsible_unit":"后勤科","responsible_person":"王主任","measures":"更换电缆","funds":"3000 元","deadline":{deadline},"contingency_plan":"每日巡查"}}}}}}"#
+    ))
+    .await;
+    assert_eq!(s, 409, "{b}");
+    let (s, b) = post(format!(
+        r#"{{"by":"区民政局","role":"inspector","step":{{"action":"list","supervisor":"区民政局","document_no":"民安督〔2026〕7号","deadline":{deadline}}}}}"#
+    ))
+    .await;
+    assert_eq!(
+        (s, b["status_label"].as_str()),
+        (200, Some("已挂牌")),
+        "{b}"
+    );
+    let (s, b) = post(r#"{"by":"x","role":"duty","step":{"action":"fly"}}"#.into()).await;
+    assert_eq!(s, 400, "{b}");
+}
