@@ -7,6 +7,7 @@
 //! MQTT broker; `demo` runs simulated nodes. See ARCHITECTURE.md.
 
 pub mod app;
+pub mod audit;
 pub mod broker;
 pub mod config;
 pub mod dedup;

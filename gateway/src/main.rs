@@ -40,6 +40,11 @@ enum Command {
     },
     /// Validate a configuration file and print every problem in it.
     CheckConfig { file: PathBuf },
+    /// Check the hash chain of the audit trail (留痕) in the configured database.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
     /// Print the Mosquitto ACL for a configuration: each node may publish
     /// only under its own fire/v1/{site}/{node}/.
     MosquittoAcl {
@@ -61,6 +66,15 @@ fn init_logs() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Verify every record's hash and link; name the first broken record.
+    Verify {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
 }
 
 #[tokio::main]
@@ -98,6 +112,38 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let store = match gateway::store::Store::open(&config.storage.database_url()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot open the database: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match store.verify_audit().await {
+                Ok(Ok((n, head))) => {
+                    println!("audit trail intact: {n} records; head {head}");
+                    ExitCode::SUCCESS
+                }
+                Ok(Err(broken)) => {
+                    eprintln!("audit trail BROKEN at {broken}");
+                    ExitCode::from(3)
+                }
+                Err(e) => {
+                    eprintln!("cannot read the audit trail: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             init_logs();
             let config = match Config::load(&config) {

@@ -258,11 +258,36 @@ impl Pipeline {
             }
             Err(e) => return Err(e),
         }
+        let entry = crate::store::AuditEntry {
+            at: now,
+            actor: by,
+            role: "duty",
+            action: "alarm.reset",
+            subject: format!("alarm:{alarm_id}"),
+            details: serde_json::json!({ "site": row.site, "node": row.node, "channel": row.channel, "cause": row.cause }).to_string(),
+        };
+        self.store.audit(&entry).await?;
         if let Some(commander) = &self.commander {
             let topic = Topic::new(s, n, TopicKind::Cmd).to_string();
             let cmd = format!(r#"{{"id":"reset-{alarm_id}","op":"reset"}}"#);
-            if let Err(e) = commander.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, cmd) {
-                tracing::warn!(error = %e, "reset command to the node not queued");
+            match commander.try_publish(
+                topic.clone(),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                cmd.clone(),
+            ) {
+                Ok(()) => {
+                    let entry = crate::store::AuditEntry {
+                        at: now,
+                        actor: by,
+                        role: "duty",
+                        action: "node.cmd",
+                        subject: format!("node:{}/{}", row.site, row.node),
+                        details: serde_json::json!({ "topic": topic, "payload": cmd }).to_string(),
+                    };
+                    self.store.audit(&entry).await?;
+                }
+                Err(e) => tracing::warn!(error = %e, "reset command to the node not queued"),
             }
         }
         tracing::info!(alarm = alarm_id, by, "alarm reset");

@@ -275,6 +275,52 @@ pub struct Actor<'a> {
 #[derive(Clone)]
 pub struct Store {
     pool: SqlitePool,
+    /// Serialises appends to the hash-chained audit log in this process.
+    audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+}
+
+/// An entry for the hash-chained audit log.
+#[derive(Debug, Clone)]
+pub struct AuditEntry<'a> {
+    pub at: u64,
+    pub actor: &'a str,
+    pub role: &'a str,
+    pub action: &'a str,
+    pub subject: String,
+    pub details: String,
+}
+
+async fn append_audit(
+    tx: &mut Transaction<'_, Sqlite>,
+    e: &AuditEntry<'_>,
+) -> Result<(), StoreError> {
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+            .fetch_optional(&mut **tx)
+            .await?;
+    let (id, prev) = match last {
+        Some((id, hash)) => (id + 1, hash),
+        None => (1, crate::audit::GENESIS.to_string()),
+    };
+    let at = e.at as i64;
+    let hash = crate::audit::hash(
+        &prev, id, at, e.actor, e.role, e.action, &e.subject, &e.details,
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (id, at, actor, role, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(id)
+    .bind(at)
+    .bind(e.actor)
+    .bind(e.role)
+    .bind(e.action)
+    .bind(&e.subject)
+    .bind(&e.details)
+    .bind(&prev)
+    .bind(&hash)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 impl Store {
@@ -306,7 +352,10 @@ impl Store {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            audit_lock: Default::default(),
+        })
     }
 
     /// Closes the pool, waiting for connections to finish.
@@ -646,6 +695,7 @@ impl Store {
         actor: &str,
         at: u64,
     ) -> Result<Vec<RuleChangeRow>, StoreError> {
+        let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let old: Vec<(String, String)> =
             sqlx::query_as("SELECT scope, settings FROM rule_settings")
@@ -690,6 +740,15 @@ impl Store {
                         .await?;
                 }
             }
+            let entry = AuditEntry {
+                at,
+                actor,
+                role: "config",
+                action: "rules.change",
+                subject: format!("rules:{scope}"),
+                details: serde_json::json!({ "old": before, "new": after }).to_string(),
+            };
+            append_audit(&mut tx, &entry).await?;
             changes.push(RuleChangeRow {
                 id,
                 at: at as i64,
@@ -733,18 +792,66 @@ impl Store {
             .await?)
     }
 
+    /// Appends one operator action to the hash-chained audit log.
+    pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        append_audit(&mut tx, e).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Verifies the audit chain: how many records are intact and the head
+    /// hash (note it down: a truncation at the end is only caught by
+    /// comparing with a head noted before), or where it breaks.
+    pub async fn verify_audit(
+        &self,
+    ) -> Result<Result<(u64, String), crate::audit::Broken>, StoreError> {
+        let records = self.audit_records().await?;
+        Ok(crate::audit::verify(&records).map(|n| {
+            (
+                n,
+                records
+                    .last()
+                    .map_or(crate::audit::GENESIS.to_string(), |r| r.hash.clone()),
+            )
+        }))
+    }
+
+    /// The whole audit log, in order.
+    pub async fn audit_records(&self) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
+        Ok(sqlx::query_as(
+            "SELECT id, at, actor, role, action, subject, details, prev_hash, hash FROM audit_log ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Records the duty officer's acknowledgement (确认) of an alarm; the first
     /// acknowledgement counts. `None` when there is no such alarm.
     pub async fn ack(&self, id: i64, by: &str, at: u64) -> Result<Option<AlarmRow>, StoreError> {
+        let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query(
+        let first = sqlx::query(
             "UPDATE alarms SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL",
         )
         .bind(at as i64)
         .bind(by)
         .bind(id)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if first > 0 {
+            let entry = AuditEntry {
+                at,
+                actor: by,
+                role: "duty",
+                action: "alarm.ack",
+                subject: format!("alarm:{id}"),
+                details: "{}".into(),
+            };
+            append_audit(&mut tx, &entry).await?;
+        }
         let row = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"
         )))
@@ -790,6 +897,7 @@ impl Store {
         now: u64,
     ) -> Result<TicketRow, TransitionError> {
         use crate::ticket::{self, Action, DataProof, Grade, Status};
+        let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let row: TicketRow = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
@@ -880,9 +988,22 @@ impl Store {
         .bind(next.status.code())
         .bind(actor.note)
         .bind(serde_json::to_value(actor.role).ok().and_then(|v| v.as_str().map(str::to_string)))
-        .bind(details)
+        .bind(&details)
         .execute(&mut *tx)
         .await?;
+        let role = serde_json::to_value(actor.role)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default();
+        let entry = AuditEntry {
+            at: now,
+            actor: actor.name,
+            role: &role,
+            action: &format!("ticket.{}", action.code()),
+            subject: format!("ticket:{id}"),
+            details: serde_json::json!({ "from": current.status.code(), "to": next.status.code(), "step": action, "note": actor.note }).to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
         let row = sqlx::query_as(AssertSqlSafe(format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
         )))
