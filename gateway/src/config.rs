@@ -45,6 +45,8 @@ pub struct TicketsConfig {
     pub extension_notice_days: u32,
     /// Days after closing within which a recurrence reopens the ticket.
     pub reopen_window_days: u32,
+    /// Minutes a node (or a whole site) may stay offline before a 离线 ticket opens.
+    pub offline_ticket_after_mins: u32,
 }
 
 impl Default for TicketsConfig {
@@ -54,6 +56,7 @@ impl Default for TicketsConfig {
             proof_hours: (p.proof_period_ms / 3_600_000) as u32,
             extension_notice_days: (p.extension_notice_ms / 86_400_000) as u32,
             reopen_window_days: (p.reopen_window_ms / 86_400_000) as u32,
+            offline_ticket_after_mins: 30,
         }
     }
 }
@@ -377,6 +380,9 @@ pub struct ChannelConfig {
     pub quantity: Option<String>,
     /// This loop's own rule override, e.g. `rule = { alarm = 400 }`.
     pub rule: RuleOverride,
+    /// The grade of hazards found on this loop: `general` (一般, default) or
+    /// `major` (重大, e.g. a bedroom circuit in a care home).
+    pub grade: Option<String>,
 }
 
 /// One problem in a configuration file, with its path.
@@ -619,6 +625,18 @@ impl Config {
                         (_, false) => {}
                     }
                 }
+                for (ci, ch) in node.channels.iter().enumerate() {
+                    if let Some(g) = ch
+                        .grade
+                        .as_deref()
+                        .filter(|g| !matches!(*g, "general" | "major"))
+                    {
+                        issue(
+                            format!("{np}.channels[{ci}].grade"),
+                            format!("{g:?} must be general or major"),
+                        );
+                    }
+                }
                 if let Some(secs) = node.offline_after_secs.filter(|s| *s < 10) {
                     issue(
                         format!("{np}.offline_after_secs"),
@@ -658,6 +676,19 @@ impl Config {
             rule = c.rule.apply(rule);
         }
         rule
+    }
+
+    /// The grade of a hazard ticket opened for a channel.
+    pub fn channel_grade(&self, site: &str, node: &str, channel: &str) -> &'static str {
+        let major = self
+            .node(site, node)
+            .and_then(|(_, n)| n.channels.iter().find(|c| c.id == channel))
+            .is_some_and(|c| c.grade.as_deref() == Some("major"));
+        if major {
+            "major"
+        } else {
+            "general"
+        }
     }
 
     /// The dead-man time of a node, in ms.

@@ -280,6 +280,9 @@ pub fn describe(ev: &GatewayEvent, config: &Config) -> String {
                 Some(crate::store::TicketOutcome::Opened { number, .. }) => {
                     format!(" → 已自动开具隐患工单 {number}（待登记）")
                 }
+                Some(crate::store::TicketOutcome::Reopened { number, .. }) => {
+                    format!(" → 隐患复发，已重新打开工单 {number}")
+                }
                 Some(crate::store::TicketOutcome::Attached { number, .. }) => {
                     format!(" → 并入未销号工单 {number}")
                 }

@@ -62,7 +62,7 @@ pub fn category(c: &str) -> &'static str {
     }
 }
 
-/// Ticket grade.
+/// Ticket grade (kept in one place with the category above).
 pub fn grade(g: &str) -> &'static str {
     match g {
         "general" => "一般隐患",

@@ -158,6 +158,8 @@ mod tests {
             rectified_at: None,
             reviewed: false,
             extension_requested: None,
+            overdue_at: None,
+            escalated_to: None,
         }
     }
 

@@ -38,6 +38,8 @@ pub struct Metrics {
     pub nodes_offline_events: AtomicU64,
     pub tickets_opened: AtomicU64,
     pub tickets_attached: AtomicU64,
+    pub tickets_reopened: AtomicU64,
+    pub tickets_overdue: AtomicU64,
     pub store_errors: AtomicU64,
     pub mqtt_connections: AtomicU64,
     pub mqtt_connection_errors: AtomicU64,

@@ -102,10 +102,14 @@ pub type Commander = rumqttc::AsyncClient;
 /// How often the dead-man timers are checked.
 pub const TICK_MS: u64 = 1000;
 
+/// How often offline tickets and overdue deadlines are checked.
+pub const HOUSEKEEPING_MS: u64 = 60_000;
+
 /// The pipeline's state.
 pub struct Pipeline {
     config: Arc<Config>,
     commander: Option<Commander>,
+    last_housekeeping: u64,
     runtime: Runtime,
     store: Store,
     sink: Option<Sink>,
@@ -124,6 +128,7 @@ impl Pipeline {
     ) -> Self {
         Pipeline {
             commander: None,
+            last_housekeeping: 0,
             runtime: Runtime::new(config.clone()),
             config,
             store,
@@ -197,6 +202,10 @@ impl Pipeline {
         let changes = self.runtime.tick(now);
         if !changes.is_empty() {
             self.apply(changes, now).await;
+        }
+        if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
+            self.last_housekeeping = now;
+            self.housekeeping(now).await;
         }
     }
 
@@ -544,8 +553,13 @@ impl Pipeline {
         TicketSpec {
             source: "sensor_alarm",
             category: alarm_kind(q),
-            grade: "general",
+            // The grade comes from configuration (e.g. a bedroom circuit in a
+            // care home → 重大); 一般 otherwise.
+            grade: self
+                .config
+                .channel_grade(&key.site, &key.node, &key.channel),
             prefix: "YH",
+            reopen_window_ms: self.config.tickets.policy().reopen_window_ms,
             title: format!(
                 "{site} {} {} {}{what}",
                 key.node,
@@ -570,6 +584,86 @@ impl Pipeline {
             prefix: "GZ",
             title: format!("{site} {target} {what}"),
             location: loc,
+            reopen_window_ms: self.config.tickets.policy().reopen_window_ms,
+        }
+    }
+
+    fn offline_ticket(&self, key: &AlarmKey) -> TicketSpec {
+        let (site, loc) = self.place(key);
+        let (what, target) = if key.node.is_empty() {
+            ("机构网络中断，全部节点离线", String::new())
+        } else {
+            ("节点离线", key.node.clone())
+        };
+        TicketSpec {
+            source: "offline",
+            category: "offline",
+            grade: "general",
+            prefix: "LX",
+            title: format!("{site} {target} {what}")
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
+            location: loc,
+            reopen_window_ms: self.config.tickets.policy().reopen_window_ms,
+        }
+    }
+
+    /// The slower duties of the tick: 离线 tickets for nodes (and sites)
+    /// offline past the configured time, and the overdue check of deadlines.
+    pub async fn housekeeping(&mut self, now: u64) {
+        let after = u64::from(self.config.tickets.offline_ticket_after_mins) * 60_000;
+        let due = match self
+            .store
+            .offline_due_ticket(now.saturating_sub(after))
+            .await
+        {
+            Ok(d) => d,
+            Err(e) => {
+                inc(&self.metrics.store_errors);
+                tracing::error!(error = %e, "store: cannot list offline alarms");
+                return;
+            }
+        };
+        for row in due {
+            let key = AlarmKey {
+                site: row.site.clone(),
+                node: row.node.clone(),
+                channel: row.channel.clone(),
+                cause: row.cause.clone(),
+            };
+            let spec = self.offline_ticket(&key);
+            match self
+                .store
+                .link_ticket(row.id, Some(&spec), false, now)
+                .await
+            {
+                Ok((row, outcome)) => {
+                    self.count_ticket(&outcome, row.id);
+                    let _ = self.events.send(GatewayEvent::AlarmUpdated {
+                        alarm: AlarmView::from(row),
+                    });
+                }
+                Err(e) => {
+                    inc(&self.metrics.store_errors);
+                    tracing::error!(error = %e, "store: cannot open an offline ticket");
+                }
+            }
+        }
+        match self.store.mark_overdue(now).await {
+            Ok(tickets) => {
+                for t in tickets {
+                    inc(&self.metrics.tickets_overdue);
+                    tracing::warn!(ticket = %t.number, escalated_to = ?t.escalated_to, "ticket overdue; escalated");
+                    let _ = self.events.send(GatewayEvent::TicketUpdated {
+                        ticket: crate::views::TicketView::from(t),
+                    });
+                }
+            }
+            Err(e) => {
+                inc(&self.metrics.store_errors);
+                tracing::error!(error = %e, "store: cannot mark overdue tickets");
+            }
         }
     }
 
@@ -979,6 +1073,10 @@ impl Pipeline {
             Some(TicketOutcome::Opened { number, .. }) => {
                 inc(&self.metrics.tickets_opened);
                 tracing::info!(ticket = %number, alarm, "hazard ticket opened");
+            }
+            Some(TicketOutcome::Reopened { number, .. }) => {
+                inc(&self.metrics.tickets_reopened);
+                tracing::warn!(ticket = %number, alarm, "hazard recurred: closed ticket reopened");
             }
             Some(TicketOutcome::Attached { number, .. }) => {
                 inc(&self.metrics.tickets_attached);

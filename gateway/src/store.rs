@@ -106,15 +106,31 @@ pub struct TicketSpec {
     pub prefix: &'static str,
     pub title: String,
     pub location: String,
+    /// A ticket on the same key closed less than this long ago is reopened
+    /// instead of opening a new one (the hazard came back).
+    pub reopen_window_ms: u64,
 }
 
 /// What happened to the ticket when an alarm was raised.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum TicketOutcome {
-    Opened { id: i64, number: String },
-    Attached { id: i64, number: String },
-    AlreadyLinked { id: i64 },
+    Opened {
+        id: i64,
+        number: String,
+    },
+    /// The hazard recurred within the window after 销号: its ticket is back in 整改中.
+    Reopened {
+        id: i64,
+        number: String,
+    },
+    Attached {
+        id: i64,
+        number: String,
+    },
+    AlreadyLinked {
+        id: i64,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -174,6 +190,10 @@ pub struct TicketRow {
     pub rectified_at: Option<i64>,
     pub reviewed: bool,
     pub extension_requested: Option<i64>,
+    /// When the deadline was found passed (逾期).
+    pub overdue_at: Option<i64>,
+    /// Who the overdue ticket was escalated to.
+    pub escalated_to: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
@@ -244,7 +264,7 @@ const TICKET_COLUMNS: &str =
     "id, number, site, node, channel, cause, source, category, grade, status, title, \
      location, opened_at, updated_at, closed_at, alarm_count, last_alarm_at, sensor_sourced, deadline, \
      responsible_unit, responsible_person, measures, funds, contingency_plan, supervisor, document_no, \
-     listed_at, delisted_at, rectified_at, reviewed, extension_requested";
+     listed_at, delisted_at, rectified_at, reviewed, extension_requested, overdue_at, escalated_to";
 
 /// Why a ticket transition did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -392,6 +412,7 @@ impl Store {
         a: &AlarmInput,
         ticket: Option<&TicketSpec>,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let k = &a.key;
         let existing = standing_alarm(&mut tx, k).await?;
@@ -446,7 +467,9 @@ impl Store {
             (Some(spec), None) => {
                 let outcome = open_or_attach(&mut tx, k, spec, alarm_id, at).await?;
                 let tid = match &outcome {
-                    TicketOutcome::Opened { id, .. } | TicketOutcome::Attached { id, .. } => *id,
+                    TicketOutcome::Opened { id, .. }
+                    | TicketOutcome::Attached { id, .. }
+                    | TicketOutcome::Reopened { id, .. } => *id,
                     TicketOutcome::AlreadyLinked { id } => *id,
                 };
                 sqlx::query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
@@ -652,12 +675,27 @@ impl Store {
         ticket: Option<&TicketSpec>,
         at: u64,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        self.link_ticket(id, ticket, true, at).await
+    }
+
+    /// Links a standing alarm to a ticket (opening, attaching or reopening
+    /// one), optionally lifting its suppression first.
+    pub async fn link_ticket(
+        &self,
+        id: i64,
+        ticket: Option<&TicketSpec>,
+        unsuppress: bool,
+        at: u64,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        sqlx::query("UPDATE alarms SET suppressed = 0, updated_at = ? WHERE id = ?")
-            .bind(at as i64)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        if unsuppress {
+            sqlx::query("UPDATE alarms SET suppressed = 0, updated_at = ? WHERE id = ?")
+                .bind(at as i64)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let row = alarm_by_id(&mut tx, id).await?;
         let key = AlarmKey {
             site: row.site.clone(),
@@ -668,8 +706,9 @@ impl Store {
         let outcome = match (ticket, row.ticket_id) {
             (Some(spec), None) => {
                 let o = open_or_attach(&mut tx, &key, spec, id, at as i64).await?;
-                if let TicketOutcome::Opened { id: t, .. } | TicketOutcome::Attached { id: t, .. } =
-                    &o
+                if let TicketOutcome::Opened { id: t, .. }
+                | TicketOutcome::Attached { id: t, .. }
+                | TicketOutcome::Reopened { id: t, .. } = &o
                 {
                     sqlx::query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
                         .bind(t)
@@ -684,6 +723,83 @@ impl Store {
         let row = alarm_by_id(&mut tx, id).await?;
         tx.commit().await?;
         Ok((row, outcome))
+    }
+
+    /// Standing node- or site-level offline alarms raised before `before`,
+    /// not suppressed and without a ticket: due a 离线 ticket.
+    pub async fn offline_due_ticket(&self, before: u64) -> Result<Vec<AlarmRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE cause IN ('offline', 'uplink') AND state <> 'cleared' \
+             AND suppressed = 0 AND ticket_id IS NULL AND raised_at <= ? ORDER BY id"
+        );
+        Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(before as i64)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Flags open tickets whose deadline has passed (逾期) and escalates
+    /// each to its supervising unit (or the bureau), once; returns them.
+    pub async fn mark_overdue(&self, now: u64) -> Result<Vec<TicketRow>, StoreError> {
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let due: Vec<TicketRow> = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE status <> 'closed' AND deadline IS NOT NULL \
+             AND deadline < ? AND overdue_at IS NULL ORDER BY id"
+        )))
+        .bind(now as i64)
+        .fetch_all(&mut *tx)
+        .await?;
+        for t in &due {
+            let to = t
+                .supervisor
+                .clone()
+                .filter(|s| !s.is_empty())
+                .unwrap_or_else(|| "民政局".to_string());
+            sqlx::query(
+                "UPDATE tickets SET overdue_at = ?, escalated_to = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(now as i64)
+            .bind(&to)
+            .bind(now as i64)
+            .bind(t.id)
+            .execute(&mut *tx)
+            .await?;
+            add_event(
+                &mut tx,
+                t.id,
+                now as i64,
+                "overdue",
+                None,
+                None,
+                &format!("escalated to {to}"),
+            )
+            .await?;
+            let entry = AuditEntry {
+                at: now,
+                actor: "system",
+                role: "system",
+                action: "ticket.overdue",
+                subject: format!("ticket:{}", t.id),
+                details: serde_json::json!({ "deadline": t.deadline, "escalated_to": to })
+                    .to_string(),
+            };
+            append_audit(&mut tx, &entry).await?;
+        }
+        let ids: Vec<i64> = due.iter().map(|t| t.id).collect();
+        let mut out = Vec::new();
+        for id in ids {
+            out.push(
+                sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
+                )))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?,
+            );
+        }
+        tx.commit().await?;
+        Ok(out)
     }
 
     /// Compares the rule settings in force with those last recorded and
@@ -1156,6 +1272,49 @@ async fn open_or_attach(
         )
         .await?;
         return Ok(TicketOutcome::Attached { id, number });
+    }
+    let recent: Option<(i64, String)> = sqlx::query_as(
+        "SELECT id, number FROM tickets WHERE site = ? AND node = ? AND channel = ? AND cause = ? \
+         AND status = 'closed' AND closed_at >= ? ORDER BY closed_at DESC LIMIT 1",
+    )
+    .bind(&k.site)
+    .bind(&k.node)
+    .bind(&k.channel)
+    .bind(&k.cause)
+    .bind(at.saturating_sub(spec.reopen_window_ms as i64))
+    .fetch_optional(&mut **tx)
+    .await?;
+    if let Some((id, number)) = recent {
+        sqlx::query(
+            "UPDATE tickets SET status = 'rectifying', closed_at = NULL, reviewed = 0, rectified_at = NULL, \
+             alarm_count = alarm_count + 1, last_alarm_at = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(at)
+        .bind(at)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        let note = format!("hazard recurred: alarm #{alarm_id}");
+        add_event(
+            tx,
+            id,
+            at,
+            "reopened",
+            Some("closed"),
+            Some("rectifying"),
+            &note,
+        )
+        .await?;
+        let entry = AuditEntry {
+            at: at as u64,
+            actor: "system",
+            role: "system",
+            action: "ticket.reopen",
+            subject: format!("ticket:{id}"),
+            details: serde_json::json!({ "alarm": alarm_id }).to_string(),
+        };
+        append_audit(tx, &entry).await?;
+        return Ok(TicketOutcome::Reopened { id, number });
     }
     // The number needs the row id; insert with a placeholder unique to this
     // transaction, then set it.

@@ -37,6 +37,7 @@ async fn populated(dir: &tempfile::TempDir) -> String {
         prefix: "YH",
         title: "剩余电流超限".into(),
         location: String::new(),
+        reopen_window_ms: 0,
     };
     let (alarm, _) = store.raise(&input, Some(&spec)).await.unwrap();
     store.ack(alarm.id, "值班员小李", T0 + 1000).await.unwrap();

@@ -34,6 +34,7 @@ fn spec() -> TicketSpec {
         prefix: "YH",
         title: "剩余电流超限".into(),
         location: "2号楼厨房配电箱".into(),
+        reopen_window_ms: 90 * 86_400_000,
     }
 }
 

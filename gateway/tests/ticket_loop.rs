@@ -294,3 +294,208 @@ async fn transitions_over_http_answer_403_409_and_200() {
     let (s, b) = post(r#"{"by":"x","role":"duty","step":{"action":"fly"}}"#.into()).await;
     assert_eq!(s, 400, "{b}");
 }
+
+async fn pipeline(dir: &tempfile::TempDir, config: &str) -> (Pipeline, Store) {
+    let store = Store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
+        .await
+        .unwrap();
+    let (tx, _) = tokio::sync::broadcast::channel(256);
+    let mut p = Pipeline::new(
+        Arc::new(Config::from_toml(config).unwrap()),
+        store.clone(),
+        None,
+        Arc::new(Metrics::default()),
+        tx,
+    );
+    p.start(1_790_000_000_000, "config:test").await.unwrap();
+    (p, store)
+}
+
+fn reading(node: &str, ch: &str, seq: u32, v: i32, at: u64) -> Inbound {
+    Inbound {
+        topic: format!("fire/v1/home_a/{node}/telemetry"),
+        payload: format!(r#"{{"boot":1,"seq":{seq},"ts":{at},"ch":[{{"id":"{ch}","q":"residual_current","v":{v},"s":"ok"}}]}}"#)
+            .into_bytes()
+            .into(),
+        arrived_ms: at,
+        ack: None,
+    }
+}
+
+const CONFIG: &str = r#"
+offline_after_secs = 60
+[[sites]]
+id = "home_a"
+name = "阳光养老院"
+[[sites.nodes]]
+id = "n01"
+location = "3号楼"
+[[sites.nodes.channels]]
+id = "bed1"
+location = "301 卧室回路"
+grade = "major"
+[[sites.nodes]]
+id = "n02"
+"#;
+
+#[tokio::test]
+async fn a_bedroom_circuit_configured_major_opens_a_major_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, store) = pipeline(&dir, CONFIG).await;
+    let t0 = 1_790_000_000_000;
+    p.handle(&reading("n01", "bed1", 1, 650, t0)).await;
+    p.handle(&reading("n01", "rc9", 2, 650, t0)).await;
+    let tickets = store
+        .tickets(&gateway::store::TicketFilter::Open, 10)
+        .await
+        .unwrap();
+    let grade = |ch: &str| {
+        tickets
+            .iter()
+            .find(|t| t.channel == ch)
+            .map(|t| t.grade.clone())
+    };
+    assert_eq!(grade("bed1").as_deref(), Some("major"));
+    assert_eq!(grade("rc9").as_deref(), Some("general"));
+}
+
+#[tokio::test]
+async fn a_hazard_recurring_after_closing_reopens_its_ticket() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, store) = pipeline(&dir, CONFIG).await;
+    let policy = Policy::default();
+    let t0 = 1_790_000_000_000;
+    p.handle(&reading("n02", "rc1", 1, 650, t0)).await;
+    p.handle(&reading("n02", "rc1", 2, 100, t0 + H)).await;
+    let alarm = store.alarms(AlarmFilter::All, 10).await.unwrap()[0].clone();
+    let ticket = alarm.ticket_id.unwrap();
+    p.reset(alarm.id, "小李", t0 + 2 * H).await.unwrap();
+    let m = Actor {
+        name: "王主任",
+        role: Role::SiteManager,
+        note: "",
+    };
+    store
+        .transition_ticket(
+            ticket,
+            &Action::Register {
+                grade: Grade::General,
+            },
+            &m,
+            &policy,
+            t0 + 3 * H,
+        )
+        .await
+        .unwrap();
+    store
+        .transition_ticket(
+            ticket,
+            &Action::StartRectification {
+                plan: plan(t0 + 100 * H),
+            },
+            &m,
+            &policy,
+            t0 + 3 * H,
+        )
+        .await
+        .unwrap();
+    store
+        .transition_ticket(ticket, &Action::ReportRectified, &m, &policy, t0 + 4 * H)
+        .await
+        .unwrap();
+    store
+        .transition_ticket(
+            ticket,
+            &Action::Review { passed: true },
+            &m,
+            &policy,
+            t0 + 5 * H,
+        )
+        .await
+        .unwrap();
+    store
+        .transition_ticket(ticket, &Action::Close, &m, &policy, t0 + 80 * H)
+        .await
+        .unwrap();
+    // Ten days later the leakage is back: the same ticket reopens.
+    p.handle(&reading("n02", "rc1", 3, 700, t0 + 320 * H)).await;
+    let t = store.ticket(ticket).await.unwrap().unwrap();
+    assert_eq!((t.0.status.as_str(), t.0.alarm_count), ("rectifying", 2));
+    assert_eq!(t.1.last().map(|e| e.action.as_str()), Some("reopened"));
+    assert_eq!(
+        store
+            .tickets(&gateway::store::TicketFilter::All, 10)
+            .await
+            .unwrap()
+            .len(),
+        1,
+        "no second ticket"
+    );
+}
+
+#[tokio::test]
+async fn a_node_offline_past_the_limit_gets_a_ticket_and_deadlines_escalate() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut p, store) = pipeline(&dir, CONFIG).await;
+    let t0 = 1_790_000_000_000;
+    p.handle(&reading("n01", "rc1", 1, 100, t0)).await;
+    p.handle(&reading("n02", "rc1", 1, 100, t0)).await;
+    // n02 keeps reporting; n01 is silent. Offline after 60 s, ticket after 30 min.
+    let mut seq = 1;
+    for m in 1..=32u64 {
+        for s in (0..60).step_by(20) {
+            seq += 1;
+            let at = t0 + (m - 1) * 60_000 + s * 1000;
+            p.handle(&reading("n02", "rc1", seq, 100, at)).await;
+            p.tick(at).await;
+        }
+    }
+    let offline = store.alarms(AlarmFilter::Standing, 10).await.unwrap();
+    let n01 = offline
+        .iter()
+        .find(|a| a.node == "n01" && a.cause == "offline")
+        .expect("offline alarm");
+    let ticket = n01.ticket_id.expect("a 离线 ticket after 30 min");
+    let (t, ..) = store.ticket(ticket).await.unwrap().unwrap();
+    assert!(t.number.starts_with("LX"), "{}", t.number);
+    assert_eq!(t.category, "offline");
+
+    // A deadline that passes is flagged and escalated once.
+    let m = Actor {
+        name: "王主任",
+        role: Role::SiteManager,
+        note: "",
+    };
+    let policy = Policy::default();
+    store
+        .transition_ticket(
+            ticket,
+            &Action::Register {
+                grade: Grade::General,
+            },
+            &m,
+            &policy,
+            t0 + 40 * 60_000,
+        )
+        .await
+        .unwrap();
+    store
+        .transition_ticket(
+            ticket,
+            &Action::StartRectification {
+                plan: plan(t0 + 2 * H),
+            },
+            &m,
+            &policy,
+            t0 + 41 * 60_000,
+        )
+        .await
+        .unwrap();
+    let overdue = store.mark_overdue(t0 + 3 * H).await.unwrap();
+    assert_eq!(overdue.len(), 1);
+    assert_eq!(overdue[0].escalated_to.as_deref(), Some("民政局"));
+    assert!(
+        store.mark_overdue(t0 + 4 * H).await.unwrap().is_empty(),
+        "once"
+    );
+}
