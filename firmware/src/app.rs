@@ -1,0 +1,425 @@
+//! The node application: sampling results → local rules (sounder, events)
+//! → offline buffer → MQTT, and commands back. Pure logic over an
+//! `embedded-io` stream and an `embedded-hal` `OutputPin`; time is passed in.
+//!
+//! - [`NodeApp::sample`] takes one round of measurements: it records a
+//!   telemetry message, feeds every reading to [`LocalAlarm`], records each
+//!   wire-level transition as an `event`, and sets the sounder pin to
+//!   [`LocalAlarm::sounding`]. It never switches power off: the only output
+//!   it drives is the sounder/LED.
+//! - [`NodeApp::poll`] runs the MQTT [`Session`]; on every CONNACK it
+//!   publishes the retained birth `status` (with `dropped` when records were
+//!   lost), then pending command acks, then the offline buffer oldest-first,
+//!   one QoS 1 message in flight at a time.
+//! - Commands on `…/cmd`: `ping` → ack ok; `reset` → authorised reset of
+//!   latched local alarms (their events are recorded), ack ok; `selftest` →
+//!   ack ok when every channel's last status is `ok`; `config` → ack not ok
+//!   (contract v1 carries no configuration body). Malformed commands are
+//!   counted and dropped.
+//!
+//! `seq` is given when a message is recorded (not when it is sent), so a
+//! backfilled message keeps the number it had when it was sampled.
+
+use crate::buffer::{Body, Outbox, Record, MAX_NODE_CHANNELS};
+use crate::drivers::Measurement;
+use crate::local::LocalAlarm;
+use crate::mqtt::{Event as MqttEvent, Session, SessionConfig};
+use crate::node::{NodeIdentity, Publisher};
+use embedded_hal::digital::{OutputPin, PinState};
+use embedded_io::{Read, ReadReady, Write};
+use wire::{
+    ChannelId, ChannelStatus, CmdId, CmdOp, EventLevel, Quantity, Reading, Telemetry, TopicKind,
+};
+
+/// Largest payload the node builds.
+pub const PAYLOAD_BUF: usize = 400;
+
+/// The strings a session borrows: build them first, keep them for the
+/// node's lifetime.
+#[derive(Clone, Debug)]
+pub struct NodeStrings {
+    /// `{site}.{node}`: client id and user name.
+    pub client_id: heapless::String<65>,
+    /// The password.
+    pub password: heapless::String<64>,
+    /// `fire/v1/{site}/{node}/status`.
+    pub status_topic: heapless::String<96>,
+    /// `fire/v1/{site}/{node}/cmd`.
+    pub cmd_topic: heapless::String<96>,
+    /// `{"state":"offline"}`.
+    pub will_payload: heapless::Vec<u8, 32>,
+}
+
+impl NodeStrings {
+    /// The strings for `identity` with `password`; `None` if it is too long.
+    pub fn new(identity: &NodeIdentity, password: &str) -> Option<Self> {
+        let mut client_id = heapless::String::new();
+        client_id.push_str(identity.site.as_str()).ok()?;
+        client_id.push('.').ok()?;
+        client_id.push_str(identity.node.as_str()).ok()?;
+        let mut will = [0u8; 32];
+        let n = wire::encode(&wire::Status::offline(), &mut will).ok()?;
+        Some(NodeStrings {
+            client_id,
+            password: heapless::String::try_from(password).ok()?,
+            status_topic: identity.topic(TopicKind::Status),
+            cmd_topic: identity.topic(TopicKind::Cmd),
+            will_payload: heapless::Vec::from_slice(&will[..n]).ok()?,
+        })
+    }
+
+    /// Session settings: persistent session, fixed client id, Last Will
+    /// `{"state":"offline"}` retained on `status`, subscription to `cmd`.
+    pub fn session_config(&self, keep_alive_s: u16) -> SessionConfig<'_> {
+        SessionConfig {
+            client_id: &self.client_id,
+            username: Some(&self.client_id),
+            password: Some(self.password.as_bytes()),
+            keep_alive_s,
+            will: Some((&self.status_topic, &self.will_payload)),
+            subscribe: Some(&self.cmd_topic),
+            response_timeout_ms: 3_000,
+            backoff_min_ms: 250,
+            backoff_max_ms: 8_000,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum InFlight {
+    Birth { dropped: u32 },
+    Ack,
+    Record,
+}
+
+/// Counters for diagnostics and tests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AppStats {
+    /// Messages acknowledged by the broker.
+    pub acked: u32,
+    /// Connections accepted.
+    pub connected: u32,
+    /// Commands refused as malformed or for another node.
+    pub bad_cmds: u32,
+    /// Commands handled.
+    pub cmds: u32,
+}
+
+/// The node application with an offline buffer of `N` records.
+pub struct NodeApp<'a, P: OutputPin, const N: usize> {
+    publisher: Publisher,
+    fw: &'static str,
+    channels: heapless::Vec<(ChannelId, Quantity), MAX_NODE_CHANNELS>,
+    last: [ChannelStatus; MAX_NODE_CHANNELS],
+    local: LocalAlarm,
+    outbox: Outbox<N>,
+    session: Session<'a>,
+    sounder: P,
+    seq: u32,
+    in_flight: Option<InFlight>,
+    birth_pending: bool,
+    acks: heapless::Deque<(CmdId, bool), 4>,
+    buf: [u8; PAYLOAD_BUF],
+    stats: AppStats,
+    reported_dropped: u32,
+}
+
+impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
+    /// A node for `identity` running firmware `fw`, talking through a
+    /// session configured by `cfg`, with its sounder on `sounder` (driven
+    /// low at start).
+    pub fn new(
+        identity: NodeIdentity,
+        fw: &'static str,
+        cfg: SessionConfig<'a>,
+        mut sounder: P,
+    ) -> Self {
+        let _ = sounder.set_low();
+        NodeApp {
+            publisher: Publisher::new(identity),
+            fw,
+            channels: heapless::Vec::new(),
+            last: [ChannelStatus::Ok; MAX_NODE_CHANNELS],
+            local: LocalAlarm::new(),
+            outbox: Outbox::new(),
+            session: Session::new(cfg),
+            sounder,
+            seq: 0,
+            in_flight: None,
+            birth_pending: false,
+            acks: heapless::Deque::new(),
+            buf: [0; PAYLOAD_BUF],
+            stats: AppStats::default(),
+            reported_dropped: 0,
+        }
+    }
+
+    /// Adds a channel with the standard local rule for its quantity.
+    /// Measurements passed to [`NodeApp::sample`] follow this order.
+    pub fn add_channel(
+        &mut self,
+        id: ChannelId,
+        q: Quantity,
+    ) -> Result<(), crate::local::ConfigError> {
+        if self.channels.is_full() {
+            return Err(crate::local::ConfigError::Full);
+        }
+        self.local.add_default(id.clone(), q)?;
+        self.channels
+            .push((id, q))
+            .map_err(|_| crate::local::ConfigError::Full)
+    }
+
+    /// The local alarm engine.
+    pub fn local(&self) -> &LocalAlarm {
+        &self.local
+    }
+
+    /// The offline buffer.
+    pub fn outbox(&self) -> &Outbox<N> {
+        &self.outbox
+    }
+
+    /// The MQTT session.
+    pub fn session(&self) -> &Session<'a> {
+        &self.session
+    }
+
+    /// Counters.
+    pub fn stats(&self) -> AppStats {
+        self.stats
+    }
+
+    /// The `seq` the next recorded message gets.
+    pub fn next_seq(&self) -> u32 {
+        self.seq
+    }
+
+    fn record(&mut self, ts: u64, body: Body) {
+        let rec = Record {
+            boot: self.publisher.identity().boot,
+            seq: self.seq,
+            ts,
+            body,
+        };
+        self.seq = self.seq.wrapping_add(1);
+        self.outbox.push(rec);
+    }
+
+    fn record_events(&mut self, ts: u64, events: &[(ChannelId, EventLevel, i32)]) {
+        for (id, level, v) in events {
+            if let Some(ch) = self.channels.iter().position(|(c, _)| c == id) {
+                self.record(
+                    ts,
+                    Body::Event {
+                        ch: ch as u8,
+                        level: *level,
+                        v: *v,
+                    },
+                );
+            }
+        }
+    }
+
+    fn update_sounder(&mut self) {
+        let _ = self
+            .sounder
+            .set_state(PinState::from(self.local.sounding()));
+    }
+
+    /// One sampling round at monotonic `now_ms` (for the rules) and wall
+    /// time `ts` (ms since the epoch, or 0): one measurement per channel,
+    /// in channel order; missing ones are not reported.
+    pub fn sample(&mut self, now_ms: u64, ts: u64, m: &[Measurement]) {
+        let n = m.len().min(self.channels.len());
+        let mut values = [(0, ChannelStatus::Ok); MAX_NODE_CHANNELS];
+        for (i, x) in m.iter().take(n).enumerate() {
+            values[i] = (x.v, x.s);
+            self.last[i] = x.s;
+        }
+        self.record(ts, Body::telemetry(&values[..n]));
+        for (i, x) in m.iter().take(n).enumerate() {
+            let (id, q) = self.channels[i].clone();
+            let reading = Reading {
+                id,
+                q,
+                v: x.v,
+                s: x.s,
+            };
+            let events = self.local.on_sample(&reading, now_ms);
+            self.record_events(ts, &events);
+        }
+        self.update_sounder();
+    }
+
+    /// Runs the MQTT session and publishes what is due. Call it often.
+    pub fn poll<T: Read + Write + ReadReady>(&mut self, io: &mut T, now_ms: u64) {
+        for _ in 0..8 {
+            let cmd = match self.session.poll(io, now_ms) {
+                None => break,
+                Some(MqttEvent::Connected { .. }) => {
+                    self.stats.connected += 1;
+                    self.birth_pending = true;
+                    None
+                }
+                Some(MqttEvent::PubAck(_)) => {
+                    self.stats.acked += 1;
+                    match self.in_flight.take() {
+                        Some(InFlight::Record) => {
+                            self.outbox.pop_front();
+                        }
+                        Some(InFlight::Ack) => {
+                            self.acks.pop_front();
+                        }
+                        Some(InFlight::Birth { dropped }) => {
+                            self.reported_dropped = self.reported_dropped.wrapping_add(dropped);
+                            // Drops during the birth's flight go in another status.
+                            if self.unreported_dropped() > 0 {
+                                self.birth_pending = true;
+                            }
+                        }
+                        None => {}
+                    }
+                    None
+                }
+                Some(MqttEvent::Message { topic, payload }) => {
+                    Some(self.publisher.parse_cmd(topic, payload))
+                }
+                Some(_) => None,
+            };
+            match cmd {
+                Some(Ok(c)) => self.handle_cmd(&c.id, c.op, now_ms),
+                Some(Err(_)) => self.stats.bad_cmds += 1,
+                None => {}
+            }
+        }
+        self.publish_next(io, now_ms);
+    }
+
+    /// Records dropped from the offline buffer and not yet reported.
+    pub fn unreported_dropped(&self) -> u32 {
+        self.outbox.dropped().wrapping_sub(self.reported_dropped)
+    }
+
+    fn handle_cmd(&mut self, id: &CmdId, op: CmdOp, now_ms: u64) {
+        self.stats.cmds += 1;
+        let ok = match op {
+            CmdOp::Ping => true,
+            CmdOp::Reset => {
+                let events = self.local.reset(now_ms);
+                self.record_events(0, &events);
+                self.update_sounder();
+                true
+            }
+            CmdOp::Selftest => self.last[..self.channels.len()]
+                .iter()
+                .all(|s| *s == ChannelStatus::Ok),
+            CmdOp::Config => false,
+        };
+        if self.acks.is_full() {
+            self.acks.pop_front();
+        }
+        let _ = self.acks.push_back((id.clone(), ok));
+    }
+
+    fn publish_next<T: Write>(&mut self, io: &mut T, now_ms: u64) {
+        if !self.session.can_publish() {
+            return;
+        }
+        if self.birth_pending {
+            let dropped = self.unreported_dropped();
+            let Ok(out) =
+                self.publisher
+                    .birth(self.fw, (dropped > 0).then_some(dropped), &mut self.buf)
+            else {
+                self.birth_pending = false;
+                return;
+            };
+            if self
+                .session
+                .publish(io, &out.topic, out.payload, true, now_ms)
+                .is_ok()
+            {
+                self.birth_pending = false;
+                self.in_flight = Some(InFlight::Birth { dropped });
+            }
+            return;
+        }
+        if let Some((id, ok)) = self.acks.front() {
+            let cmd = wire::Cmd {
+                id: id.clone(),
+                op: CmdOp::Ping,
+            };
+            if let Ok(out) = self.publisher.ack(&cmd, *ok, &mut self.buf) {
+                if self
+                    .session
+                    .publish(io, &out.topic, out.payload, false, now_ms)
+                    .is_ok()
+                {
+                    self.in_flight = Some(InFlight::Ack);
+                }
+            } else {
+                self.acks.pop_front();
+            }
+            return;
+        }
+        let Some(rec) = self.outbox.front().copied() else {
+            return;
+        };
+        match self.encode(&rec) {
+            Some((kind, n)) => {
+                let topic = self.publisher.identity().topic(kind);
+                if self
+                    .session
+                    .publish(io, &topic, &self.buf[..n], false, now_ms)
+                    .is_ok()
+                {
+                    self.outbox.mark_in_flight();
+                    self.in_flight = Some(InFlight::Record);
+                }
+            }
+            None => {
+                // Cannot be encoded (should not happen): drop it, counted.
+                self.outbox.pop_front();
+            }
+        }
+    }
+
+    /// Encodes a buffered record into `self.buf`: its topic kind and length.
+    fn encode(&mut self, rec: &Record) -> Option<(TopicKind, usize)> {
+        match rec.body {
+            Body::Telemetry { n, values } => {
+                let mut ch = heapless::Vec::new();
+                for (i, (v, s)) in values.iter().take(usize::from(n)).enumerate() {
+                    let (id, q) = self.channels.get(i)?.clone();
+                    ch.push(Reading {
+                        id,
+                        q,
+                        v: *v,
+                        s: *s,
+                    })
+                    .ok()?;
+                }
+                let t = Telemetry {
+                    boot: rec.boot,
+                    seq: rec.seq,
+                    ts: rec.ts,
+                    ch,
+                };
+                Some((TopicKind::Telemetry, wire::encode(&t, &mut self.buf).ok()?))
+            }
+            Body::Event { ch, level, v } => {
+                let (id, _) = self.channels.get(usize::from(ch))?.clone();
+                let e = wire::Event {
+                    boot: rec.boot,
+                    seq: rec.seq,
+                    ts: rec.ts,
+                    ch: id,
+                    level,
+                    v,
+                };
+                Some((TopicKind::Event, wire::encode(&e, &mut self.buf).ok()?))
+            }
+        }
+    }
+}
