@@ -44,6 +44,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tickets/{id}/transitions", post(transition_ticket))
         .route("/api/v1/sites", get(sites))
         .route("/api/v1/ledger.csv", get(ledger))
+        .route("/api/v1/reports/monthly", get(monthly_report))
         .route("/api/v1/events", get(events))
         .route("/api/v1/openapi.json", get(openapi))
         .with_state(state)
@@ -470,6 +471,53 @@ async fn ledger(
         body,
     )
         .into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReportParams {
+    /// `YYYY-MM`.
+    month: String,
+    site: Option<String>,
+    /// `json` (default) or `csv`.
+    format: Option<String>,
+}
+
+/// The monthly report (月报): per site, alarms by kind, tickets opened /
+/// closed / overdue / still open, mean time to rectify, 重大 hazards.
+async fn monthly_report(
+    State(s): State<AppState>,
+    q: Result<Query<ReportParams>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
+    let (from, to) = crate::report::month_range(&q.month)
+        .ok_or_else(|| bad_request("月份", format!("{:?} 不是 YYYY-MM", q.month)))?;
+    let figures = s.store.report_figures(q.site.as_deref(), from, to).await?;
+    let names = |id: &str| {
+        s.config
+            .sites
+            .iter()
+            .find(|x| x.id == id)
+            .map(|x| x.name.clone())
+            .filter(|n| !n.is_empty())
+            .unwrap_or_else(|| id.to_string())
+    };
+    let report = crate::report::monthly(&q.month, &figures, names);
+    match q.format.as_deref().unwrap_or("json") {
+        "json" => Ok(Json(report).into_response()),
+        "csv" => {
+            let filename = format!("attachment; filename=\"report-{}.csv\"", q.month);
+            Ok((
+                [
+                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+                    (header::CONTENT_DISPOSITION, filename),
+                ],
+                crate::report::csv(&report),
+            )
+                .into_response())
+        }
+        other => Err(bad_request("格式", format!("{other:?} 应为 json 或 csv"))),
+    }
 }
 
 async fn sites(State(s): State<AppState>) -> Json<serde_json::Value> {

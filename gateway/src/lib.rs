@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod pipeline;
+pub mod report;
 pub mod runtime;
 pub mod sink;
 pub mod store;

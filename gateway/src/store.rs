@@ -221,6 +221,17 @@ pub enum AlarmFilter {
     All,
 }
 
+/// Raw figures of a monthly report, per site.
+#[derive(Debug, Clone)]
+pub struct ReportFigures {
+    /// (site, alarm kind, count raised in the period).
+    pub alarms: Vec<(String, String, i64)>,
+    /// (site, opened, closed, overdue, open at the end, mean hours to close).
+    pub tickets: Vec<(String, i64, i64, i64, i64, Option<f64>)>,
+    /// 重大 hazards open at some point in the period.
+    pub major: Vec<TicketRow>,
+}
+
 /// Filters of the ledger export.
 #[derive(Debug, Clone)]
 pub struct LedgerQuery {
@@ -1180,6 +1191,55 @@ impl Store {
             .bind(q.limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Figures of the monthly report for `[from, to)`, per site (one site,
+    /// or all when `site` is `None`).
+    pub async fn report_figures(
+        &self,
+        site: Option<&str>,
+        from: i64,
+        to: i64,
+    ) -> Result<ReportFigures, StoreError> {
+        let alarms: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT site, kind, COUNT(*) FROM alarms WHERE raised_at >= ? AND raised_at < ? AND (? IS NULL OR site = ?) \
+             GROUP BY site, kind ORDER BY site, kind",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(site)
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        let tickets: Vec<(String, i64, i64, i64, i64, Option<f64>)> = sqlx::query_as(
+            "SELECT site, \
+               COUNT(CASE WHEN opened_at >= ?1 AND opened_at < ?2 THEN 1 END), \
+               COUNT(CASE WHEN closed_at >= ?1 AND closed_at < ?2 THEN 1 END), \
+               COUNT(CASE WHEN overdue_at IS NOT NULL AND overdue_at < ?2 AND (closed_at IS NULL OR closed_at >= ?1) THEN 1 END), \
+               COUNT(CASE WHEN opened_at < ?2 AND (closed_at IS NULL OR closed_at >= ?2) THEN 1 END), \
+               AVG(CASE WHEN closed_at >= ?1 AND closed_at < ?2 THEN (closed_at - opened_at) / 3600000.0 END) \
+             FROM tickets WHERE (?3 IS NULL OR site = ?3) GROUP BY site ORDER BY site",
+        )
+        .bind(from)
+        .bind(to)
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        let major = sqlx::query_as(AssertSqlSafe(format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE grade = 'major' AND opened_at < ? \
+             AND (closed_at IS NULL OR closed_at >= ?) AND (? IS NULL OR site = ?) ORDER BY site, opened_at"
+        )))
+        .bind(to)
+        .bind(from)
+        .bind(site)
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(ReportFigures {
+            alarms,
+            tickets,
+            major,
+        })
     }
 
     /// One ticket with its audit trail and linked alarms.
