@@ -326,3 +326,75 @@ pub fn describe(ev: &GatewayEvent, config: &Config) -> String {
         ),
     }
 }
+
+/// The demo's accounts and a ready token for the duty officer.
+pub struct DemoAccounts {
+    /// (login, password, role label).
+    pub users: Vec<(&'static str, &'static str, &'static str)>,
+    pub duty_token: String,
+}
+
+/// Creates the demo's users if they do not exist yet (the demo keeps its
+/// database between runs) and logs the duty officer in.
+pub async fn ensure_demo_users(store: &crate::store::Store) -> Result<DemoAccounts, String> {
+    use crate::ticket::Role;
+    /// (login, password, name, role, sites, role label).
+    type DemoUser = (
+        &'static str,
+        &'static str,
+        &'static str,
+        Role,
+        Option<Vec<String>>,
+        &'static str,
+    );
+    let users: [DemoUser; 3] = [
+        (
+            "zhiban",
+            "zhiban-demo",
+            "值班员小李",
+            Role::Duty,
+            None,
+            "值班员",
+        ),
+        (
+            "fuzeren",
+            "fuzeren-demo",
+            "王主任",
+            Role::SiteManager,
+            Some(vec!["yangguang".into()]),
+            "机构负责人（阳光养老院）",
+        ),
+        (
+            "jianguan",
+            "jianguan-demo",
+            "区民政局",
+            Role::Inspector,
+            None,
+            "民政局监管",
+        ),
+    ];
+    let now = crate::time::now_ms();
+    for (login, password, name, role, sites, _) in &users {
+        match store
+            .add_user(login, name, *role, sites.as_deref(), password, now)
+            .await
+        {
+            Ok(_) | Err(crate::store::UserError::Exists) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let (duty_token, _) = store
+        .login("zhiban", "zhiban-demo", now)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            "the demo duty account does not log in (its password was changed?)".to_string()
+        })?;
+    Ok(DemoAccounts {
+        users: users
+            .iter()
+            .map(|(l, p, _, _, _, label)| (*l, *p, *label))
+            .collect(),
+        duty_token,
+    })
+}

@@ -2,9 +2,11 @@
 //! `/metrics`. Paths are fixed by DESIGN.md; bodies are JSON with codes for
 //! programs and Chinese labels for people.
 
+use crate::auth::User;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::{AlarmFilter, Store, TicketFilter, TICKET_STATUSES};
+use crate::ticket::Role;
 use crate::views::{AlarmView, GatewayEvent, TicketEventView, TicketView};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -33,9 +35,9 @@ pub struct AppState {
 
 /// The API's routes.
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    // Everything but health, metrics, the API document and login needs a
+    // bearer token; each handler then keeps to the caller's jurisdiction.
+    let protected = Router::new()
         .route("/api/v1/alarms", get(alarms))
         .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
         .route("/api/v1/alarms/{id}/reset", post(reset_alarm))
@@ -46,8 +48,108 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ledger.csv", get(ledger))
         .route("/api/v1/reports/monthly", get(monthly_report))
         .route("/api/v1/events", get(events))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            authenticate,
+        ));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/login", post(login))
+        .merge(protected)
         .with_state(state)
+}
+
+/// Resolves `Authorization: Bearer <token>` to a user, or answers 401.
+async fn authenticate(
+    State(s): State<AppState>,
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty());
+    let Some(token) = token else {
+        return ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "请先登录".into(),
+        )
+        .into_response();
+    };
+    match s.store.user_by_token(token, crate::time::now_ms()).await {
+        Ok(Some(user)) => {
+            req.extensions_mut().insert(user);
+            next.run(req).await
+        }
+        Ok(None) => ApiError(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "登录已失效，请重新登录".into(),
+        )
+        .into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+type Caller = axum::Extension<User>;
+
+fn forbidden_site(site: &str) -> ApiError {
+    ApiError(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        format!("机构 {site} 不在您的管辖范围内"),
+    )
+}
+
+fn within(user: &User, site: &str) -> Result<(), ApiError> {
+    if user.covers(site) {
+        Ok(())
+    } else {
+        Err(forbidden_site(site))
+    }
+}
+
+fn act_on_alarms(user: &User) -> Result<(), ApiError> {
+    match user.role {
+        Role::Duty | Role::SiteManager => Ok(()),
+        _ => Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "只有值班员或机构负责人可以确认或复位报警".into(),
+        )),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginBody {
+    login: String,
+    password: String,
+}
+
+/// Logs in: a bearer token for the session (12 h).
+async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
+    let body: LoginBody = serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
+    let now = crate::time::now_ms();
+    match s.store.login(&body.login, &body.password, now).await? {
+        Some((token, user)) => Ok(Json(json!({
+            "token": token,
+            "expires_at": now + crate::auth::SESSION_MS,
+            "user": user,
+        }))
+        .into_response()),
+        None => Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "bad_credentials",
+            "用户名或密码错误".into(),
+        )),
+    }
 }
 
 /// An API error: status plus a message in Chinese and a stable code.
@@ -143,6 +245,7 @@ fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
 
 async fn alarms(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<AlarmView>>, ApiError> {
     let q = query(q)?;
@@ -161,39 +264,47 @@ async fn alarms(
         }
     };
     let rows = s.store.alarms(filter, limit(&q)?).await?;
-    Ok(Json(rows.into_iter().map(AlarmView::from).collect()))
+    Ok(Json(
+        rows.into_iter()
+            .filter(|r| user.covers(&r.site))
+            .map(AlarmView::from)
+            .collect(),
+    ))
 }
 
-#[derive(Deserialize, Default)]
-struct AckBody {
-    /// Who acknowledges (值班人员); the login of the console issue replaces this.
-    by: Option<String>,
+/// The alarm `id`, if it exists and lies within the caller's jurisdiction.
+async fn alarm_in_jurisdiction(
+    s: &AppState,
+    user: &User,
+    id: i64,
+) -> Result<crate::store::AlarmRow, ApiError> {
+    let row = s.store.alarm(id).await?.ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("报警 {id} 不存在"),
+        )
+    })?;
+    within(user, &row.site)?;
+    Ok(row)
 }
 
+/// The duty officer's acknowledgement (确认); the first one counts and the
+/// time to acknowledge is kept.
 async fn ack_alarm(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     id: Result<Path<i64>, PathRejection>,
-    body: axum::body::Bytes,
 ) -> Result<Json<AlarmView>, ApiError> {
     let id = path_id(id)?;
-    // The body is optional: empty, `null`, or an AckBody.
-    let body: Option<AckBody> = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?
-    };
-    let by = body
-        .and_then(|b| b.by)
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| "值班人员".into());
-    if by.chars().count() > 64 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "bad_actor",
-            "确认人名称过长（最多 64 个字符）".into(),
-        ));
-    }
-    match s.store.ack(id, &by, crate::time::now_ms()).await? {
+    alarm_in_jurisdiction(&s, &user, id).await?;
+    act_on_alarms(&user)?;
+    let role = crate::auth::role_code(user.role);
+    match s
+        .store
+        .ack_as(id, &user.name, role, crate::time::now_ms())
+        .await?
+    {
         Some(row) => {
             let view = AlarmView::from(row);
             let _ = s.events.send(GatewayEvent::AlarmUpdated {
@@ -211,31 +322,16 @@ async fn ack_alarm(
 
 /// An authorised reset (复位) of a latched alarm: the value is back in band
 /// and a person releases the alarm. Refused while the value is still past
-/// the setpoint. The login and roles of the console issue will authorise
-/// it; until then `by` names who acted, and every reset is logged.
+/// the setpoint. Logged and audited with who did it.
 async fn reset_alarm(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     id: Result<Path<i64>, PathRejection>,
-    body: axum::body::Bytes,
 ) -> Result<Json<AlarmView>, ApiError> {
     use crate::pipeline::{Command, ResetError};
     let id = path_id(id)?;
-    let body: Option<AckBody> = if body.iter().all(u8::is_ascii_whitespace) {
-        None
-    } else {
-        serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?
-    };
-    let by = body
-        .and_then(|b| b.by)
-        .filter(|b| !b.trim().is_empty())
-        .unwrap_or_else(|| "值班人员".into());
-    if by.chars().count() > 64 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "bad_actor",
-            "复位人名称过长（最多 64 个字符）".into(),
-        ));
-    }
+    alarm_in_jurisdiction(&s, &user, id).await?;
+    act_on_alarms(&user)?;
     let (reply, answer) = tokio::sync::oneshot::channel();
     let unavailable = || {
         ApiError(
@@ -244,14 +340,13 @@ async fn reset_alarm(
             "网关正在停止，请稍后重试".into(),
         )
     };
-    s.commands
-        .send(Command::Reset {
-            alarm_id: id,
-            by,
-            reply,
-        })
-        .await
-        .map_err(|_| unavailable())?;
+    let cmd = Command::Reset {
+        alarm_id: id,
+        by: user.name.clone(),
+        role: crate::auth::role_code(user.role),
+        reply,
+    };
+    s.commands.send(cmd).await.map_err(|_| unavailable())?;
     match answer.await.map_err(|_| unavailable())? {
         Ok(row) => Ok(Json(AlarmView::from(row))),
         Err(ResetError::NotFound) => Err(ApiError(
@@ -275,6 +370,7 @@ async fn reset_alarm(
 
 async fn tickets(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TicketView>>, ApiError> {
     let q = query(q)?;
@@ -298,15 +394,22 @@ async fn tickets(
         }
     };
     let rows = s.store.tickets(&filter, limit(&q)?).await?;
-    Ok(Json(rows.into_iter().map(TicketView::from).collect()))
+    Ok(Json(
+        rows.into_iter()
+            .filter(|r| user.covers(&r.site))
+            .map(TicketView::from)
+            .collect(),
+    ))
 }
 
 async fn ticket(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let id = path_id(id)?;
     match s.store.ticket(id).await? {
+        Some((t, _, _)) if !user.covers(&t.site) => Err(forbidden_site(&t.site)),
         Some((t, events, alarms)) => Ok(Json(json!({
             "ticket": TicketView::from(t),
             "events": events.into_iter().map(TicketEventView::from).collect::<Vec<_>>(),
@@ -324,18 +427,17 @@ async fn ticket(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransitionBody {
-    /// Who acts. Until the console's login (users and roles) lands, the
-    /// caller names itself and its role; every step is recorded with both.
-    by: String,
-    role: crate::ticket::Role,
+    /// Why (说明), recorded with the step.
     #[serde(default)]
     note: String,
     step: crate::ticket::Action,
 }
 
-/// One step of the closed loop (登记, 挂牌, 整改, 复查, 验收, 销号, 延期, 重新打开).
+/// One step of the closed loop (登记, 挂牌, 整改, 复查, 验收, 销号, 延期, 重新打开),
+/// by the logged-in user in their role, within their jurisdiction.
 async fn transition_ticket(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     id: Result<Path<i64>, PathRejection>,
     body: axum::body::Bytes,
 ) -> Result<Json<TicketView>, ApiError> {
@@ -344,13 +446,6 @@ async fn transition_ticket(
     let id = path_id(id)?;
     let body: TransitionBody =
         serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
-    if body.by.trim().is_empty() || body.by.chars().count() > 64 {
-        return Err(ApiError(
-            StatusCode::BAD_REQUEST,
-            "bad_actor",
-            "操作人须为 1–64 个字符".into(),
-        ));
-    }
     if body.note.chars().count() > 2000 {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -358,9 +453,19 @@ async fn transition_ticket(
             "说明最多 2000 个字符".into(),
         ));
     }
+    match s.store.ticket(id).await? {
+        Some((t, _, _)) => within(&user, &t.site)?,
+        None => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("工单 {id} 不存在"),
+            ))
+        }
+    }
     let actor = Actor {
-        name: body.by.trim(),
-        role: body.role,
+        name: &user.name,
+        role: user.role,
         note: &body.note,
     };
     match s
@@ -411,9 +516,13 @@ struct LedgerParams {
 /// The hazard ledger (隐患台账) as CSV for Excel.
 async fn ledger(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     q: Result<Query<LedgerParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
+    if let Some(site) = &q.site {
+        within(&user, site)?;
+    }
     let day = |d: &Option<String>, what: &str| -> Result<Option<i64>, ApiError> {
         d.as_deref()
             .map(|d| {
@@ -448,7 +557,8 @@ async fn ledger(
         grade: q.grade,
         limit: 1_000_000,
     };
-    let rows = s.store.ledger(&query).await?;
+    let mut rows = s.store.ledger(&query).await?;
+    rows.retain(|r| user.covers(&r.site));
     let names = |id: &str| {
         s.config
             .sites
@@ -487,9 +597,13 @@ struct ReportParams {
 /// closed / overdue / still open, mean time to rectify, 重大 hazards.
 async fn monthly_report(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
     q: Result<Query<ReportParams>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
+    if let Some(site) = &q.site {
+        within(&user, site)?;
+    }
     let (from, to) = crate::report::month_range(&q.month)
         .ok_or_else(|| bad_request("月份", format!("{:?} 不是 YYYY-MM", q.month)))?;
     let figures = s.store.report_figures(q.site.as_deref(), from, to).await?;
@@ -502,7 +616,8 @@ async fn monthly_report(
             .filter(|n| !n.is_empty())
             .unwrap_or_else(|| id.to_string())
     };
-    let report = crate::report::monthly(&q.month, &figures, names);
+    let mut report = crate::report::monthly(&q.month, &figures, names);
+    report.sites.retain(|r| user.covers(&r.site));
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(report).into_response()),
         "csv" => {
@@ -520,11 +635,15 @@ async fn monthly_report(
     }
 }
 
-async fn sites(State(s): State<AppState>) -> Json<serde_json::Value> {
+async fn sites(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+) -> Json<serde_json::Value> {
     Json(json!(s
         .config
         .sites
         .iter()
+        .filter(|site| user.covers(&site.id))
         .map(|site| json!({
             "id": site.id,
             "name": site.name,
@@ -535,10 +654,18 @@ async fn sites(State(s): State<AppState>) -> Json<serde_json::Value> {
 
 async fn events(
     State(s): State<AppState>,
+    axum::Extension(user): Caller,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
     let rx = s.events.subscribe();
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        let event = match rx.recv().await {
+    let stream = futures_util::stream::unfold((rx, user), |(mut rx, user)| async move {
+        let event = loop {
+            match rx.recv().await {
+                // Only what happens within the caller's jurisdiction.
+                Ok(ev) if !user.covers(ev.site()) => continue,
+                other => break other,
+            }
+        };
+        let event = match event {
             Ok(ev) => {
                 let name = match &ev {
                     GatewayEvent::AlarmRaised { .. } => "alarm_raised",
@@ -555,7 +682,7 @@ async fn events(
                 .data(json!({ "type": "lagged", "missed": n }).to_string()),
             Err(broadcast::error::RecvError::Closed) => return None,
         };
-        Some((Ok(event), rx))
+        Some((Ok(event), (rx, user)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -40,6 +40,11 @@ enum Command {
     },
     /// Validate a configuration file and print every problem in it.
     CheckConfig { file: PathBuf },
+    /// Manage users (用户): their role and the sites they cover.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// Check the hash chain of the audit trail (留痕) in the configured database.
     Audit {
         #[command(subcommand)]
@@ -66,6 +71,27 @@ fn init_logs() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user. The password is read from the environment variable
+    /// GATEWAY_NEW_PASSWORD, or else from the first line of standard input.
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+        /// Display name, e.g. 张三.
+        #[arg(long)]
+        name: String,
+        /// duty (值班员), site_manager (机构负责人), inspector (民政局监管), admin (管理员).
+        #[arg(long)]
+        role: String,
+        /// Comma-separated site ids the user covers, or * for every site.
+        #[arg(long)]
+        sites: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -112,6 +138,77 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::User {
+            command:
+                UserCommand::Add {
+                    config,
+                    login,
+                    name,
+                    role,
+                    sites,
+                },
+        } => {
+            let config = match Config::load(&config) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprint!("{}: {e}", config.display());
+                    return ExitCode::from(2);
+                }
+            };
+            let Some(role) = gateway::auth::parse_role(&role) else {
+                eprintln!("unknown role {role:?}: duty, site_manager, inspector or admin");
+                return ExitCode::from(2);
+            };
+            let sites = gateway::auth::parse_sites(&sites);
+            if let Some(unknown) = sites
+                .iter()
+                .flatten()
+                .find(|s| config.sites.iter().all(|c| &c.id != *s))
+            {
+                eprintln!("site {unknown:?} is not in the configuration");
+                return ExitCode::from(2);
+            }
+            let password = match std::env::var("GATEWAY_NEW_PASSWORD") {
+                Ok(p) => p,
+                Err(_) => {
+                    let mut line = String::new();
+                    if std::io::stdin().read_line(&mut line).is_err() {
+                        eprintln!(
+                            "no password: set GATEWAY_NEW_PASSWORD or pipe it on standard input"
+                        );
+                        return ExitCode::from(2);
+                    }
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            let store = match gateway::store::Store::open(&config.storage.database_url()).await {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("cannot open the database: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match store
+                .add_user(
+                    &login,
+                    &name,
+                    role,
+                    sites.as_deref(),
+                    &password,
+                    gateway::time::now_ms(),
+                )
+                .await
+            {
+                Ok(id) => {
+                    println!("user {login} created (id {id})");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("cannot create user {login}: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
@@ -212,6 +309,7 @@ async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> Exi
         }
     };
     let base = format!("http://{}", running.http_addr);
+    let accounts = gateway::demo::ensure_demo_users(&running.store).await;
     println!("智慧用电监测网关 演示模式 / gateway demo");
     println!(
         "  内置 MQTT: {mqtt}    数据库: {}",
@@ -221,6 +319,20 @@ async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> Exi
     println!("  隐患工单 tickets: {base}/api/v1/tickets");
     println!("  实时事件 events:  {base}/api/v1/events    指标 metrics: {base}/metrics");
     println!("  模拟：阳光养老院、福星敬老院共 3 个节点；约 35 秒后 2号楼厨房配电箱 漏电流超过 500 mA。按 Ctrl-C 退出。");
+    match accounts {
+        Ok(accounts) => {
+            println!("  演示账号 demo users (login / password / role):");
+            for (login, password, role) in &accounts.users {
+                println!("    {login} / {password} / {role}");
+            }
+            println!(
+                "  值班员令牌 duty token: export TOKEN={}",
+                accounts.duty_token
+            );
+            println!("  例如: curl -H \"Authorization: Bearer $TOKEN\" {base}/api/v1/tickets");
+        }
+        Err(e) => eprintln!("cannot create the demo users: {e}"),
+    }
 
     let mut events = running.events.subscribe();
     let printer = tokio::spawn(async move {

@@ -79,6 +79,8 @@ pub enum Command {
     Reset {
         alarm_id: i64,
         by: String,
+        /// The role code of who resets, for the audit trail.
+        role: &'static str,
         reply: oneshot::Sender<Result<AlarmRow, ResetError>>,
     },
 }
@@ -214,9 +216,12 @@ impl Pipeline {
             Command::Reset {
                 alarm_id,
                 by,
+                role,
                 reply,
             } => {
-                let result = self.reset(alarm_id, &by, crate::time::now_ms()).await;
+                let result = self
+                    .reset_as(alarm_id, &by, role, crate::time::now_ms())
+                    .await;
                 let _ = reply.send(result);
             }
         }
@@ -229,6 +234,17 @@ impl Pipeline {
         &mut self,
         alarm_id: i64,
         by: &str,
+        now: u64,
+    ) -> Result<AlarmRow, ResetError> {
+        self.reset_as(alarm_id, by, "duty", now).await
+    }
+
+    /// [`Pipeline::reset`] by someone in `role` (a role code), for the audit trail.
+    pub async fn reset_as(
+        &mut self,
+        alarm_id: i64,
+        by: &str,
+        role: &str,
         now: u64,
     ) -> Result<AlarmRow, ResetError> {
         let row = self
@@ -270,7 +286,7 @@ impl Pipeline {
         let entry = crate::store::AuditEntry {
             at: now,
             actor: by,
-            role: "duty",
+            role,
             action: "alarm.reset",
             subject: format!("alarm:{alarm_id}"),
             details: serde_json::json!({ "site": row.site, "node": row.node, "channel": row.channel, "cause": row.cause }).to_string(),
@@ -289,7 +305,7 @@ impl Pipeline {
                     let entry = crate::store::AuditEntry {
                         at: now,
                         actor: by,
-                        role: "duty",
+                        role,
                         action: "node.cmd",
                         subject: format!("node:{}/{}", row.site, row.node),
                         details: serde_json::json!({ "topic": topic, "payload": cmd }).to_string(),

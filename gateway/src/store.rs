@@ -302,6 +302,23 @@ pub struct Actor<'a> {
     pub note: &'a str,
 }
 
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("a user with this login exists")]
+    Exists,
+    #[error("{0}")]
+    Password(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for UserError {
+    fn from(e: sqlx::Error) -> Self {
+        UserError::Store(StoreError::Db(e))
+    }
+}
+
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
@@ -945,6 +962,125 @@ impl Store {
         }))
     }
 
+    /// Creates a user; the password is hashed here (argon2id).
+    pub async fn add_user(
+        &self,
+        login: &str,
+        name: &str,
+        role: crate::ticket::Role,
+        sites: Option<&[String]>,
+        password: &str,
+        at: u64,
+    ) -> Result<i64, UserError> {
+        let hash = crate::auth::hash_password(password).map_err(UserError::Password)?;
+        let sites = sites.map_or("*".to_string(), |s| s.join(","));
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let id = sqlx::query(
+            "INSERT INTO users (login, name, role, sites, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(login)
+        .bind(name)
+        .bind(crate::auth::role_code(role))
+        .bind(&sites)
+        .bind(&hash)
+        .bind(at as i64)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Exists,
+            e => UserError::Store(e.into()),
+        })?
+        .last_insert_rowid();
+        let entry = AuditEntry {
+            at,
+            actor: "admin",
+            role: "admin",
+            action: "user.add",
+            subject: format!("user:{login}"),
+            details: serde_json::json!({ "name": name, "role": crate::auth::role_code(role), "sites": sites }).to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Checks a login and opens a session; returns the bearer token and the user.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        now: u64,
+    ) -> Result<Option<(String, crate::auth::User)>, StoreError> {
+        let row: Option<(i64, String, String, String, String, bool)> = sqlx::query_as(
+            "SELECT id, name, role, sites, password_hash, disabled FROM users WHERE login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
+        // Verify against a dummy hash when the login is unknown, so timing
+        // does not tell which logins exist.
+        static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let dummy = DUMMY.get_or_init(|| {
+            crate::auth::hash_password("dummy-password-never-used").unwrap_or_default()
+        });
+        let ok = match &row {
+            Some((.., hash, false)) => crate::auth::verify_password(password, hash),
+            _ => {
+                let _ = crate::auth::verify_password(password, dummy);
+                false
+            }
+        };
+        let Some((id, name, role, sites, _, _)) = row.filter(|_| ok) else {
+            return Ok(None);
+        };
+        let Some(role) = crate::auth::parse_role(&role) else {
+            return Ok(None);
+        };
+        let token =
+            crate::auth::new_token().map_err(|e| StoreError::Db(sqlx::Error::Protocol(e)))?;
+        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(crate::auth::token_hash(&token))
+            .bind(id)
+            .bind(now as i64)
+            .bind((now + crate::auth::SESSION_MS) as i64)
+            .execute(&self.pool)
+            .await?;
+        let user = crate::auth::User {
+            id,
+            login: login.to_string(),
+            name,
+            role,
+            sites: crate::auth::parse_sites(&sites),
+        };
+        Ok(Some((token, user)))
+    }
+
+    /// The user a bearer token belongs to, while the session lasts.
+    pub async fn user_by_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Option<crate::auth::User>, StoreError> {
+        let row: Option<(i64, String, String, String, String)> = sqlx::query_as(
+            "SELECT u.id, u.login, u.name, u.role, u.sites FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+        )
+        .bind(crate::auth::token_hash(token))
+        .bind(now as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(id, login, name, role, sites)| {
+            Some(crate::auth::User {
+                id,
+                login,
+                name,
+                role: crate::auth::parse_role(&role)?,
+                sites: crate::auth::parse_sites(&sites),
+            })
+        }))
+    }
+
     /// The whole audit log, in order.
     pub async fn audit_records(&self) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
         Ok(sqlx::query_as(
@@ -957,6 +1093,17 @@ impl Store {
     /// Records the duty officer's acknowledgement (确认) of an alarm; the first
     /// acknowledgement counts. `None` when there is no such alarm.
     pub async fn ack(&self, id: i64, by: &str, at: u64) -> Result<Option<AlarmRow>, StoreError> {
+        self.ack_as(id, by, "duty", at).await
+    }
+
+    /// [`Store::ack`] by someone in `role` (a role code), for the audit trail.
+    pub async fn ack_as(
+        &self,
+        id: i64,
+        by: &str,
+        role: &str,
+        at: u64,
+    ) -> Result<Option<AlarmRow>, StoreError> {
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         let first = sqlx::query(
@@ -972,7 +1119,7 @@ impl Store {
             let entry = AuditEntry {
                 at,
                 actor: by,
-                role: "duty",
+                role,
                 action: "alarm.ack",
                 subject: format!("alarm:{id}"),
                 details: "{}".into(),

@@ -98,3 +98,15 @@ pub enum GatewayEvent {
     /// A ticket moved a step through the closed loop.
     TicketUpdated { ticket: TicketView },
 }
+
+impl GatewayEvent {
+    /// The site the event is about.
+    pub fn site(&self) -> &str {
+        match self {
+            GatewayEvent::AlarmRaised { alarm, .. } | GatewayEvent::AlarmUpdated { alarm } => {
+                &alarm.row.site
+            }
+            GatewayEvent::TicketUpdated { ticket } => &ticket.row.site,
+        }
+    }
+}

@@ -116,7 +116,48 @@ async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
         std::net::SocketAddr::from(([127, 0, 0, 1], mqtt)),
         stop.clone(),
     ));
-    while http_get(http, "/api/v1/tickets").is_none_or(|b| !b.contains("YH")) {
+    // A duty officer created with the CLI logs in over the API.
+    let add = Command::new(env!("CARGO_BIN_EXE_gateway"))
+        .args(["user", "add", "--config"])
+        .arg(&config)
+        .args([
+            "--login",
+            "xiaoli",
+            "--name",
+            "值班员小李",
+            "--role",
+            "duty",
+            "--sites",
+            "home_a",
+        ])
+        .env("GATEWAY_NEW_PASSWORD", "night-shift-2026")
+        .output()
+        .unwrap();
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    let client = reqwest::Client::new();
+    let login = client
+        .post(format!("http://127.0.0.1:{http}/api/v1/login"))
+        .header("content-type", "application/json")
+        .body(r#"{"login":"xiaoli","password":"night-shift-2026"}"#)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let login: serde_json::Value = serde_json::from_str(&login).unwrap();
+    let token = login["token"].as_str().expect("a token").to_string();
+    let tickets = || {
+        let req = client
+            .get(format!("http://127.0.0.1:{http}/api/v1/tickets"))
+            .header("authorization", format!("Bearer {token}"));
+        async move { req.send().await.ok()?.text().await.ok() }
+    };
+    while tickets().await.is_none_or(|b| !b.contains("YH")) {
         assert!(
             Instant::now() < deadline,
             "no ticket from the simulated node"

@@ -1,22 +1,81 @@
-//! The HTTP API against its OpenAPI document: every documented path is
-//! served, every served path is documented, and bad parameters get a clear
-//! 400 in Chinese rather than a 500.
+//! The HTTP API against its OpenAPI document and its access rules: every
+//! documented path is served and every served path documented; every
+//! protected path answers 401 without a valid token and 403 outside the
+//! caller's jurisdiction; bad parameters get a clear 400 in Chinese.
 
 use gateway::config::Config;
 use gateway::http::{router, AppState, OPENAPI};
 use gateway::metrics::Metrics;
-use gateway::store::Store;
+use gateway::store::{AlarmInput, AlarmKey, Store, TicketSpec};
+use gateway::ticket::Role;
 use std::sync::Arc;
 
-async fn serve() -> (std::net::SocketAddr, tempfile::TempDir) {
+struct Api {
+    addr: std::net::SocketAddr,
+    /// Tokens by login: `admin` (every site), `duty_a` (home_a), `duty_b` (home_b).
+    tokens: std::collections::HashMap<&'static str, String>,
+    alarm_a: i64,
+    ticket_a: i64,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve() -> Api {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
         .await
         .unwrap();
     let config = Config::from_toml(
-        "[[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
+        "[[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n\
+         [[sites]]\nid = \"home_b\"\nname = \"福星敬老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
     )
     .unwrap();
+    let now = gateway::time::now_ms();
+    let mut tokens = std::collections::HashMap::new();
+    for (login, role, sites) in [
+        ("admin", Role::Admin, None),
+        ("duty_a", Role::Duty, Some(vec!["home_a".to_string()])),
+        ("duty_b", Role::Duty, Some(vec!["home_b".to_string()])),
+    ] {
+        store
+            .add_user(login, login, role, sites.as_deref(), "a-long-password", now)
+            .await
+            .unwrap();
+        tokens.insert(
+            login,
+            store
+                .login(login, "a-long-password", now)
+                .await
+                .unwrap()
+                .unwrap()
+                .0,
+        );
+    }
+    let key = AlarmKey {
+        site: "home_a".into(),
+        node: "n01".into(),
+        channel: "rc1".into(),
+        cause: "residual_current_high".into(),
+    };
+    let input = AlarmInput {
+        key,
+        kind: "electrical_fire",
+        level: "alarm",
+        quantity: Some("residual_current"),
+        value: Some(620),
+        setpoint: Some(500),
+        at: now,
+        suppressed: false,
+    };
+    let spec = TicketSpec {
+        source: "sensor_alarm",
+        category: "electrical_fire",
+        grade: "general",
+        prefix: "YH",
+        title: "剩余电流超限".into(),
+        location: String::new(),
+        reopen_window_ms: 0,
+    };
+    let (alarm, _) = store.raise(&input, Some(&spec)).await.unwrap();
     let (events, _) = tokio::sync::broadcast::channel(4);
     let (commands, _) = tokio::sync::mpsc::channel(4);
     let app = router(AppState {
@@ -29,7 +88,13 @@ async fn serve() -> (std::net::SocketAddr, tempfile::TempDir) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (addr, dir)
+    Api {
+        addr,
+        tokens,
+        alarm_a: alarm.id,
+        ticket_a: alarm.ticket_id.unwrap(),
+        _dir: dir,
+    }
 }
 
 /// What the router serves, as (method, OpenAPI path).
@@ -37,6 +102,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
+    ("post", "/api/v1/login"),
     ("get", "/api/v1/alarms"),
     ("post", "/api/v1/alarms/{id}/ack"),
     ("post", "/api/v1/alarms/{id}/reset"),
@@ -47,6 +113,14 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
     ("get", "/api/v1/events"),
+];
+
+/// Open without a token.
+const PUBLIC: &[&str] = &[
+    "/healthz",
+    "/metrics",
+    "/api/v1/openapi.json",
+    "/api/v1/login",
 ];
 
 #[test]
@@ -68,68 +142,226 @@ fn openapi_documents_exactly_what_is_served() {
     assert_eq!(documented, served);
 }
 
+async fn call(
+    api: &Api,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+) -> (u16, String) {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}{path}", api.addr);
+    let mut req = if method == "post" {
+        client.post(url)
+    } else {
+        client.get(url)
+    };
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if let Some(b) = body {
+        req = req
+            .header("content-type", "application/json")
+            .body(b.to_string());
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    // The event stream never ends: read only the status.
+    let text = if path.ends_with("/events") {
+        String::new()
+    } else {
+        resp.text().await.unwrap()
+    };
+    (status, text)
+}
+
+fn concrete(api: &Api, path: &str) -> String {
+    let id = if path.contains("alarms") {
+        api.alarm_a
+    } else {
+        api.ticket_a
+    };
+    let path = path.replace("{id}", &id.to_string());
+    if path.ends_with("/monthly") {
+        format!("{path}?month=2026-11")
+    } else {
+        path
+    }
+}
+
 #[tokio::test]
-async fn every_documented_get_without_parameters_answers() {
-    let (addr, _dir) = serve().await;
+async fn every_protected_path_needs_a_valid_token() {
+    let api = serve().await;
     for (method, path) in SERVED {
-        if *method != "get"
-            || path.contains('{')
-            || path.ends_with("/events")
-            || path.ends_with("/monthly")
-        {
+        let url = concrete(&api, path);
+        if PUBLIC.contains(path) {
             continue;
         }
-        let resp = reqwest::get(format!("http://{addr}{path}")).await.unwrap();
-        assert_eq!(resp.status(), 200, "{path}");
+        for token in [None, Some("not-a-token"), Some("")] {
+            let (status, body) = call(&api, method, &url, token, Some("{}")).await;
+            assert_eq!(status, 401, "{method} {url} with {token:?}: {body}");
+            assert!(url.ends_with("/events") || body.contains("登录"), "{body}");
+        }
     }
-    let text = reqwest::get(format!("http://{addr}/api/v1/openapi.json"))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-    assert_eq!(doc["info"]["version"], "1.0.0");
+    for path in ["/healthz", "/metrics", "/api/v1/openapi.json"] {
+        assert_eq!(call(&api, "get", path, None, None).await.0, 200, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn every_path_keeps_to_the_callers_jurisdiction() {
+    let api = serve().await;
+    let outsider = api.tokens["duty_b"].as_str();
+    let insider = api.tokens["duty_a"].as_str();
+    // Acting on or reading one record of another site: 403.
+    let transition = r#"{"step":{"action":"register","grade":"general"}}"#;
+    for (method, path, body) in [
+        ("get", format!("/api/v1/tickets/{}", api.ticket_a), None),
+        (
+            "post",
+            format!("/api/v1/tickets/{}/transitions", api.ticket_a),
+            Some(transition),
+        ),
+        ("post", format!("/api/v1/alarms/{}/ack", api.alarm_a), None),
+        (
+            "post",
+            format!("/api/v1/alarms/{}/reset", api.alarm_a),
+            None,
+        ),
+        ("get", "/api/v1/ledger.csv?site=home_a".to_string(), None),
+        (
+            "get",
+            "/api/v1/reports/monthly?month=2026-11&site=home_a".to_string(),
+            None,
+        ),
+    ] {
+        let (status, text) = call(&api, method, &path, Some(outsider), body).await;
+        assert_eq!(status, 403, "{method} {path}: {text}");
+        assert!(text.contains("管辖范围"), "{text}");
+    }
+    // Lists are filtered rather than refused.
+    for path in [
+        "/api/v1/alarms?state=all",
+        "/api/v1/tickets",
+        "/api/v1/sites",
+    ] {
+        let (_, theirs) = call(&api, "get", path, Some(outsider), None).await;
+        let (_, ours) = call(&api, "get", path, Some(insider), None).await;
+        assert!(!theirs.contains("home_a"), "{path}: {theirs}");
+        assert!(ours.contains("home_a"), "{path}: {ours}");
+    }
+    let (_, csv) = call(&api, "get", "/api/v1/ledger.csv", Some(outsider), None).await;
+    assert_eq!(csv.lines().count(), 1, "headings only: {csv}");
+    // Within the jurisdiction the same calls work, with the caller's name and role.
+    let (status, text) = call(
+        &api,
+        "post",
+        &format!("/api/v1/alarms/{}/ack", api.alarm_a),
+        Some(insider),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"acked_by\":\"duty_a\""), "{text}");
+    let (status, text) = call(
+        &api,
+        "post",
+        &format!("/api/v1/tickets/{}/transitions", api.ticket_a),
+        Some(insider),
+        Some(transition),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    // Roles still apply within the jurisdiction: an admin signs off nothing.
+    let admin = api.tokens["admin"].as_str();
+    let (status, _) = call(
+        &api,
+        "post",
+        &format!("/api/v1/alarms/{}/ack", api.alarm_a),
+        Some(admin),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn login_gives_a_token_and_refuses_bad_passwords_alike() {
+    let api = serve().await;
+    let (status, text) = call(
+        &api,
+        "post",
+        "/api/v1/login",
+        None,
+        Some(r#"{"login":"duty_a","password":"a-long-password"}"#),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let token = body["token"].as_str().unwrap();
+    assert_eq!(body["user"]["role"], "duty");
+    assert_eq!(
+        call(&api, "get", "/api/v1/sites", Some(token), None)
+            .await
+            .0,
+        200
+    );
+    for bad in [
+        r#"{"login":"duty_a","password":"wrong-password"}"#,
+        r#"{"login":"nobody","password":"a-long-password"}"#,
+    ] {
+        let (status, text) = call(&api, "post", "/api/v1/login", None, Some(bad)).await;
+        assert_eq!(status, 401, "{text}");
+        assert!(text.contains("用户名或密码错误"));
+    }
 }
 
 #[tokio::test]
 async fn bad_parameters_are_a_clear_400_and_missing_records_a_404() {
-    let (addr, _dir) = serve().await;
-    let client = reqwest::Client::new();
-    for path in ["/api/v1/alarms?state=bogus", "/api/v1/tickets?status=bogus"] {
-        let resp = client
-            .get(format!("http://{addr}{path}"))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 400, "{path}");
-        let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
-        assert!(body["message"].as_str().unwrap().contains("未知"), "{body}");
+    let api = serve().await;
+    let t = Some(api.tokens["admin"].as_str());
+    for path in [
+        "/api/v1/alarms?state=bogus",
+        "/api/v1/tickets?status=bogus",
+        "/api/v1/tickets/not-a-number",
+        "/api/v1/ledger.csv?from=2026-02-30",
+        "/api/v1/ledger.csv?grade=huge",
+        "/api/v1/ledger.csv?bogus=1",
+        "/api/v1/reports/monthly",
+        "/api/v1/reports/monthly?month=2026-13",
+        "/api/v1/reports/monthly?month=2026-11&format=pdf",
+    ] {
+        let (status, body) = call(&api, "get", path, t, None).await;
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(
+            body.contains("无效") || body.contains("未知"),
+            "{path}: {body}"
+        );
     }
-    let resp = client
-        .get(format!("http://{addr}/api/v1/tickets/42"))
-        .send()
+    assert_eq!(
+        call(&api, "get", "/api/v1/tickets/42", t, None).await.0,
+        404
+    );
+    assert_eq!(
+        call(
+            &api,
+            "post",
+            "/api/v1/alarms/42/ack",
+            Some(api.tokens["duty_a"].as_str()),
+            None
+        )
         .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
-    let resp = client
-        .post(format!("http://{addr}/api/v1/alarms/42/ack"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 404);
-    let resp = client
-        .post(format!("http://{addr}/api/v1/alarms/42/ack"))
-        .header("content-type", "application/json")
-        .body(format!(r#"{{"by":"{}"}}"#, "长".repeat(65)))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
-    let resp = client
-        .get(format!("http://{addr}/api/v1/tickets/not-a-number"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 400);
+        .0,
+        404
+    );
+    let (status, csv) = call(
+        &api,
+        "get",
+        "/api/v1/ledger.csv?site=home_a&from=2026-01-01&to=2026-12-31&status=open",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(csv.starts_with("\u{feff}编号,"));
 }

@@ -236,6 +236,26 @@ async fn transitions_over_http_answer_403_409_and_200() {
     let (_p, store, _alarm, ticket) = alarm_with_ticket(&dir).await;
     let config =
         Config::from_toml("[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n").unwrap();
+    let mut tokens = std::collections::HashMap::new();
+    for (login, role) in [
+        ("xiaoli", Role::Duty),
+        ("wang", Role::SiteManager),
+        ("ju", Role::Inspector),
+    ] {
+        store
+            .add_user(login, login, role, None, "a-long-password", now())
+            .await
+            .unwrap();
+        tokens.insert(
+            login,
+            store
+                .login(login, "a-long-password", now())
+                .await
+                .unwrap()
+                .unwrap()
+                .0,
+        );
+    }
     let (events, _) = tokio::sync::broadcast::channel(16);
     let (commands, _) = tokio::sync::mpsc::channel(4);
     let app = router(AppState {
@@ -248,12 +268,14 @@ async fn transitions_over_http_answer_403_409_and_200() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    let post = |body: String| {
+    let post = |who: &str, body: String| {
         let url = format!("http://{addr}/api/v1/tickets/{ticket}/transitions");
+        let token = tokens[who].clone();
         async move {
             let r = reqwest::Client::new()
                 .post(url)
                 .header("content-type", "application/json")
+                .header("authorization", format!("Bearer {token}"))
                 .body(body)
                 .send()
                 .await
@@ -264,12 +286,17 @@ async fn transitions_over_http_answer_403_409_and_200() {
         }
     };
     let (s, b) = post(
-        r#"{"by":"监管员","role":"inspector","step":{"action":"register","grade":"major"}}"#.into(),
+        "ju",
+        r#"{"step":{"action":"register","grade":"major"}}"#.into(),
     )
     .await;
     assert_eq!(s, 403, "{b}");
     assert!(b["message"].as_str().unwrap().contains("无权"), "{b}");
-    let (s, b) = post(r#"{"by":"小李","role":"duty","note":"夜班发现","step":{"action":"register","grade":"major"}}"#.into()).await;
+    let (s, b) = post(
+        "xiaoli",
+        r#"{"note":"夜班发现","step":{"action":"register","grade":"major"}}"#.into(),
+    )
+    .await;
     assert_eq!(
         (s, b["status"].as_str(), b["grade"].as_str()),
         (200, Some("registered"), Some("major")),
@@ -277,21 +304,25 @@ async fn transitions_over_http_answer_403_409_and_200() {
     );
     // A 重大 hazard is listed (挂牌督办) by the bureau before rectification.
     let deadline = now() + 720 * H;
-    let (s, b) = post(format!(
-        r#"{{"by":"王主任","role":"site_manager","step":{{"action":"start_rectification","plan":{{"responsible_unit":"后勤科","responsible_person":"王主任","measures":"更换电缆","funds":"3000 元","deadline":{deadline},"contingency_plan":"每日巡查"}}}}}}"#
-    ))
+    let (s, b) = post(
+        "wang",
+        format!(
+            r#"{{"step":{{"action":"start_rectification","plan":{{"responsible_unit":"后勤科","responsible_person":"王主任","measures":"更换电缆","funds":"3000 元","deadline":{deadline},"contingency_plan":"每日巡查"}}}}}}"#
+        ),
+    )
     .await;
     assert_eq!(s, 409, "{b}");
-    let (s, b) = post(format!(
-        r#"{{"by":"区民政局","role":"inspector","step":{{"action":"list","supervisor":"区民政局","document_no":"民安督〔2026〕7号","deadline":{deadline}}}}}"#
-    ))
+    let (s, b) = post(
+        "ju",
+        format!(r#"{{"step":{{"action":"list","supervisor":"区民政局","document_no":"民安督〔2026〕7号","deadline":{deadline}}}}}"#),
+    )
     .await;
     assert_eq!(
         (s, b["status_label"].as_str()),
         (200, Some("已挂牌")),
         "{b}"
     );
-    let (s, b) = post(r#"{"by":"x","role":"duty","step":{"action":"fly"}}"#.into()).await;
+    let (s, b) = post("xiaoli", r#"{"step":{"action":"fly"}}"#.into()).await;
     assert_eq!(s, 400, "{b}");
 }
 

@@ -502,14 +502,47 @@ pub fn telemetry(
     wire::encode_vec(&t).expect("encode")
 }
 
-/// GETs a JSON document from the gateway's API.
-pub async fn get_json(base: SocketAddr, path: &str) -> serde_json::Value {
-    let resp = reqwest::get(format!("http://{base}{path}"))
+/// GETs a JSON document from the gateway's API, with a bearer token
+/// (`None` for the public paths such as `/healthz`).
+pub async fn get_json(base: SocketAddr, token: Option<&str>, path: &str) -> serde_json::Value {
+    let mut req = reqwest::Client::new().get(format!("http://{base}{path}"));
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    let resp = req
+        .send()
         .await
         .unwrap_or_else(|e| panic!("GET {path}: {e}"));
     assert!(resp.status().is_success(), "GET {path}: {}", resp.status());
     let text = resp.text().await.expect("body");
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("GET {path}: {e}: {text}"))
+}
+
+/// Creates an administrator (every site) in the gateway's store and logs
+/// it in: a bearer token for the API.
+pub async fn admin_token(gw: &gateway::app::Running) -> String {
+    let now = gateway::time::now_ms();
+    let store = &gw.store;
+    match store
+        .add_user(
+            "e2e-admin",
+            "测试管理员",
+            gateway::ticket::Role::Admin,
+            None,
+            "e2e-admin-password",
+            now,
+        )
+        .await
+    {
+        Ok(_) | Err(gateway::store::UserError::Exists) => {}
+        Err(e) => panic!("cannot create the test user: {e}"),
+    }
+    store
+        .login("e2e-admin", "e2e-admin-password", now)
+        .await
+        .expect("login")
+        .expect("credentials")
+        .0
 }
 
 /// GETs `/metrics` text.
@@ -529,6 +562,8 @@ pub struct Stack {
     pub gw: gateway::app::Running,
     /// The gateway's data directory, removed when the stack is dropped.
     pub dir: TempDir,
+    /// A bearer token of an administrator covering every site.
+    pub token: String,
 }
 
 /// Starts Mosquitto (the gateway's and every node's credentials, the
@@ -552,10 +587,12 @@ pub async fn stack(
         || metrics.mqtt_connections.load(Ordering::Relaxed) > 0,
     )
     .await;
+    let token = admin_token(&gw).await;
     Stack {
         broker,
         config,
         gw,
         dir,
+        token,
     }
 }

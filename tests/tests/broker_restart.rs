@@ -15,6 +15,7 @@ async fn broker_restart_loses_no_qos1_reading() {
         config,
         gw,
         dir: _dir,
+        token: _,
     } = stack(&[], "", |_| {}).await;
     wait_until(Duration::from_secs(20), "gateway connected", || {
         gw.metrics.mqtt_connections.load(Ordering::Relaxed) > 0

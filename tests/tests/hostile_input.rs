@@ -24,6 +24,7 @@ async fn garbage_is_counted_by_reason_and_valid_telemetry_keeps_flowing() {
         config,
         gw,
         dir: _dir,
+        token: _,
     } = stack(
         &[FUZZER],
         "user fuzzer
@@ -160,7 +161,7 @@ topic write fire/v1/#
     // Nothing from the garbage raised an alarm or a ticket.
     assert_eq!(gw.metrics.alarms_raised.load(Ordering::Relaxed), 0);
     assert_eq!(gw.metrics.tickets_opened.load(Ordering::Relaxed), 0);
-    let health = get_json(gw.http_addr, "/healthz").await;
+    let health = get_json(gw.http_addr, None, "/healthz").await;
     assert_eq!(health["status"], "ok");
     gw.shutdown().await;
 }

@@ -27,6 +27,7 @@ async fn telemetry_over_mosquitto_raises_alarm_and_opens_ticket() {
         config,
         gw,
         dir: _dir,
+        token,
     } = stack(&[], "", |_| {}).await;
     let mut events = gw.events.subscribe();
 
@@ -109,17 +110,22 @@ async fn telemetry_over_mosquitto_raises_alarm_and_opens_ticket() {
     assert!(number.starts_with("YH20251125-"), "{number}");
 
     // Visible over HTTP.
-    let tickets = get_json(gw.http_addr, "/api/v1/tickets?status=open").await;
+    let tickets = get_json(gw.http_addr, Some(&token), "/api/v1/tickets?status=open").await;
     let t = &tickets.as_array().unwrap()[0];
     assert_eq!(t["number"], number.as_str());
     assert_eq!(t["status"], "pending_registration");
     assert_eq!(t["status_label"], "待登记");
     assert_eq!(t["category_label"], "电气火灾隐患");
-    let detail = get_json(gw.http_addr, &format!("/api/v1/tickets/{ticket_id}")).await;
+    let detail = get_json(
+        gw.http_addr,
+        Some(&token),
+        &format!("/api/v1/tickets/{ticket_id}"),
+    )
+    .await;
     assert_eq!(detail["events"][0]["action"], "opened");
     assert_eq!(detail["alarms"][0]["value"], 620);
     assert_eq!(detail["alarms"][0]["value_display"], "620 mA");
-    let alarms = get_json(gw.http_addr, "/api/v1/alarms?state=active").await;
+    let alarms = get_json(gw.http_addr, Some(&token), "/api/v1/alarms?state=active").await;
     assert_eq!(alarms.as_array().unwrap().len(), 1);
     assert_eq!(alarms[0]["level_label"], "报警");
 
@@ -150,7 +156,7 @@ async fn telemetry_over_mosquitto_raises_alarm_and_opens_ticket() {
         matches!(ticket, Some(gateway::store::TicketOutcome::Opened { ref number, .. }) if number.starts_with("GZ")),
         "{ticket:?}"
     );
-    let faults = get_json(gw.http_addr, "/api/v1/tickets?status=open").await;
+    let faults = get_json(gw.http_addr, Some(&token), "/api/v1/tickets?status=open").await;
     assert_eq!(faults.as_array().unwrap().len(), 2);
     assert_eq!(
         gw.metrics
@@ -188,7 +194,7 @@ async fn telemetry_over_mosquitto_raises_alarm_and_opens_ticket() {
             > before
     })
     .await;
-    let standing = get_json(gw.http_addr, "/api/v1/alarms?state=all").await;
+    let standing = get_json(gw.http_addr, Some(&token), "/api/v1/alarms?state=all").await;
     assert!(
         standing
             .as_array()
@@ -221,7 +227,7 @@ async fn telemetry_over_mosquitto_raises_alarm_and_opens_ticket() {
         metrics.contains("gateway_tickets_opened_total 2\n"),
         "{metrics}"
     );
-    let health = get_json(gw.http_addr, "/healthz").await;
+    let health = get_json(gw.http_addr, None, "/healthz").await;
     assert_eq!(health["status"], "ok");
     gw.shutdown().await;
     drop(broker);

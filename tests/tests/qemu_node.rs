@@ -185,6 +185,7 @@ async fn qemu_node_over_mosquitto_alarms_and_survives_a_broker_restart() {
         config: _,
         gw,
         dir,
+        token: _,
     } = stack(
         &[("observer", "obs-pw")],
         "user observer\ntopic read fire/v1/#\n",

@@ -55,6 +55,7 @@ async fn every_reading_reaches_victoria_metrics_through_an_outage() {
         config,
         gw,
         dir: _dir,
+        token: _,
     } = stack(&[], "", |c| c.sink = Some(sink)).await;
 
     let users = node_users(&config);
