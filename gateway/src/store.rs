@@ -1193,7 +1193,53 @@ impl Store {
         let proof = DataProof {
             normal_since: Self::normal_since(&mut tx, &row).await?,
         };
-        let next = ticket::apply(&current, action, actor.role, proof, policy, now)?;
+        let next = match ticket::apply(&current, action, actor.role, proof, policy, now) {
+            Ok(n) => n,
+            // Name the offending alarms, so the person sees what the data says.
+            Err(ticket::Refusal::DataNotProven { reason }) => {
+                let standing: Vec<AlarmRow> = sqlx::query_as(AssertSqlSafe(format!(
+                    "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND node = ? AND (channel = ? OR channel = '') \
+                     AND state <> 'cleared' ORDER BY id"
+                )))
+                .bind(&row.site)
+                .bind(&row.node)
+                .bind(&row.channel)
+                .fetch_all(&mut *tx)
+                .await?;
+                let offending: Vec<String> = standing
+                    .iter()
+                    .map(|a| {
+                        let q = a.quantity.as_deref().unwrap_or("");
+                        let value = a
+                            .value
+                            .map(|v| format!(" {}", crate::labels::value(q, v)))
+                            .unwrap_or_default();
+                        let place = if a.channel.is_empty() {
+                            a.node.clone()
+                        } else {
+                            format!("{}/{}", a.node, a.channel)
+                        };
+                        format!(
+                            "{place} {}{}{value}（{}，{}起）",
+                            crate::labels::quantity(q),
+                            crate::labels::level(&a.level),
+                            crate::labels::alarm_state(&a.state),
+                            crate::time::rfc3339_cst(a.raised_at.max(0) as u64)
+                                .get(..16)
+                                .unwrap_or("")
+                                .replace('T', " ")
+                        )
+                    })
+                    .collect();
+                let reason = if offending.is_empty() {
+                    reason
+                } else {
+                    format!("{reason}；仍存在：{}", offending.join("；"))
+                };
+                return Err(ticket::Refusal::DataNotProven { reason }.into());
+            }
+            Err(e) => return Err(e.into()),
+        };
         let at = now as i64;
         let opt = |v: Option<u64>| v.map(|x| x as i64);
         sqlx::query(

@@ -142,17 +142,20 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
         .await
         .unwrap();
 
-    // The alarm is still latched: the data does not prove the fix.
+    // The alarm is still latched: the data does not prove the fix, and the
+    // refusal names the offending alarm.
     let refused = store
         .transition_ticket(ticket, &Action::Close, &manager, &policy, t + 100 * H)
         .await;
-    assert!(
-        matches!(
-            refused,
-            Err(TransitionError::Refused(Refusal::DataNotProven { .. }))
-        ),
-        "{refused:?}"
-    );
+    match refused {
+        Err(TransitionError::Refused(Refusal::DataNotProven { reason })) => {
+            assert!(
+                reason.contains("仍存在：n01/rc1 剩余电流报警 620 mA"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
 
     // The leakage is back to normal and the latched alarm is reset at t + 4 h…
     let send = Inbound {
