@@ -44,6 +44,13 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/tickets", get(tickets))
         .route("/api/v1/tickets/{id}", get(ticket))
         .route("/api/v1/tickets/{id}/transitions", post(transition_ticket))
+        .route(
+            "/api/v1/tickets/{id}/evidence",
+            post(add_evidence).layer(axum::extract::DefaultBodyLimit::max(
+                crate::evidence::MAX_BYTES + 1,
+            )),
+        )
+        .route("/api/v1/evidence/{hash}", get(evidence_file))
         .route("/api/v1/sites", get(sites))
         .route("/api/v1/ledger.csv", get(ledger))
         .route("/api/v1/reports/monthly", get(monthly_report))
@@ -410,12 +417,16 @@ async fn ticket(
     let id = path_id(id)?;
     match s.store.ticket(id).await? {
         Some((t, _, _)) if !user.covers(&t.site) => Err(forbidden_site(&t.site)),
-        Some((t, events, alarms)) => Ok(Json(json!({
-            "ticket": TicketView::from(t),
-            "events": events.into_iter().map(TicketEventView::from).collect::<Vec<_>>(),
-            "alarms": alarms.into_iter().map(AlarmView::from).collect::<Vec<_>>(),
-        }))
-        .into_response()),
+        Some((t, events, alarms)) => {
+            let evidence = s.store.evidence(id).await?;
+            Ok(Json(json!({
+                "ticket": TicketView::from(t),
+                "events": events.into_iter().map(TicketEventView::from).collect::<Vec<_>>(),
+                "alarms": alarms.into_iter().map(AlarmView::from).collect::<Vec<_>>(),
+                "evidence": evidence,
+            }))
+            .into_response())
+        }
         None => Err(ApiError(
             StatusCode::NOT_FOUND,
             "not_found",
@@ -633,6 +644,123 @@ async fn monthly_report(
         }
         other => Err(bad_request("格式", format!("{other:?} 应为 json 或 csv"))),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceParams {
+    /// A caption for a file.
+    note: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EvidenceNote {
+    note: String,
+}
+
+/// Attaches evidence (整改佐证) to a ticket: a JSON note `{"note": …}`, or a
+/// photo or document as the request body (image/jpeg, image/png,
+/// image/webp, application/pdf; at most 10 MiB), stored by content hash.
+async fn add_evidence(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    id: Result<Path<i64>, PathRejection>,
+    q: Result<Query<EvidenceParams>, QueryRejection>,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<crate::store::EvidenceRow>, ApiError> {
+    let id = path_id(id)?;
+    let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
+    match s.store.ticket(id).await? {
+        Some((t, _, _)) => within(&user, &t.site)?,
+        None => {
+            return Err(ApiError(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                format!("工单 {id} 不存在"),
+            ))
+        }
+    }
+    let role = crate::auth::role_code(user.role);
+    let media = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let now = crate::time::now_ms();
+    let row = if media.starts_with("application/json") {
+        let n: EvidenceNote =
+            serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
+        let note = n.note.trim();
+        if note.is_empty() || note.chars().count() > 2000 {
+            return Err(bad_request("说明", "须为 1–2000 个字符"));
+        }
+        s.store
+            .add_evidence(id, &user.name, role, None, note, now)
+            .await?
+    } else {
+        if body.len() > crate::evidence::MAX_BYTES {
+            return Err(ApiError(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                "文件不能超过 10 MiB".into(),
+            ));
+        }
+        let Some(actual) = crate::evidence::sniff(media, &body) else {
+            return Err(ApiError(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "bad_media_type",
+                "只接受 JPEG、PNG、WebP 照片或 PDF 文件，且内容须与声明的类型一致".into(),
+            ));
+        };
+        let note = q.note.unwrap_or_default();
+        if note.chars().count() > 2000 {
+            return Err(bad_request("说明", "最多 2000 个字符"));
+        }
+        let hash = crate::evidence::store(&s.config.storage.data_dir, &body)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "cannot store an evidence file");
+                ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "storage_unavailable",
+                    "文件暂时无法保存，请稍后重试".into(),
+                )
+            })?;
+        s.store
+            .add_evidence(
+                id,
+                &user.name,
+                role,
+                Some((actual, body.len() as i64, &hash)),
+                note.trim(),
+                now,
+            )
+            .await?
+    };
+    Ok(Json(row))
+}
+
+/// An evidence file, by its SHA-256, for a caller who covers a ticket it belongs to.
+async fn evidence_file(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "not_found", "文件不存在".into());
+    if !crate::evidence::is_hash(&hash) {
+        return Err(not_found());
+    }
+    let (media, sites) = s.store.evidence_file(&hash).await?.ok_or_else(not_found)?;
+    if !sites.iter().any(|site| user.covers(site)) {
+        return Err(forbidden_site(
+            sites.first().map(String::as_str).unwrap_or(""),
+        ));
+    }
+    let bytes = tokio::fs::read(crate::evidence::path(&s.config.storage.data_dir, &hash))
+        .await
+        .map_err(|_| not_found())?;
+    Ok(([(header::CONTENT_TYPE, media)], bytes).into_response())
 }
 
 async fn sites(

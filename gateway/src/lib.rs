@@ -13,6 +13,7 @@ pub mod broker;
 pub mod config;
 pub mod dedup;
 pub mod demo;
+pub mod evidence;
 pub mod http;
 pub mod labels;
 pub mod ledger;

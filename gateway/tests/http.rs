@@ -24,11 +24,12 @@ async fn serve() -> Api {
     let store = Store::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
         .await
         .unwrap();
-    let config = Config::from_toml(
+    let mut config = Config::from_toml(
         "[[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n\
          [[sites]]\nid = \"home_b\"\nname = \"福星敬老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
     )
     .unwrap();
+    config.storage.data_dir = dir.path().to_path_buf();
     let now = gateway::time::now_ms();
     let mut tokens = std::collections::HashMap::new();
     for (login, role, sites) in [
@@ -109,6 +110,8 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/tickets"),
     ("get", "/api/v1/tickets/{id}"),
     ("post", "/api/v1/tickets/{id}/transitions"),
+    ("post", "/api/v1/tickets/{id}/evidence"),
+    ("get", "/api/v1/evidence/{hash}"),
     ("get", "/api/v1/sites"),
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
@@ -364,4 +367,114 @@ async fn bad_parameters_are_a_clear_400_and_missing_records_a_404() {
     .await;
     assert_eq!(status, 200);
     assert!(csv.starts_with("\u{feff}编号,"));
+}
+
+async fn upload(api: &Api, token: &str, media: &str, body: Vec<u8>, query: &str) -> (u16, String) {
+    let resp = reqwest::Client::new()
+        .post(format!(
+            "http://{}/api/v1/tickets/{}/evidence{query}",
+            api.addr, api.ticket_a
+        ))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", media)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction() {
+    let api = serve().await;
+    let (a, b) = (api.tokens["duty_a"].as_str(), api.tokens["duty_b"].as_str());
+    let mut photo = vec![0xFF, 0xD8, 0xFF, 0xE0];
+    photo.extend(std::iter::repeat_n(7u8, 4096));
+    let (status, text) = upload(
+        &api,
+        a,
+        "image/jpeg",
+        photo.clone(),
+        "?note=%E6%95%B4%E6%94%B9%E5%90%8E",
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let row: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let hash = row["content_hash"].as_str().unwrap().to_string();
+    assert_eq!(
+        (
+            row["kind"].as_str(),
+            row["size"].as_i64(),
+            row["note"].as_str()
+        ),
+        (Some("file"), Some(4100), Some("整改后"))
+    );
+    let (status, _) = upload(
+        &api,
+        a,
+        "application/json",
+        r#"{"note":"已更换电缆"}"#.as_bytes().to_vec(),
+        "",
+    )
+    .await;
+    assert_eq!(status, 200);
+    // A file that is not what it says, or not a photo or document at all.
+    assert_eq!(upload(&api, a, "image/png", photo.clone(), "").await.0, 415);
+    assert_eq!(
+        upload(&api, a, "text/html", b"<script>".to_vec(), "")
+            .await
+            .0,
+        415
+    );
+    let mut huge = vec![0xFF, 0xD8, 0xFF];
+    huge.resize(10 * 1024 * 1024 + 10, 0);
+    assert_eq!(upload(&api, a, "image/jpeg", huge, "").await.0, 413);
+    // Another site's user can neither attach nor read.
+    assert_eq!(
+        upload(&api, b, "image/jpeg", photo.clone(), "").await.0,
+        403
+    );
+    assert_eq!(
+        call(
+            &api,
+            "get",
+            &format!("/api/v1/evidence/{hash}"),
+            Some(b),
+            None
+        )
+        .await
+        .0,
+        403
+    );
+    // The owner reads it back byte for byte; the ticket lists both pieces.
+    let resp = reqwest::Client::new()
+        .get(format!("http://{}/api/v1/evidence/{hash}", api.addr))
+        .header("authorization", format!("Bearer {a}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
+    assert_eq!(resp.bytes().await.unwrap().to_vec(), photo);
+    let (_, detail) = call(
+        &api,
+        "get",
+        &format!("/api/v1/tickets/{}", api.ticket_a),
+        Some(a),
+        None,
+    )
+    .await;
+    let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
+    assert_eq!(detail["evidence"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        call(
+            &api,
+            "get",
+            "/api/v1/evidence/..%2F..%2Fetc%2Fpasswd",
+            Some(a),
+            None
+        )
+        .await
+        .0,
+        404
+    );
 }
