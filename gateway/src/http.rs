@@ -270,13 +270,12 @@ async fn alarms(
             ))
         }
     };
-    let rows = s.store.alarms(filter, limit(&q)?).await?;
-    Ok(Json(
-        rows.into_iter()
-            .filter(|r| user.covers(&r.site))
-            .map(AlarmView::from)
-            .collect(),
-    ))
+    // The jurisdiction is applied in the query, before the limit.
+    let rows = s
+        .store
+        .alarms_in(filter, user.sites.as_deref(), limit(&q)?)
+        .await?;
+    Ok(Json(rows.into_iter().map(AlarmView::from).collect()))
 }
 
 /// The alarm `id`, if it exists and lies within the caller's jurisdiction.
@@ -400,13 +399,11 @@ async fn tickets(
             ));
         }
     };
-    let rows = s.store.tickets(&filter, limit(&q)?).await?;
-    Ok(Json(
-        rows.into_iter()
-            .filter(|r| user.covers(&r.site))
-            .map(TicketView::from)
-            .collect(),
-    ))
+    let rows = s
+        .store
+        .tickets_in(&filter, user.sites.as_deref(), limit(&q)?)
+        .await?;
+    Ok(Json(rows.into_iter().map(TicketView::from).collect()))
 }
 
 async fn ticket(

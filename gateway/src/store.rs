@@ -421,6 +421,11 @@ impl Store {
         })
     }
 
+    /// The connection pool, for tools and benchmarks that load data in bulk.
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+
     /// Closes the pool, waiting for connections to finish.
     pub async fn close(&self) {
         self.pool.close().await;
@@ -937,6 +942,17 @@ impl Store {
         filter: AlarmFilter,
         limit: i64,
     ) -> Result<Vec<AlarmRow>, StoreError> {
+        self.alarms_in(filter, None, limit).await
+    }
+
+    /// Alarms of some sites only (`None` = every site), newest first: the
+    /// jurisdiction is applied in the query, before the limit.
+    pub async fn alarms_in(
+        &self,
+        filter: AlarmFilter,
+        sites: Option<&[String]>,
+        limit: i64,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
         let cond = match filter {
             AlarmFilter::Standing => "state <> 'cleared'",
             AlarmFilter::Active => "state = 'active'",
@@ -944,8 +960,12 @@ impl Store {
             AlarmFilter::Cleared => "state = 'cleared'",
             AlarmFilter::All => "1 = 1",
         };
-        let sql = format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE {cond} ORDER BY raised_at DESC, id DESC LIMIT ?");
+        let sql = format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE {cond} \
+             AND (?1 IS NULL OR site IN (SELECT value FROM json_each(?1))) ORDER BY raised_at DESC, id DESC LIMIT ?2"
+        );
         Ok(sqlx::query_as(AssertSqlSafe(sql))
+            .bind(sites_json(sites))
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
@@ -1355,18 +1375,35 @@ impl Store {
         filter: &TicketFilter,
         limit: i64,
     ) -> Result<Vec<TicketRow>, StoreError> {
+        self.tickets_in(filter, None, limit).await
+    }
+
+    /// Tickets of some sites only (`None` = every site), newest first: the
+    /// jurisdiction is applied in the query, before the limit.
+    pub async fn tickets_in(
+        &self,
+        filter: &TicketFilter,
+        sites: Option<&[String]>,
+        limit: i64,
+    ) -> Result<Vec<TicketRow>, StoreError> {
         let (cond, status) = match filter {
             TicketFilter::Open => ("status <> 'closed'", None),
             TicketFilter::Closed => ("status = 'closed'", None),
             TicketFilter::All => ("1 = 1", None),
-            TicketFilter::Status(s) => ("status = ?", Some(s.as_str())),
+            TicketFilter::Status(s) => ("status = ?3", Some(s.as_str())),
         };
-        let sql = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE {cond} ORDER BY opened_at DESC, id DESC LIMIT ?");
-        let mut q = sqlx::query_as(AssertSqlSafe(sql));
-        if let Some(s) = status {
-            q = q.bind(s);
-        }
-        Ok(q.bind(limit).fetch_all(&self.pool).await?)
+        let sql = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE {cond} \
+             AND (?1 IS NULL OR site IN (SELECT value FROM json_each(?1))) ORDER BY opened_at DESC, id DESC LIMIT ?2"
+        );
+        let q = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(sites_json(sites))
+            .bind(limit);
+        let q = match status {
+            Some(s) => q.bind(s),
+            None => q,
+        };
+        Ok(q.fetch_all(&self.pool).await?)
     }
 
     /// Tickets for the ledger (台账), oldest first, filtered by site, the
@@ -1562,6 +1599,11 @@ impl Store {
         .await?;
         Ok(Some((ticket, events, alarms)))
     }
+}
+
+/// A site list as the JSON array the queries expand with `json_each`.
+fn sites_json(sites: Option<&[String]>) -> Option<String> {
+    sites.map(|s| serde_json::to_string(s).unwrap_or_else(|_| "[]".into()))
 }
 
 /// The standing (not cleared) alarm for `key`: its id and linked ticket.
