@@ -521,6 +521,30 @@ struct LedgerParams {
     grade: Option<String>,
 }
 
+/// A site's display name, or its id when it has none.
+fn site_name(config: &Config, id: &str) -> String {
+    config
+        .sites
+        .iter()
+        .find(|x| x.id == id)
+        .map(|x| x.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| id.to_string())
+}
+
+/// A CSV download named `filename`.
+fn csv_download(filename: String, body: String) -> Response {
+    let disposition = format!("attachment; filename=\"{filename}\"");
+    (
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response()
+}
+
 /// The hazard ledger (隐患台账) as CSV for Excel.
 async fn ledger(
     State(s): State<AppState>,
@@ -567,28 +591,15 @@ async fn ledger(
     };
     let mut rows = s.store.ledger(&query).await?;
     rows.retain(|r| user.covers(&r.site));
-    let names = |id: &str| {
-        s.config
-            .sites
-            .iter()
-            .find(|x| x.id == id)
-            .map(|x| x.name.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let names = |id: &str| site_name(&s.config, id);
     let body = crate::ledger::csv(&rows, names);
-    let filename = format!(
-        "attachment; filename=\"ledger-{}.csv\"",
-        crate::time::date_cst(crate::time::now_ms())
-    );
-    Ok((
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-            (header::CONTENT_DISPOSITION, filename),
-        ],
+    Ok(csv_download(
+        format!(
+            "ledger-{}.csv",
+            crate::time::date_cst(crate::time::now_ms())
+        ),
         body,
-    )
-        .into_response())
+    ))
 }
 
 #[derive(Deserialize)]
@@ -615,30 +626,15 @@ async fn monthly_report(
     let (from, to) = crate::report::month_range(&q.month)
         .ok_or_else(|| bad_request("月份", format!("{:?} 不是 YYYY-MM", q.month)))?;
     let figures = s.store.report_figures(q.site.as_deref(), from, to).await?;
-    let names = |id: &str| {
-        s.config
-            .sites
-            .iter()
-            .find(|x| x.id == id)
-            .map(|x| x.name.clone())
-            .filter(|n| !n.is_empty())
-            .unwrap_or_else(|| id.to_string())
-    };
+    let names = |id: &str| site_name(&s.config, id);
     let mut report = crate::report::monthly(&q.month, &figures, names);
     report.sites.retain(|r| user.covers(&r.site));
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(report).into_response()),
-        "csv" => {
-            let filename = format!("attachment; filename=\"report-{}.csv\"", q.month);
-            Ok((
-                [
-                    (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
-                    (header::CONTENT_DISPOSITION, filename),
-                ],
-                crate::report::csv(&report),
-            )
-                .into_response())
-        }
+        "csv" => Ok(csv_download(
+            format!("report-{}.csv", q.month),
+            crate::report::csv(&report),
+        )),
         other => Err(bad_request("格式", format!("{other:?} 应为 json 或 csv"))),
     }
 }

@@ -37,7 +37,7 @@ pub const HEADINGS: [&str; 24] = [
 /// A field as CSV: quoted when it holds a comma, quote or line break, and
 /// defused when it starts like a spreadsheet formula (`=`, `+`, `-`, `@`),
 /// so an exported note can never run as a formula in Excel.
-fn field(out: &mut String, value: &str) {
+pub fn field(out: &mut String, value: &str) {
     let defuse = value.starts_with(['=', '+', '-', '@', '\t', '\r']);
     let quote = defuse || value.contains([',', '"', '\n', '\r']);
     if quote {

@@ -61,6 +61,24 @@ enum Command {
     },
 }
 
+/// Loads and validates a configuration file, printing every problem (exit 2).
+fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
+    Config::load(path).map_err(|e| {
+        eprint!("{}: {e}", path.display());
+        ExitCode::from(2)
+    })
+}
+
+/// Opens the configured database (running its migrations).
+async fn open_store(config: &Config) -> Result<gateway::store::Store, ExitCode> {
+    gateway::store::Store::open(&config.storage.database_url())
+        .await
+        .map_err(|e| {
+            eprintln!("cannot open the database: {e}");
+            ExitCode::FAILURE
+        })
+}
+
 /// Logs go to stderr (stdout is the demo's duty-desk view). The embedded
 /// broker's own logs are off by default: it reports ordinary client
 /// disconnects as errors. `RUST_LOG` overrides.
@@ -148,12 +166,9 @@ async fn main() -> ExitCode {
                     sites,
                 },
         } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprint!("{}: {e}", config.display());
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let Some(role) = gateway::auth::parse_role(&role) else {
                 eprintln!("unknown role {role:?}: duty, site_manager, inspector or admin");
@@ -181,12 +196,9 @@ async fn main() -> ExitCode {
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
             };
-            let store = match gateway::store::Store::open(&config.storage.database_url()).await {
+            let store = match open_store(&config).await {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("cannot open the database: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match store
                 .add_user(
@@ -212,19 +224,13 @@ async fn main() -> ExitCode {
         Command::Audit {
             command: AuditCommand::Verify { config },
         } => {
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprint!("{}: {e}", config.display());
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
-            let store = match gateway::store::Store::open(&config.storage.database_url()).await {
+            let store = match open_store(&config).await {
                 Ok(s) => s,
-                Err(e) => {
-                    eprintln!("cannot open the database: {e}");
-                    return ExitCode::FAILURE;
-                }
+                Err(code) => return code,
             };
             match store.verify_audit().await {
                 Ok(Ok((n, head))) => {
@@ -243,12 +249,9 @@ async fn main() -> ExitCode {
         }
         Command::Run { config } => {
             init_logs();
-            let config = match Config::load(&config) {
+            let config = match load_config(&config) {
                 Ok(c) => c,
-                Err(e) => {
-                    eprint!("{}: {e}", config.display());
-                    return ExitCode::from(2);
-                }
+                Err(code) => return code,
             };
             let listener = match tokio::net::TcpListener::bind(config.http.listen).await {
                 Ok(l) => l,

@@ -914,6 +914,11 @@ impl Pipeline {
         }
     }
 
+    /// A node's or a site's offline alarm.
+    fn offline_input(&self, key: AlarmKey, at: u64, suppressed: bool) -> AlarmInput {
+        self.input(key, "offline", "offline", None, None, None, at, suppressed)
+    }
+
     async fn apply_node(
         &mut self,
         key: &AlarmKey,
@@ -935,16 +940,7 @@ impl Pipeline {
                 };
                 self.log(key, how, Some("offline"), None, disposition, at, "system")
                     .await;
-                let input = self.input(
-                    key.clone(),
-                    "offline",
-                    "offline",
-                    None,
-                    None,
-                    None,
-                    at,
-                    suppressed,
-                );
+                let input = self.offline_input(key.clone(), at, suppressed);
                 self.raise(input, None).await
             }
             NodeTransition::SupplyFailed => {
@@ -1008,16 +1004,7 @@ impl Pipeline {
                 self.store
                     .suppress_standing(&key.site, CAUSE_OFFLINE, at)
                     .await?;
-                let input = self.input(
-                    key.clone(),
-                    "offline",
-                    "offline",
-                    None,
-                    None,
-                    None,
-                    at,
-                    false,
-                );
+                let input = self.offline_input(key.clone(), at, false);
                 self.raise(input, None).await
             }
             SiteTransition::UplinkRestored => {

@@ -136,22 +136,12 @@ pub fn csv(r: &MonthlyReport) -> String {
                 .unwrap_or_default(),
             major.join("；"),
         ];
-        let line: Vec<String> = cells
-            .iter()
-            .map(|c| {
-                let c = if c.starts_with(['=', '+', '-', '@']) {
-                    format!("'{c}")
-                } else {
-                    c.clone()
-                };
-                if c.contains([',', '"', '\n']) || c.starts_with('\'') {
-                    format!("\"{}\"", c.replace('"', "\"\""))
-                } else {
-                    c
-                }
-            })
-            .collect();
-        out.push_str(&line.join(","));
+        for (i, c) in cells.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            crate::ledger::field(&mut out, c);
+        }
         out.push_str("\r\n");
     }
     out
