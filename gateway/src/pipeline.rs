@@ -161,6 +161,25 @@ impl Pipeline {
                 self.runtime.restore_offline(&s, &n, now);
             }
         }
+        // Channel rule state saved before a restart: levels, latches and
+        // flapping carry on, so an alarm that ends now can clear.
+        for (site, node, channel, quantity, state) in self.store.channel_states().await? {
+            let parsed = (
+                SiteId::new(&site),
+                NodeId::new(&node),
+                ChannelId::new(&channel),
+                wire::Quantity::from_wire(&quantity),
+            );
+            let (Ok(s), Ok(n), Ok(c), Some(q)) = parsed else {
+                continue;
+            };
+            match serde_json::from_str::<rules::ChannelState>(&state) {
+                Ok(st) => self.runtime.restore_channel(&s, &n, &c, q, st),
+                Err(e) => {
+                    tracing::warn!(site, node, channel, error = %e, "saved channel state unreadable; starting afresh")
+                }
+            }
+        }
         let changes = self
             .store
             .sync_rule_settings(&self.config.rule_settings(), config_source, now)
@@ -269,7 +288,11 @@ impl Pipeline {
             ResetRefused::NotReleasable => ResetError::StillActive,
         });
         match change {
-            Ok(change) => self.apply_as(vec![change], now, by).await,
+            Ok(change) => {
+                let changes = vec![change];
+                self.save_states(&changes, now).await;
+                self.apply_as(changes, now, by).await
+            }
             Err(ResetError::NotLatched) => {
                 let key = AlarmKey {
                     site: row.site.clone(),
@@ -501,7 +524,44 @@ impl Pipeline {
     }
 
     async fn apply(&mut self, changes: Vec<Change>, at: u64) {
+        self.save_states(&changes, at).await;
         self.apply_as(changes, at, "system").await;
+    }
+
+    /// Saves the rule state of every channel that produced an output.
+    async fn save_states(&mut self, changes: &[Change], at: u64) {
+        let mut saved: Vec<&ChannelRef> = Vec::new();
+        for c in changes {
+            let Change::Channel { ch, .. } = c else {
+                continue;
+            };
+            if saved
+                .iter()
+                .any(|s| s.site == ch.site && s.node == ch.node && s.channel == ch.channel)
+            {
+                continue;
+            }
+            saved.push(ch);
+            let (Ok(s), Ok(n), Ok(id)) = (
+                SiteId::new(&ch.site),
+                NodeId::new(&ch.node),
+                ChannelId::new(&ch.channel),
+            ) else {
+                continue;
+            };
+            let Some((q, state)) = self.runtime.channel_state(&s, &n, &id) else {
+                continue;
+            };
+            let json = serde_json::to_string(&state).unwrap_or_default();
+            if let Err(e) = self
+                .store
+                .save_channel_state(&ch.site, &ch.node, &ch.channel, q.as_str(), &json, at)
+                .await
+            {
+                inc(&self.metrics.store_errors);
+                tracing::error!(error = %e, "store: cannot save a channel's rule state");
+            }
+        }
     }
 
     async fn apply_as(&mut self, changes: Vec<Change>, at: u64, actor: &str) {

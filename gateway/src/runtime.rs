@@ -195,6 +195,39 @@ impl Runtime {
         rules::node::last_will(&mut rt.live, now);
     }
 
+    /// Restores a channel's saved rule state (at start-up). The rule comes
+    /// from the configuration in force.
+    pub fn restore_channel(
+        &mut self,
+        site: &SiteId,
+        node: &NodeId,
+        channel: &ChannelId,
+        q: Quantity,
+        state: ChannelState,
+    ) {
+        let rule = self.config.rule_for(q, site, node, channel);
+        self.channels.insert(
+            (site.clone(), node.clone(), channel.clone()),
+            ChannelRt {
+                quantity: q,
+                rule,
+                state,
+            },
+        );
+    }
+
+    /// A channel's quantity and current rule state, to be saved.
+    pub fn channel_state(
+        &self,
+        site: &SiteId,
+        node: &NodeId,
+        channel: &ChannelId,
+    ) -> Option<(Quantity, ChannelState)> {
+        self.channels
+            .get(&(site.clone(), node.clone(), channel.clone()))
+            .map(|c| (c.quantity, c.state))
+    }
+
     fn node_rt(&mut self, site: &SiteId, node: &NodeId) -> &mut NodeRt {
         let offline_after_ms = self.config.offline_after_ms(site, node);
         self.nodes

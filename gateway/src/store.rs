@@ -971,6 +971,43 @@ impl Store {
             .await?)
     }
 
+    /// Saves a channel's rule state (JSON of `rules::ChannelState`).
+    pub async fn save_channel_state(
+        &self,
+        site: &str,
+        node: &str,
+        channel: &str,
+        quantity: &str,
+        state: &str,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(site)
+        .bind(node)
+        .bind(channel)
+        .bind(quantity)
+        .bind(state)
+        .bind(at as i64)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Every saved channel state: (site, node, channel, quantity, state JSON).
+    pub async fn channel_states(
+        &self,
+    ) -> Result<Vec<(String, String, String, String, String)>, StoreError> {
+        Ok(
+            sqlx::query_as("SELECT site, node, channel, quantity, state FROM channel_state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
+    }
+
     /// Appends one operator action to the hash-chained audit log.
     pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
         let _chain = self.audit_lock.lock().await;
