@@ -380,25 +380,18 @@ async fn tickets(
     q: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TicketView>>, ApiError> {
     let q = query(q)?;
-    let filter = match q.status.as_deref().unwrap_or("all") {
-        "open" => TicketFilter::Open,
-        "closed" => TicketFilter::Closed,
-        "all" => TicketFilter::All,
-        code if TICKET_STATUSES.iter().any(|(c, _)| *c == code) => {
-            TicketFilter::Status(code.to_string())
-        }
-        other => {
-            let codes: Vec<&str> = TICKET_STATUSES.iter().map(|(c, _)| *c).collect();
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                "bad_status",
-                format!(
-                    "未知的工单状态 {other:?}；可选 open、closed、all、{}",
-                    codes.join("、")
-                ),
-            ));
-        }
-    };
+    let filter = TicketFilter::parse(q.status.as_deref().unwrap_or("all")).ok_or_else(|| {
+        let codes: Vec<&str> = TICKET_STATUSES.iter().map(|(c, _)| *c).collect();
+        let other = q.status.clone().unwrap_or_default();
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_status",
+            format!(
+                "未知的工单状态 {other:?}；可选 open、closed、all、{}",
+                codes.join("、")
+            ),
+        )
+    })?;
     let rows = s
         .store
         .tickets_in(&filter, user.sites.as_deref(), limit(&q)?)
@@ -565,15 +558,12 @@ async fn ledger(
     };
     let from = day(&q.from, "起始日期")?;
     let to = day(&q.to, "截止日期")?.map(|t| t + 86_400_000);
-    let status = match q.status.as_deref().unwrap_or("all") {
-        "open" => TicketFilter::Open,
-        "closed" => TicketFilter::Closed,
-        "all" => TicketFilter::All,
-        code if TICKET_STATUSES.iter().any(|(c, _)| *c == code) => {
-            TicketFilter::Status(code.to_string())
-        }
-        other => return Err(bad_request("状态", format!("未知的工单状态 {other:?}"))),
-    };
+    let status = TicketFilter::parse(q.status.as_deref().unwrap_or("all")).ok_or_else(|| {
+        bad_request(
+            "状态",
+            format!("未知的工单状态 {:?}", q.status.clone().unwrap_or_default()),
+        )
+    })?;
     if let Some(g) = q
         .grade
         .as_deref()

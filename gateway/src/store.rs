@@ -269,6 +269,32 @@ pub enum TicketFilter {
     Status(String),
 }
 
+impl TicketFilter {
+    /// `open`, `closed`, `all`, or one status code of [`TICKET_STATUSES`].
+    pub fn parse(s: &str) -> Option<TicketFilter> {
+        match s {
+            "open" => Some(TicketFilter::Open),
+            "closed" => Some(TicketFilter::Closed),
+            "all" => Some(TicketFilter::All),
+            code if TICKET_STATUSES.iter().any(|(c, _)| *c == code) => {
+                Some(TicketFilter::Status(code.to_string()))
+            }
+            _ => None,
+        }
+    }
+
+    /// The SQL condition, with `placeholder` where a status code is bound,
+    /// and the code to bind there.
+    fn condition(&self, placeholder: &str) -> (String, Option<&str>) {
+        match self {
+            TicketFilter::Open => ("status <> 'closed'".into(), None),
+            TicketFilter::Closed => ("status = 'closed'".into(), None),
+            TicketFilter::All => ("1 = 1".into(), None),
+            TicketFilter::Status(s) => (format!("status = {placeholder}"), Some(s.as_str())),
+        }
+    }
+}
+
 /// Ticket statuses of the closed loop, in order, with their Chinese names.
 pub const TICKET_STATUSES: &[(&str, &str)] = &[
     ("pending_registration", "待登记"),
@@ -1423,12 +1449,7 @@ impl Store {
         sites: Option<&[String]>,
         limit: i64,
     ) -> Result<Vec<TicketRow>, StoreError> {
-        let (cond, status) = match filter {
-            TicketFilter::Open => ("status <> 'closed'", None),
-            TicketFilter::Closed => ("status = 'closed'", None),
-            TicketFilter::All => ("1 = 1", None),
-            TicketFilter::Status(s) => ("status = ?3", Some(s.as_str())),
-        };
+        let (cond, status) = filter.condition("?3");
         let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE {cond} \
              AND (?1 IS NULL OR site IN (SELECT value FROM json_each(?1))) ORDER BY opened_at DESC, id DESC LIMIT ?2"
@@ -1446,12 +1467,7 @@ impl Store {
     /// Tickets for the ledger (台账), oldest first, filtered by site, the
     /// period they were opened in, status and grade.
     pub async fn ledger(&self, q: &LedgerQuery) -> Result<Vec<TicketRow>, StoreError> {
-        let (status_cond, status) = match &q.status {
-            TicketFilter::Open => ("status <> 'closed'", None),
-            TicketFilter::Closed => ("status = 'closed'", None),
-            TicketFilter::All => ("1 = 1", None),
-            TicketFilter::Status(s) => ("status = ?", Some(s.as_str())),
-        };
+        let (status_cond, status) = q.status.condition("?");
         let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE {status_cond} AND (? IS NULL OR site = ?) \
              AND (? IS NULL OR opened_at >= ?) AND (? IS NULL OR opened_at < ?) AND (? IS NULL OR grade = ?) \
