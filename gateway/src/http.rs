@@ -278,19 +278,41 @@ async fn alarms(
     Ok(Json(rows.into_iter().map(AlarmView::from).collect()))
 }
 
+fn alarm_not_found(id: i64) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("报警 {id} 不存在"),
+    )
+}
+
+fn ticket_not_found(id: i64) -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "not_found",
+        format!("工单 {id} 不存在"),
+    )
+}
+
+/// Checks that ticket `id` exists and lies within the caller's jurisdiction.
+async fn ticket_in_jurisdiction(s: &AppState, user: &User, id: i64) -> Result<(), ApiError> {
+    match s.store.ticket(id).await? {
+        Some((t, _, _)) => within(user, &t.site),
+        None => Err(ticket_not_found(id)),
+    }
+}
+
 /// The alarm `id`, if it exists and lies within the caller's jurisdiction.
 async fn alarm_in_jurisdiction(
     s: &AppState,
     user: &User,
     id: i64,
 ) -> Result<crate::store::AlarmRow, ApiError> {
-    let row = s.store.alarm(id).await?.ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("报警 {id} 不存在"),
-        )
-    })?;
+    let row = s
+        .store
+        .alarm(id)
+        .await?
+        .ok_or_else(|| alarm_not_found(id))?;
     within(user, &row.site)?;
     Ok(row)
 }
@@ -318,11 +340,7 @@ async fn ack_alarm(
             });
             Ok(Json(view))
         }
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("报警 {id} 不存在"),
-        )),
+        None => Err(alarm_not_found(id)),
     }
 }
 
@@ -355,11 +373,7 @@ async fn reset_alarm(
     s.commands.send(cmd).await.map_err(|_| unavailable())?;
     match answer.await.map_err(|_| unavailable())? {
         Ok(row) => Ok(Json(AlarmView::from(row))),
-        Err(ResetError::NotFound) => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("报警 {id} 不存在"),
-        )),
+        Err(ResetError::NotFound) => Err(alarm_not_found(id)),
         Err(ResetError::NotLatched) => Err(ApiError(
             StatusCode::CONFLICT,
             "not_latched",
@@ -417,11 +431,7 @@ async fn ticket(
             }))
             .into_response())
         }
-        None => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("工单 {id} 不存在"),
-        )),
+        None => Err(ticket_not_found(id)),
     }
 }
 
@@ -454,16 +464,7 @@ async fn transition_ticket(
             "说明最多 2000 个字符".into(),
         ));
     }
-    match s.store.ticket(id).await? {
-        Some((t, _, _)) => within(&user, &t.site)?,
-        None => {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("工单 {id} 不存在"),
-            ))
-        }
-    }
+    ticket_in_jurisdiction(&s, &user, id).await?;
     let actor = Actor {
         name: &user.name,
         role: user.role,
@@ -487,11 +488,7 @@ async fn transition_ticket(
             });
             Ok(Json(view))
         }
-        Err(TransitionError::NotFound) => Err(ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("工单 {id} 不存在"),
-        )),
+        Err(TransitionError::NotFound) => Err(ticket_not_found(id)),
         Err(TransitionError::Refused(r @ Refusal::Role { .. })) => {
             Err(ApiError(StatusCode::FORBIDDEN, "forbidden", r.to_string()))
         }
@@ -655,16 +652,7 @@ async fn add_evidence(
 ) -> Result<Json<crate::store::EvidenceRow>, ApiError> {
     let id = path_id(id)?;
     let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
-    match s.store.ticket(id).await? {
-        Some((t, _, _)) => within(&user, &t.site)?,
-        None => {
-            return Err(ApiError(
-                StatusCode::NOT_FOUND,
-                "not_found",
-                format!("工单 {id} 不存在"),
-            ))
-        }
-    }
+    ticket_in_jurisdiction(&s, &user, id).await?;
     let role = crate::auth::role_code(user.role);
     let media = headers
         .get(header::CONTENT_TYPE)
