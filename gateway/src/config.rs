@@ -495,6 +495,15 @@ impl Config {
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());
         }
+        if let Some(url) = &self.storage.database_url {
+            let known = ["sqlite://", "postgres://", "postgresql://"];
+            if !known.iter().any(|k| url.starts_with(k)) {
+                issue(
+                    "storage.database_url".into(),
+                    "must start with sqlite:// or postgres://".into(),
+                );
+            }
+        }
         if let Some(sink) = &self.sink {
             if !(sink.url.starts_with("http://") || sink.url.starts_with("https://")) {
                 issue(

@@ -1,5 +1,14 @@
 //! The transactional store: alarms (报警记录), hazard tickets (隐患工单) and
-//! the ticket audit trail (留痕), in SQLite through `sqlx` with migrations.
+//! the ticket audit trail (留痕), through `sqlx` with migrations, in SQLite
+//! (the default) or PostgreSQL (`database_url = "postgres://…"`).
+//!
+//! One body of code serves both through sqlx's `Any` driver. The SQL is
+//! written once in the dialect both accept: `?`/`?N` placeholders are
+//! rewritten to `$N` ([`portable`]), flags are compared with `TRUE`/`FALSE`,
+//! new ids come back with `RETURNING id`, aggregates are cast to the types
+//! `Any` maps. The one construct that differs, expanding a JSON list of
+//! sites, is chosen per backend ([`Backend::site_in`]). Each backend has its
+//! own migrations directory.
 //!
 //! "One standing alarm per (site, node, channel, cause)" and "one open ticket
 //! per (site, node, channel, cause)" are enforced by partial unique indexes,
@@ -7,9 +16,8 @@
 //! already open instead of opening another.
 
 use serde::Serialize;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{AssertSqlSafe, Sqlite, SqlitePool, Transaction};
-use std::str::FromStr;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use std::time::Duration;
 
 /// The store's error type.
@@ -19,6 +27,8 @@ pub enum StoreError {
     Db(#[from] sqlx::Error),
     #[error("database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER:PASSWORD@HOST:PORT/DB")]
+    Url(String),
     #[error("cannot create the data directory {path}: {source}")]
     DataDir {
         path: String,
@@ -153,7 +163,9 @@ pub struct AlarmRow {
     pub acked_at: Option<i64>,
     pub acked_by: Option<String>,
     pub ticket_id: Option<i64>,
+    #[sqlx(try_from = "Flag")]
     pub suppressed: bool,
+    #[sqlx(try_from = "Flag")]
     pub flapping: bool,
 }
 
@@ -176,6 +188,7 @@ pub struct TicketRow {
     pub closed_at: Option<i64>,
     pub alarm_count: i64,
     pub last_alarm_at: i64,
+    #[sqlx(try_from = "Flag")]
     pub sensor_sourced: bool,
     pub deadline: Option<i64>,
     pub responsible_unit: Option<String>,
@@ -188,6 +201,7 @@ pub struct TicketRow {
     pub listed_at: Option<i64>,
     pub delisted_at: Option<i64>,
     pub rectified_at: Option<i64>,
+    #[sqlx(try_from = "Flag")]
     pub reviewed: bool,
     pub extension_requested: Option<i64>,
     /// When the deadline was found passed (逾期).
@@ -363,7 +377,8 @@ impl From<sqlx::Error> for UserError {
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: SqlitePool,
+    pool: AnyPool,
+    backend: Backend,
     /// Serialises appends to the hash-chained audit log in this process.
     audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
 }
@@ -379,12 +394,9 @@ pub struct AuditEntry<'a> {
     pub details: String,
 }
 
-async fn append_audit(
-    tx: &mut Transaction<'_, Sqlite>,
-    e: &AuditEntry<'_>,
-) -> Result<(), StoreError> {
+async fn append_audit(tx: &mut Transaction<'_, Any>, e: &AuditEntry<'_>) -> Result<(), StoreError> {
     let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
+        query_as("SELECT id, hash FROM audit_log ORDER BY id DESC LIMIT 1")
             .fetch_optional(&mut **tx)
             .await?;
     let (id, prev) = match last {
@@ -395,7 +407,7 @@ async fn append_audit(
     let hash = crate::audit::hash(
         &prev, id, at, e.actor, e.role, e.action, &e.subject, &e.details,
     );
-    sqlx::query(
+    query(
         "INSERT INTO audit_log (id, at, actor, role, action, subject, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(id)
@@ -413,42 +425,77 @@ async fn append_audit(
 }
 
 impl Store {
-    /// Opens (creating if needed) the database at `url` and runs migrations.
+    /// Opens the database at `url` (`sqlite://PATH`, created if needed, or
+    /// `postgres://…`) and runs the backend's migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
-        if let Some(path) = url
-            .strip_prefix("sqlite://")
-            .filter(|p| !p.starts_with(':'))
-        {
-            let path = path.split('?').next().unwrap_or(path);
-            if let Some(dir) = std::path::Path::new(path)
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-            {
-                std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
-                    path: dir.display().to_string(),
-                    source,
-                })?;
+        sqlx::any::install_default_drivers();
+        let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite://") {
+            if !rest.starts_with(':') && !rest.is_empty() {
+                let path = rest.split('?').next().unwrap_or(rest);
+                if let Some(dir) = std::path::Path::new(path)
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                {
+                    std::fs::create_dir_all(dir).map_err(|source| StoreError::DataDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
+                }
             }
-        }
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
+            // Create the file if missing, unless the URL says otherwise.
+            let url = if url.contains("mode=") {
+                url.to_string()
+            } else if url.contains('?') {
+                format!("{url}&mode=rwc")
+            } else {
+                format!("{url}?mode=rwc")
+            };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_string())
+        } else {
+            return Err(StoreError::Url(url.to_string()));
+        };
+        let options = match backend {
+            Backend::Sqlite => AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL lets the API read while the pipeline writes;
+                        // NORMAL sync is durable across a process crash.
+                        sqlx::raw_sql(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000;",
+                        )
+                        .execute(conn)
+                        .await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(8),
+        };
+        let pool = options
+            .acquire_timeout(Duration::from_secs(30))
+            .connect(&url)
             .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        match backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
+        }
         Ok(Store {
             pool,
+            backend,
             audit_lock: Default::default(),
         })
     }
 
+    /// Which database this store runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
     /// The connection pool, for tools and benchmarks that load data in bulk.
-    pub fn pool(&self) -> &SqlitePool {
+    pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
@@ -459,7 +506,7 @@ impl Store {
 
     /// Checks the database answers.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        query("SELECT 1").execute(&self.pool).await?;
         Ok(())
     }
 
@@ -493,7 +540,7 @@ impl Store {
         let at = a.at as i64;
         let (alarm_id, linked) = match existing {
             Some((id, ticket_id)) => {
-                sqlx::query(
+                query(
                     "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
                      peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
                      suppressed = suppressed AND ?, updated_at = ? WHERE id = ?",
@@ -512,9 +559,9 @@ impl Store {
                 (id, ticket_id)
             }
             None => {
-                let id = sqlx::query(
+                let id: i64 = query_scalar(
                     "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?)",
+                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 )
                 .bind(&k.site)
                 .bind(&k.node)
@@ -529,9 +576,8 @@ impl Store {
                 .bind(at)
                 .bind(at)
                 .bind(a.suppressed)
-                .execute(&mut *tx)
-                .await?
-                .last_insert_rowid();
+                .fetch_one(&mut *tx)
+                .await?;
                 (id, None)
             }
         };
@@ -546,7 +592,7 @@ impl Store {
                     | TicketOutcome::Reopened { id, .. } => *id,
                     TicketOutcome::AlreadyLinked { id } => *id,
                 };
-                sqlx::query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
+                query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
                     .bind(tid)
                     .bind(alarm_id)
                     .execute(&mut *tx)
@@ -573,7 +619,7 @@ impl Store {
             return Ok(None);
         };
         let at = at as i64;
-        sqlx::query(
+        query(
             "UPDATE alarms SET state = ?, value = COALESCE(?, value), updated_at = ?, \
              cleared_at = CASE WHEN ? = 'cleared' THEN ? ELSE cleared_at END WHERE id = ?",
         )
@@ -598,7 +644,7 @@ impl Store {
         value: i32,
         at: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "UPDATE alarms SET level = ?, value = ?, updated_at = ? \
              WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
         )
@@ -616,7 +662,7 @@ impl Store {
 
     /// Appends a rule transition to the alarm log.
     pub async fn log_transition(&self, e: &LogEntry<'_>) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -642,7 +688,7 @@ impl Store {
         node: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AlarmLogRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(query_as(
             "SELECT id, at, site, node, channel, cause, transition, level, value, disposition, actor FROM alarm_log \
              WHERE site = ? AND (? IS NULL OR node = ?) ORDER BY id DESC LIMIT ?",
         )
@@ -656,12 +702,12 @@ impl Store {
 
     /// One alarm by id.
     pub async fn alarm(&self, id: i64) -> Result<Option<AlarmRow>, StoreError> {
-        Ok(sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?)
+        Ok(
+            query_as(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?,
+        )
     }
 
     /// Standing alarms with `cause` (e.g. every node's `offline`), of one site or all.
@@ -673,7 +719,7 @@ impl Store {
         let sql = format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE (? IS NULL OR site = ?) AND cause = ? AND state <> 'cleared' ORDER BY id"
         );
-        Ok(sqlx::query_as(AssertSqlSafe(sql))
+        Ok(query_as(&sql)
             .bind(site)
             .bind(site)
             .bind(cause)
@@ -689,8 +735,8 @@ impl Store {
         cause: &str,
         at: u64,
     ) -> Result<u64, StoreError> {
-        Ok(sqlx::query(
-            "UPDATE alarms SET suppressed = 1, updated_at = ? WHERE site = ? AND cause = ? AND state <> 'cleared' AND suppressed = 0",
+        Ok(query(
+            "UPDATE alarms SET suppressed = TRUE, updated_at = ? WHERE site = ? AND cause = ? AND state <> 'cleared' AND suppressed = FALSE",
         )
         .bind(at as i64)
         .bind(site)
@@ -711,7 +757,7 @@ impl Store {
         let Some((id, _)) = standing_alarm(&mut tx, key).await? else {
             return Ok(None);
         };
-        sqlx::query("UPDATE alarms SET flapping = ?, updated_at = ? WHERE id = ?")
+        query("UPDATE alarms SET flapping = ?, updated_at = ? WHERE id = ?")
             .bind(flapping)
             .bind(at as i64)
             .bind(id)
@@ -731,9 +777,9 @@ impl Store {
     ) -> Result<Vec<AlarmRow>, StoreError> {
         let sql = format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND (? IS NULL OR node = ?) \
-             AND state <> 'cleared' AND suppressed = 1 ORDER BY id"
+             AND state <> 'cleared' AND suppressed = TRUE ORDER BY id"
         );
-        Ok(sqlx::query_as(AssertSqlSafe(sql))
+        Ok(query_as(&sql)
             .bind(site)
             .bind(node)
             .bind(node)
@@ -764,7 +810,7 @@ impl Store {
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
         if unsuppress {
-            sqlx::query("UPDATE alarms SET suppressed = 0, updated_at = ? WHERE id = ?")
+            query("UPDATE alarms SET suppressed = FALSE, updated_at = ? WHERE id = ?")
                 .bind(at as i64)
                 .bind(id)
                 .execute(&mut *tx)
@@ -784,7 +830,7 @@ impl Store {
                 | TicketOutcome::Attached { id: t, .. }
                 | TicketOutcome::Reopened { id: t, .. } = &o
                 {
-                    sqlx::query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
+                    query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
                         .bind(t)
                         .bind(id)
                         .execute(&mut *tx)
@@ -804,9 +850,9 @@ impl Store {
     pub async fn offline_due_ticket(&self, before: u64) -> Result<Vec<AlarmRow>, StoreError> {
         let sql = format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE cause IN ('offline', 'uplink') AND state <> 'cleared' \
-             AND suppressed = 0 AND ticket_id IS NULL AND raised_at <= ? ORDER BY id"
+             AND suppressed = FALSE AND ticket_id IS NULL AND raised_at <= ? ORDER BY id"
         );
-        Ok(sqlx::query_as(AssertSqlSafe(sql))
+        Ok(query_as(&sql)
             .bind(before as i64)
             .fetch_all(&self.pool)
             .await?)
@@ -817,10 +863,10 @@ impl Store {
     pub async fn mark_overdue(&self, now: u64) -> Result<Vec<TicketRow>, StoreError> {
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let due: Vec<TicketRow> = sqlx::query_as(AssertSqlSafe(format!(
+        let due: Vec<TicketRow> = query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE status <> 'closed' AND deadline IS NOT NULL \
              AND deadline < ? AND overdue_at IS NULL ORDER BY id"
-        )))
+        ))
         .bind(now as i64)
         .fetch_all(&mut *tx)
         .await?;
@@ -830,7 +876,7 @@ impl Store {
                 .clone()
                 .filter(|s| !s.is_empty())
                 .unwrap_or_else(|| "民政局".to_string());
-            sqlx::query(
+            query(
                 "UPDATE tickets SET overdue_at = ?, escalated_to = ?, updated_at = ? WHERE id = ?",
             )
             .bind(now as i64)
@@ -864,9 +910,9 @@ impl Store {
         let mut out = Vec::new();
         for id in ids {
             out.push(
-                sqlx::query_as(AssertSqlSafe(format!(
+                query_as(&format!(
                     "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
-                )))
+                ))
                 .bind(id)
                 .fetch_one(&mut *tx)
                 .await?,
@@ -887,10 +933,9 @@ impl Store {
     ) -> Result<Vec<RuleChangeRow>, StoreError> {
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let old: Vec<(String, String)> =
-            sqlx::query_as("SELECT scope, settings FROM rule_settings")
-                .fetch_all(&mut *tx)
-                .await?;
+        let old: Vec<(String, String)> = query_as("SELECT scope, settings FROM rule_settings")
+            .fetch_all(&mut *tx)
+            .await?;
         let old: std::collections::BTreeMap<String, String> = old.into_iter().collect();
         let mut changes = Vec::new();
         let scopes: std::collections::BTreeSet<&String> =
@@ -900,20 +945,19 @@ impl Store {
             if before == after {
                 continue;
             }
-            let id = sqlx::query(
-                "INSERT INTO rule_changes (at, actor, scope, old, new) VALUES (?, ?, ?, ?, ?)",
+            let id: i64 = query_scalar(
+                "INSERT INTO rule_changes (at, actor, scope, old, new) VALUES (?, ?, ?, ?, ?) RETURNING id",
             )
             .bind(at as i64)
             .bind(actor)
             .bind(scope)
             .bind(before)
             .bind(after)
-            .execute(&mut *tx)
-            .await?
-            .last_insert_rowid();
+            .fetch_one(&mut *tx)
+            .await?;
             match after {
                 Some(new) => {
-                    sqlx::query(
+                    query(
                         "INSERT INTO rule_settings (scope, settings, updated_at) VALUES (?, ?, ?) \
                          ON CONFLICT (scope) DO UPDATE SET settings = excluded.settings, updated_at = excluded.updated_at",
                     )
@@ -924,7 +968,7 @@ impl Store {
                     .await?;
                 }
                 None => {
-                    sqlx::query("DELETE FROM rule_settings WHERE scope = ?")
+                    query("DELETE FROM rule_settings WHERE scope = ?")
                         .bind(scope)
                         .execute(&mut *tx)
                         .await?;
@@ -954,7 +998,7 @@ impl Store {
 
     /// Recorded rule changes, newest first.
     pub async fn rule_changes(&self, limit: i64) -> Result<Vec<RuleChangeRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(query_as(
             "SELECT id, at, actor, scope, old, new FROM rule_changes ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
@@ -986,11 +1030,12 @@ impl Store {
             AlarmFilter::Cleared => "state = 'cleared'",
             AlarmFilter::All => "1 = 1",
         };
+        let site_in = self.backend.site_in("?1");
         let sql = format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE {cond} \
-             AND (?1 IS NULL OR site IN (SELECT value FROM json_each(?1))) ORDER BY raised_at DESC, id DESC LIMIT ?2"
+             AND (?1 IS NULL OR {site_in}) ORDER BY raised_at DESC, id DESC LIMIT ?2"
         );
-        Ok(sqlx::query_as(AssertSqlSafe(sql))
+        Ok(query_as(&sql)
             .bind(sites_json(sites))
             .bind(limit)
             .fetch_all(&self.pool)
@@ -1007,7 +1052,7 @@ impl Store {
         state: &str,
         at: u64,
     ) -> Result<(), StoreError> {
-        sqlx::query(
+        query(
             "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
              ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
              updated_at = excluded.updated_at",
@@ -1028,7 +1073,7 @@ impl Store {
         &self,
     ) -> Result<Vec<(String, String, String, String, String)>, StoreError> {
         Ok(
-            sqlx::query_as("SELECT site, node, channel, quantity, state FROM channel_state")
+            query_as("SELECT site, node, channel, quantity, state FROM channel_state")
                 .fetch_all(&self.pool)
                 .await?,
         )
@@ -1074,8 +1119,8 @@ impl Store {
         let sites = sites.map_or("*".to_string(), |s| s.join(","));
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let id = sqlx::query(
-            "INSERT INTO users (login, name, role, sites, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+        let id: i64 = query_scalar(
+            "INSERT INTO users (login, name, role, sites, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(login)
         .bind(name)
@@ -1083,13 +1128,12 @@ impl Store {
         .bind(&sites)
         .bind(&hash)
         .bind(at as i64)
-        .execute(&mut *tx)
+        .fetch_one(&mut *tx)
         .await
         .map_err(|e| match e {
             sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Exists,
             e => UserError::Store(e.into()),
-        })?
-        .last_insert_rowid();
+        })?;
         let entry = AuditEntry {
             at,
             actor: "admin",
@@ -1110,7 +1154,7 @@ impl Store {
         password: &str,
         now: u64,
     ) -> Result<Option<(String, crate::auth::User)>, StoreError> {
-        let row: Option<(i64, String, String, String, String, bool)> = sqlx::query_as(
+        let row: Option<(i64, String, String, String, String, Flag)> = query_as(
             "SELECT id, name, role, sites, password_hash, disabled FROM users WHERE login = ?",
         )
         .bind(login)
@@ -1123,7 +1167,7 @@ impl Store {
             crate::auth::hash_password("dummy-password-never-used").unwrap_or_default()
         });
         let ok = match &row {
-            Some((.., hash, false)) => crate::auth::verify_password(password, hash),
+            Some((.., hash, Flag(false))) => crate::auth::verify_password(password, hash),
             _ => {
                 let _ = crate::auth::verify_password(password, dummy);
                 false
@@ -1137,7 +1181,7 @@ impl Store {
         };
         let token =
             crate::auth::new_token().map_err(|e| StoreError::Db(sqlx::Error::Protocol(e)))?;
-        sqlx::query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+        query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
             .bind(crate::auth::token_hash(&token))
             .bind(id)
             .bind(now as i64)
@@ -1160,9 +1204,9 @@ impl Store {
         token: &str,
         now: u64,
     ) -> Result<Option<crate::auth::User>, StoreError> {
-        let row: Option<(i64, String, String, String, String)> = sqlx::query_as(
+        let row: Option<(i64, String, String, String, String)> = query_as(
             "SELECT u.id, u.login, u.name, u.role, u.sites FROM sessions s JOIN users u ON u.id = s.user_id \
-             WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = 0",
+             WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = FALSE",
         )
         .bind(crate::auth::token_hash(token))
         .bind(now as i64)
@@ -1181,7 +1225,7 @@ impl Store {
 
     /// The whole audit log, in order.
     pub async fn audit_records(&self) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(query_as(
             "SELECT id, at, actor, role, action, subject, details, prev_hash, hash FROM audit_log ORDER BY id",
         )
         .fetch_all(&self.pool)
@@ -1204,15 +1248,14 @@ impl Store {
     ) -> Result<Option<AlarmRow>, StoreError> {
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let first = sqlx::query(
-            "UPDATE alarms SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL",
-        )
-        .bind(at as i64)
-        .bind(by)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let first =
+            query("UPDATE alarms SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL")
+                .bind(at as i64)
+                .bind(by)
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
         if first > 0 {
             let entry = AuditEntry {
                 at,
@@ -1224,12 +1267,10 @@ impl Store {
             };
             append_audit(&mut tx, &entry).await?;
         }
-        let row = sqlx::query_as(AssertSqlSafe(format!(
-            "SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"
-        )))
-        .bind(id)
-        .fetch_optional(&mut *tx)
-        .await?;
+        let row = query_as(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(row)
     }
@@ -1238,10 +1279,10 @@ impl Store {
     /// alarm, pre-alarm or fault on it, and its node not offline or on
     /// battery. `None` while anything stands.
     async fn normal_since(
-        tx: &mut Transaction<'_, Sqlite>,
+        tx: &mut Transaction<'_, Any>,
         t: &TicketRow,
     ) -> Result<Option<u64>, StoreError> {
-        let (standing, last_cleared): (i64, Option<i64>) = sqlx::query_as(
+        let (standing, last_cleared): (i64, Option<i64>) = query_as(
             "SELECT COUNT(CASE WHEN state <> 'cleared' THEN 1 END), MAX(cleared_at) FROM alarms \
              WHERE site = ? AND node = ? AND (channel = ? OR channel = '')",
         )
@@ -1271,9 +1312,9 @@ impl Store {
         use crate::ticket::{self, Action, DataProof, Grade, Status};
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.pool.begin().await?;
-        let row: TicketRow = sqlx::query_as(AssertSqlSafe(format!(
+        let row: TicketRow = query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
-        )))
+        ))
         .bind(id)
         .fetch_optional(&mut *tx)
         .await?
@@ -1295,10 +1336,10 @@ impl Store {
             Ok(n) => n,
             // Name the offending alarms, so the person sees what the data says.
             Err(ticket::Refusal::DataNotProven { reason }) => {
-                let standing: Vec<AlarmRow> = sqlx::query_as(AssertSqlSafe(format!(
+                let standing: Vec<AlarmRow> = query_as(&format!(
                     "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND node = ? AND (channel = ? OR channel = '') \
                      AND state <> 'cleared' ORDER BY id"
-                )))
+                ))
                 .bind(&row.site)
                 .bind(&row.node)
                 .bind(&row.channel)
@@ -1340,7 +1381,7 @@ impl Store {
         };
         let at = now as i64;
         let opt = |v: Option<u64>| v.map(|x| x as i64);
-        sqlx::query(
+        query(
             "UPDATE tickets SET status = ?, grade = ?, deadline = ?, rectified_at = ?, reviewed = ?, \
              extension_requested = ?, closed_at = ?, updated_at = ? WHERE id = ?",
         )
@@ -1357,7 +1398,7 @@ impl Store {
         .await?;
         match action {
             Action::StartRectification { plan } => {
-                sqlx::query(
+                query(
                     "UPDATE tickets SET responsible_unit = ?, responsible_person = ?, measures = ?, funds = ?, \
                      contingency_plan = ? WHERE id = ?",
                 )
@@ -1375,7 +1416,7 @@ impl Store {
                 document_no,
                 ..
             } => {
-                sqlx::query("UPDATE tickets SET supervisor = ?, document_no = ?, listed_at = ? WHERE id = ?")
+                query("UPDATE tickets SET supervisor = ?, document_no = ?, listed_at = ? WHERE id = ?")
                     .bind(supervisor)
                     .bind(document_no)
                     .bind(at)
@@ -1385,7 +1426,7 @@ impl Store {
             }
             // 摘牌: a listed hazard is delisted when accepted.
             Action::Accept { passed: true } => {
-                sqlx::query("UPDATE tickets SET delisted_at = ? WHERE id = ?")
+                query("UPDATE tickets SET delisted_at = ? WHERE id = ?")
                     .bind(at)
                     .bind(id)
                     .execute(&mut *tx)
@@ -1394,7 +1435,7 @@ impl Store {
             _ => {}
         }
         let details = serde_json::to_string(action).unwrap_or_default();
-        sqlx::query(
+        query(
             "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note, role, details) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
@@ -1422,9 +1463,9 @@ impl Store {
             details: serde_json::json!({ "from": current.status.code(), "to": next.status.code(), "step": action, "note": actor.note }).to_string(),
         };
         append_audit(&mut tx, &entry).await?;
-        let row = sqlx::query_as(AssertSqlSafe(format!(
+        let row = query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
-        )))
+        ))
         .bind(id)
         .fetch_one(&mut *tx)
         .await?;
@@ -1450,13 +1491,12 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<TicketRow>, StoreError> {
         let (cond, status) = filter.condition("?3");
+        let site_in = self.backend.site_in("?1");
         let sql = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE {cond} \
-             AND (?1 IS NULL OR site IN (SELECT value FROM json_each(?1))) ORDER BY opened_at DESC, id DESC LIMIT ?2"
+             AND (?1 IS NULL OR {site_in}) ORDER BY opened_at DESC, id DESC LIMIT ?2"
         );
-        let q = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(sites_json(sites))
-            .bind(limit);
+        let q = query_as(&sql).bind(sites_json(sites)).bind(limit);
         let q = match status {
             Some(s) => q.bind(s),
             None => q,
@@ -1473,7 +1513,7 @@ impl Store {
              AND (? IS NULL OR opened_at >= ?) AND (? IS NULL OR opened_at < ?) AND (? IS NULL OR grade = ?) \
              ORDER BY opened_at, id LIMIT ?"
         );
-        let mut query = sqlx::query_as(AssertSqlSafe(sql));
+        let mut query = query_as(&sql);
         if let Some(s) = status {
             query = query.bind(s);
         }
@@ -1499,7 +1539,7 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<ReportFigures, StoreError> {
-        let alarms: Vec<(String, String, i64)> = sqlx::query_as(
+        let alarms: Vec<(String, String, i64)> = query_as(
             "SELECT site, kind, COUNT(*) FROM alarms WHERE raised_at >= ? AND raised_at < ? AND (? IS NULL OR site = ?) \
              GROUP BY site, kind ORDER BY site, kind",
         )
@@ -1509,13 +1549,13 @@ impl Store {
         .bind(site)
         .fetch_all(&self.pool)
         .await?;
-        let tickets: Vec<(String, i64, i64, i64, i64, Option<f64>)> = sqlx::query_as(
+        let tickets: Vec<(String, i64, i64, i64, i64, Option<f64>)> = query_as(
             "SELECT site, \
                COUNT(CASE WHEN opened_at >= ?1 AND opened_at < ?2 THEN 1 END), \
                COUNT(CASE WHEN closed_at >= ?1 AND closed_at < ?2 THEN 1 END), \
                COUNT(CASE WHEN overdue_at IS NOT NULL AND overdue_at < ?2 AND (closed_at IS NULL OR closed_at >= ?1) THEN 1 END), \
                COUNT(CASE WHEN opened_at < ?2 AND (closed_at IS NULL OR closed_at >= ?2) THEN 1 END), \
-               AVG(CASE WHEN closed_at >= ?1 AND closed_at < ?2 THEN (closed_at - opened_at) / 3600000.0 END) \
+               CAST(AVG(CASE WHEN closed_at >= ?1 AND closed_at < ?2 THEN (closed_at - opened_at) / 3600000.0 END) AS DOUBLE PRECISION) \
              FROM tickets WHERE (?3 IS NULL OR site = ?3) GROUP BY site ORDER BY site",
         )
         .bind(from)
@@ -1523,10 +1563,10 @@ impl Store {
         .bind(site)
         .fetch_all(&self.pool)
         .await?;
-        let major = sqlx::query_as(AssertSqlSafe(format!(
+        let major = query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE grade = 'major' AND opened_at < ? \
              AND (closed_at IS NULL OR closed_at >= ?) AND (? IS NULL OR site = ?) ORDER BY site, opened_at"
-        )))
+        ))
         .bind(to)
         .bind(from)
         .bind(site)
@@ -1558,9 +1598,9 @@ impl Store {
             Some((m, n, h)) => (Some(m), Some(n), Some(h)),
             None => (None, None, None),
         };
-        let id = sqlx::query(
+        let id: i64 = query_scalar(
             "INSERT INTO ticket_evidence (ticket_id, at, actor, role, kind, media_type, size, content_hash, note) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
         )
         .bind(ticket_id)
         .bind(at as i64)
@@ -1571,9 +1611,8 @@ impl Store {
         .bind(size)
         .bind(hash)
         .bind(note)
-        .execute(&mut *tx)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(&mut *tx)
+        .await?;
         let entry = AuditEntry {
             at,
             actor,
@@ -1583,7 +1622,7 @@ impl Store {
             details: serde_json::json!({ "media_type": media_type, "size": size, "sha256": hash, "note": note }).to_string(),
         };
         append_audit(&mut tx, &entry).await?;
-        let row = sqlx::query_as(
+        let row = query_as(
             "SELECT id, ticket_id, at, actor, role, kind, media_type, size, content_hash, note FROM ticket_evidence WHERE id = ?",
         )
         .bind(id)
@@ -1595,7 +1634,7 @@ impl Store {
 
     /// A ticket's evidence, oldest first.
     pub async fn evidence(&self, ticket_id: i64) -> Result<Vec<EvidenceRow>, StoreError> {
-        Ok(sqlx::query_as(
+        Ok(query_as(
             "SELECT id, ticket_id, at, actor, role, kind, media_type, size, content_hash, note FROM ticket_evidence \
              WHERE ticket_id = ? ORDER BY id",
         )
@@ -1610,7 +1649,7 @@ impl Store {
         &self,
         hash: &str,
     ) -> Result<Option<(String, Vec<String>)>, StoreError> {
-        let rows: Vec<(String, String)> = sqlx::query_as(
+        let rows: Vec<(String, String)> = query_as(
             "SELECT e.media_type, t.site FROM ticket_evidence e JOIN tickets t ON t.id = e.ticket_id \
              WHERE e.content_hash = ? AND e.media_type IS NOT NULL",
         )
@@ -1628,25 +1667,25 @@ impl Store {
         &self,
         id: i64,
     ) -> Result<Option<(TicketRow, Vec<TicketEventRow>, Vec<AlarmRow>)>, StoreError> {
-        let ticket: Option<TicketRow> = sqlx::query_as(AssertSqlSafe(format!(
+        let ticket: Option<TicketRow> = query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
-        )))
+        ))
         .bind(id)
         .fetch_optional(&self.pool)
         .await?;
         let Some(ticket) = ticket else {
             return Ok(None);
         };
-        let events = sqlx::query_as(
+        let events = query_as(
             "SELECT id, ticket_id, at, actor, action, from_status, to_status, note, role, details FROM ticket_events \
              WHERE ticket_id = ? ORDER BY id",
         )
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
-        let alarms = sqlx::query_as(AssertSqlSafe(format!(
+        let alarms = query_as(&format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE ticket_id = ? ORDER BY id"
-        )))
+        ))
         .bind(id)
         .fetch_all(&self.pool)
         .await?;
@@ -1654,17 +1693,17 @@ impl Store {
     }
 }
 
-/// A site list as the JSON array the queries expand with `json_each`.
+/// A site list as the JSON array the queries expand ([`Backend::site_in`]).
 fn sites_json(sites: Option<&[String]>) -> Option<String> {
     sites.map(|s| serde_json::to_string(s).unwrap_or_else(|_| "[]".into()))
 }
 
 /// The standing (not cleared) alarm for `key`: its id and linked ticket.
 async fn standing_alarm(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     k: &AlarmKey,
 ) -> Result<Option<(i64, Option<i64>)>, StoreError> {
-    Ok(sqlx::query_as(
+    Ok(query_as(
         "SELECT id, ticket_id FROM alarms WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
     )
     .bind(&k.site)
@@ -1675,23 +1714,23 @@ async fn standing_alarm(
     .await?)
 }
 
-async fn alarm_by_id(tx: &mut Transaction<'_, Sqlite>, id: i64) -> Result<AlarmRow, StoreError> {
-    Ok(sqlx::query_as(AssertSqlSafe(format!(
-        "SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"
-    )))
-    .bind(id)
-    .fetch_one(&mut **tx)
-    .await?)
+async fn alarm_by_id(tx: &mut Transaction<'_, Any>, id: i64) -> Result<AlarmRow, StoreError> {
+    Ok(
+        query_as(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"))
+            .bind(id)
+            .fetch_one(&mut **tx)
+            .await?,
+    )
 }
 
 async fn open_or_attach(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     k: &AlarmKey,
     spec: &TicketSpec,
     alarm_id: i64,
     at: i64,
 ) -> Result<TicketOutcome, StoreError> {
-    let open: Option<(i64, String)> = sqlx::query_as(
+    let open: Option<(i64, String)> = query_as(
         "SELECT id, number FROM tickets WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND status <> 'closed'",
     )
     .bind(&k.site)
@@ -1701,7 +1740,7 @@ async fn open_or_attach(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some((id, number)) = open {
-        sqlx::query("UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = ?, updated_at = ? WHERE id = ?")
+        query("UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = ?, updated_at = ? WHERE id = ?")
             .bind(at)
             .bind(at)
             .bind(id)
@@ -1719,7 +1758,7 @@ async fn open_or_attach(
         .await?;
         return Ok(TicketOutcome::Attached { id, number });
     }
-    let recent: Option<(i64, String)> = sqlx::query_as(
+    let recent: Option<(i64, String)> = query_as(
         "SELECT id, number FROM tickets WHERE site = ? AND node = ? AND channel = ? AND cause = ? \
          AND status = 'closed' AND closed_at >= ? ORDER BY closed_at DESC LIMIT 1",
     )
@@ -1731,8 +1770,8 @@ async fn open_or_attach(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some((id, number)) = recent {
-        sqlx::query(
-            "UPDATE tickets SET status = 'rectifying', closed_at = NULL, reviewed = 0, rectified_at = NULL, \
+        query(
+            "UPDATE tickets SET status = 'rectifying', closed_at = NULL, reviewed = FALSE, rectified_at = NULL, \
              alarm_count = alarm_count + 1, last_alarm_at = ?, updated_at = ? WHERE id = ?",
         )
         .bind(at)
@@ -1765,9 +1804,9 @@ async fn open_or_attach(
     // The number needs the row id; insert with a placeholder unique to this
     // transaction, then set it.
     let placeholder = format!("pending-{alarm_id}-{at}");
-    let id = sqlx::query(
+    let id: i64 = query_scalar(
         "INSERT INTO tickets (number, site, node, channel, cause, source, category, grade, status, title, location, \
-         opened_at, updated_at, alarm_count, last_alarm_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?)",
+         opened_at, updated_at, alarm_count, last_alarm_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 1, ?) RETURNING id",
     )
     .bind(&placeholder)
     .bind(&k.site)
@@ -1783,15 +1822,14 @@ async fn open_or_attach(
     .bind(at)
     .bind(at)
     .bind(at)
-    .execute(&mut **tx)
-    .await?
-    .last_insert_rowid();
+    .fetch_one(&mut **tx)
+    .await?;
     let number = format!(
         "{}{}-{id:05}",
         spec.prefix,
         crate::time::date_cst(at as u64)
     );
-    sqlx::query("UPDATE tickets SET number = ? WHERE id = ?")
+    query("UPDATE tickets SET number = ? WHERE id = ?")
         .bind(&number)
         .bind(id)
         .execute(&mut **tx)
@@ -1810,7 +1848,7 @@ async fn open_or_attach(
 }
 
 async fn add_event(
-    tx: &mut Transaction<'_, Sqlite>,
+    tx: &mut Transaction<'_, Any>,
     ticket_id: i64,
     at: i64,
     action: &str,
@@ -1818,7 +1856,7 @@ async fn add_event(
     to: Option<&str>,
     note: &str,
 ) -> Result<(), StoreError> {
-    sqlx::query(
+    query(
         "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note) \
          VALUES (?, ?, 'system', ?, ?, ?, ?)",
     )
@@ -1831,4 +1869,127 @@ async fn add_event(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    /// `site IN (the sites of the JSON array bound at `param`)`.
+    fn site_in(self, param: &str) -> String {
+        match self {
+            Backend::Sqlite => format!("site IN (SELECT value FROM json_each({param}))"),
+            Backend::Postgres => {
+                format!("site IN (SELECT json_array_elements_text(CAST({param} AS json)))")
+            }
+        }
+    }
+}
+
+/// A flag column: BOOLEAN in PostgreSQL, an integer 0/1 in SQLite (which
+/// the `Any` driver hands over as an integer).
+struct Flag(bool);
+
+impl sqlx::Type<Any> for Flag {
+    fn type_info() -> sqlx::any::AnyTypeInfo {
+        <bool as sqlx::Type<Any>>::type_info()
+    }
+
+    fn compatible(ty: &sqlx::any::AnyTypeInfo) -> bool {
+        <bool as sqlx::Type<Any>>::compatible(ty) || <i64 as sqlx::Type<Any>>::compatible(ty)
+    }
+}
+
+impl<'r> sqlx::Decode<'r, Any> for Flag {
+    fn decode(value: sqlx::any::AnyValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        match <bool as sqlx::Decode<Any>>::decode(value.clone()) {
+            Ok(b) => Ok(Flag(b)),
+            Err(_) => Ok(Flag(<i64 as sqlx::Decode<Any>>::decode(value)? != 0)),
+        }
+    }
+}
+
+impl From<Flag> for bool {
+    fn from(f: Flag) -> bool {
+        f.0
+    }
+}
+
+/// Rewrites SQLite-style placeholders to the `$N` form both backends
+/// accept: `?N` becomes `$N`, and a bare `?` takes the number after the
+/// largest one so far (SQLite's own rule). Quoted text is left alone.
+pub fn portable(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut chars = sql.chars().peekable();
+    let mut largest = 0u32;
+    let mut quote: Option<char> = None;
+    while let Some(c) = chars.next() {
+        match (quote, c) {
+            (Some(q), c) if c == q => {
+                quote = None;
+                out.push(c);
+            }
+            (Some(_), c) => out.push(c),
+            (None, '\'' | '"') => {
+                quote = Some(c);
+                out.push(c);
+            }
+            (None, '?') => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().filter(|d| d.is_ascii_digit()) {
+                    digits.push(*d);
+                    chars.next();
+                }
+                let n = match digits.parse::<u32>() {
+                    Ok(n) => n,
+                    Err(_) => largest + 1,
+                };
+                largest = largest.max(n);
+                out.push('$');
+                out.push_str(&n.to_string());
+            }
+            (None, c) => out.push(c),
+        }
+    }
+    out
+}
+
+fn query(sql: &str) -> sqlx::query::Query<'static, Any, AnyArguments> {
+    sqlx::query(AssertSqlSafe(portable(sql)))
+}
+
+fn query_as<T>(sql: &str) -> sqlx::query::QueryAs<'static, Any, T, AnyArguments>
+where
+    T: for<'r> sqlx::FromRow<'r, AnyRow>,
+{
+    sqlx::query_as(AssertSqlSafe(portable(sql)))
+}
+
+fn query_scalar<T>(sql: &str) -> sqlx::query::QueryScalar<'static, Any, T, AnyArguments>
+where
+    (T,): for<'r> sqlx::FromRow<'r, AnyRow>,
+{
+    sqlx::query_scalar(AssertSqlSafe(portable(sql)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::portable;
+
+    #[test]
+    fn placeholders_become_numbered() {
+        assert_eq!(portable("a = ? AND b = ?"), "a = $1 AND b = $2");
+        assert_eq!(
+            portable("?1 IS NULL OR x = ?1 LIMIT ?2"),
+            "$1 IS NULL OR x = $1 LIMIT $2"
+        );
+        // A bare ? after ?3 is ?4, as in SQLite.
+        assert_eq!(portable("s = ?3 AND a = ?"), "s = $3 AND a = $4");
+        assert_eq!(portable("a = '?' AND b = ?"), "a = '?' AND b = $1");
+        assert_eq!(portable("\"we?ird\" = ?"), "\"we?ird\" = $1");
+    }
 }

@@ -3,6 +3,9 @@
 //! flapping, hovering at a setpoint, authorised reset, and the audit of rule
 //! changes. Time is passed in; nothing sleeps.
 
+mod common;
+
+use common::db::TestDb;
 use gateway::config::Config;
 use gateway::metrics::Metrics;
 use gateway::pipeline::{Inbound, Pipeline, ResetError};
@@ -29,15 +32,12 @@ struct Rig {
     store: Store,
     events: broadcast::Receiver<GatewayEvent>,
     seq: u32,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
 impl Rig {
-    async fn new(config: &str) -> Rig {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(&format!("sqlite://{}", dir.path().join("a.db").display()))
-            .await
-            .unwrap();
+    async fn new(db: TestDb, config: &str) -> Rig {
+        let store = Store::open(&db.url).await.unwrap();
         let (tx, events) = broadcast::channel(256);
         let config = Arc::new(Config::from_toml(config).unwrap());
         let mut p = Pipeline::new(
@@ -53,7 +53,7 @@ impl Rig {
             store,
             events,
             seq: 0,
-            _dir: dir,
+            _db: db,
         }
     }
 
@@ -112,9 +112,8 @@ impl Rig {
     }
 }
 
-#[tokio::test]
-async fn a_silent_node_goes_offline_and_comes_back() {
-    let mut r = Rig::new(CONFIG).await;
+async fn a_silent_node_goes_offline_and_comes_back(db: TestDb) {
+    let mut r = Rig::new(db, CONFIG).await;
     r.rc("n01", 150, T0 + 1_000).await;
     r.rc("n02", 150, T0 + 1_000).await;
     // n02 keeps reporting; n01 falls silent for the 60 s dead-man time.
@@ -140,9 +139,8 @@ async fn a_silent_node_goes_offline_and_comes_back() {
     assert_eq!(names, ["offline_timeout", "online"]);
 }
 
-#[tokio::test]
-async fn a_whole_site_going_silent_is_one_uplink_alarm() {
-    let mut r = Rig::new(CONFIG).await;
+async fn a_whole_site_going_silent_is_one_uplink_alarm(db: TestDb) {
+    let mut r = Rig::new(db, CONFIG).await;
     r.rc("n01", 150, T0).await;
     r.rc("n02", 150, T0).await;
     r.notified();
@@ -167,9 +165,8 @@ async fn a_whole_site_going_silent_is_one_uplink_alarm() {
     );
 }
 
-#[tokio::test]
-async fn alarms_behind_a_supply_failure_are_suppressed_then_released_with_their_ticket() {
-    let mut r = Rig::new(CONFIG).await;
+async fn alarms_behind_a_supply_failure_are_suppressed_then_released_with_their_ticket(db: TestDb) {
+    let mut r = Rig::new(db, CONFIG).await;
     r.rc("n01", 150, T0).await;
     r.supply("n01", "fault", T0 + 1_000).await;
     r.rc("n01", 700, T0 + 2_000).await;
@@ -208,9 +205,8 @@ async fn alarms_behind_a_supply_failure_are_suppressed_then_released_with_their_
     assert_eq!(tickets.len(), 2);
 }
 
-#[tokio::test]
-async fn a_value_hovering_at_the_setpoint_raises_once() {
-    let mut r = Rig::new(CONFIG).await;
+async fn a_value_hovering_at_the_setpoint_raises_once(db: TestDb) {
+    let mut r = Rig::new(db, CONFIG).await;
     // 288–312 mA around the 300 mA pre-alarm with a 30 mA return difference.
     for i in 0..200u64 {
         let v = 300 + if i % 2 == 0 { 12 } else { -12 } + (i % 5) as i32 - 2;
@@ -226,9 +222,8 @@ async fn a_value_hovering_at_the_setpoint_raises_once() {
     assert_eq!(log.len(), 1, "{log:?}");
 }
 
-#[tokio::test]
-async fn a_flapping_channel_notifies_once_and_logs_every_swing() {
-    let mut r = Rig::new(CONFIG).await;
+async fn a_flapping_channel_notifies_once_and_logs_every_swing(db: TestDb) {
+    let mut r = Rig::new(db, CONFIG).await;
     // Swinging across the whole band every 10 s: pre-alarm raised and cleared.
     for i in 0..40u64 {
         let v = if i % 2 == 0 { 350 } else { 200 };
@@ -264,9 +259,8 @@ async fn a_flapping_channel_notifies_once_and_logs_every_swing() {
     assert!(r.standing().await.iter().all(|a| !a.flapping));
 }
 
-#[tokio::test]
-async fn a_latched_alarm_needs_an_authorised_reset_once_the_value_is_back() {
-    let mut r = Rig::new(CONFIG).await;
+async fn a_latched_alarm_needs_an_authorised_reset_once_the_value_is_back(db: TestDb) {
+    let mut r = Rig::new(db, CONFIG).await;
     r.rc("n01", 650, T0).await;
     let id = r.standing().await[0].id;
     assert!(
@@ -296,10 +290,8 @@ async fn a_latched_alarm_needs_an_authorised_reset_once_the_value_is_back() {
     ));
 }
 
-#[tokio::test]
-async fn a_changed_setpoint_is_audited_at_start_up() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+async fn a_changed_setpoint_is_audited_at_start_up(db: TestDb) {
+    let url = db.url.clone();
     let start = |config: String, at: u64| {
         let url = url.clone();
         async move {
@@ -346,10 +338,8 @@ async fn a_changed_setpoint_is_audited_at_start_up() {
     assert_eq!(newest.actor, "config:/etc/fire-gateway/gateway.toml");
 }
 
-#[tokio::test]
-async fn a_restarted_gateway_carries_on_with_the_channel_state() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}", dir.path().join("a.db").display());
+async fn a_restarted_gateway_carries_on_with_the_channel_state(db: TestDb) {
+    let url = db.url.clone();
     let pipeline = |store: Store| {
         let (tx, _) = broadcast::channel(16);
         Pipeline::new(
@@ -395,3 +385,14 @@ async fn a_restarted_gateway_carries_on_with_the_channel_state() {
         "the pre-alarm cleared after the restart"
     );
 }
+
+crate::on_both_backends!(
+    a_silent_node_goes_offline_and_comes_back,
+    a_whole_site_going_silent_is_one_uplink_alarm,
+    alarms_behind_a_supply_failure_are_suppressed_then_released_with_their_ticket,
+    a_value_hovering_at_the_setpoint_raises_once,
+    a_flapping_channel_notifies_once_and_logs_every_swing,
+    a_latched_alarm_needs_an_authorised_reset_once_the_value_is_back,
+    a_changed_setpoint_is_audited_at_start_up,
+    a_restarted_gateway_carries_on_with_the_channel_state,
+);

@@ -2,17 +2,17 @@
 //! `gateway audit verify` fails, naming the record, when anyone edits or
 //! deletes a past record in the database.
 
+mod common;
+
+use common::db::TestDb;
 use gateway::store::{Actor, AlarmInput, AlarmKey, Store, TicketSpec};
 use gateway::ticket::{Action, Grade, Policy, Role};
 use std::process::Command;
 
 const T0: u64 = 1_790_000_000_000;
 
-async fn populated(dir: &tempfile::TempDir) -> String {
-    let url = format!(
-        "sqlite://{}",
-        dir.path().join("data").join("gateway.db").display()
-    );
+async fn populated(db: &TestDb) -> String {
+    let url = db.url.clone();
     let store = Store::open(&url).await.unwrap();
     let key = AlarmKey {
         site: "home_a".into(),
@@ -75,13 +75,14 @@ async fn populated(dir: &tempfile::TempDir) -> String {
     url
 }
 
-fn verify(dir: &tempfile::TempDir) -> (Option<i32>, String) {
-    let config = dir.path().join("gateway.toml");
+fn verify(db: &TestDb) -> (Option<i32>, String) {
+    let config = db.dir.path().join("gateway.toml");
     std::fs::write(
         &config,
         format!(
-            "[storage]\ndata_dir = \"{}\"\n",
-            dir.path().join("data").display()
+            "[storage]\ndata_dir = \"{}\"\ndatabase_url = \"{}\"\n",
+            db.dir.path().join("data").display(),
+            db.url
         ),
     )
     .unwrap();
@@ -100,49 +101,42 @@ fn verify(dir: &tempfile::TempDir) -> (Option<i32>, String) {
     )
 }
 
-async fn tamper(url: &str, sql: &str) {
-    let pool = sqlx::SqlitePool::connect(url).await.unwrap();
-    // Whoever tampers with the file can drop the triggers; the chain still tells.
-    sqlx::query("DROP TRIGGER audit_log_no_update")
-        .execute(&pool)
-        .await
-        .unwrap();
-    sqlx::query("DROP TRIGGER audit_log_no_delete")
-        .execute(&pool)
-        .await
-        .unwrap();
+async fn tamper(db: &TestDb, sql: &str) {
+    let store = Store::open(&db.url).await.unwrap();
+    let pool = store.pool();
+    // Whoever tampers with the database can drop the triggers; the chain still tells.
+    let drop = if db.is_postgres() {
+        "DROP TRIGGER audit_log_append_only ON audit_log"
+    } else {
+        "DROP TRIGGER audit_log_no_update; DROP TRIGGER audit_log_no_delete"
+    };
+    sqlx::raw_sql(drop).execute(pool).await.unwrap();
     sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-        .execute(&pool)
+        .execute(pool)
         .await
         .unwrap();
-    pool.close().await;
+    store.close().await;
 }
 
-#[tokio::test]
-async fn verify_passes_on_an_intact_trail() {
-    let dir = tempfile::tempdir().unwrap();
-    populated(&dir).await;
-    let (code, out) = verify(&dir);
+async fn verify_passes_on_an_intact_trail(db: TestDb) {
+    populated(&db).await;
+    let (code, out) = verify(&db);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("intact: 3 records"), "{out}");
 }
 
-#[tokio::test]
-async fn editing_a_past_record_is_caught_and_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = populated(&dir).await;
-    tamper(&url, "UPDATE audit_log SET actor = '别人' WHERE id = 2").await;
-    let (code, out) = verify(&dir);
+async fn editing_a_past_record_is_caught_and_named(db: TestDb) {
+    populated(&db).await;
+    tamper(&db, "UPDATE audit_log SET actor = '别人' WHERE id = 2").await;
+    let (code, out) = verify(&db);
     assert_eq!(code, Some(3), "{out}");
     assert!(out.contains("record 2") && out.contains("changed"), "{out}");
 }
 
-#[tokio::test]
-async fn deleting_a_past_record_is_caught_and_named() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = populated(&dir).await;
-    tamper(&url, "DELETE FROM audit_log WHERE id = 1").await;
-    let (code, out) = verify(&dir);
+async fn deleting_a_past_record_is_caught_and_named(db: TestDb) {
+    populated(&db).await;
+    tamper(&db, "DELETE FROM audit_log WHERE id = 1").await;
+    let (code, out) = verify(&db);
     assert_eq!(code, Some(3), "{out}");
     assert!(
         out.contains("record 2") && out.contains("expected record 1"),
@@ -150,17 +144,23 @@ async fn deleting_a_past_record_is_caught_and_named() {
     );
 }
 
-#[tokio::test]
-async fn plain_sql_cannot_edit_the_trail() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = populated(&dir).await;
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
+async fn plain_sql_cannot_edit_the_trail(db: TestDb) {
+    let url = populated(&db).await;
+    let store = Store::open(&url).await.unwrap();
+    let pool = store.pool();
     assert!(sqlx::query("UPDATE audit_log SET actor = 'x'")
-        .execute(&pool)
+        .execute(pool)
         .await
         .is_err());
     assert!(sqlx::query("DELETE FROM audit_log")
-        .execute(&pool)
+        .execute(pool)
         .await
         .is_err());
 }
+
+crate::on_both_backends!(
+    verify_passes_on_an_intact_trail,
+    editing_a_past_record_is_caught_and_named,
+    deleting_a_past_record_is_caught_and_named,
+    plain_sql_cannot_edit_the_trail,
+);

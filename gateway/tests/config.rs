@@ -14,6 +14,8 @@ fn shipped_sample_config_is_valid() {
 #[test]
 fn every_problem_is_reported_at_once_with_its_path() {
     let text = r#"
+        [storage]
+        database_url = "mysql://db/fire"
         [mqtt]
         brokr = "external"
         keep_alive_secs = 1
@@ -50,6 +52,7 @@ fn every_problem_is_reported_at_once_with_its_path() {
         "mqtt.brokr: unknown key",
         "sites[1].nodes[1].locaton: unknown key",
         "mqtt.keep_alive_secs: must be at least 5",
+        "storage.database_url: must start with sqlite:// or postgres://",
         "sink.url: must be an http:// or https:// URL",
         "sink.batch_size: must be at least 1",
         "rules.plasma: unknown quantity",

@@ -3,6 +3,9 @@
 //! protected path answers 401 without a valid token and 403 outside the
 //! caller's jurisdiction; bad parameters get a clear 400 in Chinese.
 
+mod common;
+
+use common::db::TestDb;
 use gateway::config::Config;
 use gateway::http::{router, AppState, OPENAPI};
 use gateway::metrics::Metrics;
@@ -16,14 +19,12 @@ struct Api {
     tokens: std::collections::HashMap<&'static str, String>,
     alarm_a: i64,
     ticket_a: i64,
-    _dir: tempfile::TempDir,
+    _db: TestDb,
 }
 
-async fn serve() -> Api {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("h.db").display()))
-        .await
-        .unwrap();
+async fn serve(db: TestDb) -> Api {
+    let dir = &db.dir;
+    let store = Store::open(&db.url).await.unwrap();
     let mut config = Config::from_toml(
         "[[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n\
          [[sites]]\nid = \"home_b\"\nname = \"福星敬老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
@@ -94,7 +95,7 @@ async fn serve() -> Api {
         tokens,
         alarm_a: alarm.id,
         ticket_a: alarm.ticket_id.unwrap(),
-        _dir: dir,
+        _db: db,
     }
 }
 
@@ -192,9 +193,8 @@ fn concrete(api: &Api, path: &str) -> String {
     }
 }
 
-#[tokio::test]
-async fn every_protected_path_needs_a_valid_token() {
-    let api = serve().await;
+async fn every_protected_path_needs_a_valid_token(db: TestDb) {
+    let api = serve(db).await;
     for (method, path) in SERVED {
         let url = concrete(&api, path);
         if PUBLIC.contains(path) {
@@ -211,9 +211,8 @@ async fn every_protected_path_needs_a_valid_token() {
     }
 }
 
-#[tokio::test]
-async fn every_path_keeps_to_the_callers_jurisdiction() {
-    let api = serve().await;
+async fn every_path_keeps_to_the_callers_jurisdiction(db: TestDb) {
+    let api = serve(db).await;
     let outsider = api.tokens["duty_b"].as_str();
     let insider = api.tokens["duty_a"].as_str();
     // Acting on or reading one record of another site: 403.
@@ -288,9 +287,8 @@ async fn every_path_keeps_to_the_callers_jurisdiction() {
     assert_eq!(status, 403);
 }
 
-#[tokio::test]
-async fn login_gives_a_token_and_refuses_bad_passwords_alike() {
-    let api = serve().await;
+async fn login_gives_a_token_and_refuses_bad_passwords_alike(db: TestDb) {
+    let api = serve(db).await;
     let (status, text) = call(
         &api,
         "post",
@@ -319,9 +317,8 @@ async fn login_gives_a_token_and_refuses_bad_passwords_alike() {
     }
 }
 
-#[tokio::test]
-async fn bad_parameters_are_a_clear_400_and_missing_records_a_404() {
-    let api = serve().await;
+async fn bad_parameters_are_a_clear_400_and_missing_records_a_404(db: TestDb) {
+    let api = serve(db).await;
     let t = Some(api.tokens["admin"].as_str());
     for path in [
         "/api/v1/alarms?state=bogus",
@@ -384,9 +381,8 @@ async fn upload(api: &Api, token: &str, media: &str, body: Vec<u8>, query: &str)
     (resp.status().as_u16(), resp.text().await.unwrap())
 }
 
-#[tokio::test]
-async fn evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction() {
-    let api = serve().await;
+async fn evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction(db: TestDb) {
+    let api = serve(db).await;
     let (a, b) = (api.tokens["duty_a"].as_str(), api.tokens["duty_b"].as_str());
     let mut photo = vec![0xFF, 0xD8, 0xFF, 0xE0];
     photo.extend(std::iter::repeat_n(7u8, 4096));
@@ -478,3 +474,11 @@ async fn evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction() {
         404
     );
 }
+
+crate::on_both_backends!(
+    every_protected_path_needs_a_valid_token,
+    every_path_keeps_to_the_callers_jurisdiction,
+    login_gives_a_token_and_refuses_bad_passwords_alike,
+    bad_parameters_are_a_clear_400_and_missing_records_a_404,
+    evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction,
+);

@@ -1,5 +1,8 @@
 //! The pipeline without a broker: messages in, store and counters out.
 
+mod common;
+
+use common::db::TestDb;
 use gateway::config::Config;
 use gateway::metrics::Metrics;
 use gateway::pipeline::{Inbound, Pipeline, MAX_CLOCK_AHEAD_MS};
@@ -9,12 +12,10 @@ use std::sync::Arc;
 
 const NOW: u64 = 1_790_000_000_000;
 
-async fn pipeline(dir: &tempfile::TempDir) -> (Pipeline, Store, Arc<Metrics>) {
+async fn pipeline(db: &TestDb) -> (Pipeline, Store, Arc<Metrics>) {
     let config =
         Config::from_toml("[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n").unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
-        .await
-        .unwrap();
+    let store = Store::open(&db.url).await.unwrap();
     let metrics = Arc::new(Metrics::default());
     let (events, _) = tokio::sync::broadcast::channel(16);
     (
@@ -42,20 +43,16 @@ fn msg(seq: u32, ts: u64, rc: i32) -> Inbound {
     }
 }
 
-#[tokio::test]
-async fn a_clock_running_ahead_is_replaced_by_arrival_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, store, metrics) = pipeline(&dir).await;
+async fn a_clock_running_ahead_is_replaced_by_arrival_time(db: TestDb) {
+    let (mut p, store, metrics) = pipeline(&db).await;
     p.handle(&msg(0, NOW + MAX_CLOCK_AHEAD_MS + 1, 620)).await;
     let alarms = store.alarms(AlarmFilter::All, 10).await.unwrap();
     assert_eq!(alarms[0].raised_at, NOW as i64);
     assert_eq!(metrics.clock_ahead.load(Ordering::Relaxed), 1);
 }
 
-#[tokio::test]
-async fn no_wall_clock_means_arrival_time() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, store, metrics) = pipeline(&dir).await;
+async fn no_wall_clock_means_arrival_time(db: TestDb) {
+    let (mut p, store, metrics) = pipeline(&db).await;
     p.handle(&msg(0, 0, 620)).await;
     assert_eq!(
         store.alarms(AlarmFilter::All, 10).await.unwrap()[0].raised_at,
@@ -64,10 +61,8 @@ async fn no_wall_clock_means_arrival_time() {
     assert_eq!(metrics.clock_ahead.load(Ordering::Relaxed), 0);
 }
 
-#[tokio::test]
-async fn late_readings_are_kept_but_do_not_drive_the_rules() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, store, metrics) = pipeline(&dir).await;
+async fn late_readings_are_kept_but_do_not_drive_the_rules(db: TestDb) {
+    let (mut p, store, metrics) = pipeline(&db).await;
     p.handle(&msg(5, NOW - 1000, 150)).await;
     p.handle(&msg(3, NOW - 3000, 900)).await; // backfilled: older than what the rules have seen
     p.handle(&msg(3, NOW - 3000, 900)).await; // and redelivered
@@ -82,3 +77,9 @@ async fn late_readings_are_kept_but_do_not_drive_the_rules() {
         "seq 6 and 7 missing"
     );
 }
+
+crate::on_both_backends!(
+    a_clock_running_ahead_is_replaced_by_arrival_time,
+    no_wall_clock_means_arrival_time,
+    late_readings_are_kept_but_do_not_drive_the_rules,
+);

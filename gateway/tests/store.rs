@@ -2,6 +2,9 @@
 //! open ticket instead of opening another; a restarted gateway re-raising a
 //! standing alarm updates it; the audit trail cannot be rewritten.
 
+mod common;
+
+use common::db::TestDb;
 use gateway::store::*;
 
 fn key(ch: &str) -> AlarmKey {
@@ -38,18 +41,14 @@ fn spec() -> TicketSpec {
     }
 }
 
-async fn open_store(dir: &tempfile::TempDir) -> Store {
-    Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .expect("open")
+async fn open_store(db: &TestDb) -> Store {
+    Store::open(&db.url).await.expect("open")
 }
 
 const T0: u64 = 1_764_000_000_000;
 
-#[tokio::test]
-async fn re_raised_alarm_attaches_to_the_open_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn re_raised_alarm_attaches_to_the_open_ticket(db: TestDb) {
+    let store = open_store(&db).await;
 
     let (a1, out) = store
         .raise(&alarm("rc1", 620, T0), Some(&spec()))
@@ -110,10 +109,8 @@ async fn re_raised_alarm_attaches_to_the_open_ticket() {
     );
 }
 
-#[tokio::test]
-async fn a_restarted_gateway_updates_the_standing_alarm() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn a_restarted_gateway_updates_the_standing_alarm(db: TestDb) {
+    let store = open_store(&db).await;
     let (a1, _) = store
         .raise(&alarm("rc1", 620, T0), Some(&spec()))
         .await
@@ -121,7 +118,7 @@ async fn a_restarted_gateway_updates_the_standing_alarm() {
     store.close().await;
 
     // Restart: the rules state is gone, the alarm is raised again.
-    let store = open_store(&dir).await;
+    let store = open_store(&db).await;
     let (a2, out) = store
         .raise(&alarm("rc1", 810, T0 + 5000), Some(&spec()))
         .await
@@ -147,10 +144,8 @@ async fn a_restarted_gateway_updates_the_standing_alarm() {
     );
 }
 
-#[tokio::test]
-async fn latched_alarms_stand_until_cleared_and_ack_counts_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn latched_alarms_stand_until_cleared_and_ack_counts_once(db: TestDb) {
+    let store = open_store(&db).await;
     let (a, _) = store.raise(&alarm("rc1", 620, T0), None).await.unwrap();
     assert_eq!(a.ticket_id, None);
     store
@@ -190,34 +185,23 @@ async fn latched_alarms_stand_until_cleared_and_ack_counts_once() {
         .is_none());
 }
 
-#[tokio::test]
-async fn the_audit_trail_cannot_be_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("t.db");
-    let store = open_store(&dir).await;
+async fn the_audit_trail_cannot_be_rewritten(db: TestDb) {
+    let store = open_store(&db).await;
     store
         .raise(&alarm("rc1", 620, T0), Some(&spec()))
         .await
         .unwrap();
-    store.close().await;
-
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
-        .await
-        .unwrap();
+    let pool = store.pool();
     let upd = sqlx::query("UPDATE ticket_events SET note = 'forged'")
-        .execute(&pool)
+        .execute(pool)
         .await;
     assert!(upd.unwrap_err().to_string().contains("append-only"));
-    let del = sqlx::query("DELETE FROM ticket_events")
-        .execute(&pool)
-        .await;
+    let del = sqlx::query("DELETE FROM ticket_events").execute(pool).await;
     assert!(del.unwrap_err().to_string().contains("append-only"));
 }
 
-#[tokio::test]
-async fn suppressed_alarms_get_their_ticket_when_the_root_cause_clears() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn suppressed_alarms_get_their_ticket_when_the_root_cause_clears(db: TestDb) {
+    let store = open_store(&db).await;
     let mut a = alarm("rc1", 620, T0);
     a.suppressed = true;
     let (row, out) = store.raise(&a, None).await.unwrap();
@@ -240,10 +224,8 @@ async fn suppressed_alarms_get_their_ticket_when_the_root_cause_clears() {
         .is_empty());
 }
 
-#[tokio::test]
-async fn rule_changes_are_recorded_once_and_cannot_be_rewritten() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = open_store(&dir).await;
+async fn rule_changes_are_recorded_once_and_cannot_be_rewritten(db: TestDb) {
+    let store = open_store(&db).await;
     let mut settings = std::collections::BTreeMap::new();
     settings.insert(
         "home_a/n01/rc1 residual_current".to_string(),
@@ -298,17 +280,22 @@ async fn rule_changes_are_recorded_once_and_cannot_be_rewritten() {
         (log[0].transition.as_str(), log[0].disposition.as_str()),
         ("raised", "suppressed")
     );
-    store.close().await;
-    let pool =
-        sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("t.db").display()))
-            .await
-            .unwrap();
+    let pool = store.pool();
     assert!(sqlx::query("DELETE FROM rule_changes")
-        .execute(&pool)
+        .execute(pool)
         .await
         .is_err());
     assert!(sqlx::query("UPDATE alarm_log SET value = 1")
-        .execute(&pool)
+        .execute(pool)
         .await
         .is_err());
 }
+
+crate::on_both_backends!(
+    re_raised_alarm_attaches_to_the_open_ticket,
+    a_restarted_gateway_updates_the_standing_alarm,
+    latched_alarms_stand_until_cleared_and_ack_counts_once,
+    the_audit_trail_cannot_be_rewritten,
+    suppressed_alarms_get_their_ticket_when_the_root_cause_clears,
+    rule_changes_are_recorded_once_and_cannot_be_rewritten,
+);

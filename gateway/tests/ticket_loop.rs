@@ -4,6 +4,9 @@
 //! report; every step recorded. Both through the store (time passed in) and
 //! through `POST /api/v1/tickets/{id}/transitions`.
 
+mod common;
+
+use common::db::TestDb;
 use gateway::config::Config;
 use gateway::http::{router, AppState};
 use gateway::metrics::Metrics;
@@ -18,14 +21,12 @@ fn now() -> u64 {
     gateway::time::now_ms()
 }
 
-async fn alarm_with_ticket(dir: &tempfile::TempDir) -> (Pipeline, Store, i64, i64) {
+async fn alarm_with_ticket(db: &TestDb) -> (Pipeline, Store, i64, i64) {
     let config = Config::from_toml(
         "[[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
     )
     .unwrap();
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("t.db").display()))
-        .await
-        .unwrap();
+    let store = Store::open(&db.url).await.unwrap();
     let (tx, _) = tokio::sync::broadcast::channel(64);
     let p = Pipeline::new(
         Arc::new(config),
@@ -67,10 +68,10 @@ fn plan(deadline: u64) -> Rectification {
     }
 }
 
-#[tokio::test]
-async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after_the_data_period() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, store, alarm_id, ticket) = alarm_with_ticket(&dir).await;
+async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after_the_data_period(
+    db: TestDb,
+) {
+    let (mut p, store, alarm_id, ticket) = alarm_with_ticket(&db).await;
     let policy = Policy::default();
     let t = now() - 190 * H;
     let step = |name: &'static str, role: Role| Actor {
@@ -207,6 +208,28 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
     ] {
         assert!(line.contains(want), "{want} missing in {line}");
     }
+    // The monthly figures count it opened and closed, with its time to 销号.
+    let opened = store.ticket(ticket).await.unwrap().unwrap().0;
+    let figures = store
+        .report_figures(
+            Some("home_a"),
+            opened.opened_at,
+            closed.closed_at.unwrap() + 1,
+        )
+        .await
+        .unwrap();
+    let (site, n_opened, n_closed, _, open_at_end, mean_hours) = figures.tickets[0].clone();
+    assert_eq!(
+        (site.as_str(), n_opened, n_closed, open_at_end),
+        ("home_a", 1, 1, 0)
+    );
+    let hours = (closed.closed_at.unwrap() - opened.opened_at) as f64 / 3_600_000.0;
+    assert!(
+        (mean_hours.unwrap() - hours).abs() < 1e-6,
+        "{mean_hours:?} vs {hours}"
+    );
+    assert_eq!(figures.alarms[0].2, 1, "{:?}", figures.alarms);
+
     let (_, events, _) = store.ticket(ticket).await.unwrap().unwrap();
     let trail: Vec<(&str, Option<&str>, Option<&str>)> = events
         .iter()
@@ -233,10 +256,8 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
     );
 }
 
-#[tokio::test]
-async fn transitions_over_http_answer_403_409_and_200() {
-    let dir = tempfile::tempdir().unwrap();
-    let (_p, store, _alarm, ticket) = alarm_with_ticket(&dir).await;
+async fn transitions_over_http_answer_403_409_and_200(db: TestDb) {
+    let (_p, store, _alarm, ticket) = alarm_with_ticket(&db).await;
     let config =
         Config::from_toml("[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n").unwrap();
     let mut tokens = std::collections::HashMap::new();
@@ -329,10 +350,8 @@ async fn transitions_over_http_answer_403_409_and_200() {
     assert_eq!(s, 400, "{b}");
 }
 
-async fn pipeline(dir: &tempfile::TempDir, config: &str) -> (Pipeline, Store) {
-    let store = Store::open(&format!("sqlite://{}", dir.path().join("p.db").display()))
-        .await
-        .unwrap();
+async fn pipeline(db: &TestDb, config: &str) -> (Pipeline, Store) {
+    let store = Store::open(&db.url).await.unwrap();
     let (tx, _) = tokio::sync::broadcast::channel(256);
     let mut p = Pipeline::new(
         Arc::new(Config::from_toml(config).unwrap()),
@@ -372,10 +391,8 @@ grade = "major"
 id = "n02"
 "#;
 
-#[tokio::test]
-async fn a_bedroom_circuit_configured_major_opens_a_major_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, store) = pipeline(&dir, CONFIG).await;
+async fn a_bedroom_circuit_configured_major_opens_a_major_ticket(db: TestDb) {
+    let (mut p, store) = pipeline(&db, CONFIG).await;
     let t0 = 1_790_000_000_000;
     p.handle(&reading("n01", "bed1", 1, 650, t0)).await;
     p.handle(&reading("n01", "rc9", 2, 650, t0)).await;
@@ -393,10 +410,8 @@ async fn a_bedroom_circuit_configured_major_opens_a_major_ticket() {
     assert_eq!(grade("rc9").as_deref(), Some("general"));
 }
 
-#[tokio::test]
-async fn a_hazard_recurring_after_closing_reopens_its_ticket() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, store) = pipeline(&dir, CONFIG).await;
+async fn a_hazard_recurring_after_closing_reopens_its_ticket(db: TestDb) {
+    let (mut p, store) = pipeline(&db, CONFIG).await;
     let policy = Policy::default();
     let t0 = 1_790_000_000_000;
     p.handle(&reading("n02", "rc1", 1, 650, t0)).await;
@@ -467,10 +482,8 @@ async fn a_hazard_recurring_after_closing_reopens_its_ticket() {
     );
 }
 
-#[tokio::test]
-async fn a_node_offline_past_the_limit_gets_a_ticket_and_deadlines_escalate() {
-    let dir = tempfile::tempdir().unwrap();
-    let (mut p, store) = pipeline(&dir, CONFIG).await;
+async fn a_node_offline_past_the_limit_gets_a_ticket_and_deadlines_escalate(db: TestDb) {
+    let (mut p, store) = pipeline(&db, CONFIG).await;
     let t0 = 1_790_000_000_000;
     p.handle(&reading("n01", "rc1", 1, 100, t0)).await;
     p.handle(&reading("n02", "rc1", 1, 100, t0)).await;
@@ -533,3 +546,11 @@ async fn a_node_offline_past_the_limit_gets_a_ticket_and_deadlines_escalate() {
         "once"
     );
 }
+
+crate::on_both_backends!(
+    the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after_the_data_period,
+    transitions_over_http_answer_403_409_and_200,
+    a_bedroom_circuit_configured_major_opens_a_major_ticket,
+    a_hazard_recurring_after_closing_reopens_its_ticket,
+    a_node_offline_past_the_limit_gets_a_ticket_and_deadlines_escalate,
+);

@@ -1,4 +1,7 @@
-//! Helpers shared by the tests that run the `gateway` binary.
+//! Helpers shared by the gateway's integration tests.
+#![allow(dead_code)]
+
+pub mod db;
 
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
