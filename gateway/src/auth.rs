@@ -17,14 +17,14 @@ pub const SESSION_MS: u64 = 12 * 3_600_000;
 pub const MIN_PASSWORD: usize = 8;
 
 /// Someone who has logged in.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct User {
     pub id: i64,
     pub login: String,
     pub name: String,
     pub role: Role,
-    /// The sites this user sees and acts in; `None` = every site (管理员, or a
-    /// bureau covering all institutions).
+    /// The sites this user sees and acts in; none (null) = every site
+    /// (管理员, or a bureau covering all institutions).
     pub sites: Option<Vec<String>>,
 }
 

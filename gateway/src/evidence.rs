@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 /// Largest evidence file, in bytes (a phone photo fits comfortably).
 pub const MAX_BYTES: usize = 10 * 1024 * 1024;
 
+/// The media types accepted as evidence files.
+pub const MEDIA_TYPES: [&str; 4] = ["image/jpeg", "image/png", "image/webp", "application/pdf"];
+
 /// The media type the bytes really are, if it is one we accept and it
 /// matches the declared one.
 pub fn sniff(declared: &str, bytes: &[u8]) -> Option<&'static str> {
@@ -102,5 +105,20 @@ mod tests {
         assert!(is_hash(&hash(b"x")));
         assert!(!is_hash("../../etc/passwd"));
         assert!(!is_hash(&"A".repeat(64)));
+    }
+
+    #[test]
+    fn the_accepted_media_types_are_the_listed_ones() {
+        let samples: [(&str, &[u8]); 4] = [
+            ("image/jpeg", &[0xFF, 0xD8, 0xFF, 0xE0]),
+            (
+                "image/png",
+                &[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A],
+            ),
+            ("image/webp", b"RIFF\0\0\0\0WEBPVP8 "),
+            ("application/pdf", b"%PDF-1.7"),
+        ];
+        let accepted: Vec<&str> = samples.iter().filter_map(|(m, b)| sniff(m, b)).collect();
+        assert_eq!(accepted, MEDIA_TYPES);
     }
 }

@@ -1,10 +1,15 @@
 //! HTTP API v1 (axum): health, alarms, tickets, sites, the event stream and
 //! `/metrics`. Paths are fixed by DESIGN.md; bodies are JSON with codes for
 //! programs and Chinese labels for people.
+//!
+//! Each handler documents itself with `#[utoipa::path]`, and routes are
+//! registered only with `utoipa_axum::routes!`, so a route cannot be served
+//! without appearing in the OpenAPI document (`crate::openapi`).
 
 use crate::auth::User;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::openapi::{BadRequest, Binary, Forbidden, NotFound};
 use crate::store::{AlarmFilter, Store, TicketFilter, TICKET_STATUSES};
 use crate::ticket::Role;
 use crate::views::{AlarmView, GatewayEvent, TicketEventView, TicketView};
@@ -13,14 +18,15 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 use tokio::sync::broadcast;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
+use utoipa_axum::routes;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -33,40 +39,56 @@ pub struct AppState {
     pub commands: tokio::sync::mpsc::Sender<crate::pipeline::Command>,
 }
 
-/// The API's routes.
-pub fn router(state: AppState) -> Router {
-    // Everything but health, metrics, the API document and login needs a
-    // bearer token; each handler then keeps to the caller's jurisdiction.
-    let protected = Router::new()
-        .route("/api/v1/alarms", get(alarms))
-        .route("/api/v1/alarms/{id}/ack", post(ack_alarm))
-        .route("/api/v1/alarms/{id}/reset", post(reset_alarm))
-        .route("/api/v1/tickets", get(tickets))
-        .route("/api/v1/tickets/{id}", get(ticket))
-        .route("/api/v1/tickets/{id}/transitions", post(transition_ticket))
-        .route(
-            "/api/v1/tickets/{id}/evidence",
-            post(add_evidence).layer(axum::extract::DefaultBodyLimit::max(
+/// Routes open to everyone: health, metrics, the API document and login.
+fn public_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(healthz))
+        .routes(routes!(metrics))
+        .routes(routes!(openapi))
+        .routes(routes!(login))
+}
+
+/// Routes behind the bearer token; each handler then keeps to the caller's
+/// jurisdiction. The document marks every one of them as needing the token.
+fn protected_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::default()
+        .routes(routes!(alarms))
+        .routes(routes!(ack_alarm))
+        .routes(routes!(reset_alarm))
+        .routes(routes!(tickets))
+        .routes(routes!(ticket))
+        .routes(routes!(transition_ticket))
+        .routes(
+            routes!(add_evidence).layer(axum::extract::DefaultBodyLimit::max(
                 crate::evidence::MAX_BYTES + 1,
             )),
         )
-        .route("/api/v1/evidence/{hash}", get(evidence_file))
-        .route("/api/v1/sites", get(sites))
-        .route("/api/v1/ledger.csv", get(ledger))
-        .route("/api/v1/reports/monthly", get(monthly_report))
-        .route("/api/v1/events", get(events))
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            authenticate,
-        ));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .route("/api/v1/openapi.json", get(openapi))
-        .route("/api/v1/login", post(login))
-        .merge(protected)
-        .with_state(state)
+        .routes(routes!(evidence_file))
+        .routes(routes!(sites))
+        .routes(routes!(ledger))
+        .routes(routes!(monthly_report))
+        .routes(routes!(events))
 }
+
+/// The API's routes.
+pub fn router(state: AppState) -> Router {
+    let protected = protected_routes().route_layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        authenticate,
+    ));
+    Router::from(public_routes().merge(protected)).with_state(state)
+}
+
+/// The OpenAPI document of this API, generated from the routes above once,
+/// on first use.
+pub static OPENAPI: LazyLock<String> = LazyLock::new(|| {
+    let doc = crate::openapi::document(
+        public_routes().into_openapi(),
+        protected_routes().into_openapi(),
+    );
+    doc.to_pretty_json()
+        .expect("an OpenAPI document always serialises")
+});
 
 /// Resolves `Authorization: Bearer <token>` to a user, or answers 401.
 async fn authenticate(
@@ -133,23 +155,51 @@ fn act_on_alarms(user: &User) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = LoginRequest)]
 struct LoginBody {
     login: String,
     password: String,
 }
 
-/// Logs in: a bearer token for the session (12 h).
+/// A session.
+#[derive(Serialize, ToSchema)]
+#[schema(as = LoginReply)]
+struct LoginReply {
+    /// The bearer token for `Authorization: Bearer <token>`.
+    token: String,
+    /// When the session ends, ms since the epoch (12 h after login).
+    expires_at: u64,
+    user: User,
+}
+
+/// Log in with login and password; returns a bearer token (12 h) and the user's role and sites.
+#[utoipa::path(
+    post,
+    path = "/api/v1/login",
+    tag = "auth",
+    request_body = LoginBody,
+    responses(
+        (status = OK, description = "Logged in", body = LoginReply),
+        (status = BAD_REQUEST, response = BadRequest),
+        (
+            status = UNAUTHORIZED,
+            description = "Wrong login or password (`bad_credentials`)",
+            body = ErrorBody
+        ),
+        (status = SERVICE_UNAVAILABLE, response = crate::openapi::StoreUnavailable),
+    )
+)]
 async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
     let body: LoginBody = serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
     let now = crate::time::now_ms();
     match s.store.login(&body.login, &body.password, now).await? {
-        Some((token, user)) => Ok(Json(json!({
-            "token": token,
-            "expires_at": now + crate::auth::SESSION_MS,
-            "user": user,
-        }))
+        Some((token, user)) => Ok(Json(LoginReply {
+            token,
+            expires_at: now + crate::auth::SESSION_MS,
+            user,
+        })
         .into_response()),
         None => Err(ApiError(
             StatusCode::UNAUTHORIZED,
@@ -162,9 +212,23 @@ async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Res
 /// An API error: status plus a message in Chinese and a stable code.
 pub struct ApiError(StatusCode, &'static str, String);
 
+/// The body of every error answer.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// Stable code for programs, e.g. `not_found`, `forbidden`, `bad_request`.
+    error: &'static str,
+    /// Message in Chinese, for people.
+    message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(json!({ "error": self.1, "message": self.2 }))).into_response()
+        let body = ErrorBody {
+            error: self.1,
+            message: self.2,
+        };
+        (self.0, Json(body)).into_response()
     }
 }
 
@@ -179,22 +243,65 @@ impl From<crate::store::StoreError> for ApiError {
     }
 }
 
-/// The OpenAPI document of this API, embedded at build time.
-pub const OPENAPI: &str = include_str!("openapi.json");
-
+/// This document.
+#[utoipa::path(
+    get,
+    path = "/api/v1/openapi.json",
+    tag = "system",
+    responses((status = OK, description = "OpenAPI 3.1", body = Object)),
+)]
 async fn openapi() -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI.as_str(),
+    )
+        .into_response()
 }
 
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum HealthStatus {
+    Ok,
+    /// The database does not answer.
+    Degraded,
+}
+
+/// The gateway's health.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Health)]
+struct Health {
+    status: HealthStatus,
+    /// Whether the database answers.
+    database: bool,
+    /// Whether the MQTT client has been connected since the start.
+    mqtt_connected_once: bool,
+    /// The gateway's version.
+    version: &'static str,
+}
+
+/// Liveness and database health.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "system",
+    responses(
+        (status = OK, description = "Healthy", body = Health),
+        (status = SERVICE_UNAVAILABLE, description = "Database unavailable", body = Health),
+    )
+)]
 async fn healthz(State(s): State<AppState>) -> Response {
     let db_ok = s.store.ping().await.is_ok();
     let mqtt_up = s.metrics.mqtt_connections.load(Ordering::Relaxed) > 0;
-    let body = json!({
-        "status": if db_ok { "ok" } else { "degraded" },
-        "database": db_ok,
-        "mqtt_connected_once": mqtt_up,
-        "version": env!("CARGO_PKG_VERSION"),
-    });
+    let body = Health {
+        status: if db_ok {
+            HealthStatus::Ok
+        } else {
+            HealthStatus::Degraded
+        },
+        database: db_ok,
+        mqtt_connected_once: mqtt_up,
+        version: env!("CARGO_PKG_VERSION"),
+    };
     let code = if db_ok {
         StatusCode::OK
     } else {
@@ -203,6 +310,19 @@ async fn healthz(State(s): State<AppState>) -> Response {
     (code, Json(body)).into_response()
 }
 
+/// The gateway's own counters, Prometheus text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses(
+        (
+            status = OK,
+            description = "Prometheus exposition (text format 0.0.4): messages received, dropped by reason, duplicates, sequence gaps, alarms, tickets, sink backlog",
+            body = String, content_type = "text/plain"
+        ),
+    )
+)]
 async fn metrics(State(s): State<AppState>) -> Response {
     (
         [(
@@ -214,15 +334,43 @@ async fn metrics(State(s): State<AppState>) -> Response {
         .into_response()
 }
 
-#[derive(Deserialize)]
-struct ListQuery {
+/// Values of the alarm list's `state` filter.
+pub const ALARM_FILTERS: &[&str] = &["standing", "active", "latched", "cleared", "all"];
+
+fn alarm_filter(state: &str) -> Option<AlarmFilter> {
+    match state {
+        "standing" => Some(AlarmFilter::Standing),
+        "active" => Some(AlarmFilter::Active),
+        "latched" => Some(AlarmFilter::Latched),
+        "cleared" => Some(AlarmFilter::Cleared),
+        "all" => Some(AlarmFilter::All),
+        _ => None,
+    }
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct AlarmQuery {
+    #[param(schema_with = crate::openapi::alarm_filter)]
     state: Option<String>,
-    status: Option<String>,
+    /// At most this many, newest first.
+    #[param(minimum = 1, maximum = 10000, default = 500)]
     limit: Option<i64>,
 }
 
-fn limit(q: &ListQuery) -> Result<i64, ApiError> {
-    match q.limit.unwrap_or(500) {
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TicketQuery {
+    /// open, closed, all (default), or one status code.
+    #[param(schema_with = crate::openapi::ticket_filter)]
+    status: Option<String>,
+    /// At most this many, newest first.
+    #[param(minimum = 1, maximum = 10000, default = 500)]
+    limit: Option<i64>,
+}
+
+fn limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit.unwrap_or(500) {
         n @ 1..=10_000 => Ok(n),
         n => Err(ApiError(
             StatusCode::BAD_REQUEST,
@@ -240,7 +388,7 @@ fn bad_request(what: &str, detail: impl std::fmt::Display) -> ApiError {
     )
 }
 
-fn query(q: Result<Query<ListQuery>, QueryRejection>) -> Result<ListQuery, ApiError> {
+fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
     q.map(|Query(q)| q)
         .map_err(|e| bad_request("查询参数", e.body_text()))
 }
@@ -250,30 +398,35 @@ fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
         .map_err(|e| bad_request("编号", e.body_text()))
 }
 
+/// Alarms (报警), newest first, within the caller's jurisdiction.
+#[utoipa::path(
+    get,
+    path = "/api/v1/alarms",
+    tag = "alarms",
+    params(AlarmQuery),
+    responses(
+        (status = OK, description = "Alarms", body = Vec<AlarmView>),
+        (status = BAD_REQUEST, response = BadRequest),
+    )
+)]
 async fn alarms(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    q: Result<Query<AlarmQuery>, QueryRejection>,
 ) -> Result<Json<Vec<AlarmView>>, ApiError> {
     let q = query(q)?;
-    let filter = match q.state.as_deref().unwrap_or("standing") {
-        "standing" => AlarmFilter::Standing,
-        "active" => AlarmFilter::Active,
-        "latched" => AlarmFilter::Latched,
-        "cleared" => AlarmFilter::Cleared,
-        "all" => AlarmFilter::All,
-        other => {
-            return Err(ApiError(
-                StatusCode::BAD_REQUEST,
-                "bad_state",
-                format!("未知的状态 {other:?}；可选 standing、active、latched、cleared、all"),
-            ))
-        }
-    };
+    let state = q.state.as_deref().unwrap_or("standing");
+    let filter = alarm_filter(state).ok_or_else(|| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            "bad_state",
+            format!("未知的状态 {state:?}；可选 {}", ALARM_FILTERS.join("、")),
+        )
+    })?;
     // The jurisdiction is applied in the query, before the limit.
     let rows = s
         .store
-        .alarms_in(filter, user.sites.as_deref(), limit(&q)?)
+        .alarms_in(filter, user.sites.as_deref(), limit(q.limit)?)
         .await?;
     Ok(Json(rows.into_iter().map(AlarmView::from).collect()))
 }
@@ -317,8 +470,22 @@ async fn alarm_in_jurisdiction(
     Ok(row)
 }
 
-/// The duty officer's acknowledgement (确认); the first one counts and the
-/// time to acknowledge is kept.
+/// Acknowledge (确认) an alarm; the first acknowledgement counts.
+///
+/// The duty officer's acknowledgement: the first one counts and the time to
+/// acknowledge is kept. Only duty officers and site managers may acknowledge.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alarms/{id}/ack",
+    tag = "alarms",
+    params(("id" = i64, Path, description = "The alarm's id")),
+    responses(
+        (status = OK, description = "The alarm, acknowledged", body = AlarmView),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+    )
+)]
 async fn ack_alarm(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -344,9 +511,34 @@ async fn ack_alarm(
     }
 }
 
-/// An authorised reset (复位) of a latched alarm: the value is back in band
-/// and a person releases the alarm. Refused while the value is still past
-/// the setpoint. Logged and audited with who did it.
+/// Reset (复位) a latched alarm whose value is back in band; refused while the alarm is live.
+///
+/// An authorised reset of a latched alarm: the value is back in band and a
+/// person releases the alarm. Refused while the value is still past the
+/// setpoint. Logged and audited with who did it, and sent to the node as a
+/// `reset` command. Only duty officers and site managers may reset.
+#[utoipa::path(
+    post,
+    path = "/api/v1/alarms/{id}/reset",
+    tag = "alarms",
+    params(("id" = i64, Path, description = "The alarm's id")),
+    responses(
+        (status = OK, description = "The alarm, cleared", body = AlarmView),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+        (
+            status = CONFLICT,
+            description = "Not latched (`not_latched`), or still live (`still_active`)",
+            body = ErrorBody
+        ),
+        (
+            status = SERVICE_UNAVAILABLE,
+            description = "The gateway is stopping (`pipeline_unavailable`), or the database is unavailable (`store_unavailable`)",
+            body = ErrorBody
+        ),
+    )
+)]
 async fn reset_alarm(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -388,10 +580,21 @@ async fn reset_alarm(
     }
 }
 
+/// Hazard tickets (隐患工单), newest first, within the caller's jurisdiction.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets",
+    tag = "tickets",
+    params(TicketQuery),
+    responses(
+        (status = OK, description = "Tickets", body = Vec<TicketView>),
+        (status = BAD_REQUEST, response = BadRequest),
+    )
+)]
 async fn tickets(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
-    q: Result<Query<ListQuery>, QueryRejection>,
+    q: Result<Query<TicketQuery>, QueryRejection>,
 ) -> Result<Json<Vec<TicketView>>, ApiError> {
     let q = query(q)?;
     let filter = TicketFilter::parse(q.status.as_deref().unwrap_or("all")).ok_or_else(|| {
@@ -408,44 +611,99 @@ async fn tickets(
     })?;
     let rows = s
         .store
-        .tickets_in(&filter, user.sites.as_deref(), limit(&q)?)
+        .tickets_in(&filter, user.sites.as_deref(), limit(q.limit)?)
         .await?;
     Ok(Json(rows.into_iter().map(TicketView::from).collect()))
 }
 
+/// A ticket with its audit trail (留痕), linked alarms and evidence.
+#[derive(Serialize, ToSchema)]
+struct TicketDetail {
+    ticket: TicketView,
+    /// Every recorded step, oldest first.
+    events: Vec<TicketEventView>,
+    /// The alarms that opened or recurred on this ticket.
+    alarms: Vec<AlarmView>,
+    /// Notes and files attached as evidence (整改佐证).
+    evidence: Vec<crate::store::EvidenceRow>,
+}
+
+/// One ticket with its audit trail (留痕) and linked alarms.
+#[utoipa::path(
+    get,
+    path = "/api/v1/tickets/{id}",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id")),
+    responses(
+        (status = OK, description = "The ticket", body = TicketDetail),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+    )
+)]
 async fn ticket(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
     id: Result<Path<i64>, PathRejection>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<TicketDetail>, ApiError> {
     let id = path_id(id)?;
     match s.store.ticket(id).await? {
         Some((t, _, _)) if !user.covers(&t.site) => Err(forbidden_site(&t.site)),
         Some((t, events, alarms)) => {
             let evidence = s.store.evidence(id).await?;
-            Ok(Json(json!({
-                "ticket": TicketView::from(t),
-                "events": events.into_iter().map(TicketEventView::from).collect::<Vec<_>>(),
-                "alarms": alarms.into_iter().map(AlarmView::from).collect::<Vec<_>>(),
-                "evidence": evidence,
+            Ok(Json(TicketDetail {
+                ticket: TicketView::from(t),
+                events: events.into_iter().map(TicketEventView::from).collect(),
+                alarms: alarms.into_iter().map(AlarmView::from).collect(),
+                evidence,
             }))
-            .into_response())
         }
         None => Err(ticket_not_found(id)),
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(as = TransitionRequest)]
 struct TransitionBody {
     /// Why (说明), recorded with the step.
     #[serde(default)]
+    #[schema(max_length = 2000)]
     note: String,
+    /// The step; `action` says which. Times are ms since the epoch.
     step: crate::ticket::Action,
 }
 
-/// One step of the closed loop (登记, 挂牌, 整改, 复查, 验收, 销号, 延期, 重新打开),
-/// by the logged-in user in their role, within their jurisdiction.
+/// One step of the closed loop: 登记, 挂牌督办, 落实整改 (五落实), 整改完成, 复查, 验收, 销号, 申请/审批延期, 重新打开.
+///
+/// Every step is checked against the ticket's status, the actor's role and,
+/// for closing a sensor-sourced ticket, the telemetry: the channel must have
+/// been normal (no alarm, pre-alarm or fault, node online) for the configured
+/// period after the rectification report. Every accepted step is recorded
+/// with who, role, when, why and what. The step is taken by the logged-in
+/// user, in their role, within their jurisdiction.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/transitions",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id")),
+    request_body = TransitionBody,
+    responses(
+        (status = OK, description = "The ticket after the step", body = TicketView),
+        (status = BAD_REQUEST, response = BadRequest),
+        (
+            status = FORBIDDEN,
+            description = "Outside the caller's jurisdiction, or the role may not take this step (`forbidden`)",
+            body = ErrorBody
+        ),
+        (status = NOT_FOUND, response = NotFound),
+        (
+            status = CONFLICT,
+            description = "Refused (`refused`): wrong status, incomplete 五落实, late extension, or the data does not yet prove the fix",
+            body = ErrorBody
+        ),
+    )
+)]
 async fn transition_ticket(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -499,15 +757,22 @@ async fn transition_ticket(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LedgerParams {
+    /// One site only (within the caller's jurisdiction).
     site: Option<String>,
-    /// First day, `YYYY-MM-DD` (China time), inclusive.
+    /// First day opened, `YYYY-MM-DD` (China time), inclusive.
+    #[param(format = Date)]
     from: Option<String>,
-    /// Last day, inclusive.
+    /// Last day opened, inclusive.
+    #[param(format = Date)]
     to: Option<String>,
+    /// open, closed, all (default), or one status code.
+    #[param(schema_with = crate::openapi::ticket_filter)]
     status: Option<String>,
+    #[param(value_type = Option<crate::ticket::Grade>)]
     grade: Option<String>,
 }
 
@@ -535,7 +800,27 @@ fn csv_download(filename: String, body: String) -> Response {
         .into_response()
 }
 
-/// The hazard ledger (隐患台账) as CSV for Excel.
+/// The hazard ledger (隐患台账) as CSV: UTF-8 with a byte-order mark for Excel, one row per ticket with the closed loop's fields.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger.csv",
+    tag = "reports",
+    params(LedgerParams),
+    responses(
+        (
+            status = OK,
+            description = "CSV",
+            body = String,
+            content_type = "text/csv",
+            headers((
+                "content-disposition" = String,
+                description = "attachment; filename=\"ledger-YYYY-MM-DD.csv\""
+            ))
+        ),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+    )
+)]
 async fn ledger(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -589,18 +874,43 @@ async fn ledger(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct ReportParams {
-    /// `YYYY-MM`.
+    /// `YYYY-MM`, China time.
+    #[param(pattern = "^[0-9]{4}-[0-9]{2}$")]
     month: String,
+    /// One site only (within the caller's jurisdiction).
     site: Option<String>,
     /// `json` (default) or `csv`.
+    #[param(schema_with = report_format)]
     format: Option<String>,
 }
 
-/// The monthly report (月报): per site, alarms by kind, tickets opened /
-/// closed / overdue / still open, mean time to rectify, 重大 hazards.
+fn report_format() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(["json", "csv"]))
+        .default(Some("json".into()))
+        .build()
+}
+
+/// The monthly report (月报) per site: alarms by kind, tickets opened / closed / overdue / open at the end, mean hours to 销号, and the 重大 hazards with their 督办 status.
+#[utoipa::path(
+    get,
+    path = "/api/v1/reports/monthly",
+    tag = "reports",
+    params(ReportParams),
+    responses(
+        (status = OK, description = "The report", content(
+            (crate::report::MonthlyReport = "application/json"),
+            (String = "text/csv"),
+        )),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+    )
+)]
 async fn monthly_report(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -626,22 +936,57 @@ async fn monthly_report(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct EvidenceParams {
-    /// A caption for a file.
+    /// Caption of a file.
+    #[param(max_length = 2000)]
     note: Option<String>,
 }
 
-#[derive(Deserialize)]
+/// A note as evidence.
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EvidenceNote {
+    #[schema(min_length = 1, max_length = 2000)]
     note: String,
 }
 
-/// Attaches evidence (整改佐证) to a ticket: a JSON note `{"note": …}`, or a
-/// photo or document as the request body (image/jpeg, image/png,
-/// image/webp, application/pdf; at most 10 MiB), stored by content hash.
+/// Attach evidence (整改佐证): a JSON note, or a photo/document as the body (image/jpeg, image/png, image/webp, application/pdf; ≤ 10 MiB), stored by SHA-256.
+///
+/// The body is the file itself, not a multipart form; its bytes must be
+/// what its `Content-Type` says.
+#[utoipa::path(
+    post,
+    path = "/api/v1/tickets/{id}/evidence",
+    tag = "tickets",
+    params(("id" = i64, Path, description = "The ticket's id"), EvidenceParams),
+    request_body(content(
+        (EvidenceNote = "application/json"),
+        (inline(Binary) = "image/jpeg"),
+        (inline(Binary) = "image/png"),
+        (inline(Binary) = "image/webp"),
+        (inline(Binary) = "application/pdf"),
+    )),
+    responses(
+        (status = OK, description = "Recorded", body = crate::store::EvidenceRow),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+        (status = PAYLOAD_TOO_LARGE, description = "Over 10 MiB (`too_large`)", body = ErrorBody),
+        (
+            status = UNSUPPORTED_MEDIA_TYPE,
+            description = "Not a JPEG/PNG/WebP/PDF, or not what it claims (`bad_media_type`)",
+            body = ErrorBody
+        ),
+        (
+            status = SERVICE_UNAVAILABLE,
+            description = "Storage unavailable (`storage_unavailable`), or the database (`store_unavailable`)",
+            body = ErrorBody
+        ),
+    )
+)]
 async fn add_evidence(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -712,7 +1057,28 @@ async fn add_evidence(
     Ok(Json(row))
 }
 
-/// An evidence file, by its SHA-256, for a caller who covers a ticket it belongs to.
+/// An evidence file by its SHA-256, for callers covering a ticket it belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/evidence/{hash}",
+    tag = "tickets",
+    params((
+        "hash" = String,
+        Path,
+        pattern = "^[0-9a-f]{64}$",
+        description = "The file's SHA-256, lower-case hex"
+    )),
+    responses(
+        (status = OK, description = "The file", content(
+            (inline(Binary) = "image/jpeg"),
+            (inline(Binary) = "image/png"),
+            (inline(Binary) = "image/webp"),
+            (inline(Binary) = "application/pdf"),
+        )),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+    )
+)]
 async fn evidence_file(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -734,23 +1100,86 @@ async fn evidence_file(
     Ok(([(header::CONTENT_TYPE, media)], bytes).into_response())
 }
 
-async fn sites(
-    State(s): State<AppState>,
-    axum::Extension(user): Caller,
-) -> Json<serde_json::Value> {
-    Json(json!(s
+/// A site (institution, 机构) and its nodes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Site)]
+struct SiteView<'a> {
+    id: &'a str,
+    name: &'a str,
+    nodes: Vec<NodeView<'a>>,
+}
+
+/// A sensor node and where it is.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Node)]
+struct NodeView<'a> {
+    id: &'a str,
+    /// 楼栋/楼层/房间/配电箱.
+    location: &'a str,
+}
+
+/// Configured sites (institutions) and their nodes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites",
+    tag = "sites",
+    responses((status = OK, description = "Sites", body = Vec<SiteView>)),
+)]
+async fn sites(State(s): State<AppState>, axum::Extension(user): Caller) -> Response {
+    let sites: Vec<SiteView> = s
         .config
         .sites
         .iter()
         .filter(|site| user.covers(&site.id))
-        .map(|site| json!({
-            "id": site.id,
-            "name": site.name,
-            "nodes": site.nodes.iter().map(|n| json!({"id": n.id, "location": n.location})).collect::<Vec<_>>(),
-        }))
-        .collect::<Vec<_>>()))
+        .map(|site| SiteView {
+            id: &site.id,
+            name: &site.name,
+            nodes: site
+                .nodes
+                .iter()
+                .map(|n| NodeView {
+                    id: &n.id,
+                    location: &n.location,
+                })
+                .collect(),
+        })
+        .collect();
+    Json(sites).into_response()
 }
 
+/// Sent instead of the events a slow client missed; reload the lists.
+#[derive(Serialize, ToSchema)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum StreamNotice {
+    Lagged {
+        /// How many events were missed.
+        missed: u64,
+    },
+}
+
+/// One `data:` line of the event stream; the SSE event name is its `type`.
+#[derive(Serialize, ToSchema)]
+#[serde(untagged)]
+#[schema(as = Event)]
+enum StreamItem {
+    Event(Box<GatewayEvent>),
+    Notice(StreamNotice),
+}
+
+/// Server-sent events: alarm_raised, alarm_updated, ticket_updated (and lagged when a slow client missed some).
+///
+/// Only what happens within the caller's jurisdiction. A comment line is
+/// sent every 15 s to keep the connection open.
+#[utoipa::path(
+    get,
+    path = "/api/v1/events",
+    tag = "events",
+    responses(
+        (status = OK, description = "An event stream; each data line is an Event", content(
+            (StreamItem = "text/event-stream"),
+        )),
+    )
+)]
 async fn events(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
@@ -764,24 +1193,39 @@ async fn events(
                 other => break other,
             }
         };
-        let event = match event {
+        let (name, item) = match event {
             Ok(ev) => {
                 let name = match &ev {
                     GatewayEvent::AlarmRaised { .. } => "alarm_raised",
                     GatewayEvent::AlarmUpdated { .. } => "alarm_updated",
                     GatewayEvent::TicketUpdated { .. } => "ticket_updated",
                 };
-                SseEvent::default()
-                    .event(name)
-                    .data(serde_json::to_string(&ev).unwrap_or_default())
+                (name, StreamItem::Event(Box::new(ev)))
             }
             // A slow client missed events; tell it to reload the lists.
-            Err(broadcast::error::RecvError::Lagged(n)) => SseEvent::default()
-                .event("lagged")
-                .data(json!({ "type": "lagged", "missed": n }).to_string()),
+            Err(broadcast::error::RecvError::Lagged(n)) => (
+                "lagged",
+                StreamItem::Notice(StreamNotice::Lagged { missed: n }),
+            ),
             Err(broadcast::error::RecvError::Closed) => return None,
         };
+        let event = SseEvent::default()
+            .event(name)
+            .data(serde_json::to_string(&item).unwrap_or_default());
         Some((Ok(event), (rx, user)))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_documented_alarm_filter_parses() {
+        for f in ALARM_FILTERS {
+            assert!(alarm_filter(f).is_some(), "{f}");
+        }
+        assert!(alarm_filter("bogus").is_none());
+    }
 }

@@ -62,6 +62,17 @@ pub fn category(c: &str) -> &'static str {
     }
 }
 
+/// Where a ticket came from (the ledger's 来源).
+pub fn ticket_source(s: &str) -> &'static str {
+    match s {
+        "sensor_alarm" => "监测报警",
+        "sensor_fault" => "设备故障",
+        "offline" => "设备离线",
+        "inspection" => "人工排查",
+        _ => "",
+    }
+}
+
 /// Ticket grade (kept in one place with the category above).
 pub fn grade(g: &str) -> &'static str {
     match g {

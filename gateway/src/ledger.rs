@@ -85,14 +85,7 @@ pub fn csv(rows: &[TicketRow], site_name: impl Fn(&str) -> String) -> String {
             t.channel.clone(),
             labels::category(&t.category).to_string(),
             labels::grade(&t.grade).to_string(),
-            match t.source.as_str() {
-                "sensor_alarm" => "监测报警",
-                "sensor_fault" => "设备故障",
-                "offline" => "设备离线",
-                "inspection" => "人工排查",
-                _ => "",
-            }
-            .to_string(),
+            labels::ticket_source(&t.source).to_string(),
             t.title.clone(),
             labels::ticket_status(&t.status).to_string(),
             minute(Some(t.opened_at)),

@@ -20,6 +20,7 @@ pub mod ledger;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod openapi;
 pub mod pipeline;
 pub mod report;
 pub mod runtime;

@@ -9,7 +9,8 @@ use crate::time::rfc3339_cst;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// One site's month.
+#[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SiteReport {
     pub site: String,
     pub site_name: String,
@@ -24,10 +25,12 @@ pub struct SiteReport {
     pub major_hazards: Vec<MajorHazard>,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A 重大 hazard open at some point in the month, with its 督办 status.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MajorHazard {
     pub number: String,
     pub title: String,
+    #[schema(value_type = crate::ticket::Status)]
     pub status: String,
     pub status_label: &'static str,
     /// 督办单位 and 文号 once listed (挂牌).
@@ -37,7 +40,8 @@ pub struct MajorHazard {
     pub overdue: bool,
 }
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// The monthly report (月报), per site.
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct MonthlyReport {
     /// `YYYY-MM`.
     pub month: String,

@@ -122,7 +122,7 @@ pub struct TicketSpec {
 }
 
 /// What happened to the ticket when an alarm was raised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum TicketOutcome {
     Opened {
@@ -143,17 +143,24 @@ pub enum TicketOutcome {
     },
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AlarmRow {
     pub id: i64,
     pub site: String,
     pub node: String,
+    /// Empty for node- and site-level alarms (offline, supply, uplink).
     pub channel: String,
+    /// {quantity}_high, {quantity}_low, {quantity}_rise, fault, offline, supply, uplink.
     pub cause: String,
+    #[schema(schema_with = crate::openapi::alarm_kind)]
     pub kind: String,
+    #[schema(schema_with = crate::openapi::alarm_level)]
     pub level: String,
+    #[schema(schema_with = crate::openapi::alarm_state)]
     pub state: String,
+    #[schema(schema_with = crate::openapi::quantity)]
     pub quantity: Option<String>,
+    /// In the quantity's wire unit.
     pub value: Option<i64>,
     pub setpoint: Option<i64>,
     pub peak: Option<i64>,
@@ -163,23 +170,31 @@ pub struct AlarmRow {
     pub acked_at: Option<i64>,
     pub acked_by: Option<String>,
     pub ticket_id: Option<i64>,
+    /// Raised while its root cause (node offline, supply failure, site uplink
+    /// lost) stood: shown, not notified, no ticket.
     #[sqlx(try_from = "Flag")]
     pub suppressed: bool,
+    /// The channel is flapping (抖动): its swings are logged, not notified.
     #[sqlx(try_from = "Flag")]
     pub flapping: bool,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TicketRow {
     pub id: i64,
+    /// 编号: YH… hazards, GZ… device faults, LX… nodes or sites offline.
     pub number: String,
     pub site: String,
     pub node: String,
     pub channel: String,
     pub cause: String,
+    #[schema(schema_with = crate::openapi::ticket_source)]
     pub source: String,
+    #[schema(schema_with = crate::openapi::ticket_category)]
     pub category: String,
+    #[schema(value_type = crate::ticket::Grade)]
     pub grade: String,
+    #[schema(value_type = crate::ticket::Status)]
     pub status: String,
     pub title: String,
     pub location: String,
@@ -190,6 +205,7 @@ pub struct TicketRow {
     pub last_alarm_at: i64,
     #[sqlx(try_from = "Flag")]
     pub sensor_sourced: bool,
+    /// 时限 in force.
     pub deadline: Option<i64>,
     pub responsible_unit: Option<String>,
     pub responsible_person: Option<String>,
@@ -210,17 +226,20 @@ pub struct TicketRow {
     pub escalated_to: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TicketEventRow {
     pub id: i64,
     pub ticket_id: i64,
     pub at: i64,
     pub actor: String,
     pub action: String,
+    #[schema(value_type = Option<crate::ticket::Status>)]
     pub from_status: Option<String>,
+    #[schema(value_type = Option<crate::ticket::Status>)]
     pub to_status: Option<String>,
     pub note: String,
     pub role: Option<String>,
+    /// The step as JSON.
     pub details: Option<String>,
 }
 
@@ -247,16 +266,19 @@ pub struct ReportFigures {
 }
 
 /// A note or file attached to a ticket as evidence.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Evidence)]
 pub struct EvidenceRow {
     pub id: i64,
     pub ticket_id: i64,
     pub at: i64,
     pub actor: String,
     pub role: String,
+    #[schema(schema_with = crate::openapi::evidence_kind)]
     pub kind: String,
     pub media_type: Option<String>,
     pub size: Option<i64>,
+    /// SHA-256; GET /api/v1/evidence/{hash}.
     pub content_hash: Option<String>,
     pub note: String,
 }

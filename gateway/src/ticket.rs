@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 pub type Millis = u64;
 
 /// The status of a ticket. Codes are stable; labels are for people.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// 待登记: opened automatically, not yet registered in the ledger.
@@ -61,7 +61,7 @@ impl Status {
 }
 
 /// 一般隐患 or 重大隐患.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Grade {
     General,
@@ -86,7 +86,7 @@ impl Grade {
 }
 
 /// Who acts, by role (DOMAIN.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     /// 值班员.
@@ -100,7 +100,7 @@ pub enum Role {
 }
 
 /// The 五落实 of a rectification: 责任、措施、资金、时限、预案.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rectification {
     /// 责任单位.
@@ -112,21 +112,26 @@ pub struct Rectification {
     /// 资金.
     pub funds: String,
     /// 时限: the deadline, ms since the epoch.
+    #[schema(value_type = u64)]
     pub deadline: Millis,
     /// 预案: the interim safety plan until fixed.
     pub contingency_plan: String,
 }
 
 /// An action on a ticket.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Action {
     /// 登记: register in the ledger with a grade.
     Register { grade: Grade },
     /// 挂牌督办: a 重大 hazard listed by the supervising unit.
     List {
+        /// 督办单位.
         supervisor: String,
+        /// 督办文号.
         document_no: String,
+        /// 整改时限, ms since the epoch.
+        #[schema(value_type = u64)]
         deadline: Millis,
     },
     /// 落实整改: rectification starts with its 五落实.
@@ -140,7 +145,11 @@ pub enum Action {
     /// 销号: the sign-off that closes a 一般 hazard after review.
     Close,
     /// 申请延期: filed before the deadline.
-    RequestExtension { until: Millis },
+    RequestExtension {
+        /// The deadline asked for, ms since the epoch.
+        #[schema(value_type = u64)]
+        until: Millis,
+    },
     /// 批准延期 / 驳回: the supervising role decides.
     DecideExtension { approve: bool },
     /// 重新打开: the same hazard recurred within the window after closing.

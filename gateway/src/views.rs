@@ -5,22 +5,33 @@ use crate::labels;
 use crate::store::{AlarmRow, TicketEventRow, TicketOutcome, TicketRow};
 use crate::time::rfc3339_cst;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 fn t(ms: Option<i64>) -> Option<String> {
     ms.map(|m| rfc3339_cst(m.max(0) as u64))
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// An alarm (报警) as the API shows it: the stored record with labels.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Alarm)]
 pub struct AlarmView {
     #[serde(flatten)]
     pub row: AlarmRow,
+    /// `kind` in Chinese.
     pub kind_label: &'static str,
+    /// `level` in Chinese.
     pub level_label: &'static str,
+    /// `state` in Chinese.
     pub state_label: &'static str,
+    /// `quantity` in Chinese.
     pub quantity_label: Option<&'static str>,
+    /// `value` with its unit, e.g. `512 mA`, `81.2 °C`.
     pub value_display: Option<String>,
+    /// `setpoint` with its unit.
     pub setpoint_display: Option<String>,
+    /// `raised_at` in RFC 3339, China Standard Time.
     pub raised_at_text: String,
+    /// `acked_at` in RFC 3339, China Standard Time.
     pub acked_at_text: Option<String>,
     /// Seconds from raising to the duty officer's acknowledgement.
     pub time_to_ack_s: Option<f64>,
@@ -44,14 +55,21 @@ impl From<AlarmRow> for AlarmView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// A hazard ticket (隐患工单) as the API shows it: the stored record with labels.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = Ticket)]
 pub struct TicketView {
     #[serde(flatten)]
     pub row: TicketRow,
+    /// `status` in Chinese.
     pub status_label: &'static str,
+    /// `category` in Chinese.
     pub category_label: &'static str,
+    /// `grade` in Chinese.
     pub grade_label: &'static str,
+    /// `opened_at` in RFC 3339, China Standard Time.
     pub opened_at_text: String,
+    /// `closed_at` in RFC 3339, China Standard Time.
     pub closed_at_text: Option<String>,
 }
 
@@ -68,10 +86,13 @@ impl From<TicketRow> for TicketView {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+/// One recorded step of a ticket (留痕): who, in which role, when, why, what.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[schema(as = TicketEvent)]
 pub struct TicketEventView {
     #[serde(flatten)]
     pub row: TicketEventRow,
+    /// `at` in RFC 3339, China Standard Time.
     pub at_text: String,
 }
 
@@ -85,12 +106,13 @@ impl From<TicketEventRow> for TicketEventView {
 }
 
 /// A change the duty desk sees as it happens (`/api/v1/events`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum GatewayEvent {
     /// A new alarm, or one that rose to a higher level.
     AlarmRaised {
         alarm: AlarmView,
+        /// What happened to the alarm's ticket, if it has one.
         ticket: Option<TicketOutcome>,
     },
     /// A standing alarm changed: lower level, latched, cleared or acknowledged.
