@@ -626,9 +626,13 @@ struct TicketDetail {
     alarms: Vec<AlarmView>,
     /// Notes and files attached as evidence (整改佐证).
     evidence: Vec<crate::store::EvidenceRow>,
+    /// The channel's readings kept while the ticket was open (关联读数):
+    /// every abnormal one (at most one a minute), a normal one every 15
+    /// minutes, and each change of condition; the newest 2,000, oldest first.
+    readings: Vec<crate::store::TicketReadingRow>,
 }
 
-/// One ticket with its audit trail (留痕) and linked alarms.
+/// One ticket with its audit trail (留痕), linked alarms, evidence and readings.
 #[utoipa::path(
     get,
     path = "/api/v1/tickets/{id}",
@@ -651,11 +655,13 @@ async fn ticket(
         Some((t, _, _)) if !user.covers(&t.site) => Err(forbidden_site(&t.site)),
         Some((t, events, alarms)) => {
             let evidence = s.store.evidence(id).await?;
+            let readings = s.store.ticket_readings(id, 2_000).await?;
             Ok(Json(TicketDetail {
                 ticket: TicketView::from(t),
                 events: events.into_iter().map(TicketEventView::from).collect(),
                 alarms: alarms.into_iter().map(AlarmView::from).collect(),
                 evidence,
+                readings,
             }))
         }
         None => Err(ticket_not_found(id)),

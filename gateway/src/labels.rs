@@ -30,6 +30,18 @@ pub fn level(l: &str) -> &'static str {
     }
 }
 
+/// A channel status on the wire, as a sensor condition.
+pub fn channel_status(s: &str) -> &'static str {
+    match s {
+        "ok" => "正常",
+        "open" => "开路",
+        "short" => "短路",
+        "range" => "超量程",
+        "fault" => "故障",
+        _ => "异常",
+    }
+}
+
 /// State of an alarm record.
 pub fn alarm_state(s: &str) -> &'static str {
     match s {

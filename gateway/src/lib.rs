@@ -17,6 +17,7 @@ pub mod evidence;
 pub mod http;
 pub mod labels;
 pub mod ledger;
+pub mod linker;
 pub mod metrics;
 pub mod mosquitto;
 pub mod mqtt;

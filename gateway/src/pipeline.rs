@@ -118,6 +118,8 @@ pub struct Pipeline {
     metrics: Arc<Metrics>,
     events: broadcast::Sender<GatewayEvent>,
     drops: DropLog,
+    /// Which readings to keep with open tickets.
+    linker: crate::linker::Linker,
 }
 
 impl Pipeline {
@@ -141,6 +143,7 @@ impl Pipeline {
                 last: HashMap::new(),
                 suppressed: HashMap::new(),
             },
+            linker: Default::default(),
         }
     }
 
@@ -494,6 +497,45 @@ impl Pipeline {
         if in_order {
             let changes = self.runtime.readings(&topic.site, &topic.node, &t.ch, at);
             self.apply(changes, at).await;
+            self.link_readings(topic, &t, at).await;
+        }
+    }
+
+    /// Keeps readings with the open tickets of their channels (关联读数),
+    /// as [`crate::linker`] decides. Only in-order readings: they are the
+    /// ones the rules judged, so their level is known.
+    async fn link_readings(&mut self, topic: &Topic, t: &Telemetry, at: u64) {
+        for r in t.ch.iter() {
+            let Some((_, state)) = self.runtime.channel_state(&topic.site, &topic.node, &r.id)
+            else {
+                continue;
+            };
+            let condition = crate::linker::Condition {
+                status: r.s.as_str(),
+                level: state.level().as_str(),
+                rising: state.is_rate_raised(),
+            };
+            if !self
+                .linker
+                .due(&topic.site, &topic.node, &r.id, condition, at)
+            {
+                continue;
+            }
+            let reading = crate::store::LinkedReading {
+                site: &topic.site,
+                node: &topic.node,
+                channel: &r.id,
+                quantity: r.q.as_str(),
+                value: r.v,
+                status: condition.status,
+                level: condition.level,
+                abnormal: condition.abnormal(),
+                at,
+            };
+            if let Err(e) = self.store.link_reading(&reading).await {
+                inc(&self.metrics.store_errors);
+                tracing::error!(error = %e, site = %topic.site, node = %topic.node, channel = %r.id, "reading not linked to its ticket");
+            }
         }
     }
 

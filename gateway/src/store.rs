@@ -283,6 +283,40 @@ pub struct EvidenceRow {
     pub note: String,
 }
 
+/// A reading kept with an open ticket (关联读数).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = TicketReading)]
+pub struct TicketReadingRow {
+    pub id: i64,
+    pub ticket_id: i64,
+    /// When the reading was taken (ms since the epoch).
+    pub at: i64,
+    pub quantity: String,
+    /// In the quantity's wire unit.
+    pub value: i64,
+    /// The channel status on the wire: ok, open, short, range, fault.
+    pub status: String,
+    /// The rules' level after this reading: normal, pre_alarm, alarm.
+    pub level: String,
+    /// Status not ok, or level not normal.
+    #[sqlx(try_from = "Flag")]
+    pub abnormal: bool,
+}
+
+/// A reading to keep with the open tickets of its channel.
+#[derive(Debug, Clone)]
+pub struct LinkedReading<'a> {
+    pub site: &'a str,
+    pub node: &'a str,
+    pub channel: &'a str,
+    pub quantity: &'a str,
+    pub value: i32,
+    pub status: &'a str,
+    pub level: &'a str,
+    pub abnormal: bool,
+    pub at: u64,
+}
+
 /// Filters of the ledger export.
 #[derive(Debug, Clone)]
 pub struct LedgerQuery {
@@ -1101,6 +1135,46 @@ impl Store {
         )
     }
 
+    /// Keeps a reading with every open ticket on its channel; returns how
+    /// many tickets it was linked to (0 when none is open).
+    pub async fn link_reading(&self, r: &LinkedReading<'_>) -> Result<u64, StoreError> {
+        Ok(query(
+            "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
+             SELECT id, ?, ?, ?, ?, ?, ? FROM tickets \
+             WHERE site = ? AND node = ? AND channel = ? AND status <> 'closed'",
+        )
+        .bind(r.at as i64)
+        .bind(r.quantity)
+        .bind(r.value)
+        .bind(r.status)
+        .bind(r.level)
+        .bind(r.abnormal)
+        .bind(r.site)
+        .bind(r.node)
+        .bind(r.channel)
+        .execute(&self.pool)
+        .await?
+        .rows_affected())
+    }
+
+    /// A ticket's linked readings, the newest `limit`, oldest first.
+    pub async fn ticket_readings(
+        &self,
+        ticket_id: i64,
+        limit: i64,
+    ) -> Result<Vec<TicketReadingRow>, StoreError> {
+        let mut rows: Vec<TicketReadingRow> = query_as(
+            "SELECT id, ticket_id, at, quantity, value, status, level, abnormal FROM ticket_readings \
+             WHERE ticket_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(ticket_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     /// Appends one operator action to the hash-chained audit log.
     pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
         let _chain = self.audit_lock.lock().await;
@@ -1392,11 +1466,43 @@ impl Store {
                         )
                     })
                     .collect();
-                let reason = if offending.is_empty() {
+                let mut reason = if offending.is_empty() {
                     reason
                 } else {
                     format!("{reason}；仍存在：{}", offending.join("；"))
                 };
+                // And the abnormal readings since the rectification report.
+                let since = row.rectified_at.unwrap_or(row.opened_at);
+                let readings: Vec<TicketReadingRow> = query_as(
+                    "SELECT id, ticket_id, at, quantity, value, status, level, abnormal FROM ticket_readings \
+                     WHERE ticket_id = ? AND at >= ? AND abnormal = TRUE ORDER BY at DESC, id DESC LIMIT 5",
+                )
+                .bind(id)
+                .bind(since)
+                .fetch_all(&mut *tx)
+                .await?;
+                if !readings.is_empty() {
+                    let listed: Vec<String> = readings
+                        .iter()
+                        .map(|r| {
+                            let what = if r.status != "ok" {
+                                format!("传感器{}", crate::labels::channel_status(&r.status))
+                            } else {
+                                crate::labels::level(&r.level).to_string()
+                            };
+                            format!(
+                                "{} {} {}（{what}）",
+                                crate::time::rfc3339_cst(r.at.max(0) as u64)
+                                    .get(..16)
+                                    .unwrap_or("")
+                                    .replace('T', " "),
+                                crate::labels::quantity(&r.quantity),
+                                crate::labels::value(&r.quantity, r.value),
+                            )
+                        })
+                        .collect();
+                    reason = format!("{reason}；整改后异常读数：{}", listed.join("；"));
+                }
                 return Err(ticket::Refusal::DataNotProven { reason }.into());
             }
             Err(e) => return Err(e.into()),

@@ -132,6 +132,18 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
         )
         .await
         .unwrap();
+    // After the report, the loop still leaks: that reading is kept with the ticket.
+    let reading = |seq: u32, v: i32, at: u64| {
+        Inbound {
+        topic: "fire/v1/home_a/n01/telemetry".into(),
+        payload: format!(r#"{{"boot":1,"seq":{seq},"ts":{at},"ch":[{{"id":"rc1","q":"residual_current","v":{v},"s":"ok"}}]}}"#)
+            .into_bytes()
+            .into(),
+        arrived_ms: at,
+        ack: None,
+    }
+    };
+    p.handle(&reading(2, 640, t + 2 * H + 30 * 60_000)).await;
     store
         .transition_ticket(
             ticket,
@@ -153,22 +165,20 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
             assert!(
                 reason.contains("仍存在：n01/rc1 剩余电流报警 620 mA"),
                 "{reason}"
-            )
+            );
+            // …and the abnormal reading after the rectification report.
+            assert!(
+                reason.contains("整改后异常读数：") && reason.contains("剩余电流 640 mA（报警）"),
+                "{reason}"
+            );
         }
         other => panic!("{other:?}"),
     }
 
     // The leakage is back to normal and the latched alarm is reset at t + 4 h…
-    let send = Inbound {
-        topic: "fire/v1/home_a/n01/telemetry".into(),
-        payload: format!(r#"{{"boot":1,"seq":2,"ts":{},"ch":[{{"id":"rc1","q":"residual_current","v":120,"s":"ok"}}]}}"#, t + 4 * H)
-            .into_bytes()
-            .into(),
-        arrived_ms: t + 4 * H,
-        ack: None,
-    };
-    p.handle(&send).await;
+    p.handle(&reading(3, 120, t + 4 * H)).await;
     p.reset(alarm_id, "值班员小李", t + 4 * H).await.unwrap();
+    p.handle(&reading(4, 110, t + 5 * H)).await;
     // …but 72 h of normal data are needed after that.
     let early = store
         .transition_ticket(ticket, &Action::Close, &manager, &policy, t + 50 * H)
@@ -186,6 +196,24 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
         .unwrap();
     assert_eq!(closed.status, "closed");
     assert_eq!(closed.responsible_person.as_deref(), Some("王主任"));
+
+    // The ticket carries the readings of its open life: the one that raised
+    // the alarm, the leak after the report, the normal value while the alarm
+    // was still latched, and the first reading after the reset.
+    let readings = store.ticket_readings(ticket, 100).await.unwrap();
+    let kept: Vec<(i64, &str, bool)> = readings
+        .iter()
+        .map(|r| (r.value, r.level.as_str(), r.abnormal))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (620, "alarm", true),
+            (640, "alarm", true),
+            (120, "alarm", true),
+            (110, "normal", false)
+        ]
+    );
 
     // The ledger (台账) shows the closed hazard with its 五落实.
     let query = gateway::store::LedgerQuery {
