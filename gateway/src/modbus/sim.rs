@@ -22,6 +22,8 @@ pub enum Behaviour {
     Silent,
     /// With this exception to every read.
     Exception(ExceptionCode),
+    /// With one register or bit fewer than asked for (a confused device).
+    Short,
 }
 
 struct Unit {
@@ -127,10 +129,11 @@ impl Simulator {
         match u.behaviour {
             Behaviour::Silent => return Ok(None),
             Behaviour::Exception(e) => return Err(e),
-            Behaviour::Answer => {}
+            Behaviour::Answer | Behaviour::Short => {}
         }
+        let short = usize::from(u.behaviour == Behaviour::Short);
         let read = |f: Function, start: u16, count: u16| -> Result<Vec<u16>, ExceptionCode> {
-            (0..count)
+            (0..count.saturating_sub(short as u16))
                 .map(|i| {
                     start
                         .checked_add(i)
