@@ -483,10 +483,7 @@ pub async fn run_connection(p: Poller) {
         ctx: None,
     };
     tracing::info!(connection = %connection.name, devices = devices.len(), "Modbus polling started");
-    loop {
-        let Some(i) = (0..devices.len()).min_by_key(|i| devices[*i].next_due) else {
-            break;
-        };
+    while let Some(i) = (0..devices.len()).min_by_key(|i| devices[*i].next_due) {
         tokio::select! {
             _ = shutdown.cancelled() => break,
             _ = tokio::time::sleep_until(devices[i].next_due) => {}
@@ -695,7 +692,7 @@ mod tests {
             channel: None,
         };
         assert_eq!(
-            f.update(&[supply.clone()], &values),
+            f.update(std::slice::from_ref(&supply), &values),
             vec![
                 (id("rc1"), EventLevel::Normal, 620),
                 (id("supply"), EventLevel::Fault, 0)
