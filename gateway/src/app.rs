@@ -1,5 +1,6 @@
 //! Wiring: starts the broker (embedded mode), the store, the metrics sink,
-//! the pipeline, MQTT ingest and the HTTP API, and stops them in order.
+//! the pipeline, MQTT ingest, Modbus polling and the HTTP API, and stops
+//! them in order.
 //!
 //! Like mini-redis's `server::run`, [`start`] takes an already-bound HTTP
 //! listener, so tests bind `127.0.0.1:0` and run many gateways side by side.
@@ -41,6 +42,7 @@ pub struct Running {
     pub events: broadcast::Sender<GatewayEvent>,
     shutdown: CancellationToken,
     ingest: JoinHandle<()>,
+    modbus: Vec<JoinHandle<()>>,
     pipeline: JoinHandle<()>,
     sink: Option<JoinHandle<()>>,
     http: JoinHandle<()>,
@@ -106,6 +108,10 @@ pub async fn start_with_source(
         pipeline.run(rx, commands_rx).await;
         sink_shutdown.cancel();
     });
+    // Modbus devices feed the same channel as MQTT ingest. Their `boot` is
+    // this process's start in seconds: it grows across gateway restarts.
+    let boot = (crate::time::now_ms() / 1000) as u32;
+    let modbus = crate::modbus::start(&config, &tx, &metrics, &shutdown, boot);
     let ingest = tokio::spawn(crate::mqtt::run(
         config.mqtt.clone(),
         mqtt,
@@ -139,6 +145,7 @@ pub async fn start_with_source(
         events,
         shutdown,
         ingest,
+        modbus,
         pipeline: pipeline_task,
         sink: sink_task,
         http: http_task,
@@ -146,11 +153,14 @@ pub async fn start_with_source(
 }
 
 impl Running {
-    /// Stops in order: ingest (no new messages), pipeline (drains what it
-    /// holds), sink (flushes), HTTP, database.
+    /// Stops in order: ingest and Modbus polling (no new messages), pipeline
+    /// (drains what it holds), sink (flushes), HTTP, database.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.ingest.await;
+        for m in self.modbus {
+            let _ = m.await;
+        }
         let _ = self.pipeline.await;
         if let Some(s) = self.sink {
             let _ = tokio::time::timeout(Duration::from_secs(10), s).await;

@@ -32,6 +32,8 @@ pub struct Config {
     /// The hazard closed loop's figures.
     pub tickets: TicketsConfig,
     pub sites: Vec<SiteConfig>,
+    /// Modbus devices polled by the gateway; each is a node declared under `sites`.
+    pub modbus: crate::modbus::config::ModbusConfig,
 }
 
 /// The hazard closed loop's figures (隐患闭环).
@@ -84,6 +86,7 @@ impl Default for Config {
             offline_after_secs: DEFAULT_OFFLINE_AFTER_SECS,
             tickets: TicketsConfig::default(),
             sites: Vec::new(),
+            modbus: Default::default(),
         }
     }
 }
@@ -418,7 +421,8 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
+/// `a[0].b` for a key `serde_ignored` reports as unknown.
+pub(crate) fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
     use serde_ignored::Path;
     match path {
         Path::Root => String::new(),
@@ -447,7 +451,7 @@ impl Config {
                 message: e.to_string().trim().to_string(),
             }])
         })?;
-        let config: Config = serde_ignored::deserialize(de, |path| {
+        let mut config: Config = serde_ignored::deserialize(de, |path| {
             issues.push(ConfigIssue {
                 path: ignored_path(&path),
                 message: "unknown key".into(),
@@ -459,6 +463,10 @@ impl Config {
                 message: e.to_string().trim().to_string(),
             }])
         })?;
+        let (catalog, map_issues) =
+            crate::modbus::config::load_catalog(config.modbus.maps_dir.as_deref());
+        config.modbus.catalog = catalog;
+        issues.extend(map_issues);
         issues.extend(config.validate());
         if issues.is_empty() {
             Ok(config)
@@ -654,6 +662,7 @@ impl Config {
                 }
             }
         }
+        out.extend(crate::modbus::config::validate(self));
         out
     }
 

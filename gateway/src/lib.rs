@@ -4,7 +4,8 @@
 //! `mqtt` (ingest) → `pipeline` (decode, `dedup`, `runtime` rules) →
 //! `store` (alarms, tickets) + `sink` (time-series DB) + `views` events →
 //! `http` (API, `/metrics`). `app` wires them; `broker` is the in-process
-//! MQTT broker; `demo` runs simulated nodes. See ARCHITECTURE.md.
+//! MQTT broker; `demo` runs simulated nodes; `modbus` polls Modbus devices into the same
+//! pipeline. See ARCHITECTURE.md.
 
 pub mod app;
 pub mod audit;
@@ -19,6 +20,7 @@ pub mod labels;
 pub mod ledger;
 pub mod linker;
 pub mod metrics;
+pub mod modbus;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod openapi;

@@ -302,7 +302,25 @@ async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> Exi
         }
     };
     let mqtt = SocketAddr::from(([127, 0, 0, 1], mqtt_port));
-    let config = gateway::demo::demo_config(mqtt, http, data_dir);
+    let mut config = gateway::demo::demo_config(mqtt, http, data_dir);
+    // The simulated Modbus device is served before the gateway polls it,
+    // and stops after the gateway (so the demo never ends on it offline).
+    let sim_stop = CancellationToken::new();
+    let modbus_sim = match tokio::net::TcpListener::bind("127.0.0.1:0").await {
+        Ok(l) => {
+            if let Ok(addr) = l.local_addr() {
+                gateway::demo::add_demo_modbus(&mut config, addr);
+            }
+            Some(tokio::spawn(gateway::demo::run_modbus_simulator(
+                l,
+                sim_stop.clone(),
+            )))
+        }
+        Err(e) => {
+            eprintln!("no simulated Modbus device (cannot open a port: {e})");
+            None
+        }
+    };
     let printer_config = config.clone();
     let running = match gateway::app::start(config, listener).await {
         Ok(r) => r,
@@ -321,7 +339,8 @@ async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> Exi
     println!("  报警列表 alarms:  {base}/api/v1/alarms");
     println!("  隐患工单 tickets: {base}/api/v1/tickets");
     println!("  实时事件 events:  {base}/api/v1/events    指标 metrics: {base}/metrics");
-    println!("  模拟：阳光养老院、福星敬老院共 3 个节点；约 35 秒后 2号楼厨房配电箱 漏电流超过 500 mA。按 Ctrl-C 退出。");
+    println!("  模拟：阳光养老院、福星敬老院共 3 个 MQTT 节点和 1 台 Modbus 多回路监测仪（3号楼配电室）；");
+    println!("        约 20 秒后监测仪第 9 回路探头短路（设备故障），约 35 秒后 2号楼厨房配电箱 漏电流超过 500 mA。按 Ctrl-C 退出。");
     match accounts {
         Ok(accounts) => {
             println!("  演示账号 demo users (login / password / role):");
@@ -362,6 +381,10 @@ async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> Exi
         let _ = n.await;
     }
     running.shutdown().await;
+    sim_stop.cancel();
+    if let Some(sim) = modbus_sim {
+        let _ = sim.await;
+    }
     printer.abort();
     ExitCode::SUCCESS
 }

@@ -49,6 +49,139 @@ pub struct Metrics {
     pub sink_backlog: AtomicI64,
     pub nodes_online: AtomicI64,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// Modbus polling, by device.
+    pub modbus: ModbusMetrics,
+}
+
+/// Why a Modbus request failed. Each is a label value of
+/// `gateway_modbus_errors_total{kind=…}`.
+pub const MODBUS_ERROR_KINDS: &[&str] = &[
+    // No answer within the connection's timeout (a silent device, a short frame).
+    "timeout",
+    // The device answered with an exception code (also counted by code).
+    "exception",
+    // Bytes that are not a valid answer: bad CRC, bad framing, a header or
+    // function code that does not match the request.
+    "frame",
+    // A valid frame with fewer registers or bits than asked for.
+    "short_response",
+    // Connection refused, reset or closed; serial port not there.
+    "io",
+];
+
+#[derive(Default, Clone)]
+struct DeviceCounters {
+    polls: u64,
+    errors: BTreeMap<&'static str, u64>,
+    exceptions: BTreeMap<u8, u64>,
+    state: i64,
+}
+
+/// Modbus counters and the device state gauge, keyed by `(site, node)`.
+#[derive(Default)]
+pub struct ModbusMetrics {
+    devices: Mutex<BTreeMap<(String, String), DeviceCounters>>,
+}
+
+impl ModbusMetrics {
+    fn with(&self, site: &str, node: &str, f: impl FnOnce(&mut DeviceCounters)) {
+        if let Ok(mut d) = self.devices.lock() {
+            f(d.entry((site.to_string(), node.to_string())).or_default());
+        }
+    }
+
+    fn read<T: Default>(&self, site: &str, node: &str, f: impl FnOnce(&DeviceCounters) -> T) -> T {
+        self.devices
+            .lock()
+            .ok()
+            .and_then(|d| d.get(&(site.to_string(), node.to_string())).map(f))
+            .unwrap_or_default()
+    }
+
+    /// Registers a device, so its series exist (at zero) before anything happens.
+    pub fn register(&self, site: &str, node: &str) {
+        self.with(site, node, |_| {});
+    }
+
+    /// A poll that read every register.
+    pub fn poll_ok(&self, site: &str, node: &str) {
+        self.with(site, node, |d| d.polls += 1);
+    }
+
+    /// A failed request, `kind` one of [`MODBUS_ERROR_KINDS`].
+    pub fn error(&self, site: &str, node: &str, kind: &'static str) {
+        self.with(site, node, |d| *d.errors.entry(kind).or_default() += 1);
+    }
+
+    /// An exception response, counted by code and as an `exception` error.
+    pub fn exception(&self, site: &str, node: &str, code: u8) {
+        self.with(site, node, |d| {
+            *d.errors.entry("exception").or_default() += 1;
+            *d.exceptions.entry(code).or_default() += 1;
+        });
+    }
+
+    /// The device's state: 0 ok, 1 degraded, 2 offline.
+    pub fn set_state(&self, site: &str, node: &str, state: i64) {
+        self.with(site, node, |d| d.state = state);
+    }
+
+    pub fn polls(&self, site: &str, node: &str) -> u64 {
+        self.read(site, node, |d| d.polls)
+    }
+
+    pub fn errors(&self, site: &str, node: &str, kind: &str) -> u64 {
+        self.read(site, node, |d| d.errors.get(kind).copied().unwrap_or(0))
+    }
+
+    pub fn exceptions(&self, site: &str, node: &str, code: u8) -> u64 {
+        self.read(site, node, |d| {
+            d.exceptions.get(&code).copied().unwrap_or(0)
+        })
+    }
+
+    pub fn state(&self, site: &str, node: &str) -> i64 {
+        self.read(site, node, |d| d.state)
+    }
+
+    fn render(&self, out: &mut String) {
+        let devices = self.devices.lock().map(|d| d.clone()).unwrap_or_default();
+        if devices.is_empty() {
+            return;
+        }
+        let _ = writeln!(out, "# HELP gateway_modbus_polls_total Modbus polls that read every register, by device.\n# TYPE gateway_modbus_polls_total counter");
+        for ((site, node), d) in &devices {
+            let _ = writeln!(
+                out,
+                "gateway_modbus_polls_total{{site=\"{site}\",node=\"{node}\"}} {}",
+                d.polls
+            );
+        }
+        let _ = writeln!(out, "# HELP gateway_modbus_errors_total Failed Modbus requests, by device and kind.\n# TYPE gateway_modbus_errors_total counter");
+        for ((site, node), d) in &devices {
+            for kind in MODBUS_ERROR_KINDS {
+                let _ = writeln!(
+                    out,
+                    "gateway_modbus_errors_total{{site=\"{site}\",node=\"{node}\",kind=\"{kind}\"}} {}",
+                    d.errors.get(kind).copied().unwrap_or(0)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP gateway_modbus_exceptions_total Modbus exception responses, by device and exception code.\n# TYPE gateway_modbus_exceptions_total counter");
+        for ((site, node), d) in &devices {
+            for (code, n) in &d.exceptions {
+                let _ = writeln!(out, "gateway_modbus_exceptions_total{{site=\"{site}\",node=\"{node}\",code=\"{code}\"}} {n}");
+            }
+        }
+        let _ = writeln!(out, "# HELP gateway_modbus_device_state Modbus device state: 0 ok, 1 degraded, 2 offline.\n# TYPE gateway_modbus_device_state gauge");
+        for ((site, node), d) in &devices {
+            let _ = writeln!(
+                out,
+                "gateway_modbus_device_state{{site=\"{site}\",node=\"{node}\"}} {}",
+                d.state
+            );
+        }
+    }
 }
 
 impl Metrics {
@@ -183,6 +316,7 @@ impl Metrics {
             "Nodes currently online.",
             &self.nodes_online,
         );
+        self.modbus.render(&mut out);
         out
     }
 }
@@ -210,5 +344,33 @@ mod tests {
         assert!(text.contains("gateway_messages_dropped_total{reason=\"bad_json\"} 2\n"));
         assert!(text.contains("gateway_messages_dropped_total{reason=\"unknown_node\"} 0\n"));
         assert_eq!(m.dropped("bad_json"), 2);
+        assert!(
+            !text.contains("gateway_modbus"),
+            "no Modbus series without devices"
+        );
+    }
+
+    #[test]
+    fn renders_modbus_series_per_device() {
+        let m = Metrics::default();
+        m.modbus.register("home_a", "m02");
+        m.modbus.poll_ok("home_a", "m01");
+        m.modbus.error("home_a", "m01", "timeout");
+        m.modbus.exception("home_a", "m01", 2);
+        m.modbus.set_state("home_a", "m01", 1);
+        let text = m.render();
+        for line in [
+            "gateway_modbus_polls_total{site=\"home_a\",node=\"m01\"} 1\n",
+            "gateway_modbus_polls_total{site=\"home_a\",node=\"m02\"} 0\n",
+            "gateway_modbus_errors_total{site=\"home_a\",node=\"m01\",kind=\"timeout\"} 1\n",
+            "gateway_modbus_errors_total{site=\"home_a\",node=\"m01\",kind=\"exception\"} 1\n",
+            "gateway_modbus_errors_total{site=\"home_a\",node=\"m02\",kind=\"frame\"} 0\n",
+            "gateway_modbus_exceptions_total{site=\"home_a\",node=\"m01\",code=\"2\"} 1\n",
+            "gateway_modbus_device_state{site=\"home_a\",node=\"m01\"} 1\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert_eq!(m.modbus.exceptions("home_a", "m01", 2), 1);
+        assert_eq!(m.modbus.errors("home_a", "m01", "exception"), 1);
     }
 }
