@@ -43,6 +43,7 @@ pub struct Running {
     shutdown: CancellationToken,
     ingest: JoinHandle<()>,
     modbus: Vec<JoinHandle<()>>,
+    notify: Option<JoinHandle<()>>,
     pipeline: JoinHandle<()>,
     sink: Option<JoinHandle<()>>,
     http: JoinHandle<()>,
@@ -112,6 +113,14 @@ pub async fn start_with_source(
     // this process's start in seconds: it grows across gateway restarts.
     let boot = (crate::time::now_ms() / 1000) as u32;
     let modbus = crate::modbus::start(&config, &tx, &metrics, &shutdown, boot);
+    // Alarm delivery; its first look at the standing alarms catches any
+    // raised before it subscribed.
+    let notify = crate::notify::start(
+        config.clone(),
+        store.clone(),
+        events.subscribe(),
+        shutdown.clone(),
+    );
     let ingest = tokio::spawn(crate::mqtt::run(
         config.mqtt.clone(),
         mqtt,
@@ -146,6 +155,7 @@ pub async fn start_with_source(
         shutdown,
         ingest,
         modbus,
+        notify,
         pipeline: pipeline_task,
         sink: sink_task,
         http: http_task,
@@ -162,6 +172,9 @@ impl Running {
             let _ = m.await;
         }
         let _ = self.pipeline.await;
+        if let Some(n) = self.notify {
+            let _ = tokio::time::timeout(Duration::from_secs(5), n).await;
+        }
         if let Some(s) = self.sink {
             let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
         }

@@ -34,6 +34,8 @@ pub struct Config {
     pub sites: Vec<SiteConfig>,
     /// Modbus devices polled by the gateway; each is a node declared under `sites`.
     pub modbus: crate::modbus::config::ModbusConfig,
+    /// Alarm delivery (报警推送): channels, routes, escalation; off when absent.
+    pub notify: Option<crate::notify::config::NotifyConfig>,
 }
 
 /// The hazard closed loop's figures (隐患闭环).
@@ -87,6 +89,7 @@ impl Default for Config {
             tickets: TicketsConfig::default(),
             sites: Vec::new(),
             modbus: Default::default(),
+            notify: None,
         }
     }
 }
@@ -663,6 +666,9 @@ impl Config {
             }
         }
         out.extend(crate::modbus::config::validate(self));
+        if let Some(n) = &self.notify {
+            n.validate(&mut out);
+        }
         out
     }
 
@@ -764,6 +770,34 @@ impl Config {
     }
 
     /// Looks up a node's configuration.
+    /// The site's display name and the location of a node's channel
+    /// (楼栋/楼层/房间/配电箱 and the circuit), for people to read.
+    pub fn place(&self, site: &str, node: &str, channel: &str) -> (String, String) {
+        match self.node(site, node) {
+            Some((s, n)) => {
+                let name = if s.name.is_empty() {
+                    s.id.clone()
+                } else {
+                    s.name.clone()
+                };
+                let ch = n
+                    .channels
+                    .iter()
+                    .find(|c| c.id == channel)
+                    .map(|c| c.location.as_str())
+                    .unwrap_or_default();
+                let loc = [n.location.as_str(), ch]
+                    .iter()
+                    .filter(|s| !s.is_empty())
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                (name, loc)
+            }
+            None => (site.to_string(), String::new()),
+        }
+    }
+
     pub fn node(&self, site: &str, node: &str) -> Option<(&SiteConfig, &NodeConfig)> {
         let s = self.sites.iter().find(|s| s.id == site)?;
         let n = s.nodes.iter().find(|n| n.id == node)?;

@@ -65,6 +65,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         )
         .routes(routes!(evidence_file))
         .routes(routes!(sites))
+        .routes(routes!(notifications))
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
         .routes(routes!(events))
@@ -1104,6 +1105,39 @@ async fn evidence_file(
         .await
         .map_err(|_| not_found())?;
     Ok(([(header::CONTENT_TYPE, media)], bytes).into_response())
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct NotificationQuery {
+    /// At most this many, newest first.
+    #[param(minimum = 1, maximum = 10000, default = 500)]
+    limit: Option<i64>,
+}
+
+/// Notification delivery attempts (推送记录), newest first, within the
+/// caller's jurisdiction: every message, channel and vendor answer.
+#[utoipa::path(
+    get,
+    path = "/api/v1/notifications",
+    tag = "alarms",
+    params(NotificationQuery),
+    responses(
+        (status = OK, description = "Delivery attempts", body = Vec<crate::store::NotificationRow>),
+        (status = BAD_REQUEST, response = BadRequest),
+    )
+)]
+async fn notifications(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    q: Result<Query<NotificationQuery>, QueryRejection>,
+) -> Result<Json<Vec<crate::store::NotificationRow>>, ApiError> {
+    let q = query(q)?;
+    Ok(Json(
+        s.store
+            .notifications_in(user.sites.as_deref(), limit(q.limit)?)
+            .await?,
+    ))
 }
 
 /// A site (institution, 机构) and its nodes.

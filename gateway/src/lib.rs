@@ -23,6 +23,7 @@ pub mod metrics;
 pub mod modbus;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod report;

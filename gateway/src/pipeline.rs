@@ -540,29 +540,7 @@ impl Pipeline {
     }
 
     fn place(&self, key: &AlarmKey) -> (String, String) {
-        match self.config.node(&key.site, &key.node) {
-            Some((s, n)) => {
-                let site = if s.name.is_empty() {
-                    s.id.clone()
-                } else {
-                    s.name.clone()
-                };
-                let ch = n
-                    .channels
-                    .iter()
-                    .find(|c| c.id == key.channel)
-                    .map(|c| c.location.clone())
-                    .unwrap_or_default();
-                let loc = [n.location.as_str(), ch.as_str()]
-                    .iter()
-                    .filter(|s| !s.is_empty())
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                (site, loc)
-            }
-            None => (key.site.clone(), String::new()),
-        }
+        self.config.place(&key.site, &key.node, &key.channel)
     }
 
     async fn apply(&mut self, changes: Vec<Change>, at: u64) {

@@ -303,6 +303,47 @@ pub struct TicketReadingRow {
     pub abnormal: bool,
 }
 
+/// One notification delivery attempt, to log.
+#[derive(Debug, Clone)]
+pub struct NotificationLog {
+    pub at: i64,
+    pub site: String,
+    pub channel: String,
+    pub subject: String,
+    pub alarm_id: Option<i64>,
+    pub ticket_id: Option<i64>,
+    pub outcome: String,
+    pub detail: String,
+    pub group_size: i64,
+    pub attempt: i64,
+    pub text: String,
+}
+
+/// A logged notification delivery attempt (推送记录).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Notification)]
+pub struct NotificationRow {
+    pub id: i64,
+    /// When it was attempted (ms since the epoch).
+    pub at: i64,
+    pub site: String,
+    /// The channel's name; `-` when the site has no route for the tier.
+    pub channel: String,
+    /// What it was about: `alarm:12:raised:duty`, `alarm:12:escalated:manager`,
+    /// `ticket:3:overdue:bureau`, …
+    pub subject: String,
+    pub alarm_id: Option<i64>,
+    pub ticket_id: Option<i64>,
+    /// delivered, rate_limited, refused, failed, gave_up, unrouted.
+    pub outcome: String,
+    /// The vendor's code and message.
+    pub detail: String,
+    /// How many messages the send carried (a group: “…等 N 条报警”).
+    pub group_size: i64,
+    pub attempt: i64,
+    pub text: String,
+}
+
 /// A reading to keep with the open tickets of its channel.
 #[derive(Debug, Clone)]
 pub struct LinkedReading<'a> {
@@ -545,6 +586,17 @@ impl Store {
         })
     }
 
+    /// Starts a transaction. In SQLite it takes the write lock at once
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then
+    /// writes fails with SQLITE_BUSY_SNAPSHOT, which no busy timeout cures,
+    /// when another connection (the notifier, an API call) wrote between.
+    async fn begin(&self) -> Result<Transaction<'static, Any>, sqlx::Error> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+    }
+
     /// Which database this store runs on.
     pub fn backend(&self) -> Backend {
         self.backend
@@ -590,7 +642,7 @@ impl Store {
         ticket: Option<&TicketSpec>,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let k = &a.key;
         let existing = standing_alarm(&mut tx, k).await?;
         let at = a.at as i64;
@@ -670,7 +722,7 @@ impl Store {
         value: Option<i32>,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let Some((id, _)) = standing_alarm(&mut tx, key).await? else {
             return Ok(None);
         };
@@ -809,7 +861,7 @@ impl Store {
         flapping: bool,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let Some((id, _)) = standing_alarm(&mut tx, key).await? else {
             return Ok(None);
         };
@@ -864,7 +916,7 @@ impl Store {
         at: u64,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         if unsuppress {
             query("UPDATE alarms SET suppressed = FALSE, updated_at = ? WHERE id = ?")
                 .bind(at as i64)
@@ -918,7 +970,7 @@ impl Store {
     /// each to its supervising unit (or the bureau), once; returns them.
     pub async fn mark_overdue(&self, now: u64) -> Result<Vec<TicketRow>, StoreError> {
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let due: Vec<TicketRow> = query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE status <> 'closed' AND deadline IS NOT NULL \
              AND deadline < ? AND overdue_at IS NULL ORDER BY id"
@@ -988,7 +1040,7 @@ impl Store {
         at: u64,
     ) -> Result<Vec<RuleChangeRow>, StoreError> {
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let old: Vec<(String, String)> = query_as("SELECT scope, settings FROM rule_settings")
             .fetch_all(&mut *tx)
             .await?;
@@ -1175,10 +1227,65 @@ impl Store {
         Ok(rows)
     }
 
+    /// Logs notification delivery attempts, in one transaction.
+    pub async fn log_notifications(&self, rows: &[NotificationLog]) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for r in rows {
+            query(
+                "INSERT INTO notification_log (at, site, channel, subject, alarm_id, ticket_id, outcome, detail, \
+                 group_size, attempt, text) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(r.at)
+            .bind(&r.site)
+            .bind(&r.channel)
+            .bind(&r.subject)
+            .bind(r.alarm_id)
+            .bind(r.ticket_id)
+            .bind(&r.outcome)
+            .bind(&r.detail)
+            .bind(r.group_size)
+            .bind(r.attempt)
+            .bind(&r.text)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Whether an alarm's first notice was delivered somewhere.
+    pub async fn notified(&self, alarm_id: i64) -> Result<bool, StoreError> {
+        let n: i64 = query_scalar(
+            "SELECT COUNT(*) FROM notification_log WHERE alarm_id = ? AND outcome = 'delivered'",
+        )
+        .bind(alarm_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+
+    /// Notification attempts of some sites (`None` = every site), newest first.
+    pub async fn notifications_in(
+        &self,
+        sites: Option<&[String]>,
+        limit: i64,
+    ) -> Result<Vec<NotificationRow>, StoreError> {
+        let site_in = self.backend.site_in("?1");
+        let sql = format!(
+            "SELECT id, at, site, channel, subject, alarm_id, ticket_id, outcome, detail, group_size, attempt, text \
+             FROM notification_log WHERE (?1 IS NULL OR {site_in}) ORDER BY id DESC LIMIT ?2"
+        );
+        Ok(query_as(&sql)
+            .bind(sites_json(sites))
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Appends one operator action to the hash-chained audit log.
     pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         append_audit(&mut tx, e).await?;
         tx.commit().await?;
         Ok(())
@@ -1214,7 +1321,7 @@ impl Store {
         let hash = crate::auth::hash_password(password).map_err(UserError::Password)?;
         let sites = sites.map_or("*".to_string(), |s| s.join(","));
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let id: i64 = query_scalar(
             "INSERT INTO users (login, name, role, sites, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
         )
@@ -1343,7 +1450,7 @@ impl Store {
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let first =
             query("UPDATE alarms SET acked_at = ?, acked_by = ? WHERE id = ? AND acked_at IS NULL")
                 .bind(at as i64)
@@ -1407,7 +1514,7 @@ impl Store {
     ) -> Result<TicketRow, TransitionError> {
         use crate::ticket::{self, Action, DataProof, Grade, Status};
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let row: TicketRow = query_as(&format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?"
         ))
@@ -1721,7 +1828,7 @@ impl Store {
         at: u64,
     ) -> Result<EvidenceRow, StoreError> {
         let _chain = self.audit_lock.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin().await?;
         let (media_type, size, hash) = match file {
             Some((m, n, h)) => (Some(m), Some(n), Some(h)),
             None => (None, None, None),

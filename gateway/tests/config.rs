@@ -87,3 +87,48 @@ fn empty_file_means_embedded_defaults() {
     assert!(c.sink.is_none());
     assert_eq!(c.storage.database_url(), "sqlite://./data/gateway.db");
 }
+
+#[test]
+fn notification_settings_are_checked_with_their_paths() {
+    let text = r#"
+        [notify]
+        manager_after_secs = 600
+        bureau_after_secs = 300
+        [[notify.channels]]
+        name = "a"
+        kind = "sms"
+        url = "ftp://x"
+        failover = "nowhere"
+        [[notify.channels]]
+        name = "a"
+        kind = "pager"
+        url = "http://x"
+        [[notify.routes]]
+        sites = ["*"]
+        duty = ["ghost"]
+          [[notify.routes.shifts]]
+          from = "8:00"
+          to = "20:00"
+    "#;
+    let err = Config::from_toml(text).expect_err("invalid");
+    let msg = err.to_string();
+    // A wrong type or unknown kind is a parse error that names the line.
+    assert!(msg.contains("line 12") && msg.contains("`pager`"), "{msg}");
+    let text = text.replace("kind = \"pager\"", "kind = \"wecom\"");
+    let err = Config::from_toml(&text).expect_err("invalid");
+    let got: Vec<String> = err.0.iter().map(|i| i.to_string()).collect();
+    for want in [
+        "notify.channels[0].url: must be an http:// or https:// URL",
+        "notify.channels[0].phones: an SMS channel needs at least one phone",
+        "notify.channels[0].failover: must name another channel",
+        "notify.channels[0].name: is used by another channel",
+        "notify.routes[0].duty[0]: names no channel",
+        "notify.routes[0].shifts[0].from: must be HH:MM",
+        "notify.bureau_after_secs: must be later than manager_after_secs",
+    ] {
+        assert!(
+            got.iter().any(|g| g == want),
+            "missing {want:?} in {got:#?}"
+        );
+    }
+}

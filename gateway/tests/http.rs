@@ -116,6 +116,7 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/tickets/{id}/evidence"),
     ("get", "/api/v1/evidence/{hash}"),
     ("get", "/api/v1/sites"),
+    ("get", "/api/v1/notifications"),
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
     ("get", "/api/v1/events"),
