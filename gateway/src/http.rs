@@ -66,6 +66,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(evidence_file))
         .routes(routes!(sites))
         .routes(routes!(notifications))
+        .routes(routes!(daily_max))
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
         .routes(routes!(events))
@@ -1138,6 +1139,88 @@ async fn notifications(
             .notifications_in(user.sites.as_deref(), limit(q.limit)?)
             .await?,
     ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct TrendQuery {
+    /// The site (机构).
+    site: String,
+    /// A wire quantity; default residual_current.
+    #[param(schema_with = crate::openapi::quantity)]
+    quantity: Option<String>,
+    /// How many days back from today (China time), today included.
+    #[param(minimum = 1, maximum = 366, default = 30)]
+    days: Option<u32>,
+}
+
+/// Each channel's daily maximum at a site (e.g. residual current per loop
+/// over 30/90/365 days), from the hourly rollups the gateway keeps itself.
+#[derive(Serialize, ToSchema)]
+struct DailyMaxTrend {
+    site: String,
+    quantity: String,
+    /// From this day (China time, `YYYY-MM-DD`)…
+    from: String,
+    /// …through this day.
+    to: String,
+    points: Vec<crate::store::DailyMaxRow>,
+}
+
+/// Daily maximum per channel (趋势: 每回路日最大值).
+#[utoipa::path(
+    get,
+    path = "/api/v1/trends/daily-max",
+    tag = "sites",
+    params(TrendQuery),
+    responses(
+        (status = OK, description = "Daily maxima", body = DailyMaxTrend),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+    )
+)]
+async fn daily_max(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    q: Result<Query<TrendQuery>, QueryRejection>,
+) -> Result<Json<DailyMaxTrend>, ApiError> {
+    let q = query(q)?;
+    if !user.covers(&q.site) {
+        return Err(forbidden_site(&q.site));
+    }
+    let quantity = q.quantity.unwrap_or_else(|| "residual_current".into());
+    if wire::Quantity::from_wire(&quantity).is_none() {
+        return Err(bad_request("quantity", &quantity));
+    }
+    let days = q.days.unwrap_or(30);
+    if !(1..=366).contains(&days) {
+        return Err(bad_request(
+            "days",
+            format!("须在 1 到 366 之间，收到 {days}"),
+        ));
+    }
+    const DAY: i64 = 86_400_000;
+    const CST: i64 = 8 * 3_600_000;
+    let now = crate::time::now_ms() as i64;
+    let tomorrow = ((now + CST) / DAY + 1) * DAY - CST;
+    let from = tomorrow - i64::from(days) * DAY;
+    let points = s
+        .store
+        .daily_max(&q.site, &quantity, from, tomorrow)
+        .await?;
+    let day = |ms: i64| {
+        crate::time::rfc3339_cst(ms.max(0) as u64)
+            .get(..10)
+            .unwrap_or("")
+            .to_string()
+    };
+    Ok(Json(DailyMaxTrend {
+        site: q.site,
+        quantity,
+        from: day(from),
+        to: day(tomorrow - 1),
+        points,
+    }))
 }
 
 /// A site (institution, 机构) and its nodes.

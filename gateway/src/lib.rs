@@ -27,6 +27,7 @@ pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod report;
+pub mod rollup;
 pub mod runtime;
 pub mod sink;
 pub mod store;

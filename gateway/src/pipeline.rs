@@ -120,6 +120,8 @@ pub struct Pipeline {
     drops: DropLog,
     /// Which readings to keep with open tickets.
     linker: crate::linker::Linker,
+    /// Hourly rollups not yet merged into the store.
+    rollups: crate::rollup::Rollups,
 }
 
 impl Pipeline {
@@ -144,6 +146,7 @@ impl Pipeline {
                 suppressed: HashMap::new(),
             },
             linker: Default::default(),
+            rollups: Default::default(),
         }
     }
 
@@ -218,6 +221,7 @@ impl Pipeline {
                 _ = tick.tick() => self.tick(crate::time::now_ms()).await,
             }
         }
+        self.flush_rollups().await;
         tracing::info!("pipeline drained");
     }
 
@@ -485,6 +489,10 @@ impl Pipeline {
         self.metrics
             .readings_accepted
             .fetch_add(t.ch.len() as u64, Ordering::Relaxed);
+        for r in t.ch.iter().filter(|r| r.s == ChannelStatus::Ok) {
+            self.rollups
+                .add(&topic.site, &topic.node, &r.id, r.q.as_str(), r.v, at);
+        }
         if let Some(sink) = &self.sink {
             // A faulted channel's value is not a measurement: it is shown as a
             // fault, not written as a data point.
@@ -705,9 +713,25 @@ impl Pipeline {
         }
     }
 
-    /// The slower duties of the tick: 离线 tickets for nodes (and sites)
-    /// offline past the configured time, and the overdue check of deadlines.
+    /// Merges the pending hourly rollups into the store; kept for the next
+    /// try when the store fails.
+    pub async fn flush_rollups(&mut self) {
+        if self.rollups.is_empty() {
+            return;
+        }
+        let rows = self.rollups.take();
+        if let Err(e) = self.store.merge_rollups(&rows).await {
+            inc(&self.metrics.store_errors);
+            tracing::error!(error = %e, "store: hourly rollups not merged; kept for the next try");
+            self.rollups.restore(rows);
+        }
+    }
+
+    /// The slower duties of the tick: hourly rollups merged, 离线 tickets
+    /// for nodes (and sites) offline past the configured time, and the
+    /// overdue check of deadlines.
     pub async fn housekeeping(&mut self, now: u64) {
+        self.flush_rollups().await;
         let after = u64::from(self.config.tickets.offline_ticket_after_mins) * 60_000;
         let due = match self
             .store

@@ -344,6 +344,23 @@ pub struct NotificationRow {
     pub text: String,
 }
 
+/// A day's maximum of one channel (China days), for trends.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = DailyMax)]
+pub struct DailyMaxRow {
+    pub node: String,
+    pub channel: String,
+    /// `YYYY-MM-DD`, China time.
+    #[sqlx(skip)]
+    pub day: String,
+    /// Start of the day, ms since the epoch.
+    pub day_start: i64,
+    /// The day's maximum, in the quantity's wire unit.
+    pub max: i64,
+    /// Readings that day.
+    pub count: i64,
+}
+
 /// A reading to keep with the open tickets of its channel.
 #[derive(Debug, Clone)]
 pub struct LinkedReading<'a> {
@@ -1280,6 +1297,70 @@ impl Store {
             .bind(limit)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Merges hourly aggregates into `channel_hourly`, in one transaction.
+    pub async fn merge_rollups(
+        &self,
+        rows: &[(crate::rollup::Key, crate::rollup::Agg)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for (k, a) in rows {
+            query(
+                "INSERT INTO channel_hourly (site, node, channel, quantity, hour, min, max, sum, count) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, node, channel, hour) DO UPDATE SET \
+                 quantity = excluded.quantity, \
+                 min = CASE WHEN excluded.min < channel_hourly.min THEN excluded.min ELSE channel_hourly.min END, \
+                 max = CASE WHEN excluded.max > channel_hourly.max THEN excluded.max ELSE channel_hourly.max END, \
+                 sum = channel_hourly.sum + excluded.sum, count = channel_hourly.count + excluded.count",
+            )
+            .bind(&k.site)
+            .bind(&k.node)
+            .bind(&k.channel)
+            .bind(&k.quantity)
+            .bind(k.hour)
+            .bind(a.min)
+            .bind(a.max)
+            .bind(a.sum)
+            .bind(a.count)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Each channel's daily maximum of `quantity` at a site over `[from, to)`
+    /// (ms, aligned to China days by the caller), oldest day first.
+    pub async fn daily_max(
+        &self,
+        site: &str,
+        quantity: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<DailyMaxRow>, StoreError> {
+        // China days start at 16:00 UTC: shift by 8 h, truncate, shift back.
+        const DAY: i64 = 86_400_000;
+        const CST: i64 = 8 * 3_600_000;
+        let mut rows: Vec<DailyMaxRow> = query_as(&format!(
+            "SELECT node, channel, ((hour + {CST}) / {DAY}) * {DAY} - {CST} AS day_start, \
+             MAX(max) AS max, CAST(SUM(count) AS BIGINT) AS count FROM channel_hourly \
+             WHERE site = ? AND quantity = ? AND hour >= ? AND hour < ? \
+             GROUP BY node, channel, ((hour + {CST}) / {DAY}) ORDER BY day_start, node, channel"
+        ))
+        .bind(site)
+        .bind(quantity)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in &mut rows {
+            r.day = crate::time::rfc3339_cst(r.day_start.max(0) as u64)
+                .get(..10)
+                .unwrap_or("")
+                .to_string();
+        }
+        Ok(rows)
     }
 
     /// Appends one operator action to the hash-chained audit log.

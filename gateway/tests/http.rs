@@ -117,6 +117,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/evidence/{hash}"),
     ("get", "/api/v1/sites"),
     ("get", "/api/v1/notifications"),
+    ("get", "/api/v1/trends/daily-max"),
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
     ("get", "/api/v1/events"),
@@ -649,6 +650,11 @@ async fn every_path_keeps_to_the_callers_jurisdiction(db: TestDb) {
             None,
         ),
         ("get", "/api/v1/ledger.csv?site=home_a".to_string(), None),
+        (
+            "get",
+            "/api/v1/trends/daily-max?site=home_a".to_string(),
+            None,
+        ),
         (
             "get",
             "/api/v1/reports/monthly?month=2026-11&site=home_a".to_string(),

@@ -78,7 +78,42 @@ async fn late_readings_are_kept_but_do_not_drive_the_rules(db: TestDb) {
     );
 }
 
+async fn readings_roll_up_into_daily_maxima_per_channel(db: TestDb) {
+    let (mut p, store, _) = pipeline(&db).await;
+    const H: u64 = 3_600_000;
+    // A China day (starting 16:00 UTC the day before) two days back: every
+    // reading is in the past, so its own timestamp counts.
+    let day = (NOW + 8 * H) / (24 * H) * (24 * H) - 8 * H - 48 * H;
+    // Day 1: 120 and 180 in one hour, 150 in another; day 2: 90.
+    p.handle(&msg(1, day + H, 120)).await;
+    p.handle(&msg(2, day + H + 60_000, 180)).await;
+    // A merge in between: the next one adds to the stored hour.
+    p.flush_rollups().await;
+    p.handle(&msg(3, day + H + 120_000, 170)).await;
+    p.handle(&msg(4, day + 5 * H, 150)).await;
+    p.handle(&msg(5, day + 25 * H, 90)).await;
+    p.flush_rollups().await;
+    let rows = store
+        .daily_max(
+            "home_a",
+            "residual_current",
+            day as i64,
+            (day + 48 * H) as i64,
+        )
+        .await
+        .unwrap();
+    let got: Vec<(i64, i64, i64)> = rows.iter().map(|r| (r.day_start, r.max, r.count)).collect();
+    assert_eq!(
+        got,
+        [(day as i64, 180, 4), ((day + 24 * H) as i64, 90, 1)],
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].channel, "rc1");
+    assert!(rows[0].day.len() == 10 && rows[0].day != rows[1].day);
+}
+
 crate::on_both_backends!(
+    readings_roll_up_into_daily_maxima_per_channel,
     a_clock_running_ahead_is_replaced_by_arrival_time,
     no_wall_clock_means_arrival_time,
     late_readings_are_kept_but_do_not_drive_the_rules,
