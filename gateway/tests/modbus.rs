@@ -111,11 +111,22 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(running: &gateway::app::Running) -> Watch {
-        Watch {
-            rx: running.events.subscribe(),
-            seen: Vec::new(),
-        }
+    /// Subscribes, then takes what the store already holds: the pollers
+    /// start with the gateway, so an alarm may be raised before we listen.
+    async fn new(running: &gateway::app::Running) -> Watch {
+        let rx = running.events.subscribe();
+        let seen = running
+            .store
+            .alarms(AlarmFilter::All, 1000)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|row| GatewayEvent::AlarmRaised {
+                alarm: gateway::views::AlarmView::from(row),
+                ticket: None,
+            })
+            .collect();
+        Watch { rx, seen }
     }
 }
 
@@ -208,7 +219,7 @@ async fn tcp_devices_sentinels_alarm_bits_exceptions_and_a_device_that_stops_ans
         ],
     );
     let running = start(&devices, &["m01", "m02", "m03", "m04", "m05"], &dir).await;
-    let mut events = Watch::new(&running);
+    let mut events = Watch::new(&running).await;
 
     // Sentinels: 设备故障 with a GZ ticket, never an electrical-fire alarm.
     for ch in ["rc2", "rc3"] {
@@ -339,7 +350,7 @@ async fn rtu_over_tcp_is_polled_and_garbage_is_counted_never_a_crash() {
     ]
     .concat();
     let running = start(&devices, &["r01", "g01", "g02"], &dir).await;
-    let mut events = Watch::new(&running);
+    let mut events = Watch::new(&running).await;
 
     let ev = wait_for(&mut events, "alarm over RTU", |ev, a| {
         raised(ev) && a.node == "r01"
