@@ -115,17 +115,23 @@ impl Watch {
     /// start with the gateway, so an alarm may be raised before we listen.
     async fn new(running: &gateway::app::Running) -> Watch {
         let rx = running.events.subscribe();
-        let seen = running
-            .store
-            .alarms(AlarmFilter::All, 1000)
-            .await
-            .unwrap()
-            .into_iter()
-            .map(|row| GatewayEvent::AlarmRaised {
+        let mut seen = Vec::new();
+        for row in running.store.alarms(AlarmFilter::All, 1000).await.unwrap() {
+            let ticket =
+                match row.ticket_id {
+                    Some(id) => running.store.ticket(id).await.unwrap().map(|(t, _, _)| {
+                        TicketOutcome::Opened {
+                            id,
+                            number: t.number,
+                        }
+                    }),
+                    None => None,
+                };
+            seen.push(GatewayEvent::AlarmRaised {
                 alarm: gateway::views::AlarmView::from(row),
-                ticket: None,
-            })
-            .collect();
+                ticket,
+            });
+        }
         Watch { rx, seen }
     }
 }
