@@ -227,6 +227,7 @@ const DESCRIPTION: &str = "HTTP API v1. Codes (status, level, kind, …) are sta
         (name = "reports", description = "台账 and 月报"),
         (name = "sites", description = "Institutions and their nodes"),
         (name = "events", description = "Server-sent events"),
+        (name = "console", description = "The web console (值班台、隐患工单、监管端): its page and embedded files"),
     )
 )]
 struct ApiDoc;
