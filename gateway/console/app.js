@@ -90,7 +90,8 @@ function cst(ms) { return new Date(ms + CST).toISOString().replace("T", " ").sli
 function cstDay(ms) { return new Date(ms + CST).toISOString().slice(0, 10); }
 function dayStart(dateText) { return Date.parse(dateText + "T00:00:00Z") - CST; }
 function duration(s) {
-  s = Math.max(0, Math.round(s));
+  if (s < 10) return `${Math.max(0, s).toFixed(1)} 秒`;
+  s = Math.round(s);
   if (s < 60) return `${s} 秒`;
   if (s < 3600) return `${Math.floor(s / 60)} 分 ${s % 60} 秒`;
   return `${Math.floor(s / 3600)} 小时 ${Math.floor((s % 3600) / 60)} 分`;
@@ -142,7 +143,7 @@ function cue(urgent) {
   }
 }
 
-function showMute() { $("#mute").textContent = S.muted ? "🔕 已静音" : "🔔 声音开"; }
+function showMute() { $("#mute").textContent = S.muted ? "声音：关" : "声音：开"; }
 
 // ---------------------------------------------------------------- session
 
@@ -388,7 +389,7 @@ async function renderNodes() {
   })));
   if (!$("#desk")) return;
   box.replaceChildren(h("table", {},
-    h("thead", {}, h("tr", {}, ["机构", "节点", "位置", "状态", "今日最大值（每回路）"].map((t) => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, ["机构", "节点", "位置", "状态", "今日最大值（每回路，每分钟汇总）"].map((t) => h("th", {}, t)))),
     h("tbody", {}, S.sites.flatMap((s) => s.nodes.map((n) =>
       h("tr", { "data-node": `${s.id}/${n.id}` },
         h("td", {}, s.name), h("td", {}, n.id), h("td", {}, n.location || ""),

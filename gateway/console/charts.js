@@ -107,7 +107,10 @@ const Charts = (() => {
     const svg = el("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img" });
     const totals = labels.map((_, i) =>
       stacked ? series.reduce((a, s) => a + (s.values[i] || 0), 0) : Math.max(0, ...series.map((s) => s.values[i] || 0)));
-    const { top, step } = scale(Math.max(1, ...totals));
+    // Counts: whole-number steps.
+    const sc = scale(Math.max(1, ...totals));
+    const step = Math.max(1, Math.ceil(sc.step));
+    const top = Math.ceil(sc.top / step) * step;
     const plotW = W - L - R;
     const { plotH } = frame(svg, [], top, step, unit);
     const slot = plotW / Math.max(1, labels.length);
