@@ -39,9 +39,12 @@ pub struct AppState {
     pub commands: tokio::sync::mpsc::Sender<crate::pipeline::Command>,
 }
 
-/// Routes open to everyone: health, metrics, the API document and login.
+/// Routes open to everyone: the web console's page and files, health,
+/// metrics, the API document and login.
 fn public_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::default()
+        .routes(routes!(crate::console::index))
+        .routes(routes!(crate::console::file))
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(openapi))
@@ -632,6 +635,10 @@ struct TicketDetail {
     /// every abnormal one (at most one a minute), a normal one every 15
     /// minutes, and each change of condition; the newest 2,000, oldest first.
     readings: Vec<crate::store::TicketReadingRow>,
+    /// The steps the caller may take now (action codes of
+    /// `TransitionRequest.step`), by status, grade and role; a step offered
+    /// may still be refused for its details, with the reason.
+    actions: Vec<&'static str>,
 }
 
 /// One ticket with its audit trail (留痕), linked alarms, evidence and readings.
@@ -658,12 +665,19 @@ async fn ticket(
         Some((t, events, alarms)) => {
             let evidence = s.store.evidence(id).await?;
             let readings = s.store.ticket_readings(id, 2_000).await?;
+            let actions = crate::ticket::offered(
+                &t.machine(),
+                user.role,
+                &s.config.tickets.policy(),
+                crate::time::now_ms(),
+            );
             Ok(Json(TicketDetail {
                 ticket: TicketView::from(t),
                 events: events.into_iter().map(TicketEventView::from).collect(),
                 alarms: alarms.into_iter().map(AlarmView::from).collect(),
                 evidence,
                 readings,
+                actions,
             }))
         }
         None => Err(ticket_not_found(id)),

@@ -12,6 +12,7 @@ pub mod audit;
 pub mod auth;
 pub mod broker;
 pub mod config;
+pub mod console;
 pub mod dedup;
 pub mod demo;
 pub mod evidence;

@@ -336,6 +336,7 @@ async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> Exi
         "  内置 MQTT: {mqtt}    数据库: {}",
         printer_config.storage.database_url()
     );
+    println!("  Web 控制台 console: {base}/    （值班台、隐患工单、监管端；用下面的演示账号登录）");
     println!("  报警列表 alarms:  {base}/api/v1/alarms");
     println!("  隐患工单 tickets: {base}/api/v1/tickets");
     println!("  实时事件 events:  {base}/api/v1/events    指标 metrics: {base}/metrics");

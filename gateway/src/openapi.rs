@@ -199,7 +199,8 @@ const DESCRIPTION: &str = "HTTP API v1. Codes (status, level, kind, …) are sta
      identifiers for programs; each has a *_label field in Simplified Chinese \
      for people. Times are milliseconds since the Unix epoch (UTC), with \
      *_text fields in RFC 3339, China Standard Time. Every path but /healthz, \
-     /metrics, /api/v1/openapi.json and /api/v1/login needs `Authorization: \
+     /metrics, /api/v1/openapi.json, /api/v1/login and the web console (/ \
+     and /console/{file}) needs `Authorization: \
      Bearer <token>` from /api/v1/login (401 otherwise), and keeps to the \
      caller's jurisdiction (403 for a record of another site; lists are \
      filtered). Errors are JSON: a stable code in `error` and a message in \
@@ -227,6 +228,7 @@ const DESCRIPTION: &str = "HTTP API v1. Codes (status, level, kind, …) are sta
         (name = "reports", description = "台账 and 月报"),
         (name = "sites", description = "Institutions and their nodes"),
         (name = "events", description = "Server-sent events"),
+        (name = "console", description = "The web console (值班台、隐患工单、监管端): its page and embedded files"),
     )
 )]
 struct ApiDoc;

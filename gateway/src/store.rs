@@ -226,6 +226,24 @@ pub struct TicketRow {
     pub escalated_to: Option<String>,
 }
 
+impl TicketRow {
+    /// What the closed loop's state machine needs of this ticket.
+    pub fn machine(&self) -> crate::ticket::Ticket {
+        use crate::ticket::{Grade, Status};
+        let at = |t: Option<i64>| t.map(|d| d.max(0) as u64);
+        crate::ticket::Ticket {
+            status: Status::from_code(&self.status).unwrap_or(Status::PendingRegistration),
+            grade: Grade::from_code(&self.grade).unwrap_or(Grade::General),
+            sensor_sourced: self.sensor_sourced,
+            deadline: at(self.deadline),
+            rectified_at: at(self.rectified_at),
+            extension_requested: at(self.extension_requested),
+            reviewed: self.reviewed,
+            closed_at: at(self.closed_at),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TicketEventRow {
     pub id: i64,
@@ -1593,7 +1611,7 @@ impl Store {
         policy: &crate::ticket::Policy,
         now: u64,
     ) -> Result<TicketRow, TransitionError> {
-        use crate::ticket::{self, Action, DataProof, Grade, Status};
+        use crate::ticket::{self, Action, DataProof};
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         let row: TicketRow = query_as(&format!(
@@ -1603,16 +1621,7 @@ impl Store {
         .fetch_optional(&mut *tx)
         .await?
         .ok_or(TransitionError::NotFound)?;
-        let current = ticket::Ticket {
-            status: Status::from_code(&row.status).unwrap_or(Status::PendingRegistration),
-            grade: Grade::from_code(&row.grade).unwrap_or(Grade::General),
-            sensor_sourced: row.sensor_sourced,
-            deadline: row.deadline.map(|d| d.max(0) as u64),
-            rectified_at: row.rectified_at.map(|d| d.max(0) as u64),
-            extension_requested: row.extension_requested.map(|d| d.max(0) as u64),
-            reviewed: row.reviewed,
-            closed_at: row.closed_at.map(|d| d.max(0) as u64),
-        };
+        let current = row.machine();
         let proof = DataProof {
             normal_since: Self::normal_since(&mut tx, &row).await?,
         };

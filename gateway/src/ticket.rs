@@ -469,6 +469,68 @@ pub fn apply(
     Ok(next)
 }
 
+/// The steps someone in `role` may take on `t` now, by action code, for a
+/// console to offer: each action is tried on the machine above with
+/// placeholder details and data that proves the fix, and kept unless the
+/// status, the grade or the role rules it out. A step offered here may still
+/// be refused for its details (an incomplete 五落实, a late extension, data
+/// that does not prove the fix yet); the refusal says why.
+pub fn offered(t: &Ticket, role: Role, policy: &Policy, now: Millis) -> Vec<&'static str> {
+    let later = now.saturating_add(365 * 86_400_000);
+    let deadline = t.deadline.unwrap_or(later);
+    let filled = |s: &str| s.to_string();
+    let tries = [
+        Action::Register { grade: t.grade },
+        Action::List {
+            supervisor: filled("督办单位"),
+            document_no: filled("文号"),
+            deadline: later,
+        },
+        Action::StartRectification {
+            plan: Rectification {
+                responsible_unit: filled("单位"),
+                responsible_person: filled("人"),
+                measures: filled("措施"),
+                funds: filled("资金"),
+                deadline: later,
+                contingency_plan: filled("预案"),
+            },
+        },
+        Action::ReportRectified,
+        Action::Review { passed: true },
+        Action::Accept { passed: true },
+        Action::Close,
+        Action::RequestExtension {
+            until: deadline.saturating_add(86_400_000),
+        },
+        Action::DecideExtension { approve: true },
+        Action::Reopen,
+    ];
+    let proven = DataProof {
+        normal_since: Some(0),
+    };
+    let relaxed = Policy {
+        proof_period_ms: 0,
+        ..*policy
+    };
+    tries
+        .iter()
+        .filter(|a| match apply(t, a, role, proven, &relaxed, now) {
+            Ok(_) => true,
+            Err(
+                Refusal::WrongStatus { .. }
+                | Refusal::Role { .. }
+                | Refusal::NotMajor
+                | Refusal::MajorNeedsAcceptance
+                | Refusal::NoExtensionPending
+                | Refusal::ReopenWindowPassed,
+            ) => false,
+            Err(_) => true,
+        })
+        .map(Action::code)
+        .collect()
+}
+
 /// Closure proven by data: the channel normal since no later than the
 /// rectification report, for the whole proof period.
 fn prove(t: &Ticket, data: DataProof, policy: &Policy, now: Millis) -> Result<(), Refusal> {
@@ -513,6 +575,49 @@ mod tests {
             deadline,
             contingency_plan: "期间每日巡查".into(),
         }
+    }
+
+    #[test]
+    fn offered_steps_follow_status_grade_and_role() {
+        let p = Policy::default();
+        let t = Ticket::opened(Grade::General, true);
+        assert_eq!(offered(&t, Role::Duty, &p, T0), ["register"]);
+        assert_eq!(offered(&t, Role::Inspector, &p, T0), Vec::<&str>::new());
+        let registered = Ticket {
+            status: Status::Registered,
+            ..t.clone()
+        };
+        assert_eq!(
+            offered(&registered, Role::SiteManager, &p, T0),
+            ["start_rectification"]
+        );
+        let major = Ticket {
+            grade: Grade::Major,
+            ..registered.clone()
+        };
+        assert_eq!(offered(&major, Role::Inspector, &p, T0), ["list"]);
+        assert_eq!(
+            offered(&major, Role::SiteManager, &p, T0),
+            Vec::<&str>::new()
+        );
+        let reviewed = Ticket {
+            status: Status::PendingReview,
+            reviewed: true,
+            rectified_at: Some(T0),
+            ..t.clone()
+        };
+        // Offered even before the data proves the fix: the refusal says why.
+        // A passed review leaves the ticket 待复查, so it may be reviewed again.
+        assert_eq!(
+            offered(&reviewed, Role::SiteManager, &p, T0),
+            ["review", "close"]
+        );
+        let pending = Ticket {
+            reviewed: false,
+            ..reviewed
+        };
+        assert_eq!(offered(&pending, Role::Inspector, &p, T0), ["review"]);
+        assert_eq!(offered(&pending, Role::Admin, &p, T0), Vec::<&str>::new());
     }
 
     fn ok(now: Millis) -> DataProof {

@@ -103,6 +103,8 @@ async fn serve(db: TestDb) -> Api {
 
 /// What the router serves, as (method, OpenAPI path).
 const SERVED: &[(&str, &str)] = &[
+    ("get", "/"),
+    ("get", "/console/{file}"),
     ("get", "/healthz"),
     ("get", "/metrics"),
     ("get", "/api/v1/openapi.json"),
@@ -125,6 +127,8 @@ const SERVED: &[(&str, &str)] = &[
 
 /// Open without a token.
 const PUBLIC: &[&str] = &[
+    "/",
+    "/console/{file}",
     "/healthz",
     "/metrics",
     "/api/v1/openapi.json",
@@ -228,7 +232,16 @@ async fn the_router_serves_the_documented_operations_and_no_others() {
             );
         }
     }
-    for path in ["/", "/api/v1", "/api/v1/openapi.yaml", "/api/v1/users"] {
+    for path in [
+        "/index.html",
+        "/console/",
+        "/console/index.html",
+        "/console/nope.js",
+        "/console/..%2Fsrc%2Fhttp.rs",
+        "/api/v1",
+        "/api/v1/openapi.yaml",
+        "/api/v1/users",
+    ] {
         let (status, _) = call(&api, "get", path, Some(&api.tokens["admin"]), None).await;
         assert_eq!(status, 404, "{path}");
     }
@@ -594,7 +607,9 @@ fn concrete(api: &Api, path: &str) -> String {
     } else {
         api.ticket_a
     };
-    let path = path.replace("{id}", &id.to_string());
+    let path = path
+        .replace("{id}", &id.to_string())
+        .replace("{file}", "app.js");
     if path.ends_with("/monthly") {
         format!("{path}?month=2026-11")
     } else {
@@ -906,3 +921,54 @@ crate::on_both_backends!(
     bad_parameters_are_a_clear_400_and_missing_records_a_404,
     evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction,
 );
+
+/// The console's page and files: their media types, revalidation by ETag
+/// (304 until the gateway changes), and the page's security headers.
+#[tokio::test]
+async fn the_console_is_served_with_its_types_and_cache_headers() {
+    let api = serve(TestDb::sqlite()).await;
+    let client = reqwest::Client::new();
+    for (path, media) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/charts.js", "text/javascript; charset=utf-8"),
+        ("/console/app.css", "text/css; charset=utf-8"),
+        ("/console/favicon.svg", "image/svg+xml"),
+    ] {
+        let url = format!("http://{}{path}", api.addr);
+        let resp = client.get(&url).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        let h = resp.headers().clone();
+        assert_eq!(h["content-type"], media, "{path}");
+        assert_eq!(h["cache-control"], "no-cache", "{path}");
+        assert_eq!(h["x-content-type-options"], "nosniff", "{path}");
+        let etag = h["etag"].to_str().unwrap().to_string();
+        assert!(etag.starts_with('"') && etag.ends_with('"'), "{etag}");
+        assert!(!resp.bytes().await.unwrap().is_empty());
+        let again = client
+            .get(&url)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert_eq!(again.headers()["etag"], etag.as_str());
+        let stale = client
+            .get(&url)
+            .header("if-none-match", "\"0\"")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stale.status(), 200, "{path}");
+    }
+    let page = client
+        .get(format!("http://{}/", api.addr))
+        .send()
+        .await
+        .unwrap();
+    let csp = page.headers()["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"));
+    assert_eq!(page.headers()["x-frame-options"], "DENY");
+    let text = page.text().await.unwrap();
+    assert!(text.contains("<html lang=\"zh-CN\">") && text.contains("智慧用电监测平台"));
+}
