@@ -296,10 +296,45 @@ function renderDesk() {
     h("div", { class: "stats", id: "desk-stats" }),
     ...DESKS.map((d) => h("section", { class: "panel " + d.cls, id: "desk-" + d.cls },
       h("h2", {}, d.title), h("div", { class: "rows" }))),
-    h("section", { class: "panel", id: "nodes" }, h("h2", {}, "各机构节点"), h("div", { class: "rows" }, "加载中…")));
+    h("section", { class: "panel", id: "nodes" }, h("h2", {}, "各机构节点"), h("div", { class: "rows" }, "加载中…")),
+    h("section", { class: "panel", id: "shift" }, h("h2", {}, "交接班记录"), h("div", { class: "rows" }, "加载中…")));
   main().replaceChildren(root);
   renderAlarms();
   renderNodes();
+  renderShiftLog();
+}
+
+// 交接班记录: the latest handover notes, and a form for the next one.
+async function renderShiftLog() {
+  const box = $("#shift .rows");
+  let notes = [];
+  try { notes = await api("/api/v1/shift-log?limit=20"); } catch (e) { box.replaceChildren(h("div", { class: "empty" }, e.message)); return; }
+  if (!$("#desk")) return;
+  const list = notes.length
+    ? h("table", {},
+      h("thead", {}, h("tr", {}, ["时间", "机构", "记录人", "内容"].map((t) => h("th", {}, t)))),
+      h("tbody", {}, notes.map((n) => h("tr", {},
+        h("td", {}, cst(n.at)), h("td", {}, siteName(n.site)),
+        h("td", {}, `${n.author}（${ROLE[n.role] || n.role}）`), h("td", { class: "note-text" }, n.text)))))
+    : h("div", { class: "empty" }, "暂无交接班记录");
+  const parts = [list];
+  if (mayActOnAlarms() && S.sites.length) {
+    const form = h("form", { class: "shift-form", id: "shift-form" },
+      h("label", {}, "机构", h("select", { name: "site" }, S.sites.map((x) => h("option", { value: x.id }, x.name)))),
+      h("label", { class: "block" }, "交班说明", h("textarea", { name: "text", maxlength: 2000, required: true, placeholder: "本班发生的报警、处置情况、待跟进事项…" })),
+      h("button", { type: "submit" }, "提交交班记录"));
+    form.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      const f = new FormData(form);
+      try {
+        await api("/api/v1/shift-log", { method: "POST", json: { site: f.get("site"), text: f.get("text") } });
+        toast("交班记录已保存");
+        renderShiftLog();
+      } catch (e) { toast(e.message); }
+    });
+    parts.push(form);
+  }
+  box.replaceChildren(...parts);
 }
 
 function renderAlarms() {

@@ -427,6 +427,22 @@ async fn duty_desk_tickets_and_bureau_in_a_real_browser() {
     assert_eq!(alarm.acked_by.as_deref(), Some("值班员小李"));
     assert!(alarm.acked_at.is_some_and(|t| t >= alarm.raised_at));
     browser.wait("#nodes tr[data-node] .badge", long).await;
+
+    // The handover note (交接班记录) for the next shift.
+    browser
+        .type_into(
+            "#shift-form textarea",
+            "厨房回路漏电流报警已确认，电工明早8点到场",
+        )
+        .await;
+    let submit = browser.wait("#shift-form button", long).await;
+    browser.click(&submit).await;
+    browser
+        .wait_text("#shift td.note-text", "电工明早8点到场", long)
+        .await;
+    let notes = running.store.shift_notes_in(None, None, 10).await.unwrap();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert_eq!(notes[0].author, "值班员小李");
     browser.screenshot(&shots.join("duty-desk.png")).await;
 
     // Its ticket: detail with the timeline, and the step the role allows.
@@ -455,13 +471,15 @@ async fn duty_desk_tickets_and_bureau_in_a_real_browser() {
 
     // The bureau of the site's district: risk colour and trends.
     browser.log_in("jianguan_a", PASSWORD).await;
-    let card = browser
+    browser
         .wait("#risk-map .site-card[data-site=home_a]", long)
         .await;
+    // Read by selector, not by element: the map may be drawn again meanwhile.
     let colour = browser
         .script(
-            "return arguments[0].dataset.risk",
-            json!([{ ELEMENT: card }]),
+            "const c = document.querySelector('#risk-map .site-card[data-site=home_a]'); \
+             return c ? c.dataset.risk : null",
+            json!([]),
         )
         .await;
     // One open 一般 hazard, one alarm this month, nothing overdue: 黄.

@@ -120,6 +120,8 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/sites"),
     ("get", "/api/v1/notifications"),
     ("get", "/api/v1/trends/daily-max"),
+    ("get", "/api/v1/shift-log"),
+    ("post", "/api/v1/shift-log"),
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
     ("get", "/api/v1/events"),
@@ -914,7 +916,35 @@ async fn evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction(db: Tes
     );
 }
 
+async fn handover_notes_are_kept_to_the_jurisdiction_and_the_duty_roles(db: TestDb) {
+    let api = serve(db).await;
+    let (a, b, admin) = (
+        api.tokens["duty_a"].as_str(),
+        api.tokens["duty_b"].as_str(),
+        api.tokens["admin"].as_str(),
+    );
+    let note = r#"{"site":"home_a","text":"2号楼厨房回路漏电流报警已确认，电工明早8点到场"}"#;
+    let (status, text) = call(&api, "post", "/api/v1/shift-log", Some(a), Some(note)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("\"author\":\"duty_a\""), "{text}");
+    let (status, text) = call(&api, "post", "/api/v1/shift-log", Some(b), Some(note)).await;
+    assert_eq!(status, 403, "{text}");
+    let (status, text) = call(&api, "post", "/api/v1/shift-log", Some(admin), Some(note)).await;
+    assert_eq!(status, 403, "{text}");
+    assert!(text.contains("交接班"), "{text}");
+    let empty = r#"{"site":"home_a","text":"  "}"#;
+    let (status, _) = call(&api, "post", "/api/v1/shift-log", Some(a), Some(empty)).await;
+    assert_eq!(status, 400);
+    let (_, ours) = call(&api, "get", "/api/v1/shift-log", Some(a), None).await;
+    assert!(ours.contains("电工明早8点到场"), "{ours}");
+    let (_, theirs) = call(&api, "get", "/api/v1/shift-log", Some(b), None).await;
+    assert_eq!(theirs, "[]");
+    let (status, _) = call(&api, "get", "/api/v1/shift-log?site=home_a", Some(b), None).await;
+    assert_eq!(status, 403);
+}
+
 crate::on_both_backends!(
+    handover_notes_are_kept_to_the_jurisdiction_and_the_duty_roles,
     every_protected_path_needs_a_valid_token,
     every_path_keeps_to_the_callers_jurisdiction,
     login_gives_a_token_and_refuses_bad_passwords_alike,
