@@ -422,13 +422,22 @@ async function renderNodes() {
       }
     } catch (_) { /* shown as no data */ }
   })));
+  const latest = {};
+  try {
+    for (const r of await api("/api/v1/readings/latest")) {
+      const v = r.quantity === "temperature" ? (r.value / 10).toFixed(1) + " °C"
+        : r.quantity === "residual_current" ? r.value + " mA" : String(r.value);
+      (latest[`${r.site}/${r.node}`] = latest[`${r.site}/${r.node}`] || []).push(`${r.channel} ${v}（${cst(r.at).slice(11, 16)}）`);
+    }
+  } catch (_) { /* shown as no data */ }
   if (!$("#desk")) return;
   box.replaceChildren(h("table", {},
-    h("thead", {}, h("tr", {}, ["机构", "节点", "位置", "状态", "今日最大值（每回路，每分钟汇总）"].map((t) => h("th", {}, t)))),
+    h("thead", {}, h("tr", {}, ["机构", "节点", "位置", "状态", "最近读数（每分钟更新）", "今日最大值（每回路）"].map((t) => h("th", {}, t)))),
     h("tbody", {}, S.sites.flatMap((s) => s.nodes.map((n) =>
       h("tr", { "data-node": `${s.id}/${n.id}` },
         h("td", {}, s.name), h("td", {}, n.id), h("td", {}, n.location || ""),
         h("td", { class: "node-state" }),
+        h("td", {}, (latest[`${s.id}/${n.id}`] || ["暂无读数"]).join("，")),
         h("td", {}, (today[`${s.id}/${n.id}`] || ["今日无读数"]).join("，"))))))));
   renderNodeStates();
 }

@@ -70,6 +70,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sites))
         .routes(routes!(notifications))
         .routes(routes!(daily_max))
+        .routes(routes!(latest_readings))
         .routes(routes!(shift_notes, add_shift_note))
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
@@ -1180,6 +1181,21 @@ struct DailyMaxTrend {
     /// …through this day.
     to: String,
     points: Vec<crate::store::DailyMaxRow>,
+}
+
+/// Each channel's latest measured reading (最近读数), within the caller's
+/// jurisdiction; saved every minute with the hourly rollups.
+#[utoipa::path(
+    get,
+    path = "/api/v1/readings/latest",
+    tag = "sites",
+    responses((status = OK, description = "Latest readings", body = Vec<crate::store::LatestRow>)),
+)]
+async fn latest_readings(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+) -> Result<Json<Vec<crate::store::LatestRow>>, ApiError> {
+    Ok(Json(s.store.latest_in(user.sites.as_deref()).await?))
 }
 
 /// Daily maximum per channel (趋势: 每回路日最大值).

@@ -725,6 +725,11 @@ impl Pipeline {
             tracing::error!(error = %e, "store: hourly rollups not merged; kept for the next try");
             self.rollups.restore(rows);
         }
+        let latest = self.rollups.take_last();
+        if let Err(e) = self.store.save_latest(&latest).await {
+            inc(&self.metrics.store_errors);
+            tracing::error!(error = %e, "store: latest readings not saved");
+        }
     }
 
     /// The slower duties of the tick: hourly rollups merged, 离线 tickets

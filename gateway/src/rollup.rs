@@ -53,10 +53,15 @@ pub struct Key {
     pub hour: i64,
 }
 
-/// Aggregates not yet merged into the store.
+/// A channel's latest measured reading: (quantity, value, at).
+pub type Last = (String, i32, u64);
+
+/// Aggregates not yet merged into the store, and each channel's latest
+/// reading since the last merge.
 #[derive(Debug, Default)]
 pub struct Rollups {
     pending: HashMap<Key, Agg>,
+    last: HashMap<(String, String, String), Last>,
 }
 
 impl Rollups {
@@ -68,6 +73,13 @@ impl Rollups {
             quantity: quantity.to_string(),
             hour: (at - at % HOUR_MS) as i64,
         };
+        let latest = self
+            .last
+            .entry((site.to_string(), node.to_string(), channel.to_string()))
+            .or_insert_with(|| (quantity.to_string(), v, at));
+        if at >= latest.2 {
+            *latest = (quantity.to_string(), v, at);
+        }
         self.pending
             .entry(key)
             .and_modify(|a| a.add(v.into()))
@@ -76,6 +88,13 @@ impl Rollups {
 
     pub fn is_empty(&self) -> bool {
         self.pending.is_empty()
+    }
+
+    /// The latest reading of each channel since the last call.
+    pub fn take_last(&mut self) -> Vec<((String, String, String), Last)> {
+        let mut out: Vec<_> = self.last.drain().collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Everything pending, in key order, leaving nothing behind.
@@ -121,6 +140,12 @@ mod tests {
         r.add("s", "n", "t1", "temperature", -52, 10 * HOUR_MS);
         let rows = r.take();
         assert!(r.is_empty());
+        let last = r.take_last();
+        assert_eq!(last.len(), 2);
+        assert_eq!(
+            last[0].1,
+            ("residual_current".to_string(), 300, 11 * HOUR_MS)
+        );
         assert_eq!(rows.len(), 3);
         assert_eq!(rows[0].0.hour, (10 * HOUR_MS) as i64);
         assert_eq!(

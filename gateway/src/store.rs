@@ -362,6 +362,20 @@ pub struct NotificationRow {
     pub text: String,
 }
 
+/// A channel's latest measured reading (updated every minute).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = LatestReading)]
+pub struct LatestRow {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: String,
+    /// In the quantity's wire unit.
+    pub value: i64,
+    /// When it was taken (ms since the epoch).
+    pub at: i64,
+}
+
 /// A day's maximum of one channel (China days), for trends.
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[schema(as = DailyMax)]
@@ -1361,6 +1375,43 @@ impl Store {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    /// Records each channel's latest reading, keeping a newer one stored.
+    pub async fn save_latest(
+        &self,
+        rows: &[((String, String, String), crate::rollup::Last)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin().await?;
+        for ((site, node, channel), (quantity, value, at)) in rows {
+            query(
+                "INSERT INTO channel_latest (site, node, channel, quantity, value, at) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, \
+                 value = excluded.value, at = excluded.at WHERE excluded.at >= channel_latest.at",
+            )
+            .bind(site)
+            .bind(node)
+            .bind(channel)
+            .bind(quantity)
+            .bind(*value)
+            .bind(*at as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The latest reading of every channel of some sites (`None` = all).
+    pub async fn latest_in(&self, sites: Option<&[String]>) -> Result<Vec<LatestRow>, StoreError> {
+        let site_in = self.backend.site_in("?1");
+        Ok(query_as(&format!(
+            "SELECT site, node, channel, quantity, value, at FROM channel_latest \
+             WHERE (?1 IS NULL OR {site_in}) ORDER BY site, node, channel"
+        ))
+        .bind(sites_json(sites))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Each channel's daily maximum of `quantity` at a site over `[from, to)`

@@ -120,6 +120,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/sites"),
     ("get", "/api/v1/notifications"),
     ("get", "/api/v1/trends/daily-max"),
+    ("get", "/api/v1/readings/latest"),
     ("get", "/api/v1/shift-log"),
     ("post", "/api/v1/shift-log"),
     ("get", "/api/v1/ledger.csv"),

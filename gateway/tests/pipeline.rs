@@ -109,6 +109,10 @@ async fn readings_roll_up_into_daily_maxima_per_channel(db: TestDb) {
         "{rows:?}"
     );
     assert_eq!(rows[0].channel, "rc1");
+    // The latest reading is kept too: the newest by its own time.
+    let latest = store.latest_in(None).await.unwrap();
+    assert_eq!(latest.len(), 1);
+    assert_eq!((latest[0].value, latest[0].at), (90, (day + 25 * H) as i64));
     assert!(rows[0].day.len() == 10 && rows[0].day != rows[1].day);
 }
 
