@@ -636,21 +636,6 @@ function evidencePanel(t, evidence) {
 
 // Risk colour of a site (红/橙/黄/蓝) from its open hazards, overdue tickets
 // and its alarm rate over the last 30 days.
-function risk(site, tickets, alarms, now) {
-  const open = tickets.filter((t) => t.site === site && t.status !== "closed");
-  const hazards = open.filter((t) => t.category === "electrical_fire" || t.category === "fire_facility");
-  const major = hazards.filter((t) => t.grade === "major").length;
-  const overdue = open.filter((t) => t.overdue_at).length;
-  const recent = alarms.filter((a) => a.site === site && a.level === "alarm" &&
-    (a.kind === "electrical_fire" || a.kind === "fire_facility") && a.raised_at > now - 30 * DAY).length;
-  let level;
-  if (major > 0 || overdue >= 2) level = "red";
-  else if (overdue > 0 || hazards.length >= 3 || recent >= 10) level = "orange";
-  else if (hazards.length > 0 || recent > 0) level = "yellow";
-  else level = "blue";
-  return { level, major, overdue, hazards: hazards.length, open: open.length, recent };
-}
-const RISK = { red: "红 · 重大风险", orange: "橙 · 较大风险", yellow: "黄 · 一般风险", blue: "蓝 · 低风险" };
 
 // Monday 00:00 China time of the week holding ms.
 function weekStart(ms) {
@@ -664,18 +649,17 @@ const BF = { site: "", days: 30, quantity: "residual_current" };
 async function renderBureau() {
   S.page = "bureau";
   main().replaceChildren(h("div", { class: "empty" }, "加载中…"));
-  let tickets, alarms;
+  let tickets, alarms, risks;
   try {
-    [tickets, alarms] = await Promise.all([api("/api/v1/tickets?status=all&limit=10000"), api("/api/v1/alarms?state=all&limit=10000")]);
+    [tickets, alarms, risks] = await Promise.all([api("/api/v1/tickets?status=all&limit=10000"), api("/api/v1/alarms?state=all&limit=10000"), api("/api/v1/sites/risk")]);
   } catch (e) { main().replaceChildren(h("div", { class: "message error" }, e.message)); return; }
   const now = Date.now();
   if (!BF.site || !S.sites.some((s) => s.id === BF.site)) BF.site = (S.sites[0] || {}).id || "";
-  const cards = S.sites.map((s) => {
-    const r = risk(s.id, tickets, alarms, now);
-    return h("div", { class: "site-card risk-" + r.level, "data-site": s.id, "data-risk": r.level },
-      h("h3", {}, s.name), h("div", { class: "level" }, RISK[r.level]),
-      h("div", { class: "why" }, `未销号 ${r.open} · 隐患 ${r.hazards} · 重大 ${r.major} · 逾期 ${r.overdue} · 近30天报警 ${r.recent}`));
-  });
+  // Graded by the gateway (GET /api/v1/sites/risk), over all the data.
+  const cards = risks.map((r) =>
+    h("div", { class: "site-card risk-" + r.grade, "data-site": r.site, "data-risk": r.grade },
+      h("h3", {}, r.name || r.site), h("div", { class: "level" }, r.grade_label),
+      h("div", { class: "why" }, `未销号 ${r.open} · 隐患 ${r.hazards} · 重大 ${r.major} · 逾期 ${r.overdue} · 近30天报警 ${r.recent_alarms}`)));
   const month = cstDay(now).slice(0, 7);
   const monthInput = h("input", { type: "month", id: "report-month", value: month });
   main().replaceChildren(h("div", { id: "bureau" },

@@ -71,6 +71,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(notifications))
         .routes(routes!(daily_max))
         .routes(routes!(latest_readings))
+        .routes(routes!(site_risk))
         .routes(routes!(shift_notes, add_shift_note))
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
@@ -1196,6 +1197,53 @@ async fn latest_readings(
     axum::Extension(user): Caller,
 ) -> Result<Json<Vec<crate::store::LatestRow>>, ApiError> {
     Ok(Json(s.store.latest_in(user.sites.as_deref()).await?))
+}
+
+/// A site's risk grade (风险分级) and the figures behind it.
+#[derive(Serialize, ToSchema)]
+struct SiteRisk {
+    site: String,
+    name: String,
+    /// red, orange, yellow or blue.
+    grade: &'static str,
+    /// 红 · 重大风险, 橙 · 较大风险, 黄 · 一般风险, 蓝 · 低风险.
+    grade_label: &'static str,
+    #[serde(flatten)]
+    figures: crate::risk::Figures,
+}
+
+/// Every site in the caller's jurisdiction graded 红/橙/黄/蓝 from its open
+/// hazards, overdue tickets and fire alarms of the last 30 days.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/risk",
+    tag = "sites",
+    responses((status = OK, description = "Risk per site", body = Vec<SiteRisk>)),
+)]
+async fn site_risk(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+) -> Result<Json<Vec<SiteRisk>>, ApiError> {
+    let since = crate::time::now_ms() as i64 - 30 * 86_400_000;
+    let mut figures = s.store.risk_figures(since).await?;
+    Ok(Json(
+        s.config
+            .sites
+            .iter()
+            .filter(|site| user.covers(&site.id))
+            .map(|site| {
+                let f = figures.remove(&site.id).unwrap_or_default();
+                let grade = crate::risk::grade(&f);
+                SiteRisk {
+                    site: site.id.clone(),
+                    name: site.name.clone(),
+                    grade,
+                    grade_label: crate::risk::label(grade),
+                    figures: f,
+                }
+            })
+            .collect(),
+    ))
 }
 
 /// Daily maximum per channel (趋势: 每回路日最大值).

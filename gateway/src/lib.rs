@@ -28,6 +28,7 @@ pub mod notify;
 pub mod openapi;
 pub mod pipeline;
 pub mod report;
+pub mod risk;
 pub mod rollup;
 pub mod runtime;
 pub mod sink;

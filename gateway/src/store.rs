@@ -1414,6 +1414,38 @@ impl Store {
         .await?)
     }
 
+    /// The figures behind each site's risk grade, for sites with any.
+    pub async fn risk_figures(
+        &self,
+        since: i64,
+    ) -> Result<std::collections::BTreeMap<String, crate::risk::Figures>, StoreError> {
+        let tickets: Vec<(String, i64, i64, i64, i64)> = query_as(
+            "SELECT site, COUNT(*), \
+             COUNT(CASE WHEN category IN ('electrical_fire', 'fire_facility') THEN 1 END), \
+             COUNT(CASE WHEN category IN ('electrical_fire', 'fire_facility') AND grade = 'major' THEN 1 END), \
+             COUNT(CASE WHEN overdue_at IS NOT NULL THEN 1 END) \
+             FROM tickets WHERE status <> 'closed' GROUP BY site",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let alarms: Vec<(String, i64)> = query_as(
+            "SELECT site, COUNT(*) FROM alarms WHERE raised_at >= ? AND level = 'alarm' \
+             AND kind IN ('electrical_fire', 'fire_facility') GROUP BY site",
+        )
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out: std::collections::BTreeMap<String, crate::risk::Figures> = Default::default();
+        for (site, open, hazards, major, overdue) in tickets {
+            let f = out.entry(site).or_default();
+            (f.open, f.hazards, f.major, f.overdue) = (open, hazards, major, overdue);
+        }
+        for (site, n) in alarms {
+            out.entry(site).or_default().recent_alarms = n;
+        }
+        Ok(out)
+    }
+
     /// Each channel's daily maximum of `quantity` at a site over `[from, to)`
     /// (ms, aligned to China days by the caller), oldest day first.
     pub async fn daily_max(

@@ -121,6 +121,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/notifications"),
     ("get", "/api/v1/trends/daily-max"),
     ("get", "/api/v1/readings/latest"),
+    ("get", "/api/v1/sites/risk"),
     ("get", "/api/v1/shift-log"),
     ("post", "/api/v1/shift-log"),
     ("get", "/api/v1/ledger.csv"),
@@ -688,6 +689,7 @@ async fn every_path_keeps_to_the_callers_jurisdiction(db: TestDb) {
         "/api/v1/alarms?state=all",
         "/api/v1/tickets",
         "/api/v1/sites",
+        "/api/v1/sites/risk",
     ] {
         let (_, theirs) = call(&api, "get", path, Some(outsider), None).await;
         let (_, ours) = call(&api, "get", path, Some(insider), None).await;
