@@ -43,6 +43,8 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub mqtt_connections: AtomicU64,
     pub mqtt_connection_errors: AtomicU64,
+    /// Acknowledgements that could not be queued to the MQTT client.
+    pub mqtt_ack_failures: AtomicU64,
     pub sink_lines_written: AtomicU64,
     pub sink_lines_dropped: AtomicU64,
     pub sink_write_errors: AtomicU64,
@@ -369,6 +371,11 @@ impl Metrics {
             "gateway_mqtt_connection_errors_total",
             "MQTT connection errors.",
             &self.mqtt_connection_errors,
+        );
+        counter(
+            "gateway_mqtt_ack_failures_total",
+            "Acknowledgements that could not be queued to the MQTT client (the broker redelivers after a reconnect).",
+            &self.mqtt_ack_failures,
         );
         counter(
             "gateway_sink_lines_written_total",
