@@ -3,7 +3,7 @@
 //!
 //! Real Mosquitto and VictoriaMetrics processes on loopback, the gateway
 //! in this process (as the e2e tests run it). Three nodes publish QoS 1
-//! telemetry of 32 channels each as fast as the broker takes it, a fixed
+//! telemetry of 32 channels each (`--channels N`) as fast as the broker takes it, a fixed
 //! number of messages (`--messages N` per node, default 8000), bounded in
 //! time (`--deadline-secs`, default 180). Measured: readings per second from the first publish
 //! until the TSDB has acknowledged the last line, the gateway's handle→ack
@@ -16,7 +16,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use wire::{ChannelStatus, Quantity};
 
-const CHANNELS: usize = 32;
 const T0: u64 = 1_764_000_000_000;
 
 /// CPU seconds (user + system) of a process so far.
@@ -42,6 +41,7 @@ async fn main() {
             .unwrap_or(default)
     };
     let messages = arg("--messages", 8000);
+    let channels = arg("--channels", 32).clamp(1, 32) as usize;
     let deadline = Duration::from_secs(u64::from(arg("--deadline-secs", 180).min(600)));
     // `--no-sink`: the same ingest without the sink and spool (acks right
     // after handling), to show what the spool costs.
@@ -69,7 +69,7 @@ async fn main() {
         peers.push((peer, format!("fire/v1/{site}/{node}/telemetry")));
     }
     // Payloads made before the clock starts.
-    let ids: Vec<String> = (0..CHANNELS).map(|i| format!("rc{i}")).collect();
+    let ids: Vec<String> = (0..channels).map(|i| format!("rc{i}")).collect();
     let payload = |seq: u32| {
         let readings: Vec<(&str, Quantity, i32, ChannelStatus)> = ids
             .iter()
@@ -86,7 +86,7 @@ async fn main() {
         telemetry(9, seq, T0 + u64::from(seq) * 1000, &readings)
     };
     let payloads: Vec<Vec<u8>> = (0..messages).map(payload).collect();
-    let total_lines = u64::from(messages) * nodes as u64 * CHANNELS as u64;
+    let total_lines = u64::from(messages) * nodes as u64 * channels as u64;
 
     let pid = std::process::id();
     let (bpid, vpid) = (broker.pid().unwrap_or(0), vm.pid().unwrap_or(0));
@@ -157,9 +157,9 @@ async fn main() {
         "waiting: broker round trips"
     };
     println!(
-        "{{\"bench\":\"ingest\",\"sink_and_spool\":{with_sink},\"nodes\":{nodes},\"channels_per_message\":{CHANNELS},\"readings\":{written},\"secs\":{elapsed:.2},\"readings_per_sec\":{:.0},\"acked_readings_per_sec\":{:.0},\"ack_p50_us\":{},\"ack_p99_us\":{},\"fsync_p50_us\":{},\"fsync_p99_us\":{},\"fsyncs\":{},\"cpu_secs\":{{\"gateway_and_publishers\":{:.1},\"mosquitto\":{:.1},\"victoria_metrics\":{:.1}}},\"cores_busy\":{:.2},\"loadavg_1m\":{loadavg},\"bound\":\"{bound}\",\"acked_messages\":{},\"spooled_lines\":{},\"write_errors\":{},\"lines_dropped\":{},\"messages_received\":{},\"duplicates\":{},\"mqtt_connections\":{},\"late_readings\":{},\"ack_failures\":{}}}",
+        "{{\"bench\":\"ingest\",\"sink_and_spool\":{with_sink},\"nodes\":{nodes},\"channels_per_message\":{channels},\"readings\":{written},\"secs\":{elapsed:.2},\"readings_per_sec\":{:.0},\"acked_readings_per_sec\":{:.0},\"ack_p50_us\":{},\"ack_p99_us\":{},\"fsync_p50_us\":{},\"fsync_p99_us\":{},\"fsyncs\":{},\"cpu_secs\":{{\"gateway_and_publishers\":{:.1},\"mosquitto\":{:.1},\"victoria_metrics\":{:.1}}},\"cores_busy\":{:.2},\"loadavg_1m\":{loadavg},\"bound\":\"{bound}\",\"acked_messages\":{},\"spooled_lines\":{},\"write_errors\":{},\"lines_dropped\":{},\"messages_received\":{},\"duplicates\":{},\"mqtt_connections\":{},\"late_readings\":{},\"ack_failures\":{}}}",
         written as f64 / elapsed,
-        (u64::from(messages) * nodes as u64 * CHANNELS as u64) as f64 / acked_secs,
+        (u64::from(messages) * nodes as u64 * channels as u64) as f64 / acked_secs,
         m.ack_delay.quantile_us(0.5),
         m.ack_delay.quantile_us(0.99),
         m.spool_fsync.quantile_us(0.5),
