@@ -31,6 +31,11 @@ pub enum StartError {
     },
     #[error("HTTP listener: {0}")]
     Http(std::io::Error),
+    #[error("metrics sink spool in {dir}: {source}")]
+    Spool {
+        dir: std::path::PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// A running gateway.
@@ -78,15 +83,24 @@ pub async fn start_with_source(
     // The sink outlives the pipeline so that the pipeline's last lines are
     // flushed: it has its own shutdown token, cancelled after the pipeline ends.
     let sink_shutdown = CancellationToken::new();
-    let (sink, sink_task) = match &config.sink {
+    let (sink, sink_task, spooled) = match &config.sink {
         Some(c) => {
-            let (s, t) = crate::sink::start(c.clone(), metrics.clone(), sink_shutdown.clone());
-            tracing::info!(url = %c.url, bucket = %c.bucket, "metrics sink on");
-            (Some(s), Some(t))
+            let (s, t, spooled) = crate::sink::start(
+                c.clone(),
+                &config.storage.data_dir,
+                metrics.clone(),
+                sink_shutdown.clone(),
+            )
+            .map_err(|source| StartError::Spool {
+                dir: config.storage.data_dir.join("spool"),
+                source,
+            })?;
+            tracing::info!(url = %c.url, bucket = %c.bucket, "metrics sink on, spooled on disk");
+            (Some(s), Some(t), spooled)
         }
         None => {
             tracing::info!("metrics sink off (no [sink] in the configuration)");
-            (None, None)
+            (None, None, Vec::new())
         }
     };
 
@@ -102,6 +116,7 @@ pub async fn start_with_source(
         events.clone(),
     )
     .with_commander(mqtt.0.clone());
+    pipeline.mark_spooled(spooled);
     pipeline
         .start(crate::time::now_ms(), &config_source)
         .await?;
@@ -164,7 +179,9 @@ pub async fn start_with_source(
 
 impl Running {
     /// Stops in order: ingest and Modbus polling (no new messages), pipeline
-    /// (drains what it holds), sink (flushes), HTTP, database.
+    /// (drains what it holds), sink (spool synced to disk, then as much
+    /// delivered as a deadline allows; the rest waits in the spool), HTTP,
+    /// database.
     pub async fn shutdown(self) {
         self.shutdown.cancel();
         let _ = self.ingest.await;

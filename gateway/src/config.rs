@@ -211,9 +211,15 @@ pub struct SinkConfig {
     pub batch_size: usize,
     /// …or when the oldest has waited this long.
     pub flush_interval_ms: u64,
-    /// Lines held in memory while the TSDB is unreachable; past this the
-    /// oldest are dropped and counted.
-    pub max_backlog: usize,
+    /// Bound on the disk spool (`{data_dir}/spool/`) holding lines until the
+    /// TSDB has them; when full, the oldest segment is dropped and its lines
+    /// counted (`gateway_sink_lines_dropped_total`).
+    pub spool_max_bytes: u64,
+    /// Size at which a spool segment file is closed and the next begun;
+    /// the unit in which a full spool drops its oldest data.
+    pub spool_segment_bytes: u64,
+    /// Compress write requests with gzip (`Content-Encoding: gzip`).
+    pub gzip: bool,
     /// Per-request timeout.
     pub timeout_ms: u64,
     /// Longest wait between retries of a failed write (backoff doubles from 500 ms).
@@ -229,7 +235,9 @@ impl Default for SinkConfig {
             token: None,
             batch_size: 5000,
             flush_interval_ms: 1000,
-            max_backlog: 1_000_000,
+            spool_max_bytes: 1 << 30,
+            spool_segment_bytes: 64 << 20,
+            gzip: true,
             timeout_ms: 10_000,
             retry_max_ms: 30_000,
         }
@@ -537,10 +545,17 @@ impl Config {
             if sink.retry_max_ms < 500 {
                 issue("sink.retry_max_ms".into(), "must be at least 500".into());
             }
-            if sink.max_backlog < sink.batch_size {
+            if sink.spool_segment_bytes < 4096 {
                 issue(
-                    "sink.max_backlog".into(),
-                    "must be at least batch_size".into(),
+                    "sink.spool_segment_bytes".into(),
+                    "must be at least 4096".into(),
+                );
+            }
+            if sink.spool_max_bytes < sink.spool_segment_bytes.saturating_mul(2) {
+                issue(
+                    "sink.spool_max_bytes".into(),
+                    "must be at least twice spool_segment_bytes (a full spool drops whole segments)"
+                        .into(),
                 );
             }
         }

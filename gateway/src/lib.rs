@@ -2,7 +2,7 @@
 //!
 //! Data flow, one module each:
 //! `mqtt` (ingest) → `pipeline` (decode, `dedup`, `runtime` rules) →
-//! `store` (alarms, tickets) + `sink` (time-series DB) + `views` events →
+//! `store` (alarms, tickets) + `sink` (time-series DB, through the disk `spool`) + `views` events →
 //! `http` (API, `/metrics`). `app` wires them; `broker` is the in-process
 //! MQTT broker; `demo` runs simulated nodes; `modbus` polls Modbus devices into the same
 //! pipeline. See ARCHITECTURE.md.
@@ -32,6 +32,7 @@ pub mod risk;
 pub mod rollup;
 pub mod runtime;
 pub mod sink;
+pub mod spool;
 pub mod store;
 pub mod ticket;
 pub mod time;

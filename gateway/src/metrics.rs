@@ -43,14 +43,114 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub mqtt_connections: AtomicU64,
     pub mqtt_connection_errors: AtomicU64,
+    /// Acknowledgements that could not be queued to the MQTT client.
+    pub mqtt_ack_failures: AtomicU64,
     pub sink_lines_written: AtomicU64,
     pub sink_lines_dropped: AtomicU64,
     pub sink_write_errors: AtomicU64,
     pub sink_backlog: AtomicI64,
+    /// Disk spool in front of the sink.
+    pub spool_lines_appended: AtomicU64,
+    pub spool_torn_records: AtomicU64,
+    pub spool_errors: AtomicU64,
+    pub spool_bytes: AtomicI64,
+    pub spool_segments: AtomicI64,
+    /// Duration of each spool write + fdatasync (group commit).
+    pub spool_fsync: Latency,
+    /// From a message handled to its broker acknowledgement (waiting for the spool).
+    pub ack_delay: Latency,
     pub nodes_online: AtomicI64,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
+}
+
+/// A latency distribution: log-linear buckets of microseconds (16 per
+/// power of two, so a quantile is within 6 % of the true value), lock-free.
+pub struct Latency {
+    buckets: Vec<AtomicU64>,
+    sum_us: AtomicU64,
+}
+
+const SUB_BUCKETS: u64 = 16;
+const LATENCY_BUCKETS: usize = 64 * SUB_BUCKETS as usize;
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            buckets: (0..LATENCY_BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sum_us: AtomicU64::new(0),
+        }
+    }
+}
+
+/// The bucket of a value in microseconds.
+fn latency_bucket(us: u64) -> usize {
+    if us < SUB_BUCKETS {
+        return us as usize;
+    }
+    let e = 63 - u64::from(us.leading_zeros()); // ≥ 4
+    let sub = (us >> (e - 4)) & (SUB_BUCKETS - 1);
+    ((e - 3) * SUB_BUCKETS + sub) as usize
+}
+
+/// The largest value of a bucket, in microseconds.
+fn latency_upper(bucket: usize) -> u64 {
+    let b = bucket as u64;
+    if b < SUB_BUCKETS {
+        return b;
+    }
+    let e = b / SUB_BUCKETS + 3;
+    let sub = b % SUB_BUCKETS;
+    ((SUB_BUCKETS + sub + 1) << (e - 4)) - 1
+}
+
+impl Latency {
+    pub fn record(&self, d: std::time::Duration) {
+        let us = u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+        self.buckets[latency_bucket(us).min(LATENCY_BUCKETS - 1)].fetch_add(1, Ordering::Relaxed);
+        self.sum_us.fetch_add(us, Ordering::Relaxed);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The `q` quantile (0..=1), in microseconds; 0 with no samples.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return 0;
+        }
+        let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as u64).max(1);
+        let mut seen = 0;
+        for (i, c) in counts.iter().enumerate() {
+            seen += c;
+            if seen >= rank {
+                return latency_upper(i);
+            }
+        }
+        latency_upper(LATENCY_BUCKETS - 1)
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} summary");
+        for q in ["0.5", "0.9", "0.99"] {
+            let v = self.quantile_us(q.parse().unwrap_or(0.5)) as f64 / 1e6;
+            let _ = writeln!(out, "{name}{{quantile=\"{q}\"}} {v}");
+        }
+        let _ = writeln!(
+            out,
+            "{name}_sum {}\n{name}_count {}",
+            self.sum_us.load(Ordering::Relaxed) as f64 / 1e6,
+            self.count()
+        );
+    }
 }
 
 /// Why a Modbus request failed. Each is a label value of
@@ -273,14 +373,34 @@ impl Metrics {
             &self.mqtt_connection_errors,
         );
         counter(
+            "gateway_mqtt_ack_failures_total",
+            "Acknowledgements that could not be queued to the MQTT client (the broker redelivers after a reconnect).",
+            &self.mqtt_ack_failures,
+        );
+        counter(
             "gateway_sink_lines_written_total",
             "Lines written to the time-series DB.",
             &self.sink_lines_written,
         );
         counter(
             "gateway_sink_lines_dropped_total",
-            "Lines dropped by the sink (backlog full or refused by the TSDB).",
+            "Lines never delivered: the oldest spool segment dropped when full, refused by the TSDB, or corrupt on disk.",
             &self.sink_lines_dropped,
+        );
+        counter(
+            "gateway_spool_lines_appended_total",
+            "Lines appended to the disk spool.",
+            &self.spool_lines_appended,
+        );
+        counter(
+            "gateway_spool_torn_records_total",
+            "Torn or corrupt spool tails truncated (after a crash) or corrupt records skipped.",
+            &self.spool_torn_records,
+        );
+        counter(
+            "gateway_spool_errors_total",
+            "Failed spool writes (retried; the messages stay unacknowledged).",
+            &self.spool_errors,
         );
         counter(
             "gateway_sink_write_errors_total",
@@ -308,13 +428,33 @@ impl Metrics {
         };
         gauge(
             "gateway_sink_backlog_lines",
-            "Lines waiting for the time-series DB.",
+            "Lines accepted and not yet written to the time-series DB (in the spool).",
             &self.sink_backlog,
+        );
+        gauge(
+            "gateway_spool_bytes",
+            "Bytes in the disk spool's segments.",
+            &self.spool_bytes,
+        );
+        gauge(
+            "gateway_spool_segments",
+            "Segment files in the disk spool.",
+            &self.spool_segments,
         );
         gauge(
             "gateway_nodes_online",
             "Nodes currently online.",
             &self.nodes_online,
+        );
+        self.spool_fsync.render(
+            &mut out,
+            "gateway_spool_fsync_seconds",
+            "Spool write + fdatasync, per group commit.",
+        );
+        self.ack_delay.render(
+            &mut out,
+            "gateway_ack_delay_seconds",
+            "From a message handled to its acknowledgement to the broker (spool durable).",
         );
         self.modbus.render(&mut out);
         out
@@ -348,6 +488,44 @@ mod tests {
             !text.contains("gateway_modbus"),
             "no Modbus series without devices"
         );
+    }
+
+    #[test]
+    fn latency_buckets_bound_the_value() {
+        for us in [
+            0u64,
+            1,
+            15,
+            16,
+            17,
+            31,
+            32,
+            33,
+            1000,
+            1234,
+            999_999,
+            1 << 40,
+        ] {
+            let b = latency_bucket(us);
+            assert!(latency_upper(b) >= us, "{us}");
+            assert!(b == 0 || latency_upper(b - 1) < us, "{us}");
+            assert!(latency_upper(b) as f64 <= us as f64 * 1.07 + 1.0, "{us}");
+        }
+        let l = Latency::default();
+        for ms in 1..=100u64 {
+            l.record(std::time::Duration::from_millis(ms));
+        }
+        let p50 = l.quantile_us(0.5);
+        assert!((50_000..=53_500).contains(&p50), "{p50}");
+        let p99 = l.quantile_us(0.99);
+        assert!((99_000..=106_000).contains(&p99), "{p99}");
+        assert_eq!(l.count(), 100);
+        let text = {
+            let mut s = String::new();
+            l.render(&mut s, "x_seconds", "h");
+            s
+        };
+        assert!(text.contains("x_seconds_count 100\n"), "{text}");
     }
 
     #[test]

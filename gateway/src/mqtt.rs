@@ -3,7 +3,8 @@
 //! QoS 1, a persistent session (`clean_session = false`) and a fixed client
 //! id, so the broker queues messages for us while we are away and redelivers
 //! the ones we had not acknowledged. Acknowledgements are manual: the
-//! pipeline acks a message only after it has handled it.
+//! pipeline acks a message only after it has handled it (and, with a
+//! metrics sink, after its lines are durable in the spool).
 
 use crate::config::MqttConfig;
 use crate::metrics::{inc, Metrics};
@@ -40,7 +41,15 @@ pub fn options(cfg: &MqttConfig) -> MqttOptions {
 /// The gateway's MQTT client: the handle (also used to send commands to
 /// nodes) and the event loop that [`run`] drives.
 pub fn client(cfg: &MqttConfig) -> (AsyncClient, EventLoop) {
-    AsyncClient::new(options(cfg), 1000)
+    let (client, mut eventloop) = AsyncClient::new(options(cfg), 1000);
+    // Design: acks leave in bursts (every message covered by one spool
+    // fsync at once); with Nagle's algorithm on, all but the first of a
+    // burst waited for the broker's delayed TCP ACK (~40 ms), which capped
+    // ingest at a few hundred messages a second.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    eventloop.set_network_options(net);
+    (client, eventloop)
 }
 
 /// Drives the client until `shutdown`; forwards every publish to the
@@ -55,6 +64,23 @@ pub async fn run(
 ) {
     let filter = format!("{}{SUBSCRIPTION}", cfg.subscription_prefix);
     let mut failures = 0u32;
+    // Design: acks go to the client through an unbounded queue and a task
+    // that awaits room in the client's request channel. `try_ack` from the
+    // pipeline lost acks whenever that channel was full (the event loop
+    // waits while the pipeline's channel is full), and each lost ack held
+    // one of the broker's in-flight slots until the next reconnect. The
+    // queue is bounded in practice by the messages the broker has in flight.
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<rumqttc::Publish>();
+    let acker_client = client.clone();
+    let acker_metrics = metrics.clone();
+    let acker = tokio::spawn(async move {
+        while let Some(p) = ack_rx.recv().await {
+            if let Err(e) = acker_client.ack(&p).await {
+                inc(&acker_metrics.mqtt_ack_failures);
+                tracing::debug!(error = %e, "ack not queued; the broker will redeliver");
+            }
+        }
+    });
     loop {
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -77,18 +103,18 @@ pub async fn run(
                 }
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
-                let ack_client = client.clone();
+                let acks = ack_tx.clone();
                 let ack_pub = p.clone();
+                let ack_metrics = metrics.clone();
                 let msg = Inbound {
                     topic: p.topic.clone(),
                     payload: p.payload.clone(),
                     arrived_ms: crate::time::now_ms(),
                     ack: Some(Box::new(move || {
-                        // try_ack never blocks the pipeline; the request
-                        // channel is large and a failed ack only means a
-                        // redelivery, which de-duplication absorbs.
-                        if let Err(e) = ack_client.try_ack(&ack_pub) {
-                            tracing::debug!(error = %e, "ack not queued; the broker will redeliver");
+                        // Never blocks the pipeline; the acker task queues
+                        // it to the client in order.
+                        if acks.send(ack_pub).is_err() {
+                            inc(&ack_metrics.mqtt_ack_failures);
                         }
                     })),
                 };
@@ -112,6 +138,7 @@ pub async fn run(
             }
         }
     }
+    acker.abort();
     // Orderly goodbye: let the broker keep our session for the next start.
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_millis(500), async {

@@ -2,7 +2,11 @@
 //! message in arrival order through topic check → node check → decode →
 //! de-duplication → rules → store → metrics sink → event stream, and only
 //! then acknowledges it to the broker (QoS 1, manual acks), so a message is
-//! never acknowledged before it is handled.
+//! never acknowledged before it is handled. With a metrics sink, "handled"
+//! includes "durable in the disk spool": the ack waits until the spool's
+//! durable watermark passes everything appended up to the message (group
+//! commit); messages without lines ride the same watermark, so acks keep
+//! arrival order.
 //!
 //! Anything that does not fit the contract is counted by reason in
 //! `/metrics`, logged once per source per minute, and dropped; it never stops
@@ -16,16 +20,17 @@ use crate::runtime::{
     alarm_kind, Change, ChannelRef, ResetRefused, Runtime, CAUSE_OFFLINE, CAUSE_SUPPLY,
     SUPPLY_CHANNEL,
 };
-use crate::sink::{encode_line, Sink};
+use crate::sink::{encode_line_into, Sink};
 use crate::store::{
     AlarmInput, AlarmKey, AlarmRow, LogEntry, Store, StoreError, TicketOutcome, TicketSpec,
 };
 use crate::views::{AlarmView, GatewayEvent};
 use rules::{Disposition, FaultKind, Level, NodeTransition, SiteTransition, Transition};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use tokio::sync::{broadcast, mpsc, oneshot};
+use std::time::Instant;
+use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use wire::{
     ChannelId, ChannelStatus, CmdAck, DecodeError, Event, EventLevel, NodeId, SiteId, Status,
     Telemetry, Topic, TopicKind,
@@ -38,7 +43,17 @@ pub struct Inbound {
     /// Wall-clock arrival, ms since the epoch.
     pub arrived_ms: u64,
     /// Acknowledges the message to the broker once handled.
-    pub ack: Option<Box<dyn FnOnce() + Send + Sync>>,
+    pub ack: Option<Ack>,
+}
+
+/// Acknowledges a message to the broker.
+pub type Ack = Box<dyn FnOnce() + Send + Sync>;
+
+/// An acknowledgement waiting for the spool to make `ticket` durable.
+struct PendingAck {
+    ticket: u64,
+    handled: Instant,
+    ack: Ack,
 }
 
 /// Logs a dropped message at most once per source per interval.
@@ -98,6 +113,20 @@ pub enum ResetError {
     Store(#[from] StoreError),
 }
 
+/// The next durable watermark; never resolves without a sink.
+async fn durable_changed(rx: &mut Option<watch::Receiver<u64>>) -> u64 {
+    match rx {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The spool is gone (shutdown): nothing more becomes durable.
+                std::future::pending::<()>().await;
+            }
+            *rx.borrow_and_update()
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Publishes commands to nodes (`fire/v1/{site}/{node}/cmd`).
 pub type Commander = rumqttc::AsyncClient;
 
@@ -122,6 +151,10 @@ pub struct Pipeline {
     linker: crate::linker::Linker,
     /// Hourly rollups not yet merged into the store.
     rollups: crate::rollup::Rollups,
+    /// Acknowledgements waiting for the spool, in arrival order.
+    pending_acks: VecDeque<PendingAck>,
+    /// Reused for each message's lines.
+    line_buf: String,
 }
 
 impl Pipeline {
@@ -147,6 +180,28 @@ impl Pipeline {
             },
             linker: Default::default(),
             rollups: Default::default(),
+            pending_acks: VecDeque::new(),
+            line_buf: String::new(),
+        }
+    }
+
+    /// Marks messages found in the spool at start-up as seen, so that the
+    /// broker's redelivery of one whose acknowledgement a crash cut off is
+    /// a counted duplicate, not a second copy in the TSDB.
+    pub fn mark_spooled(&mut self, spooled: crate::sink::Spooled) {
+        for (source, ids) in spooled {
+            let Some((site, node)) = source.split_once('/') else {
+                continue;
+            };
+            let (Ok(site), Ok(node)) = (SiteId::new(site), NodeId::new(node)) else {
+                continue;
+            };
+            if !self.runtime.knows(&site, &node) {
+                continue;
+            }
+            for (boot, seq) in ids {
+                let _ = self.runtime.observe_seq(&site, &node, boot, seq);
+            }
         }
     }
 
@@ -206,23 +261,70 @@ impl Pipeline {
     ) {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut durable = self.sink.as_ref().map(|s| s.durable());
         loop {
             tokio::select! {
                 msg = rx.recv() => match msg {
                     Some(mut msg) => {
                         self.handle(&msg).await;
                         if let Some(ack) = msg.ack.take() {
-                            ack();
+                            self.ack_when_durable(ack, durable.as_ref());
                         }
                     }
                     None => break,
                 },
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = tick.tick() => self.tick(crate::time::now_ms()).await,
+                upto = durable_changed(&mut durable), if !self.pending_acks.is_empty() => {
+                    self.release_acks(upto);
+                }
             }
+        }
+        // Ingest has stopped (and said goodbye to the broker): acks still
+        // pending are moot; the broker redelivers those messages next time
+        // and the spooled ones are recognised as duplicates.
+        if !self.pending_acks.is_empty() {
+            tracing::info!(
+                messages = self.pending_acks.len(),
+                "stopped with acknowledgements pending; the broker will redeliver"
+            );
         }
         self.flush_rollups().await;
         tracing::info!("pipeline drained");
+    }
+
+    /// Acknowledges now without a sink; with one, once the spool has made
+    /// durable everything appended so far (this message's lines included).
+    fn ack_when_durable(&mut self, ack: Ack, durable: Option<&watch::Receiver<u64>>) {
+        let (Some(sink), Some(durable)) = (&self.sink, durable) else {
+            ack();
+            return;
+        };
+        let ticket = sink.appended();
+        if self.pending_acks.is_empty() && *durable.borrow() >= ticket {
+            ack();
+            self.metrics.ack_delay.record(std::time::Duration::ZERO);
+            return;
+        }
+        self.pending_acks.push_back(PendingAck {
+            ticket,
+            handled: Instant::now(),
+            ack,
+        });
+    }
+
+    /// Fires, in order, the acknowledgements whose ticket is durable.
+    fn release_acks(&mut self, durable: u64) {
+        while self
+            .pending_acks
+            .front()
+            .is_some_and(|p| p.ticket <= durable)
+        {
+            if let Some(p) = self.pending_acks.pop_front() {
+                (p.ack)();
+                self.metrics.ack_delay.record(p.handled.elapsed());
+            }
+        }
     }
 
     /// Checks every node's dead-man timer at `now`.
@@ -496,11 +598,29 @@ impl Pipeline {
         if let Some(sink) = &self.sink {
             // A faulted channel's value is not a measurement: it is shown as a
             // fault, not written as a data point.
-            sink.push(
-                t.ch.iter()
-                    .filter(|r| r.s == ChannelStatus::Ok)
-                    .map(|r| encode_line(r.q.as_str(), &topic.site, &topic.node, &r.id, r.v, at)),
-            );
+            let mut text = std::mem::take(&mut self.line_buf);
+            text.clear();
+            let mut lines = 0u32;
+            for r in t.ch.iter().filter(|r| r.s == ChannelStatus::Ok) {
+                if lines > 0 {
+                    text.push('\n');
+                }
+                encode_line_into(
+                    &mut text,
+                    r.q.as_str(),
+                    &topic.site,
+                    &topic.node,
+                    &r.id,
+                    r.v,
+                    at,
+                );
+                lines += 1;
+            }
+            if lines > 0 {
+                let source = format!("{}/{}", topic.site, topic.node);
+                sink.push(&source, t.boot, t.seq, lines, &text);
+            }
+            self.line_buf = text;
         }
         if in_order {
             let changes = self.runtime.readings(&topic.site, &topic.node, &t.ch, at);

@@ -1,26 +1,46 @@
 //! Metrics sink (时序数据库写入): every accepted reading as InfluxDB line
-//! protocol, POSTed to an InfluxDB v2 compatible `/api/v2/write`.
+//! protocol, POSTed (gzip) to an InfluxDB v2 compatible `/api/v2/write`.
 //!
-//! The encoder is a pure function tested against exact strings. The writer
-//! keeps an explicit in-memory backlog: lines wait there until the TSDB has
-//! acknowledged them; a failed write is retried with backoff and jitter, so an
-//! outage of the TSDB loses nothing while the backlog has room. When it is
-//! full the oldest lines are dropped and counted
-//! (`gateway_sink_lines_dropped_total`). On shutdown the writer flushes
-//! what it holds, within a deadline.
+//! The encoder is a pure function tested against exact strings. Lines go
+//! first to the disk spool ([`crate::spool`]): a message's lines are durable
+//! there before the message is acknowledged to the broker, and leave the
+//! spool only once the TSDB has acknowledged them. The writer task sends
+//! batches of `batch_size` lines as soon as they are durable, and whatever
+//! is waiting every `flush_interval_ms`; a failed write is retried with
+//! backoff and jitter, the batch staying in the spool, so a TSDB outage of
+//! hours loses nothing while the spool has room. When the spool is full its
+//! oldest segment is dropped and counted (`gateway_sink_lines_dropped_total`).
+//! On shutdown the writer delivers what it can within a deadline; the rest
+//! stays in the spool for the next start.
 
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
-use std::collections::VecDeque;
-use std::fmt::Write;
+use crate::spool::{Batch, Record, Spool, SpoolConfig};
+use std::collections::{HashMap, VecDeque};
+use std::io::Write as _;
+use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+
+/// Whether a measurement name needs escaping: commas, spaces, backslashes.
+fn needs_escape_measurement(s: &str) -> bool {
+    s.bytes().any(|b| matches!(b, b',' | b' ' | b'\\'))
+}
+
+/// Whether a tag key or value needs escaping: also equals signs.
+fn needs_escape_tag(s: &str) -> bool {
+    s.bytes().any(|b| matches!(b, b',' | b'=' | b' ' | b'\\'))
+}
 
 /// Escapes a measurement name: commas and spaces.
 fn escape_measurement(out: &mut String, s: &str) {
+    if !needs_escape_measurement(s) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         if matches!(c, ',' | ' ' | '\\') {
             out.push('\\');
@@ -31,11 +51,63 @@ fn escape_measurement(out: &mut String, s: &str) {
 
 /// Escapes a tag key or value: commas, equals signs and spaces.
 fn escape_tag(out: &mut String, s: &str) {
+    if !needs_escape_tag(s) {
+        out.push_str(s);
+        return;
+    }
     for c in s.chars() {
         if matches!(c, ',' | '=' | ' ' | '\\') {
             out.push('\\');
         }
         out.push(c);
+    }
+}
+
+/// Appends the decimal digits of `v`.
+fn push_u64(out: &mut String, mut v: u64) {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
+
+/// Appends one reading as a line of InfluxDB line protocol (no newline):
+/// `{quantity},site={site},node={node},ch={ch} value={v}i {ts_ns}`.
+pub fn encode_line_into(
+    out: &mut String,
+    quantity: &str,
+    site: &str,
+    node: &str,
+    ch: &str,
+    value: i32,
+    ts_ms: u64,
+) {
+    escape_measurement(out, quantity);
+    out.push_str(",site=");
+    escape_tag(out, site);
+    out.push_str(",node=");
+    escape_tag(out, node);
+    out.push_str(",ch=");
+    escape_tag(out, ch);
+    out.push_str(" value=");
+    if value < 0 {
+        out.push('-');
+    }
+    push_u64(out, u64::from(value.unsigned_abs()));
+    out.push_str("i ");
+    // Nanoseconds = the milliseconds followed by six zeros (exact, and no
+    // u128 arithmetic on the hot path).
+    push_u64(out, ts_ms);
+    if ts_ms != 0 {
+        out.push_str("000000");
     }
 }
 
@@ -50,67 +122,44 @@ pub fn encode_line(
     ts_ms: u64,
 ) -> String {
     let mut out = String::with_capacity(80);
-    escape_measurement(&mut out, quantity);
-    for (k, v) in [("site", site), ("node", node), ("ch", ch)] {
-        out.push(',');
-        escape_tag(&mut out, k);
-        out.push('=');
-        escape_tag(&mut out, v);
-    }
-    let ts_ns = u128::from(ts_ms) * 1_000_000;
-    let _ = write!(out, " value={value}i {ts_ns}");
+    encode_line_into(&mut out, quantity, site, node, ch, value, ts_ms);
     out
-}
-
-#[derive(Default)]
-struct Backlog {
-    lines: VecDeque<String>,
-    /// Position of `lines[0]` in the stream of all lines ever queued, so a
-    /// batch in flight is removed exactly even if older lines were dropped
-    /// for space meanwhile.
-    front: u64,
 }
 
 /// The producer side of the sink, cheap to clone.
 #[derive(Clone)]
 pub struct Sink {
-    inner: Arc<Shared>,
+    spool: Spool,
 }
 
-struct Shared {
-    backlog: Mutex<Backlog>,
-    notify: Notify,
-    max_backlog: usize,
-    batch_size: usize,
-    metrics: Arc<Metrics>,
-}
+/// Messages found in the spool at start-up, per source (`site/node`): the
+/// last [`crate::dedup::WINDOW`] `(boot, seq)` of each, oldest first. The
+/// pipeline marks them seen, so the broker's redelivery of a message whose
+/// acknowledgement a crash cut off is recognised as a duplicate.
+pub type Spooled = Vec<(String, VecDeque<(u32, u32)>)>;
 
 impl Sink {
-    /// Queues lines for writing. Never blocks; past `max_backlog` the oldest
-    /// lines are dropped and counted.
-    pub fn push(&self, lines: impl IntoIterator<Item = String>) {
-        let s = &self.inner;
-        let (len, dropped) = {
-            let Ok(mut b) = s.backlog.lock() else { return };
-            b.lines.extend(lines);
-            let mut dropped = 0u64;
-            while b.lines.len() > s.max_backlog {
-                b.lines.pop_front();
-                b.front += 1;
-                dropped += 1;
-            }
-            (b.lines.len(), dropped)
-        };
-        if dropped > 0 {
-            s.metrics
-                .sink_lines_dropped
-                .fetch_add(dropped, Ordering::Relaxed);
-            tracing::warn!(dropped, "sink backlog full: oldest lines dropped");
-        }
-        s.metrics.sink_backlog.store(len as i64, Ordering::Relaxed);
-        if len >= s.batch_size {
-            s.notify.notify_one();
-        }
+    /// Appends one message's lines (`lines` of them, joined by `\n` in
+    /// `text`) to the spool; returns its ticket (see [`Sink::durable`]).
+    pub fn push(&self, source: &str, boot: u32, seq: u32, lines: u32, text: &str) -> u64 {
+        self.spool.append(&Record {
+            source: source.as_bytes(),
+            boot,
+            seq,
+            lines,
+            text: text.as_bytes(),
+        })
+    }
+
+    /// Tickets handed out so far: a message handled now is durable once
+    /// [`Sink::durable`] reaches this.
+    pub fn appended(&self) -> u64 {
+        self.spool.appended()
+    }
+
+    /// The highest ticket made durable on disk.
+    pub fn durable(&self) -> watch::Receiver<u64> {
+        self.spool.durable()
     }
 }
 
@@ -123,24 +172,57 @@ enum WriteResult {
     Retry(String),
 }
 
-/// Starts the writer task; returns the producer handle and the task.
+/// Opens the spool under `{data_dir}/spool` (recovering what a previous run
+/// left) and starts the writer task; returns the producer handle, the task,
+/// and the messages found in the spool.
 pub fn start(
     config: SinkConfig,
+    data_dir: &Path,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-) -> (Sink, tokio::task::JoinHandle<()>) {
-    let inner = Arc::new(Shared {
-        backlog: Mutex::new(Backlog::default()),
-        notify: Notify::new(),
-        max_backlog: config.max_backlog,
-        batch_size: config.batch_size,
-        metrics,
-    });
+) -> std::io::Result<(Sink, tokio::task::JoinHandle<()>, Spooled)> {
+    let mut seen: HashMap<Vec<u8>, VecDeque<(u32, u32)>> = HashMap::new();
+    let mut order: Vec<Vec<u8>> = Vec::new();
+    let (spool, recovery) = Spool::open(
+        SpoolConfig {
+            dir: data_dir.join("spool"),
+            max_bytes: config.spool_max_bytes,
+            segment_bytes: config.spool_segment_bytes,
+            batch_lines: config.batch_size as u64,
+        },
+        metrics.clone(),
+        |r| {
+            let q = seen.entry(r.source.to_vec()).or_insert_with(|| {
+                order.push(r.source.to_vec());
+                VecDeque::new()
+            });
+            if q.len() == crate::dedup::WINDOW as usize {
+                q.pop_front();
+            }
+            q.push_back((r.boot, r.seq));
+        },
+    )?;
+    if recovery.segments > 0 {
+        tracing::info!(
+            segments = recovery.segments,
+            bytes = recovery.bytes,
+            lines = recovery.lines,
+            torn = recovery.torn,
+            "spool recovered: undelivered lines will be written first"
+        );
+    }
+    let spooled = order
+        .into_iter()
+        .filter_map(|k| {
+            let q = seen.remove(&k)?;
+            Some((String::from_utf8_lossy(&k).into_owned(), q))
+        })
+        .collect();
     let sink = Sink {
-        inner: inner.clone(),
+        spool: spool.clone(),
     };
-    let task = tokio::spawn(writer(config, inner, shutdown));
-    (sink, task)
+    let task = tokio::spawn(writer(config, spool, metrics, shutdown));
+    Ok((sink, task, spooled))
 }
 
 /// Percent-encodes a URL query value (RFC 3986 unreserved characters kept).
@@ -169,12 +251,16 @@ async fn post(
     client: &reqwest::Client,
     url: &str,
     token: Option<&str>,
-    body: String,
+    gzip: bool,
+    body: Vec<u8>,
 ) -> WriteResult {
     let mut req = client
         .post(url)
         .header("Content-Type", "text/plain; charset=utf-8")
         .body(body);
+    if gzip {
+        req = req.header("Content-Encoding", "gzip");
+    }
     if let Some(t) = token {
         req = req.header("Authorization", format!("Token {t}"));
     }
@@ -215,122 +301,184 @@ fn jitter_seed() -> u64 {
     z ^ (z >> 31)
 }
 
-async fn writer(config: SinkConfig, shared: Arc<Shared>, shutdown: CancellationToken) {
+/// Gzip at the fastest level: line protocol compresses ~10× even so, and
+/// the CPU goes to ingest.
+pub fn gzip(body: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(body.len() / 6 + 64),
+        flate2::Compression::fast(),
+    );
+    // Writing into a Vec cannot fail.
+    let _ = enc.write_all(body);
+    enc.finish().unwrap_or_default()
+}
+
+/// Runs blocking spool I/O off the async threads.
+async fn blocking<T: Send + 'static>(
+    spool: &Spool,
+    f: impl FnOnce(&Spool) -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    let spool = spool.clone();
+    match tokio::task::spawn_blocking(move || f(&spool)).await {
+        Ok(r) => r,
+        Err(e) => Err(std::io::Error::other(e.to_string())),
+    }
+}
+
+async fn writer(
+    config: SinkConfig,
+    spool: Spool,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
     let client = match reqwest::Client::builder()
         .timeout(Duration::from_millis(config.timeout_ms))
         .build()
     {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!(error = %e, "sink: cannot build HTTP client; metrics sink disabled");
+            tracing::error!(error = %e, "sink: cannot build HTTP client; lines stay in the spool");
             return;
         }
     };
     let url = write_url(&config);
-    let interval = Duration::from_millis(config.flush_interval_ms);
-    let mut failures = 0u32;
-    let mut stopping = false;
+    let batch_lines = config.batch_size as u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(config.flush_interval_ms));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut deadline: Option<tokio::time::Instant> = None;
-    let mut more = false;
     loop {
-        if !stopping && !more {
-            let wait = if failures > 0 {
-                backoff(failures - 1, config.retry_max_ms, jitter_seed())
-            } else {
-                interval
-            };
+        // Batching by count (a batch's worth durable) and by age (the tick).
+        let mut drain_all = deadline.is_some();
+        if deadline.is_none() {
             tokio::select! {
-                _ = shutdown.cancelled() => {
-                    stopping = true;
-                    deadline = Some(tokio::time::Instant::now() + Duration::from_secs(5));
-                }
-                _ = shared.notify.notified(), if failures == 0 => {}
-                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.cancelled() => {}
+                _ = spool.readable() => {}
+                _ = tick.tick() => drain_all = true,
             }
         }
-        // Take a batch from the front without removing it: it leaves the
-        // backlog only once the TSDB has acknowledged it.
-        let (start, batch): (u64, Vec<String>) = match shared.backlog.lock() {
-            Ok(b) => (
-                b.front,
-                b.lines.iter().take(config.batch_size).cloned().collect(),
-            ),
-            Err(_) => return,
-        };
-        more = false;
-        if batch.is_empty() {
-            if stopping {
+        if deadline.is_none() && shutdown.is_cancelled() {
+            deadline = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+            drain_all = true;
+            // Everything the pipeline appended goes to disk first.
+            let _ = blocking(&spool, |s| {
+                s.close();
+                Ok(())
+            })
+            .await;
+        }
+        loop {
+            if !drain_all && spool.unread_lines() < batch_lines {
+                break;
+            }
+            let batch = match blocking(&spool, move |s| s.read_batch(batch_lines)).await {
+                Ok(Some(b)) => b,
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(error = %e, "sink: cannot read the spool");
+                    break;
+                }
+            };
+            if !deliver(
+                &config,
+                &client,
+                &url,
+                &batch,
+                &metrics,
+                &shutdown,
+                &mut deadline,
+            )
+            .await
+            {
+                let left = spool.backlog_lines();
+                tracing::warn!(
+                    lines = left,
+                    "sink: stopped with lines not yet written; they stay in the spool for the next start"
+                );
                 return;
             }
-            continue;
-        }
-        let n = batch.len();
-        let body = batch.join("\n");
-        let result = match deadline {
-            Some(d) => {
-                match tokio::time::timeout_at(d, post(&client, &url, config.token.as_deref(), body))
-                    .await
-                {
-                    Ok(r) => r,
-                    Err(_) => WriteResult::Retry("shutdown deadline".into()),
-                }
+            if let Err(e) = blocking(&spool, move |s| s.commit(&batch)).await {
+                tracing::error!(error = %e, "sink: cannot record delivery in the spool; the batch may be written again after a restart");
             }
-            None => post(&client, &url, config.token.as_deref(), body).await,
+        }
+        if deadline.is_some() {
+            return;
+        }
+    }
+}
+
+/// Writes one batch, retrying with backoff until the TSDB takes or refuses
+/// it. `false` if the shutdown deadline passed first.
+async fn deliver(
+    config: &SinkConfig,
+    client: &reqwest::Client,
+    url: &str,
+    batch: &Batch,
+    metrics: &Metrics,
+    shutdown: &CancellationToken,
+    deadline: &mut Option<tokio::time::Instant>,
+) -> bool {
+    if batch.lines == 0 {
+        return true;
+    }
+    let body = if config.gzip {
+        gzip(&batch.body)
+    } else {
+        batch.body.clone()
+    };
+    let mut failures = 0u32;
+    loop {
+        let attempt = post(
+            client,
+            url,
+            config.token.as_deref(),
+            config.gzip,
+            body.clone(),
+        );
+        let result = match *deadline {
+            Some(d) => match tokio::time::timeout_at(d, attempt).await {
+                Ok(r) => r,
+                Err(_) => return false,
+            },
+            None => attempt.await,
         };
-        let remove = match result {
+        match result {
             WriteResult::Written => {
-                failures = 0;
-                shared
-                    .metrics
+                metrics
                     .sink_lines_written
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                true
+                    .fetch_add(batch.lines, Ordering::Relaxed);
+                return true;
             }
             WriteResult::Refused(msg) => {
-                failures = 0;
-                shared
-                    .metrics
-                    .sink_write_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                shared
-                    .metrics
+                metrics.sink_write_errors.fetch_add(1, Ordering::Relaxed);
+                metrics
                     .sink_lines_dropped
-                    .fetch_add(n as u64, Ordering::Relaxed);
-                tracing::error!(lines = n, error = %msg, "sink: TSDB refused a batch; dropped");
-                true
+                    .fetch_add(batch.lines, Ordering::Relaxed);
+                tracing::error!(lines = batch.lines, error = %msg, "sink: TSDB refused a batch; dropped");
+                return true;
             }
             WriteResult::Retry(msg) => {
                 failures = failures.saturating_add(1);
-                shared
-                    .metrics
-                    .sink_write_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(lines = n, attempt = failures, error = %msg, "sink: write failed; will retry");
-                false
+                metrics.sink_write_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(lines = batch.lines, attempt = failures, error = %msg, "sink: write failed; will retry");
+                let wait = backoff(failures - 1, config.retry_max_ms, jitter_seed());
+                match *deadline {
+                    Some(d) => {
+                        if tokio::time::Instant::now() + wait >= d {
+                            return false;
+                        }
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => {
+                                // Keep trying until the shutdown deadline.
+                                *deadline = Some(tokio::time::Instant::now() + Duration::from_secs(5));
+                            }
+                            _ = tokio::time::sleep(wait) => {}
+                        }
+                    }
+                }
             }
-        };
-        if remove {
-            if let Ok(mut b) = shared.backlog.lock() {
-                let end = start + n as u64;
-                let k = (end.saturating_sub(b.front) as usize).min(b.lines.len());
-                b.lines.drain(..k);
-                b.front += k as u64;
-                more = b.lines.len() >= config.batch_size;
-                shared
-                    .metrics
-                    .sink_backlog
-                    .store(b.lines.len() as i64, Ordering::Relaxed);
-            }
-        }
-        if stopping && (deadline.is_some_and(|d| tokio::time::Instant::now() >= d) || !remove) {
-            let left = shared.backlog.lock().map(|b| b.lines.len()).unwrap_or(0);
-            if left > 0 {
-                tracing::error!(
-                    lines = left,
-                    "sink: shutdown with lines not written to the TSDB"
-                );
-            }
-            return;
         }
     }
 }
@@ -405,29 +553,34 @@ mod tests {
     }
 
     #[test]
-    fn backlog_drops_oldest_and_counts() {
-        let metrics = Arc::new(Metrics::default());
-        let sink = Sink {
-            inner: Arc::new(Shared {
-                backlog: Mutex::new(Backlog::default()),
-                notify: Notify::new(),
-                max_backlog: 3,
-                batch_size: 10,
-                metrics: metrics.clone(),
-            }),
-        };
-        sink.push((0..5).map(|i| i.to_string()));
-        let lines: Vec<_> = sink
-            .inner
-            .backlog
-            .lock()
-            .unwrap()
-            .lines
-            .iter()
-            .cloned()
-            .collect();
-        assert_eq!(lines, ["2", "3", "4"]);
-        assert_eq!(metrics.sink_lines_dropped.load(Ordering::Relaxed), 2);
-        assert_eq!(metrics.sink_backlog.load(Ordering::Relaxed), 3);
+    fn fast_path_matches_the_general_formatting() {
+        let mut seed = 7u64;
+        for _ in 0..10_000 {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let v = (seed >> 17) as i32;
+            let ts = seed >> (seed % 64);
+            assert_eq!(
+                encode_line("q", "s", "n", "c", v, ts),
+                format!(
+                    "q,site=s,node=n,ch=c value={v}i {}",
+                    u128::from(ts) * 1_000_000
+                )
+            );
+        }
+    }
+
+    #[test]
+    fn gzip_round_trips() {
+        use std::io::Read as _;
+        let body = b"residual_current,site=home_a,node=n01,ch=rc1 value=312i 1764000000123000000";
+        let z = gzip(body);
+        assert_eq!(&z[..2], &[0x1f, 0x8b], "gzip magic");
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(&z[..])
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, body);
     }
 }

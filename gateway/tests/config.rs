@@ -22,6 +22,8 @@ fn every_problem_is_reported_at_once_with_its_path() {
         [sink]
         url = "ftp://x"
         batch_size = 0
+        spool_segment_bytes = 100
+        spool_max_bytes = 150
         [rules.plasma]
         alarm = 1
         [rules.residual_current]
@@ -55,6 +57,8 @@ fn every_problem_is_reported_at_once_with_its_path() {
         "storage.database_url: must start with sqlite:// or postgres://",
         "sink.url: must be an http:// or https:// URL",
         "sink.batch_size: must be at least 1",
+        "sink.spool_segment_bytes: must be at least 4096",
+        "sink.spool_max_bytes: must be at least twice spool_segment_bytes (a full spool drops whole segments)",
         "rules.plasma: unknown quantity",
         "rules.residual_current: the pre-alarm setpoint must be reached before the alarm setpoint (below it for a high rule, above it for a low rule)",
         "sites[1].rules.temperature: the on-delay of 60000 ms is too long for temperature: at most 39000 ms keeps the standard's response time",

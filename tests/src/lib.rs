@@ -201,6 +201,11 @@ impl Mosquitto {
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.port))
     }
+
+    /// The broker's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
 }
 
 impl Drop for Mosquitto {
@@ -212,8 +217,8 @@ impl Drop for Mosquitto {
 /// A VictoriaMetrics single-node server (accepts InfluxDB's `/api/v2/write`).
 pub struct VictoriaMetrics {
     pub port: u16,
-    _dir: TempDir,
-    child: Child,
+    dir: TempDir,
+    child: Option<Child>,
 }
 
 impl VictoriaMetrics {
@@ -223,15 +228,31 @@ impl VictoriaMetrics {
 
     /// Starts a fresh server (empty storage) on `port`.
     pub fn start_on(port: u16) -> VictoriaMetrics {
-        let bin = require("victoria-metrics", "victoria-metrics");
         let dir = tempfile::tempdir().expect("temp dir");
-        let log_path = dir.path().join("vm.log");
-        let log = std::fs::File::create(&log_path).expect("log");
+        let mut vm = VictoriaMetrics {
+            port,
+            dir,
+            child: None,
+        };
+        vm.start_again();
+        vm
+    }
+
+    /// Starts the server (again) on the same port and storage.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = require("victoria-metrics", "victoria-metrics");
+        let log_path = self.dir.path().join("vm.log");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .expect("log");
         let mut child = Command::new(bin)
-            .arg(format!("-httpListenAddr=127.0.0.1:{port}"))
+            .arg(format!("-httpListenAddr=127.0.0.1:{}", self.port))
             .arg(format!(
                 "-storageDataPath={}",
-                dir.path().join("data").display()
+                self.dir.path().join("data").display()
             ))
             .arg("-retentionPeriod=100y")
             .arg("-search.latencyOffset=0s")
@@ -240,16 +261,24 @@ impl VictoriaMetrics {
             .stdin(Stdio::null())
             .spawn()
             .expect("spawn victoria-metrics");
-        wait_listening(port, &mut child, "victoria-metrics", &log_path);
-        VictoriaMetrics {
-            port,
-            _dir: dir,
-            child,
+        wait_listening(self.port, &mut child, "victoria-metrics", &log_path);
+        self.child = Some(child);
+    }
+
+    /// Stops the server with SIGTERM (it flushes its data to disk).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
         }
     }
 
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
     }
 
     /// Every series matching `selector`, as `/api/v1/export` JSON lines.
@@ -273,11 +302,57 @@ impl VictoriaMetrics {
             .map(|l| serde_json::from_str(l).expect("export line"))
             .collect()
     }
+
+    /// Every raw sample of the series matching `selector`, duplicates
+    /// included: `((metric name, site, node, ch), timestamp ms, value)`.
+    pub async fn samples(&self, selector: &str) -> Vec<(Series, u64, i64)> {
+        // Make everything ingested so far searchable.
+        let _ = reqwest::get(format!("{}/internal/force_flush", self.url())).await;
+        let mut out = Vec::new();
+        for s in self.export(selector).await {
+            let m = &s["metric"];
+            let label = |k: &str| m[k].as_str().unwrap_or_default().to_string();
+            let series = (label("__name__"), label("site"), label("node"), label("ch"));
+            let values = s["values"].as_array().cloned().unwrap_or_default();
+            let stamps = s["timestamps"].as_array().cloned().unwrap_or_default();
+            for (v, t) in values.iter().zip(stamps.iter()) {
+                out.push((
+                    series.clone(),
+                    t.as_u64().unwrap_or(0),
+                    v.as_f64().unwrap_or(f64::NAN) as i64,
+                ));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Polls [`VictoriaMetrics::samples`] until at least `n` samples are
+    /// searchable (VictoriaMetrics makes new data searchable within a
+    /// second or so), or `within` passes; returns the last answer.
+    pub async fn samples_at_least(
+        &self,
+        selector: &str,
+        n: usize,
+        within: Duration,
+    ) -> Vec<(Series, u64, i64)> {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let got = self.samples(selector).await;
+            if got.len() >= n || tokio::time::Instant::now() > deadline {
+                return got;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
+
+/// A series in VictoriaMetrics: metric name, site, node, channel.
+pub type Series = (String, String, String, String);
 
 impl Drop for VictoriaMetrics {
     fn drop(&mut self) {
-        terminate(&mut self.child);
+        self.stop();
     }
 }
 
@@ -595,4 +670,126 @@ pub async fn stack(
         dir,
         token,
     }
+}
+
+/// The gateway binary running as a child process, so a test can `kill -9`
+/// it. `bin` is the binary's path (`env!("CARGO_BIN_EXE_gateway-under-test")`
+/// in this crate's tests).
+pub struct GatewayProcess {
+    pub http: SocketAddr,
+    bin: PathBuf,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl GatewayProcess {
+    /// Starts `gateway run --config CONFIG`; its HTTP API listens on `http`.
+    pub fn spawn(bin: &Path, config: &Path, http: SocketAddr, log: &Path) -> GatewayProcess {
+        let mut g = GatewayProcess {
+            http,
+            bin: bin.to_path_buf(),
+            config: config.to_path_buf(),
+            log: log.to_path_buf(),
+            child: None,
+        };
+        g.start_again();
+        g
+    }
+
+    /// Starts the binary (again) with the same configuration.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("log");
+        let mut child = Command::new(&self.bin)
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env("RUST_LOG", "info")
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .expect("spawn the gateway binary");
+        wait_listening(self.http.port(), &mut child, "gateway", &self.log);
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no shutdown code runs.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the orderly shutdown.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            terminate(&mut c);
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// A value from the gateway's `/metrics` (the first line starting with
+    /// `name ` or `name{…} `); `None` if not there or not reachable.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.http))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        metric_value(&text, name)
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// The value of the first sample named `name` (labels included, e.g.
+/// `x{quantile="0.5"}`) in Prometheus text.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A configuration file for the gateway binary matching
+/// [`gateway_config`]: external broker on `broker_port`, HTTP on
+/// `http_port`, data in `dir`, plus `extra` TOML appended (a `[sink]`).
+pub fn gateway_toml(broker_port: u16, http_port: u16, dir: &Path, extra: &str) -> String {
+    let c = gateway_config(broker_port, dir);
+    let mut t = format!(
+        "offline_after_secs = 600\n\n[http]\nlisten = \"127.0.0.1:{http_port}\"\n\n\
+         [storage]\ndata_dir = \"{}\"\n\n\
+         [mqtt]\nbroker = \"external\"\nhost = \"127.0.0.1\"\nport = {broker_port}\n\
+         client_id = \"{}\"\nusername = \"{}\"\npassword = \"{}\"\nkeep_alive_secs = 5\n\n{extra}\n",
+        dir.display(),
+        c.mqtt.client_id,
+        GATEWAY_USER.0,
+        GATEWAY_USER.1,
+    );
+    for s in &c.sites {
+        t.push_str(&format!(
+            "\n[[sites]]\nid = \"{}\"\nname = \"{}\"\n",
+            s.id, s.name
+        ));
+        for n in &s.nodes {
+            t.push_str(&format!(
+                "[[sites.nodes]]\nid = \"{}\"\nlocation = \"{}\"\n",
+                n.id, n.location
+            ));
+        }
+    }
+    t
 }
