@@ -637,21 +637,15 @@ function evidencePanel(t, evidence) {
 // Risk colour of a site (红/橙/黄/蓝) from its open hazards, overdue tickets
 // and its alarm rate over the last 30 days.
 
-// Monday 00:00 China time of the week holding ms.
-function weekStart(ms) {
-  const d = new Date(ms + CST);
-  const back = (d.getUTCDay() + 6) % 7;
-  return Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() - back) - CST;
-}
 
 const BF = { site: "", days: 30, quantity: "residual_current" };
 
 async function renderBureau() {
   S.page = "bureau";
   main().replaceChildren(h("div", { class: "empty" }, "加载中…"));
-  let tickets, alarms, risks;
+  let weekly, risks;
   try {
-    [tickets, alarms, risks] = await Promise.all([api("/api/v1/tickets?status=all&limit=10000"), api("/api/v1/alarms?state=all&limit=10000"), api("/api/v1/sites/risk")]);
+    [weekly, risks] = await Promise.all([api("/api/v1/trends/weekly?weeks=12"), api("/api/v1/sites/risk")]);
   } catch (e) { main().replaceChildren(h("div", { class: "message error" }, e.message)); return; }
   const now = Date.now();
   if (!BF.site || !S.sites.some((s) => s.id === BF.site)) BF.site = (S.sites[0] || {}).id || "";
@@ -677,8 +671,8 @@ async function renderBureau() {
           [30, 90, 365].map((d) => h("option", { value: d, selected: d === BF.days }, `近 ${d} 天`)))),
       h("div", { id: "trend-chart" })),
     h("div", { class: "grid2" },
-      h("section", { class: "panel", id: "alarm-weeks" }, h("h2", {}, "每周报警次数（按类别，近 12 周）"), alarmWeeks(alarms, now)),
-      h("section", { class: "panel", id: "ticket-weeks" }, h("h2", {}, "每周工单：新开、销号、逾期（近 12 周）"), ticketWeeks(tickets, now))),
+      h("section", { class: "panel", id: "alarm-weeks" }, h("h2", {}, "每周报警次数（按类别，近 12 周）"), alarmWeeks(weekly)),
+      h("section", { class: "panel", id: "ticket-weeks" }, h("h2", {}, "每周工单：新开、销号、逾期（近 12 周）"), ticketWeeks(weekly))),
     h("section", { class: "panel", id: "downloads" }, h("h2", {}, "台账与报表"),
       h("div", { class: "filters" },
         h("button", { type: "button", id: "ledger-download", onclick: () => download("/api/v1/ledger.csv", "ledger.csv") }, "下载隐患台账（CSV）"),
@@ -715,33 +709,20 @@ async function drawTrend() {
   } catch (e) { box.replaceChildren(h("div", { class: "message error" }, e.message)); }
 }
 
-function weeks(now, n) {
-  const out = [];
-  let w = weekStart(now);
-  for (let i = 0; i < n; i++) { out.unshift(w); w = weekStart(w - DAY); }
-  return out;
+
+// Weekly counts come from the gateway (GET /api/v1/trends/weekly), over all the data.
+function alarmWeeks(w) {
+  const series = Object.entries(KIND).map(([k, name]) => ({ name, cls: "k-" + k, values: w.alarms[k] || w.weeks.map(() => 0) }));
+  return Charts.bars({ labels: w.labels.map((d) => d.slice(5)), series, stacked: true, unit: "次" });
 }
 
-function alarmWeeks(alarms, now) {
-  const ws = weeks(now, 12);
-  const idx = (ms) => ws.indexOf(weekStart(ms));
-  const series = Object.entries(KIND).map(([k, name]) => {
-    const values = ws.map(() => 0);
-    for (const a of alarms) if (a.kind === k) { const i = idx(a.raised_at); if (i >= 0) values[i]++; }
-    return { name, cls: "k-" + k, values };
-  });
-  return Charts.bars({ labels: ws.map((w) => cstDay(w).slice(5)), series, stacked: true, unit: "次" });
-}
-
-function ticketWeeks(tickets, now) {
-  const ws = weeks(now, 12);
-  const count = (field) => ws.map((w) => tickets.filter((t) => t[field] && weekStart(t[field]) === w).length);
+function ticketWeeks(w) {
   return Charts.bars({
-    labels: ws.map((w) => cstDay(w).slice(5)), unit: "件",
+    labels: w.labels.map((d) => d.slice(5)), unit: "件",
     series: [
-      { name: "新开", cls: "t-opened", values: count("opened_at") },
-      { name: "销号", cls: "t-closed", values: count("closed_at") },
-      { name: "逾期", cls: "t-overdue", values: count("overdue_at") },
+      { name: "新开", cls: "t-opened", values: w.tickets.opened },
+      { name: "销号", cls: "t-closed", values: w.tickets.closed },
+      { name: "逾期", cls: "t-overdue", values: w.tickets.overdue },
     ],
   });
 }

@@ -72,6 +72,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(daily_max))
         .routes(routes!(latest_readings))
         .routes(routes!(site_risk))
+        .routes(routes!(weekly))
         .routes(routes!(shift_notes, add_shift_note))
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
@@ -1197,6 +1198,111 @@ async fn latest_readings(
     axum::Extension(user): Caller,
 ) -> Result<Json<Vec<crate::store::LatestRow>>, ApiError> {
     Ok(Json(s.store.latest_in(user.sites.as_deref()).await?))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+struct WeeklyQuery {
+    /// One site only (else every site in the jurisdiction).
+    site: Option<String>,
+    /// How many weeks, the current one included.
+    #[param(minimum = 1, maximum = 104, default = 12)]
+    weeks: Option<u32>,
+}
+
+/// Weekly counts: alarms by kind and tickets opened, closed and overdue.
+#[derive(Serialize, ToSchema)]
+struct WeeklyCounts {
+    /// Week starts (Monday 00:00 China time, ms), oldest first.
+    weeks: Vec<i64>,
+    /// `YYYY-MM-DD` of each week start.
+    labels: Vec<String>,
+    /// Per alarm kind (electrical_fire, fire_facility, fault, offline), a count per week.
+    alarms: std::collections::BTreeMap<String, Vec<i64>>,
+    /// opened, closed, overdue: a count per week.
+    tickets: std::collections::BTreeMap<String, Vec<i64>>,
+}
+
+/// Alarms per week by kind and tickets opened/closed/overdue per week (趋势),
+/// counted in the store over all the data, within the caller's jurisdiction.
+#[utoipa::path(
+    get,
+    path = "/api/v1/trends/weekly",
+    tag = "sites",
+    params(WeeklyQuery),
+    responses(
+        (status = OK, description = "Weekly counts", body = WeeklyCounts),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+    )
+)]
+async fn weekly(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    q: Result<Query<WeeklyQuery>, QueryRejection>,
+) -> Result<Json<WeeklyCounts>, ApiError> {
+    let q = query(q)?;
+    let n = q.weeks.unwrap_or(12);
+    if !(1..=104).contains(&n) {
+        return Err(bad_request(
+            "weeks",
+            format!("须在 1 到 104 之间，收到 {n}"),
+        ));
+    }
+    let only;
+    let sites = match &q.site {
+        Some(site) => {
+            within(&user, site)?;
+            only = vec![site.clone()];
+            Some(only.as_slice())
+        }
+        None => user.sites.as_deref(),
+    };
+    const DAY: i64 = 86_400_000;
+    const WEEK: i64 = 7 * DAY;
+    const CST: i64 = 8 * 3_600_000;
+    let now = crate::time::now_ms() as i64;
+    let this_week = ((now + CST + 3 * DAY) / WEEK) * WEEK - 3 * DAY - CST;
+    let weeks: Vec<i64> = (0..i64::from(n))
+        .rev()
+        .map(|i| this_week - i * WEEK)
+        .collect();
+    let rows = s.store.weekly_counts(sites, weeks[0]).await?;
+    let mut alarms: std::collections::BTreeMap<String, Vec<i64>> =
+        ["electrical_fire", "fire_facility", "fault", "offline"]
+            .iter()
+            .map(|k| (k.to_string(), vec![0; weeks.len()]))
+            .collect();
+    let mut tickets: std::collections::BTreeMap<String, Vec<i64>> = ["opened", "closed", "overdue"]
+        .iter()
+        .map(|k| (k.to_string(), vec![0; weeks.len()]))
+        .collect();
+    for (w, what, count) in rows {
+        let Some(i) = weeks.iter().position(|x| *x == w) else {
+            continue;
+        };
+        let table = if tickets.contains_key(&what) {
+            &mut tickets
+        } else {
+            &mut alarms
+        };
+        table.entry(what).or_insert_with(|| vec![0; weeks.len()])[i] += count;
+    }
+    let labels = weeks
+        .iter()
+        .map(|w| {
+            crate::time::rfc3339_cst(*w as u64)
+                .get(..10)
+                .unwrap_or("")
+                .to_string()
+        })
+        .collect();
+    Ok(Json(WeeklyCounts {
+        weeks,
+        labels,
+        alarms,
+        tickets,
+    }))
 }
 
 /// A site's risk grade (风险分级) and the figures behind it.

@@ -1414,6 +1414,55 @@ impl Store {
         .await?)
     }
 
+    /// Weekly counts since `from` (a week start), for some sites (`None` =
+    /// all): (week start, what, count), where `what` is an alarm kind, or
+    /// `opened`/`closed`/`overdue` for tickets. Weeks start Monday 00:00
+    /// China time.
+    pub async fn weekly_counts(
+        &self,
+        sites: Option<&[String]>,
+        from: i64,
+    ) -> Result<Vec<(i64, String, i64)>, StoreError> {
+        const DAY: i64 = 86_400_000;
+        const WEEK: i64 = 7 * DAY;
+        const CST: i64 = 8 * 3_600_000;
+        // 1970-01-01 was a Thursday: +3 days puts Mondays on week boundaries.
+        let bucket = |col: &str| {
+            format!("((({col} + {CST} + 3 * {DAY}) / {WEEK}) * {WEEK} - 3 * {DAY} - {CST})")
+        };
+        let site_in = self.backend.site_in("?1");
+        let mut out = Vec::new();
+        let alarms = format!(
+            "SELECT {b} AS w, kind, COUNT(*) FROM alarms WHERE raised_at >= ?2 AND (?1 IS NULL OR {site_in}) \
+             GROUP BY {b}, kind",
+            b = bucket("raised_at")
+        );
+        out.extend(
+            query_as::<(i64, String, i64)>(&alarms)
+                .bind(sites_json(sites))
+                .bind(from)
+                .fetch_all(&self.pool)
+                .await?,
+        );
+        for (what, col) in [
+            ("opened", "opened_at"),
+            ("closed", "closed_at"),
+            ("overdue", "overdue_at"),
+        ] {
+            let sql = format!(
+                "SELECT {b} AS w, COUNT(*) FROM tickets WHERE {col} >= ?2 AND (?1 IS NULL OR {site_in}) GROUP BY {b}",
+                b = bucket(col)
+            );
+            let rows: Vec<(i64, i64)> = query_as(&sql)
+                .bind(sites_json(sites))
+                .bind(from)
+                .fetch_all(&self.pool)
+                .await?;
+            out.extend(rows.into_iter().map(|(w, n)| (w, what.to_string(), n)));
+        }
+        Ok(out)
+    }
+
     /// The figures behind each site's risk grade, for sites with any.
     pub async fn risk_figures(
         &self,

@@ -122,6 +122,7 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/trends/daily-max"),
     ("get", "/api/v1/readings/latest"),
     ("get", "/api/v1/sites/risk"),
+    ("get", "/api/v1/trends/weekly"),
     ("get", "/api/v1/shift-log"),
     ("post", "/api/v1/shift-log"),
     ("get", "/api/v1/ledger.csv"),
@@ -946,7 +947,35 @@ async fn handover_notes_are_kept_to_the_jurisdiction_and_the_duty_roles(db: Test
     assert_eq!(status, 403);
 }
 
+async fn weekly_counts_cover_all_the_data_within_the_jurisdiction(db: TestDb) {
+    let api = serve(db).await;
+    let (a, b) = (api.tokens["duty_a"].as_str(), api.tokens["duty_b"].as_str());
+    let (status, text) = call(&api, "get", "/api/v1/trends/weekly?weeks=4", Some(a), None).await;
+    assert_eq!(status, 200, "{text}");
+    let w: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(w["weeks"].as_array().unwrap().len(), 4);
+    // This week: the fixture's alarm and the ticket it opened.
+    assert_eq!(w["alarms"]["electrical_fire"][3], 1, "{w}");
+    assert_eq!(w["tickets"]["opened"][3], 1, "{w}");
+    assert_eq!(w["tickets"]["closed"][3], 0, "{w}");
+    let (_, text) = call(&api, "get", "/api/v1/trends/weekly?weeks=4", Some(b), None).await;
+    let w: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(w["alarms"]["electrical_fire"][3], 0, "{w}");
+    let (status, _) = call(
+        &api,
+        "get",
+        "/api/v1/trends/weekly?site=home_a",
+        Some(b),
+        None,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = call(&api, "get", "/api/v1/trends/weekly?weeks=0", Some(a), None).await;
+    assert_eq!(status, 400);
+}
+
 crate::on_both_backends!(
+    weekly_counts_cover_all_the_data_within_the_jurisdiction,
     handover_notes_are_kept_to_the_jurisdiction_and_the_duty_roles,
     every_protected_path_needs_a_valid_token,
     every_path_keeps_to_the_callers_jurisdiction,
