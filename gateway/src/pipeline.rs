@@ -852,11 +852,15 @@ impl Pipeline {
         }
     }
 
-    /// The slower duties of the tick: hourly rollups merged, 离线 tickets
+    /// The slower duties of the tick: hourly rollups merged, the SQLite WAL
+    /// checkpointed, 离线 tickets
     /// for nodes (and sites) offline past the configured time, and the
     /// overdue check of deadlines.
     pub async fn housekeeping(&mut self, now: u64) {
         self.flush_rollups().await;
+        if let Err(e) = self.store.checkpoint().await {
+            tracing::warn!(error = %e, "store: WAL checkpoint failed; retried next minute");
+        }
         let after = u64::from(self.config.tickets.offline_ticket_after_mins) * 60_000;
         let due = match self
             .store
