@@ -322,26 +322,8 @@ pub struct TicketReadingRow {
 }
 
 /// One notification delivery attempt, to log.
-#[derive(Debug, Clone)]
-pub struct NotificationLog {
-    pub at: i64,
-    pub site: String,
-    pub channel: String,
-    pub subject: String,
-    pub alarm_id: Option<i64>,
-    pub ticket_id: Option<i64>,
-    pub outcome: String,
-    pub detail: String,
-    pub group_size: i64,
-    pub attempt: i64,
-    pub text: String,
-}
-
-/// A logged notification delivery attempt (推送记录).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
-#[schema(as = Notification)]
-pub struct NotificationRow {
-    pub id: i64,
+pub struct NotificationLog {
     /// When it was attempted (ms since the epoch).
     pub at: i64,
     pub site: String,
@@ -360,6 +342,16 @@ pub struct NotificationRow {
     pub group_size: i64,
     pub attempt: i64,
     pub text: String,
+}
+
+/// A logged notification delivery attempt (推送记录).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = Notification)]
+pub struct NotificationRow {
+    pub id: i64,
+    #[serde(flatten)]
+    #[sqlx(flatten)]
+    pub log: NotificationLog,
 }
 
 /// A channel's latest measured reading (updated every minute).

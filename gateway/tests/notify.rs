@@ -246,9 +246,9 @@ async fn a_storm_is_grouped_within_dingtalks_limit_and_nothing_is_dropped() {
     stop.cancel();
     task.await.unwrap();
     let log = store.notifications_in(None, 1000).await.unwrap();
-    let delivered = log.iter().filter(|r| r.outcome == "delivered").count();
+    let delivered = log.iter().filter(|r| r.log.outcome == "delivered").count();
     assert_eq!(delivered, 30, "one delivered row per alarm");
-    assert!(log.iter().any(|r| r.group_size > 1));
+    assert!(log.iter().any(|r| r.log.group_size > 1));
 }
 
 #[tokio::test]
@@ -303,10 +303,14 @@ async fn a_refused_signature_fails_over_to_the_next_channel() {
     let outcomes: Vec<(&str, &str)> = log
         .iter()
         .rev()
-        .map(|r| (r.channel.as_str(), r.outcome.as_str()))
+        .map(|r| (r.log.channel.as_str(), r.log.outcome.as_str()))
         .collect();
     assert_eq!(outcomes, [("feishu", "refused"), ("wecom", "delivered")]);
-    assert!(log[1].detail.starts_with("19021"), "{}", log[1].detail);
+    assert!(
+        log[1].log.detail.starts_with("19021"),
+        "{}",
+        log[1].log.detail
+    );
 }
 
 #[tokio::test]
