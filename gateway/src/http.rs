@@ -1258,14 +1258,11 @@ async fn weekly(
         }
         None => user.sites.as_deref(),
     };
-    const DAY: i64 = 86_400_000;
-    const WEEK: i64 = 7 * DAY;
-    const CST: i64 = 8 * 3_600_000;
-    let now = crate::time::now_ms() as i64;
-    let this_week = ((now + CST + 3 * DAY) / WEEK) * WEEK - 3 * DAY - CST;
+    use crate::time::{week_start_cst, WEEK_MS};
+    let this_week = week_start_cst(crate::time::now_ms() as i64);
     let weeks: Vec<i64> = (0..i64::from(n))
         .rev()
-        .map(|i| this_week - i * WEEK)
+        .map(|i| this_week - i * WEEK_MS)
         .collect();
     let rows = s.store.weekly_counts(sites, weeks[0]).await?;
     let mut alarms: std::collections::BTreeMap<String, Vec<i64>> =
@@ -1288,15 +1285,7 @@ async fn weekly(
         };
         table.entry(what).or_insert_with(|| vec![0; weeks.len()])[i] += count;
     }
-    let labels = weeks
-        .iter()
-        .map(|w| {
-            crate::time::rfc3339_cst(*w as u64)
-                .get(..10)
-                .unwrap_or("")
-                .to_string()
-        })
-        .collect();
+    let labels = weeks.iter().map(|w| crate::time::day_cst(*w)).collect();
     Ok(Json(WeeklyCounts {
         weeks,
         labels,
@@ -1330,7 +1319,7 @@ async fn site_risk(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
 ) -> Result<Json<Vec<SiteRisk>>, ApiError> {
-    let since = crate::time::now_ms() as i64 - 30 * 86_400_000;
+    let since = crate::time::now_ms() as i64 - 30 * crate::time::DAY_MS;
     let mut figures = s.store.risk_figures(since).await?;
     Ok(Json(
         s.config
@@ -1370,9 +1359,7 @@ async fn daily_max(
     q: Result<Query<TrendQuery>, QueryRejection>,
 ) -> Result<Json<DailyMaxTrend>, ApiError> {
     let q = query(q)?;
-    if !user.covers(&q.site) {
-        return Err(forbidden_site(&q.site));
-    }
+    within(&user, &q.site)?;
     let quantity = q.quantity.unwrap_or_else(|| "residual_current".into());
     if wire::Quantity::from_wire(&quantity).is_none() {
         return Err(bad_request("quantity", &quantity));
@@ -1384,26 +1371,18 @@ async fn daily_max(
             format!("须在 1 到 366 之间，收到 {days}"),
         ));
     }
-    const DAY: i64 = 86_400_000;
-    const CST: i64 = 8 * 3_600_000;
-    let now = crate::time::now_ms() as i64;
-    let tomorrow = ((now + CST) / DAY + 1) * DAY - CST;
-    let from = tomorrow - i64::from(days) * DAY;
+    use crate::time::{day_cst, day_start_cst, DAY_MS};
+    let tomorrow = day_start_cst(crate::time::now_ms() as i64) + DAY_MS;
+    let from = tomorrow - i64::from(days) * DAY_MS;
     let points = s
         .store
         .daily_max(&q.site, &quantity, from, tomorrow)
         .await?;
-    let day = |ms: i64| {
-        crate::time::rfc3339_cst(ms.max(0) as u64)
-            .get(..10)
-            .unwrap_or("")
-            .to_string()
-    };
     Ok(Json(DailyMaxTrend {
         site: q.site,
         quantity,
-        from: day(from),
-        to: day(tomorrow - 1),
+        from: day_cst(from),
+        to: day_cst(tomorrow - 1),
         points,
     }))
 }

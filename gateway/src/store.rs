@@ -1432,13 +1432,9 @@ impl Store {
         sites: Option<&[String]>,
         from: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
-        const DAY: i64 = 86_400_000;
-        const WEEK: i64 = 7 * DAY;
-        const CST: i64 = 8 * 3_600_000;
-        // 1970-01-01 was a Thursday: +3 days puts Mondays on week boundaries.
-        let bucket = |col: &str| {
-            format!("((({col} + {CST} + 3 * {DAY}) / {WEEK}) * {WEEK} - 3 * {DAY} - {CST})")
-        };
+        // time::week_start_cst, in SQL (times are never negative here).
+        use crate::time::{WEEK_MS as WEEK, WEEK_SQL_SHIFT_MS as SHIFT};
+        let bucket = |col: &str| format!("((({col} + {SHIFT}) / {WEEK}) * {WEEK} - {SHIFT})");
         let site_in = self.backend.site_in("?1");
         let mut out = Vec::new();
         let alarms = format!(
@@ -1513,9 +1509,8 @@ impl Store {
         from: i64,
         to: i64,
     ) -> Result<Vec<DailyMaxRow>, StoreError> {
-        // China days start at 16:00 UTC: shift by 8 h, truncate, shift back.
-        const DAY: i64 = 86_400_000;
-        const CST: i64 = 8 * 3_600_000;
+        // time::day_start_cst, in SQL: China days start at 16:00 UTC.
+        use crate::time::{CST_OFFSET_MS as CST, DAY_MS as DAY};
         let mut rows: Vec<DailyMaxRow> = query_as(&format!(
             "SELECT node, channel, ((hour + {CST}) / {DAY}) * {DAY} - {CST} AS day_start, \
              MAX(max) AS max, CAST(SUM(count) AS BIGINT) AS count FROM channel_hourly \
@@ -1529,10 +1524,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for r in &mut rows {
-            r.day = crate::time::rfc3339_cst(r.day_start.max(0) as u64)
-                .get(..10)
-                .unwrap_or("")
-                .to_string();
+            r.day = crate::time::day_cst(r.day_start);
         }
         Ok(rows)
     }
@@ -1867,10 +1859,7 @@ impl Store {
                             crate::labels::quantity(q),
                             crate::labels::level(&a.level),
                             crate::labels::alarm_state(&a.state),
-                            crate::time::rfc3339_cst(a.raised_at.max(0) as u64)
-                                .get(..16)
-                                .unwrap_or("")
-                                .replace('T', " ")
+                            crate::time::minute_cst(a.raised_at)
                         )
                     })
                     .collect();
@@ -1900,10 +1889,7 @@ impl Store {
                             };
                             format!(
                                 "{} {} {}（{what}）",
-                                crate::time::rfc3339_cst(r.at.max(0) as u64)
-                                    .get(..16)
-                                    .unwrap_or("")
-                                    .replace('T', " "),
+                                crate::time::minute_cst(r.at),
                                 crate::labels::quantity(&r.quantity),
                                 crate::labels::value(&r.quantity, r.value),
                             )

@@ -52,7 +52,35 @@ pub fn parse_date_cst(s: &str) -> Option<i64> {
 }
 
 /// China Standard Time offset: the users' wall clock.
-const CST_OFFSET_MS: i64 = 8 * 3600 * 1000;
+pub const CST_OFFSET_MS: i64 = 8 * 3600 * 1000;
+pub const DAY_MS: i64 = 86_400_000;
+pub const WEEK_MS: i64 = 7 * DAY_MS;
+
+/// Start (ms) of the China day holding `ms`.
+pub fn day_start_cst(ms: i64) -> i64 {
+    (ms + CST_OFFSET_MS).div_euclid(DAY_MS) * DAY_MS - CST_OFFSET_MS
+}
+
+/// Start (ms) of the China week (Monday 00:00) holding `ms`. 1970-01-01 was
+/// a Thursday: three days on, weeks fall on Mondays. The store's SQL uses
+/// the same arithmetic ([`WEEK_SQL_SHIFT_MS`]).
+pub fn week_start_cst(ms: i64) -> i64 {
+    (ms + WEEK_SQL_SHIFT_MS).div_euclid(WEEK_MS) * WEEK_MS - WEEK_SQL_SHIFT_MS
+}
+
+/// What is added to a time before dividing by a week so that weeks start
+/// Monday 00:00 China time.
+pub const WEEK_SQL_SHIFT_MS: i64 = CST_OFFSET_MS + 3 * DAY_MS;
+
+/// `YYYY-MM-DD` in China Standard Time.
+pub fn day_cst(ms: i64) -> String {
+    rfc3339_cst(ms.max(0) as u64)[..10].to_string()
+}
+
+/// `YYYY-MM-DD HH:MM` in China Standard Time, for people to read.
+pub fn minute_cst(ms: i64) -> String {
+    rfc3339_cst(ms.max(0) as u64)[..16].replace('T', " ")
+}
 
 /// RFC 3339 in China Standard Time: `2026-11-23T16:05:09.123+08:00`.
 pub fn rfc3339_cst(ms: u64) -> String {
@@ -78,6 +106,24 @@ pub fn date_cst(ms: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn china_days_and_weeks() {
+        // 2026-11-23 (a Monday) 00:30 China time = 2026-11-22 16:30 UTC.
+        let t = 1_795_365_000_000;
+        let day = day_start_cst(t);
+        assert_eq!(day_cst(day), day_cst(t));
+        assert_eq!(minute_cst(t), "2026-11-23 00:30");
+        assert_eq!(minute_cst(day), "2026-11-23 00:00");
+        assert!(t - day < DAY_MS && t >= day);
+        let week = week_start_cst(t);
+        assert!(t - week < WEEK_MS && t >= week);
+        assert_eq!(week_start_cst(week + 6 * DAY_MS), week);
+        assert_eq!(week_start_cst(week - 1), week - WEEK_MS);
+        // The week starts at a China midnight on a Monday.
+        assert_eq!(day_start_cst(week), week);
+        assert_eq!(day_cst(week), "2026-11-23");
+    }
 
     #[test]
     fn formats_china_standard_time() {

@@ -101,15 +101,7 @@ pub fn overdue_text(config: &Config, base_url: &str, t: &TicketView) -> (String,
     let r = &t.row;
     let (site, _) = config.place(&r.site, &r.node, &r.channel);
     let summary = format!("{site} 隐患工单 {} {}", r.number, r.title);
-    let deadline = r
-        .deadline
-        .map(|d| {
-            crate::time::rfc3339_cst(d.max(0) as u64)
-                .get(..10)
-                .unwrap_or("")
-                .to_string()
-        })
-        .unwrap_or_default();
+    let deadline = r.deadline.map(crate::time::day_cst).unwrap_or_default();
     let text = format!(
         "【逾期】{summary}（{}）已超过整改期限 {deadline}，已督办至{}\n详情：{}/tickets/{}",
         t.status_label,
@@ -206,7 +198,8 @@ impl Notifier {
         };
         match tier {
             Tier::Duty => {
-                let minute = ((now + 8 * 3_600_000) % 86_400_000 / 60_000) as u32;
+                let now = now as i64;
+                let minute = ((now - crate::time::day_start_cst(now)) / 60_000) as u32;
                 r.shifts
                     .iter()
                     .find(|s| s.covers(minute))
