@@ -17,8 +17,8 @@ use crate::dedup::Verdict;
 use crate::labels;
 use crate::metrics::{inc, Metrics};
 use crate::runtime::{
-    alarm_kind, Change, ChannelRef, ResetRefused, Runtime, CAUSE_OFFLINE, CAUSE_SUPPLY,
-    SUPPLY_CHANNEL,
+    alarm_kind, Change, ChannelRef, ResetRefused, Runtime, CAUSE_DEVICE_ALARM, CAUSE_OFFLINE,
+    CAUSE_SUPPLY, SUPPLY_CHANNEL,
 };
 use crate::sink::{encode_line_into, Sink};
 use crate::store::{
@@ -517,6 +517,9 @@ impl Pipeline {
                         let ok = e.level != EventLevel::Fault;
                         let changes = self.runtime.supply(&topic.site, &topic.node, ok, now);
                         self.apply(changes, now).await;
+                    } else if let Err(err) = self.device_event(&topic, &e, now).await {
+                        inc(&self.metrics.store_errors);
+                        tracing::error!(error = %err, "store: cannot record a device alarm");
                     }
                 }
             }
@@ -527,6 +530,95 @@ impl Pipeline {
             }
             TopicKind::Cmd => {}
         }
+    }
+
+    /// A detector's own alarm judgement (探测器自身报警), from an `event`: a
+    /// node's local rule, or a Modbus device's alarm bit. The duty desk must
+    /// see it even when the gateway's setpoint is not crossed — a certified
+    /// detector may be set lower, or see what a poll missed. While the
+    /// gateway's own rule already stands on the channel at that level or
+    /// higher, the event is that alarm's record (logged, not a second
+    /// alarm); otherwise it is an alarm of cause `device_alarm`, with a
+    /// hazard ticket at 报警, cleared when the device reports normal again.
+    /// Channel faults come with the telemetry's status and are only logged.
+    async fn device_event(&mut self, topic: &Topic, e: &Event, now: u64) -> Result<(), StoreError> {
+        let key = AlarmKey {
+            site: topic.site.as_str().to_string(),
+            node: topic.node.as_str().to_string(),
+            channel: e.ch.as_str().to_string(),
+            cause: CAUSE_DEVICE_ALARM.to_string(),
+        };
+        let known = self.runtime.channel_state(&topic.site, &topic.node, &e.ch);
+        let level = match e.level {
+            EventLevel::Alarm => Level::Alarm,
+            EventLevel::PreAlarm => Level::PreAlarm,
+            EventLevel::Normal => {
+                self.log(
+                    &key,
+                    "device_cleared",
+                    None,
+                    Some(e.v),
+                    Disposition::Notify,
+                    now,
+                    "device",
+                )
+                .await;
+                return self.settle(&key, "cleared", Some(e.v), now).await;
+            }
+            EventLevel::Fault => return Ok(()),
+        };
+        let code = if level == Level::Alarm {
+            "alarm"
+        } else {
+            "pre_alarm"
+        };
+        let suppressed = self.runtime.is_suppressed(&topic.site, &topic.node);
+        let disposition = if suppressed {
+            Disposition::Suppressed
+        } else {
+            Disposition::Notify
+        };
+        self.log(
+            &key,
+            "device_raised",
+            Some(code),
+            Some(e.v),
+            disposition,
+            now,
+            "device",
+        )
+        .await;
+        let Some((q, state)) = known else {
+            // No telemetry from this channel yet: nothing says what it
+            // measures. Counted; the value will come with the telemetry.
+            self.metrics.drop_message("unknown_channel");
+            tracing::warn!(site = %key.site, node = %key.node, ch = %key.channel, "device alarm on a channel with no telemetry yet");
+            return Ok(());
+        };
+        if state.level() >= level {
+            return Ok(()); // the gateway's own alarm on this channel stands
+        }
+        let ticket = (level == Level::Alarm && !suppressed).then(|| {
+            self.hazard_ticket(
+                &key,
+                q,
+                format!(
+                    "探测器自身报警（{}）",
+                    labels::value(q.as_str(), e.v.into())
+                ),
+            )
+        });
+        let input = self.input(
+            key,
+            alarm_kind(q),
+            code,
+            Some(q),
+            Some(e.v),
+            None,
+            now,
+            suppressed,
+        );
+        self.raise(input, ticket).await
     }
 
     /// Any accepted message proves the node alive.

@@ -28,6 +28,9 @@ pub const CAUSE_SUPPLY: &str = "supply";
 pub const CAUSE_UPLINK: &str = "uplink";
 /// Cause of channel faults.
 pub const CAUSE_FAULT: &str = "fault";
+/// Cause of a detector's own alarm judgement (探测器自身报警), reported in an
+/// `event` (a node's local rule, or a Modbus device's alarm bit).
+pub const CAUSE_DEVICE_ALARM: &str = "device_alarm";
 /// Channel id a node uses in an `event` to report its own power supply.
 pub const SUPPLY_CHANNEL: &str = "supply";
 

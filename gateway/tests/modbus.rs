@@ -1,5 +1,5 @@
-//! Modbus devices end to end: in-process Modbus TCP and RTU-over-TCP
-//! servers serve the shipped maps, the gateway (`gateway::app::start`)
+//! Modbus devices end to end: in-process Modbus TCP, RTU-over-TCP and
+//! RTU-on-a-serial-port (a pseudo-terminal) servers serve the shipped maps, the gateway (`gateway::app::start`)
 //! polls them, and what the duty desk would see is read from the store,
 //! the event stream and `/metrics`: a sentinel is a fault ticket, not an
 //! alarm; a value past the setpoint (with the device's own alarm bit) is an
@@ -385,6 +385,141 @@ async fn rtu_over_tcp_is_polled_and_garbage_is_counted_never_a_crash() {
     let alarms = running.store.alarms(AlarmFilter::All, 100).await.unwrap();
     assert_eq!(alarms.iter().filter(|a| a.node == "g01").count(), 1);
     assert_eq!(alarms.iter().filter(|a| a.node == "g02").count(), 1);
+    running.shutdown().await;
+    stop.cancel();
+}
+
+/// A simulated RS-485 bus behind a serial port: the test holds the
+/// pseudo-terminal's master side (served by tokio-modbus's RTU server) and
+/// gives the gateway the slave's path, which it opens like `/dev/ttyUSB0`.
+/// Returns the path and the slave handle, kept open so the master side does
+/// not read end-of-file before the gateway opens it.
+fn serial_simulator(
+    sim: &Simulator,
+    stop: &CancellationToken,
+) -> (String, tokio_serial::SerialStream) {
+    use tokio_serial::SerialPort;
+    let (master, slave) = tokio_serial::SerialStream::pair().expect("pseudo-terminal pair");
+    let path = slave.name().expect("pseudo-terminal path");
+    let sim = sim.clone();
+    let stop = stop.clone();
+    tokio::spawn(async move {
+        let server = tokio_modbus::server::rtu::Server::new(master);
+        let _ = server
+            .serve_until(sim, async move { stop.cancelled().await })
+            .await;
+    });
+    (path, slave)
+}
+
+/// Modbus RTU on a serial port: two devices on one bus, each with its unit
+/// id, polled through tokio-serial; a third unit id that nobody answers is
+/// timeouts and one offline alarm, while the others keep being read.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_on_a_serial_port_polls_every_unit_on_the_bus() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let sim = Simulator::new();
+    sim.add(3, map("aim_r100"));
+    for i in 1..=12 {
+        sim.set(3, &format!("rc{i}"), 120);
+    }
+    sim.set(3, "rc4", 660);
+    sim.add(4, map("transmitter_4_20"));
+    sim.set(4, "lc1", 12_000);
+    sim.set(4, "p1", 350);
+    sim.set(4, "l1", 2500);
+    // s05: a relay whose own setpoint is lower than the gateway's: it
+    // reads 260 mA (under the 300 mA 预警) with its alarm bit set.
+    sim.add(5, map("acrel_asj"));
+    sim.set(5, "rc1", 260);
+    sim.set_bit(5, Function::Holding, 0x001B, 1, true);
+    let (path, _slave) = serial_simulator(&sim, &stop);
+    let mut devices = format!(
+        "[[modbus.connections]]\nkind = \"rtu\"\npath = \"{path}\"\nbaud = 19200\nparity = \"even\"\ntimeout_ms = 300\nretries = 1\nbackoff_ms = 10\noffline_after_failures = 2\n"
+    );
+    for (unit, model, node) in [
+        (3, "aim_r100", "s03"),
+        (4, "transmitter_4_20", "s04"),
+        (5, "acrel_asj", "s05"),
+        (9, "acrel_asj", "s09"),
+    ] {
+        devices += &format!(
+            "[[modbus.connections.devices]]\nunit = {unit}\nmap = \"{model}\"\nsite = \"{SITE}\"\nnode = \"{node}\"\ninterval_ms = 200\n"
+        );
+    }
+    let running = start(&devices, &["s03", "s04", "s05", "s09"], &dir).await;
+    let mut events = Watch::new(&running).await;
+
+    let ev = wait_for(&mut events, "alarm over the serial port", |ev, a| {
+        raised(ev) && a.node == "s03"
+    })
+    .await;
+    let GatewayEvent::AlarmRaised { alarm, .. } = &ev else {
+        unreachable!()
+    };
+    assert_eq!(
+        (alarm.row.channel.as_str(), alarm.row.value),
+        ("rc4", Some(660))
+    );
+    assert!(ticket_number(&ev).starts_with("YH"), "{ev:?}");
+    // The detector's own alarm reaches the duty desk with its ticket, though
+    // the gateway's setpoint is not crossed; it clears with the bit.
+    let ev = wait_for(&mut events, "the device's own alarm", |ev, a| {
+        raised(ev) && a.node == "s05"
+    })
+    .await;
+    let GatewayEvent::AlarmRaised { alarm, .. } = &ev else {
+        unreachable!()
+    };
+    assert_eq!(
+        (
+            alarm.row.cause.as_str(),
+            alarm.row.level.as_str(),
+            alarm.row.value
+        ),
+        ("device_alarm", "alarm", Some(260))
+    );
+    assert!(ticket_number(&ev).starts_with("YH"), "{ev:?}");
+    sim.set_bit(5, Function::Holding, 0x001B, 1, false);
+    wait_for(&mut events, "the device's alarm cleared", |ev, a| {
+        !raised(ev) && a.node == "s05" && a.state == "cleared"
+    })
+    .await;
+    wait_for(
+        &mut events,
+        "the unit nobody answers is offline",
+        |ev, a| raised(ev) && a.node == "s09" && a.cause == "offline",
+    )
+    .await;
+    assert!(running.metrics.modbus.errors(SITE, "s09", "timeout") >= 2);
+    // The bus keeps working for the units that answer.
+    let before = running.metrics.modbus.polls(SITE, "s04");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while running.metrics.modbus.polls(SITE, "s04") < before + 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "s04 no longer polled:\n{}",
+            running.metrics.render()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(running.metrics.modbus.state(SITE, "s03"), 0);
+    assert_eq!(running.metrics.modbus.state(SITE, "s04"), 0);
+    let alarms = running.store.alarms(AlarmFilter::All, 100).await.unwrap();
+    let mut got: Vec<_> = alarms
+        .iter()
+        .map(|a| (a.node.as_str(), a.channel.as_str(), a.cause.as_str()))
+        .collect();
+    got.sort();
+    assert_eq!(
+        got,
+        vec![
+            ("s03", "rc4", "residual_current_high"),
+            ("s05", "rc1", "device_alarm"),
+            ("s09", "", "offline")
+        ]
+    );
     running.shutdown().await;
     stop.cancel();
 }

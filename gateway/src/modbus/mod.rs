@@ -9,7 +9,8 @@
 //! - [`poll`]: one task per connection; device health (ok / degraded /
 //!   offline); each poll becomes a `telemetry` [`Inbound`](crate::pipeline::Inbound)
 //!   for `fire/v1/{site}/{node}/telemetry`, health changes a `status`
-//!   online/offline, the device's own alarm bits an `event` — the messages
+//!   online/offline, the device's own alarm bits an `event` (an alarm of
+//!   cause `device_alarm` unless the gateway's rule already stands) — the messages
 //!   an MQTT node sends, so de-duplication, rules, alarms, tickets, metrics
 //!   and the sink apply unchanged.
 //! - [`sim`]: an in-process simulated device bank (demo, tests, benchmark).
