@@ -115,7 +115,8 @@ pub async fn start_with_source(
         metrics.clone(),
         events.clone(),
     )
-    .with_commander(mqtt.0.clone());
+    .with_commander(mqtt.0.clone())
+    .with_selftest_window(u64::from(config.commissioning.selftest_window_secs) * 1000);
     pipeline.mark_spooled(spooled);
     pipeline
         .start(crate::time::now_ms(), &config_source)

@@ -36,6 +36,24 @@ pub struct Config {
     pub modbus: crate::modbus::config::ModbusConfig,
     /// Alarm delivery (报警推送): channels, routes, escalation; off when absent.
     pub notify: Option<crate::notify::config::NotifyConfig>,
+    /// Installer commissioning (安装调试).
+    pub commissioning: CommissioningConfig,
+}
+
+/// Installer commissioning (安装调试).
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default)]
+pub struct CommissioningConfig {
+    /// How long a self-test (自检) waits for every channel's test alarm.
+    pub selftest_window_secs: u32,
+}
+
+impl Default for CommissioningConfig {
+    fn default() -> Self {
+        CommissioningConfig {
+            selftest_window_secs: (crate::selftest::DEFAULT_WINDOW_MS / 1000) as u32,
+        }
+    }
 }
 
 /// The hazard closed loop's figures (隐患闭环).
@@ -90,6 +108,7 @@ impl Default for Config {
             sites: Vec::new(),
             modbus: Default::default(),
             notify: None,
+            commissioning: CommissioningConfig::default(),
         }
     }
 }
@@ -513,6 +532,12 @@ impl Config {
         }
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());
+        }
+        if !(5..=600).contains(&self.commissioning.selftest_window_secs) {
+            issue(
+                "commissioning.selftest_window_secs".into(),
+                "must be 5–600: long enough for a node to answer, short enough that a real alarm is not judged as a test for long".into(),
+            );
         }
         if let Some(url) = &self.storage.database_url {
             let known = ["sqlite://", "postgres://", "postgresql://"];

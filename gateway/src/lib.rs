@@ -31,6 +31,7 @@ pub mod report;
 pub mod risk;
 pub mod rollup;
 pub mod runtime;
+pub mod selftest;
 pub mod sink;
 pub mod spool;
 pub mod store;

@@ -20,6 +20,7 @@ use crate::runtime::{
     alarm_kind, Change, ChannelRef, ResetRefused, Runtime, CAUSE_DEVICE_ALARM, CAUSE_OFFLINE,
     CAUSE_SUPPLY, SUPPLY_CHANNEL,
 };
+use crate::selftest::{SelfTest, Trigger};
 use crate::sink::{encode_line_into, Sink};
 use crate::store::{
     AlarmInput, AlarmKey, AlarmRow, LogEntry, Store, StoreError, TicketOutcome, TicketSpec,
@@ -98,6 +99,25 @@ pub enum Command {
         role: &'static str,
         reply: oneshot::Sender<Result<AlarmRow, ResetError>>,
     },
+    /// Starts an end-to-end self-test (自检) of a node; answers its id.
+    SelfTest {
+        site: String,
+        node: String,
+        by: String,
+        role: &'static str,
+        reply: oneshot::Sender<Result<i64, SelfTestError>>,
+    },
+}
+
+/// Why a self-test did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SelfTestError {
+    #[error("no such node")]
+    NotFound,
+    #[error("a self-test of this node is already running")]
+    Running,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why a reset did not happen.
@@ -155,6 +175,10 @@ pub struct Pipeline {
     pending_acks: VecDeque<PendingAck>,
     /// Reused for each message's lines.
     line_buf: String,
+    /// Self-tests in progress, by `(site, node)`.
+    selftests: HashMap<(String, String), SelfTest>,
+    /// How long a self-test waits for every channel.
+    selftest_window_ms: u64,
 }
 
 impl Pipeline {
@@ -182,7 +206,15 @@ impl Pipeline {
             rollups: Default::default(),
             pending_acks: VecDeque::new(),
             line_buf: String::new(),
+            selftests: HashMap::new(),
+            selftest_window_ms: crate::selftest::DEFAULT_WINDOW_MS,
         }
+    }
+
+    /// How long a self-test waits for every channel (tests shorten it).
+    pub fn with_selftest_window(mut self, window_ms: u64) -> Self {
+        self.selftest_window_ms = window_ms;
+        self
     }
 
     /// Marks messages found in the spool at start-up as seen, so that the
@@ -333,6 +365,7 @@ impl Pipeline {
         if !changes.is_empty() {
             self.apply(changes, now).await;
         }
+        self.finish_selftests(now).await;
         if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
             self.last_housekeeping = now;
             self.housekeeping(now).await;
@@ -352,6 +385,150 @@ impl Pipeline {
                     .await;
                 let _ = reply.send(result);
             }
+            Command::SelfTest {
+                site,
+                node,
+                by,
+                role,
+                reply,
+            } => {
+                let now = crate::time::now_ms();
+                let result = self.start_selftest(&site, &node, &by, role, now).await;
+                let _ = reply.send(result);
+                self.finish_selftests(now).await;
+            }
+        }
+    }
+
+    /// Starts a self-test of `site/node` at `now`: records it, puts the
+    /// node's readings on scratch rule state, and sends `selftest` on its
+    /// `cmd` topic — or, for a Modbus device (no command path), opens the
+    /// window for the installer to press the detector's test key.
+    pub async fn start_selftest(
+        &mut self,
+        site: &str,
+        node: &str,
+        by: &str,
+        role: &str,
+        now: u64,
+    ) -> Result<i64, SelfTestError> {
+        let (Ok(s), Ok(n)) = (SiteId::new(site), NodeId::new(node)) else {
+            return Err(SelfTestError::NotFound);
+        };
+        if self.config.node(site, node).is_none() {
+            return Err(SelfTestError::NotFound);
+        }
+        let key = (site.to_string(), node.to_string());
+        if self.selftests.contains_key(&key) {
+            return Err(SelfTestError::Running);
+        }
+        let modbus = self
+            .config
+            .modbus
+            .connections
+            .iter()
+            .flat_map(|c| c.devices.iter())
+            .any(|d| d.site == site && d.node == node);
+        let trigger = if modbus {
+            Trigger::TestKey
+        } else {
+            Trigger::Command
+        };
+        let mode = match trigger {
+            Trigger::Command => "command",
+            Trigger::TestKey => "test_key",
+        };
+        let id = self
+            .store
+            .start_selftest(site, node, mode, by, role, now)
+            .await?;
+        let online = self.runtime.is_online(&s, &n);
+        let channels = self
+            .runtime
+            .node_channels(&s, &n)
+            .into_iter()
+            .map(|(c, q, st)| (c.as_str().to_string(), q, st))
+            .collect();
+        let test = SelfTest::new(
+            id,
+            site,
+            node,
+            trigger,
+            channels,
+            online,
+            now,
+            self.selftest_window_ms,
+        );
+        tracing::info!(site, node, id, mode, online, by, "self-test started");
+        if online {
+            self.runtime.begin_test(&s, &n);
+            if let (Trigger::Command, Some(commander)) = (trigger, &self.commander) {
+                let topic = Topic::new(s, n, TopicKind::Cmd).to_string();
+                let cmd = format!(r#"{{"id":"{}","op":"selftest"}}"#, test.cmd_id);
+                if let Err(e) = commander.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, cmd)
+                {
+                    // The node will not answer; the test fails at the deadline saying so.
+                    tracing::warn!(error = %e, "self-test command to the node not queued");
+                }
+            }
+        }
+        self.selftests.insert(key, test);
+        Ok(id)
+    }
+
+    /// Ends the self-tests that are over at `now`: records each channel's
+    /// result and puts the node back on its real rules.
+    async fn finish_selftests(&mut self, now: u64) {
+        let done: Vec<(String, String)> = self
+            .selftests
+            .iter()
+            .filter(|(_, t)| t.done(now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in done {
+            let Some(test) = self.selftests.remove(&key) else {
+                continue;
+            };
+            if let (Ok(s), Ok(n)) = (SiteId::new(&key.0), NodeId::new(&key.1)) {
+                self.runtime.end_test(&s, &n);
+            }
+            let results = test.results();
+            let passed = test.passed();
+            if test.signal_may_be_on() {
+                tracing::warn!(site = %key.0, node = %key.1, "self-test window ended with a test signal still on: the real rules judge it from now");
+            }
+            let json = serde_json::to_string(&results).unwrap_or_else(|_| "[]".into());
+            tracing::info!(site = %key.0, node = %key.1, id = test.id, passed, channels = results.len(), "self-test finished");
+            let reason = test.reason();
+            if let Err(e) = self
+                .store
+                .finish_selftest(test.id, now, passed, &json, reason.as_deref())
+                .await
+            {
+                inc(&self.metrics.store_errors);
+                tracing::error!(error = %e, "store: cannot record a self-test result");
+            }
+        }
+    }
+
+    /// A rule output on a node under self-test, arrived at `now`.
+    fn selftest_change(&mut self, ch: &ChannelRef, t: &Transition, now: u64) {
+        let Some(test) = self.selftests.get_mut(&(ch.site.clone(), ch.node.clone())) else {
+            return;
+        };
+        match *t {
+            Transition::Raised {
+                level: Level::Alarm,
+                value,
+                ..
+            }
+            | Transition::Escalated {
+                to: Level::Alarm,
+                value,
+                ..
+            } => test.alarm(&ch.channel, Some(ch.quantity), Some(value), now, "gateway"),
+            Transition::Cleared { .. } | Transition::Latched { .. } => test.normal(&ch.channel),
+            _ => {}
         }
     }
 
@@ -526,6 +703,14 @@ impl Pipeline {
             TopicKind::CmdAck => {
                 let a = decode!(CmdAck);
                 self.seen(&topic, now).await;
+                if let Some(test) = self
+                    .selftests
+                    .get_mut(&(topic.site.to_string(), topic.node.to_string()))
+                    .filter(|t| t.cmd_id == a.id.as_str())
+                {
+                    test.ack(a.ok);
+                    self.finish_selftests(now).await;
+                }
                 tracing::info!(node = %source, id = %a.id, ok = a.ok, "command acknowledged");
             }
             TopicKind::Cmd => {}
@@ -548,6 +733,34 @@ impl Pipeline {
             channel: e.ch.as_str().to_string(),
             cause: CAUSE_DEVICE_ALARM.to_string(),
         };
+        if let Some(test) = self
+            .selftests
+            .get_mut(&(topic.site.to_string(), topic.node.to_string()))
+        {
+            // Under self-test: the node's (or detector's) own test alarm is
+            // a result, never an alarm.
+            let q = self
+                .runtime
+                .channel_state(&topic.site, &topic.node, &e.ch)
+                .map(|(q, _)| q);
+            match e.level {
+                EventLevel::Alarm => test.alarm(&key.channel, q, Some(e.v), now, "device"),
+                EventLevel::Normal => test.normal(&key.channel),
+                EventLevel::PreAlarm | EventLevel::Fault => {}
+            }
+            self.log(
+                &key,
+                "selftest_event",
+                None,
+                Some(e.v),
+                Disposition::Notify,
+                now,
+                "selftest",
+            )
+            .await;
+            self.finish_selftests(now).await;
+            return Ok(());
+        }
         let known = self.runtime.channel_state(&topic.site, &topic.node, &e.ch);
         let level = match e.level {
             EventLevel::Alarm => Level::Alarm,
@@ -683,9 +896,23 @@ impl Pipeline {
         self.metrics
             .readings_accepted
             .fetch_add(t.ch.len() as u64, Ordering::Relaxed);
-        for r in t.ch.iter().filter(|r| r.s == ChannelStatus::Ok) {
-            self.rollups
-                .add(&topic.site, &topic.node, &r.id, r.q.as_str(), r.v, at);
+        let testing = self.runtime.under_test(&topic.site, &topic.node);
+        if testing {
+            // An injected test signal is not a measurement of the building:
+            // kept out of the trend rollups and the tickets' readings.
+            if let Some(test) = self
+                .selftests
+                .get_mut(&(topic.site.to_string(), topic.node.to_string()))
+            {
+                for r in t.ch.iter() {
+                    test.status(&r.id, r.s);
+                }
+            }
+        } else {
+            for r in t.ch.iter().filter(|r| r.s == ChannelStatus::Ok) {
+                self.rollups
+                    .add(&topic.site, &topic.node, &r.id, r.q.as_str(), r.v, at);
+            }
         }
         if let Some(sink) = &self.sink {
             // A faulted channel's value is not a measurement: it is shown as a
@@ -716,8 +943,17 @@ impl Pipeline {
         }
         if in_order {
             let changes = self.runtime.readings(&topic.site, &topic.node, &t.ch, at);
-            self.apply(changes, at).await;
-            self.link_readings(topic, &t, at).await;
+            if testing {
+                for c in &changes {
+                    if let Change::Test { ch, transition } = c {
+                        self.selftest_change(ch, transition, now);
+                    }
+                }
+                self.finish_selftests(now).await;
+            } else {
+                self.apply(changes, at).await;
+                self.link_readings(topic, &t, at).await;
+            }
         }
     }
 
@@ -822,6 +1058,8 @@ impl Pipeline {
                     suppressed,
                 } => self.apply_node(&key, transition, suppressed, at).await,
                 Change::Site { key, transition } => self.apply_site(&key, transition, at).await,
+                // Only produced for a node under self-test, handled where the readings are.
+                Change::Test { .. } => Ok(()),
             };
             if let Err(e) = result {
                 inc(&self.metrics.store_errors);

@@ -125,6 +125,12 @@ pub enum Change {
         key: AlarmKey,
         transition: SiteTransition,
     },
+    /// A rule output on a node under self-test, judged on scratch state:
+    /// a test result, never an alarm.
+    Test {
+        ch: ChannelRef,
+        transition: Transition,
+    },
 }
 
 /// Why a reset was refused.
@@ -146,6 +152,9 @@ struct NodeRt {
     seq: SeqTracker,
     rule: NodeRule,
     live: NodeState,
+    /// A message from the node arrived since the gateway started (the
+    /// dead-man timer of a configured node runs from start-up without one).
+    heard: bool,
 }
 
 /// All rule state of one gateway.
@@ -154,6 +163,9 @@ pub struct Runtime {
     channels: HashMap<(SiteId, NodeId, ChannelId), ChannelRt>,
     nodes: HashMap<(SiteId, NodeId), NodeRt>,
     sites: HashMap<SiteId, SiteState>,
+    /// Nodes under self-test (自检), with the scratch rule state their
+    /// readings are judged on meanwhile ([`Runtime::begin_test`]).
+    testing: HashMap<(SiteId, NodeId), HashMap<ChannelId, ChannelRt>>,
 }
 
 fn node_key(site: &str, node: &str, cause: &str) -> AlarmKey {
@@ -172,7 +184,110 @@ impl Runtime {
             channels: HashMap::new(),
             nodes: HashMap::new(),
             sites: HashMap::new(),
+            testing: HashMap::new(),
         }
+    }
+
+    /// Puts a node under self-test: until [`Runtime::end_test`], its
+    /// readings are judged on fresh scratch rule state and come out as
+    /// [`Change::Test`], and its channels' real rule state is left as it
+    /// was (the injected test signal is not a measurement).
+    pub fn begin_test(&mut self, site: &SiteId, node: &NodeId) {
+        self.testing
+            .insert((site.clone(), node.clone()), HashMap::new());
+    }
+
+    /// Ends a node's self-test: its readings are judged by the real rules again.
+    pub fn end_test(&mut self, site: &SiteId, node: &NodeId) {
+        self.testing.remove(&(site.clone(), node.clone()));
+    }
+
+    /// Whether the node is under self-test.
+    pub fn under_test(&self, site: &SiteId, node: &NodeId) -> bool {
+        self.testing.contains_key(&(site.clone(), node.clone()))
+    }
+
+    /// The node's channels as the rules know them: id, quantity, and the
+    /// sensor status last judged (a fault, or fine).
+    pub fn node_channels(
+        &self,
+        site: &SiteId,
+        node: &NodeId,
+    ) -> Vec<(ChannelId, Quantity, ChannelStatus)> {
+        let mut out: Vec<_> = self
+            .channels
+            .iter()
+            .filter(|((s, n, _), _)| s == site && n == node)
+            .map(|((_, _, c), rt)| {
+                let status = match rt.state.fault() {
+                    None => ChannelStatus::Ok,
+                    Some(FaultKind::Open) => ChannelStatus::Open,
+                    Some(FaultKind::Short) => ChannelStatus::Short,
+                    Some(FaultKind::Range) => ChannelStatus::Range,
+                    Some(FaultKind::Fault) => ChannelStatus::Fault,
+                };
+                (c.clone(), rt.quantity, status)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+
+    /// Whether the node is up: heard from since start-up, not offline.
+    pub fn is_online(&self, site: &SiteId, node: &NodeId) -> bool {
+        self.nodes
+            .get(&(site.clone(), node.clone()))
+            .is_some_and(|n| n.heard && !n.live.is_offline())
+    }
+
+    /// A node under test: its readings on scratch state, as [`Change::Test`].
+    fn test_readings(
+        &mut self,
+        site: &SiteId,
+        node: &NodeId,
+        readings: &[Reading],
+        at: Millis,
+    ) -> Vec<Change> {
+        let mut out = Vec::new();
+        for r in readings {
+            let rule = self.config.rule_for(r.q, site, node, &r.id);
+            let Some(scratch) = self.testing.get_mut(&(site.clone(), node.clone())) else {
+                return out;
+            };
+            let ch = scratch
+                .entry(r.id.clone())
+                .and_modify(|c| {
+                    if c.quantity != r.q {
+                        *c = ChannelRt {
+                            quantity: r.q,
+                            rule,
+                            state: ChannelState::default(),
+                        };
+                    }
+                })
+                .or_insert(ChannelRt {
+                    quantity: r.q,
+                    rule,
+                    state: ChannelState::default(),
+                });
+            let sample = match fault_kind(r.s) {
+                Some(k) => Sample::fault(k),
+                None => Sample::ok(r.v),
+            };
+            for o in rules::evaluate(&ch.rule, &mut ch.state, sample, at, Context::default()) {
+                out.push(Change::Test {
+                    ch: ChannelRef {
+                        site: site.to_string(),
+                        node: node.to_string(),
+                        channel: r.id.to_string(),
+                        quantity: r.q,
+                        direction: ch.rule.threshold.map(|t| t.direction).unwrap_or_default(),
+                    },
+                    transition: o.transition,
+                });
+            }
+        }
+        out
     }
 
     /// Starts the dead-man timer of every configured node at `now`, so a
@@ -239,6 +354,7 @@ impl Runtime {
                 seq: SeqTracker::default(),
                 rule: NodeRule { offline_after_ms },
                 live: NodeState::default(),
+                heard: false,
             })
     }
 
@@ -319,6 +435,7 @@ impl Runtime {
     /// A message from the node arrived at `now` (liveness).
     pub fn seen(&mut self, site: &SiteId, node: &NodeId, now: Millis) -> Vec<Change> {
         let rt = self.node_rt(site, node);
+        rt.heard = true;
         let t = rules::node::seen(&rt.rule, &mut rt.live, now);
         self.node_change(site, node, t)
     }
@@ -376,6 +493,9 @@ impl Runtime {
         readings: &[Reading],
         at: Millis,
     ) -> Vec<Change> {
+        if self.under_test(site, node) {
+            return self.test_readings(site, node, readings, at);
+        }
         let ctx = Context {
             suppressed: self.is_suppressed(site, node),
         };

@@ -400,6 +400,28 @@ pub struct ShiftNoteRow {
     pub text: String,
 }
 
+/// A node self-test (自检) as recorded.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct SelfTestRow {
+    pub id: i64,
+    pub site: String,
+    pub node: String,
+    /// `command` or `test_key` ([`crate::selftest::Trigger`]).
+    pub mode: String,
+    pub requested_by: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `running`, `passed` or `failed`.
+    pub result: String,
+    /// Per-channel results, a JSON array of [`crate::selftest::ChannelResult`].
+    pub channels: String,
+    /// Why the whole test failed, when it is not one channel's reason.
+    pub reason: Option<String>,
+}
+
+const SELFTEST_COLUMNS: &str =
+    "id, site, node, mode, requested_by, started_at, finished_at, result, channels, reason";
+
 /// A reading to keep with the open tickets of its channel.
 #[derive(Debug, Clone)]
 pub struct LinkedReading<'a> {
@@ -1580,6 +1602,94 @@ impl Store {
             .bind(sites_json(sites))
             .bind(limit)
             .bind(site)
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
+    /// Records a self-test starting (and who asked, in the audit log).
+    pub async fn start_selftest(
+        &self,
+        site: &str,
+        node: &str,
+        mode: &str,
+        by: &str,
+        role: &str,
+        at: u64,
+    ) -> Result<i64, StoreError> {
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        let (id,): (i64,) = query_as(
+            "INSERT INTO selftests (site, node, mode, requested_by, started_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(site)
+        .bind(node)
+        .bind(mode)
+        .bind(by)
+        .bind(at as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = AuditEntry {
+            at,
+            actor: by,
+            role,
+            action: "node.selftest",
+            subject: format!("node:{site}/{node}"),
+            details: serde_json::json!({ "selftest": id, "mode": mode }).to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Records a self-test's end, once.
+    pub async fn finish_selftest(
+        &self,
+        id: i64,
+        at: u64,
+        passed: bool,
+        channels_json: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        query(
+            "UPDATE selftests SET finished_at = ?, result = ?, channels = ?, reason = ? \
+             WHERE id = ? AND finished_at IS NULL",
+        )
+        .bind(at as i64)
+        .bind(if passed { "passed" } else { "failed" })
+        .bind(channels_json)
+        .bind(reason)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn selftest(&self, id: i64) -> Result<Option<SelfTestRow>, StoreError> {
+        let sql = format!("SELECT {SELFTEST_COLUMNS} FROM selftests WHERE id = ?");
+        Ok(query_as(&sql).bind(id).fetch_optional(&self.pool).await?)
+    }
+
+    /// Self-tests of some sites (`None` = every site), newest first;
+    /// `node` narrows to one node of `site`.
+    pub async fn selftests_in(
+        &self,
+        sites: Option<&[String]>,
+        site: Option<&str>,
+        node: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<SelfTestRow>, StoreError> {
+        let site_in = self.backend.site_in("?1");
+        let sql = format!(
+            "SELECT {SELFTEST_COLUMNS} FROM selftests \
+             WHERE (?1 IS NULL OR {site_in}) AND (?3 IS NULL OR site = ?3) AND (?4 IS NULL OR node = ?4) \
+             ORDER BY id DESC LIMIT ?2"
+        );
+        Ok(query_as(&sql)
+            .bind(sites_json(sites))
+            .bind(limit)
+            .bind(site)
+            .bind(node)
             .fetch_all(&self.pool)
             .await?)
     }

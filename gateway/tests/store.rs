@@ -291,7 +291,76 @@ async fn rule_changes_are_recorded_once_and_cannot_be_rewritten(db: TestDb) {
         .is_err());
 }
 
+/// A self-test (自检) is recorded when it starts (audited) and completed
+/// once; a finished record cannot change or be deleted; the list keeps to
+/// the caller's sites.
+async fn a_selftest_is_recorded_once_and_kept(db: TestDb) {
+    let store = open_store(&db).await;
+    let id = store
+        .start_selftest("home_a", "n01", "command", "王工", "installer", T0)
+        .await
+        .unwrap();
+    let other = store
+        .start_selftest("home_b", "n01", "test_key", "李工", "installer", T0 + 1)
+        .await
+        .unwrap();
+    let running = store.selftest(id).await.unwrap().unwrap();
+    assert_eq!(
+        (running.result.as_str(), running.finished_at),
+        ("running", None)
+    );
+    let channels = r#"[{"channel":"rc1","quantity":"residual_current","passed":true,"latency_ms":80,"value":800,"judged_by":"gateway","reason":null}]"#;
+    store
+        .finish_selftest(id, T0 + 500, true, channels, None)
+        .await
+        .unwrap();
+    // A second finish (a late duplicate) changes nothing.
+    store
+        .finish_selftest(id, T0 + 900, false, "[]", Some("x"))
+        .await
+        .unwrap();
+    let done = store.selftest(id).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            done.result.as_str(),
+            done.finished_at,
+            done.channels.as_str()
+        ),
+        ("passed", Some((T0 + 500) as i64), channels)
+    );
+    let pool = store.pool();
+    assert!(sqlx::query("UPDATE selftests SET result = 'failed'")
+        .execute(pool)
+        .await
+        .is_err());
+    assert!(sqlx::query("DELETE FROM selftests")
+        .execute(pool)
+        .await
+        .is_err());
+    let mine = store
+        .selftests_in(Some(&["home_a".to_string()]), None, None, 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.iter().map(|r| r.id).collect::<Vec<_>>(), vec![id]);
+    let all = store.selftests_in(None, None, None, 10).await.unwrap();
+    assert_eq!(
+        all.iter().map(|r| r.id).collect::<Vec<_>>(),
+        vec![other, id]
+    );
+    let one = store
+        .selftests_in(None, Some("home_b"), Some("n01"), 10)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    let audit = store.audit_records().await.unwrap();
+    assert!(
+        audit.iter().any(|r| r.action == "node.selftest"),
+        "starting a self-test is audited"
+    );
+}
+
 crate::on_both_backends!(
+    a_selftest_is_recorded_once_and_kept,
     re_raised_alarm_attaches_to_the_open_ticket,
     a_restarted_gateway_updates_the_standing_alarm,
     latched_alarms_stand_until_cleared_and_ack_counts_once,
