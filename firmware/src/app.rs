@@ -13,9 +13,20 @@
 //!   one QoS 1 message in flight at a time.
 //! - Commands on `…/cmd`: `ping` → ack ok; `reset` → authorised reset of
 //!   latched local alarms (their events are recorded), ack ok; `selftest` →
-//!   ack ok when every channel's last status is `ok`; `config` → ack not ok
-//!   (contract v1 carries no configuration body). Malformed commands are
-//!   counted and dropped.
+//!   test-signal injection (below), ack ok when it starts; `config` → ack
+//!   not ok (contract v1 carries no configuration body). Malformed commands
+//!   are counted and dropped.
+//! - Self-test, like a detector's test winding: for [`SELFTEST_MS`] every
+//!   channel whose reading is `ok` and whose rule has a threshold reads its
+//!   alarm setpoint instead of its signal ([`LocalAlarm::test_value`]; for a
+//!   low rule such as water pressure that is a low value), so its local rule
+//!   raises, the sounder sounds and the telemetry and `event`s go out as for
+//!   a real alarm. A faulted channel (open, short, …) is not injected: it
+//!   keeps its fault status, which is the test's finding. When the period
+//!   ends the real signal returns and the node itself resets the alarms the
+//!   test latched — only on channels that were not at alarm level before the
+//!   test, so a real alarm is never released by a test. The ack is ok when
+//!   at least one channel could be injected.
 //!
 //! `seq` is given when a message is recorded (not when it is sent), so a
 //! backfilled message keeps the number it had when it was sampled.
@@ -31,6 +42,21 @@ use wire::{
     ChannelId, ChannelStatus, CmdId, CmdOp, EventLevel, Quantity, Reading, Telemetry, TopicKind,
 };
 
+/// How long a self-test injects its test signal, ms.
+pub const SELFTEST_MS: u64 = 3_000;
+
+/// A self-test in progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct SelfTest {
+    /// When the real signal returns.
+    until: u64,
+    /// Channels (bit per index) that were below alarm level at the start:
+    /// the node resets their latched test alarm at the end.
+    resettable: u32,
+    /// Channels that received the test signal.
+    injected: u32,
+}
+
 /// Largest payload the node builds.
 pub const PAYLOAD_BUF: usize = 400;
 
@@ -38,8 +64,10 @@ pub const PAYLOAD_BUF: usize = 400;
 /// node's lifetime.
 #[derive(Clone, Debug)]
 pub struct NodeStrings {
-    /// `{site}.{node}`: client id and user name.
+    /// MQTT client id (`{site}.{node}` by convention).
     pub client_id: heapless::String<65>,
+    /// MQTT user name.
+    pub username: heapless::String<65>,
     /// The password.
     pub password: heapless::String<64>,
     /// `fire/v1/{site}/{node}/status`.
@@ -51,16 +79,19 @@ pub struct NodeStrings {
 }
 
 impl NodeStrings {
-    /// The strings for `identity` with `password`; `None` if it is too long.
-    pub fn new(identity: &NodeIdentity, password: &str) -> Option<Self> {
-        let mut client_id = heapless::String::new();
-        client_id.push_str(identity.site.as_str()).ok()?;
-        client_id.push('.').ok()?;
-        client_id.push_str(identity.node.as_str()).ok()?;
+    /// The strings for `identity` logging in as `username`/`password`
+    /// with `client_id`; `None` if one is too long.
+    pub fn new(
+        identity: &NodeIdentity,
+        client_id: &str,
+        username: &str,
+        password: &str,
+    ) -> Option<Self> {
         let mut will = [0u8; 32];
         let n = wire::encode(&wire::Status::offline(), &mut will).ok()?;
         Some(NodeStrings {
-            client_id,
+            client_id: heapless::String::try_from(client_id).ok()?,
+            username: heapless::String::try_from(username).ok()?,
             password: heapless::String::try_from(password).ok()?,
             status_topic: identity.topic(TopicKind::Status),
             cmd_topic: identity.topic(TopicKind::Cmd),
@@ -73,7 +104,7 @@ impl NodeStrings {
     pub fn session_config(&self, keep_alive_s: u16) -> SessionConfig<'_> {
         SessionConfig {
             client_id: &self.client_id,
-            username: Some(&self.client_id),
+            username: Some(&self.username),
             password: Some(self.password.as_bytes()),
             keep_alive_s,
             will: Some((&self.status_topic, &self.will_payload)),
@@ -122,6 +153,7 @@ pub struct NodeApp<'a, P: OutputPin, const N: usize> {
     buf: [u8; PAYLOAD_BUF],
     stats: AppStats,
     reported_dropped: u32,
+    selftest: Option<SelfTest>,
 }
 
 impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
@@ -151,6 +183,7 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
             buf: [0; PAYLOAD_BUF],
             stats: AppStats::default(),
             reported_dropped: 0,
+            selftest: None,
         }
     }
 
@@ -168,6 +201,35 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
         self.channels
             .push((id, q))
             .map_err(|_| crate::local::ConfigError::Full)
+    }
+
+    /// Adds a channel measuring `q` under `rule` (e.g. from the
+    /// provisioning artefact, [`crate::provision`]); the rule must pass the
+    /// quantity's checks.
+    pub fn add_channel_rule(
+        &mut self,
+        id: ChannelId,
+        q: Quantity,
+        rule: rules::ChannelRule,
+    ) -> Result<(), crate::local::ConfigError> {
+        if self.channels.is_full() {
+            return Err(crate::local::ConfigError::Full);
+        }
+        self.local.add_channel_for(id.clone(), q, rule)?;
+        self.channels
+            .push((id, q))
+            .map_err(|_| crate::local::ConfigError::Full)
+    }
+
+    /// Command acks not yet acknowledged by the broker: `(id, ok)`, oldest
+    /// first.
+    pub fn pending_acks(&self) -> impl Iterator<Item = &(CmdId, bool)> {
+        self.acks.iter()
+    }
+
+    /// Whether a self-test is injecting its test signal.
+    pub fn selftest_active(&self) -> bool {
+        self.selftest.is_some()
     }
 
     /// The local alarm engine.
@@ -232,24 +294,77 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
     /// in channel order; missing ones are not reported.
     pub fn sample(&mut self, now_ms: u64, ts: u64, m: &[Measurement]) {
         let n = m.len().min(self.channels.len());
+        let testing = self.selftest.filter(|t| now_ms < t.until).is_some();
         let mut values = [(0, ChannelStatus::Ok); MAX_NODE_CHANNELS];
         for (i, x) in m.iter().take(n).enumerate() {
             values[i] = (x.v, x.s);
             self.last[i] = x.s;
+            if testing && x.s == ChannelStatus::Ok {
+                if let Some(v) = self.local.test_value(&self.channels[i].0) {
+                    values[i].0 = v;
+                    if let Some(t) = self.selftest.as_mut() {
+                        t.injected |= 1 << i;
+                    }
+                }
+            }
         }
         self.record(ts, Body::telemetry(&values[..n]));
-        for (i, x) in m.iter().take(n).enumerate() {
+        for (i, &(v, s)) in values.iter().take(n).enumerate() {
             let (id, q) = self.channels[i].clone();
-            let reading = Reading {
-                id,
-                q,
-                v: x.v,
-                s: x.s,
-            };
+            let reading = Reading { id, q, v, s };
             let events = self.local.on_sample(&reading, now_ms);
             self.record_events(ts, &events);
         }
+        if let Some(t) = self.selftest.filter(|t| now_ms >= t.until) {
+            // The real signal is back: release what the test latched.
+            self.selftest = None;
+            for i in 0..n {
+                if t.injected & t.resettable & (1 << i) != 0 {
+                    let id = self.channels[i].0.clone();
+                    if let Some(e) = self.local.reset_channel(&id, now_ms) {
+                        self.record_events(ts, &[e]);
+                    }
+                }
+            }
+        }
         self.update_sounder();
+    }
+
+    /// Starts a self-test at `now_ms`; whether any channel can be injected
+    /// (last status `ok` and a threshold to cross). A self-test already
+    /// running is extended.
+    fn start_selftest(&mut self, now_ms: u64) -> bool {
+        let mut resettable = 0;
+        let mut testable = false;
+        for (i, (id, _)) in self.channels.iter().enumerate() {
+            if self.local.test_value(id).is_none() {
+                continue;
+            }
+            testable |= self.last[i] == ChannelStatus::Ok;
+            let below_alarm = self
+                .local
+                .state(id)
+                .is_some_and(|s| s.level() < rules::Level::Alarm);
+            if below_alarm {
+                resettable |= 1 << i;
+            }
+        }
+        if !testable {
+            return false;
+        }
+        self.selftest = Some(match self.selftest {
+            // A test alarm standing now was not there before the test.
+            Some(t) => SelfTest {
+                until: now_ms + SELFTEST_MS,
+                ..t
+            },
+            None => SelfTest {
+                until: now_ms + SELFTEST_MS,
+                resettable,
+                injected: 0,
+            },
+        });
+        true
     }
 
     /// Runs the MQTT session and publishes what is due. Call it often.
@@ -288,7 +403,7 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
                 Some(_) => None,
             };
             match cmd {
-                Some(Ok(c)) => self.handle_cmd(&c.id, c.op, now_ms),
+                Some(Ok(c)) => self.command(&c.id, c.op, now_ms),
                 Some(Err(_)) => self.stats.bad_cmds += 1,
                 None => {}
             }
@@ -301,7 +416,9 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
         self.outbox.dropped().wrapping_sub(self.reported_dropped)
     }
 
-    fn handle_cmd(&mut self, id: &CmdId, op: CmdOp, now_ms: u64) {
+    /// Carries out command `op` with id `id` at `now_ms` (as received on
+    /// `…/cmd`) and queues its ack.
+    pub fn command(&mut self, id: &CmdId, op: CmdOp, now_ms: u64) {
         self.stats.cmds += 1;
         let ok = match op {
             CmdOp::Ping => true,
@@ -311,9 +428,7 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
                 self.update_sounder();
                 true
             }
-            CmdOp::Selftest => self.last[..self.channels.len()]
-                .iter()
-                .all(|s| *s == ChannelStatus::Ok),
+            CmdOp::Selftest => self.start_selftest(now_ms),
             CmdOp::Config => false,
         };
         if self.acks.is_full() {

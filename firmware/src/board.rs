@@ -65,15 +65,63 @@ pub const CHANNELS: [(&str, Quantity); 4] = [
     ("l1", Quantity::WaterLevel),
 ];
 
+/// What kind of sensor each input of the board takes, in [`CHANNELS`]
+/// order: the CT input, the NTC input, two 4–20 mA inputs.
+pub const INPUTS: [InputKind; 4] = [
+    InputKind::Ct,
+    InputKind::Ntc,
+    InputKind::Loop,
+    InputKind::Loop,
+];
+
+/// The kind of front end behind one input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InputKind {
+    /// CT burden on a differential input.
+    Ct,
+    /// NTC divider.
+    Ntc,
+    /// 150 Ω shunt of a 4–20 mA loop.
+    Loop,
+}
+
+/// What the provisioning artefact may change of the front end: the CT's
+/// ratio and the transmitters' ranges. Wiring (burden, shunts, divider) is
+/// fixed by the board.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BoardConfig {
+    /// The CT input.
+    pub ct: CtConfig,
+    /// The first 4–20 mA input (`p1` as built).
+    pub loop1: LoopConfig,
+    /// The second 4–20 mA input (`l1` as built).
+    pub loop2: LoopConfig,
+}
+
+impl BoardConfig {
+    /// The board as built: [`CT`], [`PRESSURE`], [`LEVEL`].
+    pub const DEFAULT: BoardConfig = BoardConfig {
+        ct: CT,
+        loop1: PRESSURE,
+        loop2: LEVEL,
+    };
+}
+
 /// The front end over an I²C bus.
 pub struct Board<I> {
     i2c: I,
+    cfg: BoardConfig,
 }
 
 impl<I: I2c> Board<I> {
-    /// The board on `i2c`.
+    /// The board on `i2c`, as built ([`BoardConfig::DEFAULT`]).
     pub fn new(i2c: I) -> Self {
-        Board { i2c }
+        Self::with_config(i2c, BoardConfig::DEFAULT)
+    }
+
+    /// The board on `i2c` with `cfg` (from the provisioning artefact).
+    pub fn with_config(i2c: I, cfg: BoardConfig) -> Self {
+        Board { i2c, cfg }
     }
 
     /// The bus (e.g. to advance a simulation).
@@ -98,7 +146,7 @@ impl<I: I2c> Board<I> {
                     for (u, r) in uv.iter_mut().zip(raw.iter()) {
                         *u = CT_GAIN.to_uv(*r);
                     }
-                    ct::residual_current(&CT, &uv)
+                    ct::residual_current(&self.cfg.ct, &uv)
                 }
                 Err(_) => bus_fault,
             }
@@ -108,10 +156,10 @@ impl<I: I2c> Board<I> {
             .map_or(bus_fault, |v| ntc::temperature(&NTC, v));
         let p = self
             .single(DEFAULT_ADDRESS, Mux::Single(3))
-            .map_or(bus_fault, |v| loop_current::measure(&PRESSURE, v));
+            .map_or(bus_fault, |v| loop_current::measure(&self.cfg.loop1, v));
         let l = self
             .single(SECOND_ADDRESS, Mux::Single(0))
-            .map_or(bus_fault, |v| loop_current::measure(&LEVEL, v));
+            .map_or(bus_fault, |v| loop_current::measure(&self.cfg.loop2, v));
         [rc, t, p, l]
     }
 }

@@ -13,7 +13,9 @@
 //! - [`sampling`]: the sampling schedule.
 //! - [`buffer`]: the offline ring of unsent messages.
 //! - [`mqtt`]: MQTT 3.1.1 codec and session over `embedded-io`.
-//! - [`app`]: the node application tying them together.
+//! - [`app`]: the node application tying them together, and the self-test.
+//! - [`provision`]: the node set up from its provisioning artefact.
+//! - [`boot`]: the boot counter, persisted in NOR flash.
 //! - [`sim`]: simulated sensors behind the same traits (QEMU, tests).
 #![no_std]
 #![forbid(unsafe_code)]
@@ -21,10 +23,12 @@
 
 pub mod app;
 pub mod board;
+pub mod boot;
 pub mod buffer;
 pub mod drivers;
 pub mod local;
 pub mod mqtt;
 pub mod node;
+pub mod provision;
 pub mod sampling;
 pub mod sim;

@@ -192,13 +192,34 @@ impl LocalAlarm {
     pub fn reset(&mut self, now_ms: Millis) -> ResetEvents {
         let mut out = ResetEvents::new();
         for (id, rule, state) in self.channels.iter_mut() {
-            if let Some(Transition::Reset { .. }) = rules::reset(rule, state, now_ms) {
-                let v = state.last_value().unwrap_or(0);
+            if let Some(e) = reset_one(id, rule, state, now_ms) {
                 // At most one per channel: never full.
-                let _ = out.push((id.clone(), WireLevel::of(state).level(), v));
+                let _ = out.push(e);
             }
         }
         out
+    }
+
+    /// [`LocalAlarm::reset`] for channel `id` only (the node's own reset at
+    /// the end of a self-test): its event, if it was released.
+    pub fn reset_channel(
+        &mut self,
+        id: &ChannelId,
+        now_ms: Millis,
+    ) -> Option<(ChannelId, EventLevel, i32)> {
+        let (id, rule, state) = self.channels.iter_mut().find(|(c, _, _)| c == id)?;
+        reset_one(id, rule, state, now_ms)
+    }
+
+    /// The test signal of channel `id` for a self-test: its alarm setpoint
+    /// (or, without one, its pre-alarm setpoint) — a value that raises the
+    /// level by the rule's own comparison (`>=` for a high rule, `<=` for a
+    /// low one) and lies inside any valid range, since setpoints must.
+    /// `None` for a channel without a threshold (nothing to test).
+    pub fn test_value(&self, id: &ChannelId) -> Option<i32> {
+        let (_, rule, _) = self.channels.iter().find(|(c, _, _)| c == id)?;
+        let t = rule.threshold?;
+        t.alarm.or(t.pre_alarm)
     }
 
     /// Whether any channel is at alarm level (live or latched): the local
@@ -207,6 +228,21 @@ impl LocalAlarm {
         self.channels
             .iter()
             .any(|(_, _, s)| s.level() == Level::Alarm)
+    }
+}
+
+fn reset_one(
+    id: &ChannelId,
+    rule: &ChannelRule,
+    state: &mut ChannelState,
+    now_ms: Millis,
+) -> Option<(ChannelId, EventLevel, i32)> {
+    match rules::reset(rule, state, now_ms) {
+        Some(Transition::Reset { .. }) => {
+            let v = state.last_value().unwrap_or(0);
+            Some((id.clone(), WireLevel::of(state).level(), v))
+        }
+        _ => None,
     }
 }
 

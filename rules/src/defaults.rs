@@ -22,7 +22,8 @@
 //! [`ThresholdRule`] as the low side (a rule has one direction); it is left to configuration
 //! (e.g. a second channel rule on the same reading).
 
-use crate::{ChannelRule, FlapRule, RateRule, ThresholdRule};
+use crate::{ChannelRule, Direction, FlapRule, RateRule, RuleError, ThresholdRule};
+use wire::provision::Setpoints;
 use wire::Quantity;
 
 /// What the node → broker → gateway → duty-desk chain may add to a detector's response, in ms
@@ -107,4 +108,42 @@ pub const fn channel_rule(q: Quantity) -> ChannelRule {
         Quantity::LoopCurrent => rule.with_valid_range(NE43_RANGE.0, NE43_RANGE.1),
         Quantity::WaterLevel | Quantity::Current | Quantity::Voltage => rule,
     }
+}
+
+/// Which side is dangerous for `q` when its default rule has no threshold to
+/// say so: low for water level (an emptying tank) and pressure, high for the
+/// rest.
+pub const fn direction(q: Quantity) -> Direction {
+    if let Some(t) = channel_rule(q).threshold {
+        return t.direction;
+    }
+    match q {
+        Quantity::WaterLevel | Quantity::WaterPressure => Direction::Low,
+        _ => Direction::High,
+    }
+}
+
+/// The rule of a channel measuring `q` provisioned with `set` (the node's
+/// artefact, [`wire::provision`]): [`channel_rule`] with each setpoint and
+/// the hysteresis that `set` gives in place of the default's (what `set`
+/// leaves out keeps the default). A quantity without a default
+/// threshold gets one in [`direction`]`(q)` with the default's latching
+/// (alarm latches, pre-alarm clears). The result must pass
+/// [`ChannelRule::validate_for`], so a setpoint the standards refuse (e.g.
+/// residual current above 1000 mA) is an error here, on the gateway before
+/// writing the artefact and on the node when reading it.
+pub fn provisioned(q: Quantity, set: &Setpoints) -> Result<ChannelRule, RuleError> {
+    let mut rule = channel_rule(q);
+    if set.pre_alarm.is_some() || set.alarm.is_some() || set.hysteresis.is_some() {
+        let mut t = rule.threshold.unwrap_or(match direction(q) {
+            Direction::High => ThresholdRule::high(None, None),
+            Direction::Low => ThresholdRule::low(None, None),
+        });
+        t.pre_alarm = set.pre_alarm.or(t.pre_alarm);
+        t.alarm = set.alarm.or(t.alarm);
+        t.hysteresis = set.hysteresis.unwrap_or(t.hysteresis);
+        rule.threshold = Some(t);
+    }
+    rule.validate_for(q)?;
+    Ok(rule)
 }

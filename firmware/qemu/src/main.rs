@@ -11,9 +11,23 @@
 //! - FPGA IO LEDs `0x4002_8000` bit 0: the local sounder/LED;
 //! - SysTick from the 25 MHz core clock: a 1 ms tick.
 //!
-//! Identity: site, node and password come from `FIRE_NODE_SITE`,
-//! `FIRE_NODE_NODE`, `FIRE_NODE_PASSWORD` at build time (defaults
-//! `home_a`, `n01`, `pw-home_a.n01`), user and client id `{site}.{node}`.
+//! Provisioning: the node reads its artefact ([`wire::provision`]: site,
+//! node, broker, client id, credentials, channel map, setpoints) from
+//! [`PROVISION_ADDR`] in the code SSRAM, above the image (`memory.x` ends
+//! the image's region there), where QEMU puts it with
+//! `-device loader,file=ARTEFACT,addr=0x00300000,force-raw=on`. Missing or
+//! invalid: the reason goes to UART1 and the node halts — there are no
+//! built-in defaults. The broker address is logged only: UART0 is already
+//! joined to the broker.
+//!
+//! Boot counter: [`BootCounter`] over two 4 KiB "NOR flash" sectors at
+//! [`BOOT_FLASH_ADDR`], RAM that this image treats with NOR rules (a write
+//! clears bits, an erase sets 0xFF). QEMU has no persistent flash on this
+//! machine, so the sectors persist only if the runner saves them (monitor
+//! `pmemsave 0x00380000 8192 FILE`) and loads them at the next start with
+//! another `-device loader`; the end-to-end test does. If the counter
+//! cannot be advanced the node runs with `boot` 0, which the counter never
+//! hands out, and logs why.
 #![no_std]
 #![no_main]
 
@@ -23,27 +37,20 @@ use core::ptr::{read_volatile, write_volatile};
 use core::sync::atomic::{AtomicU32, Ordering};
 use cortex_m::peripheral::syst::SystClkSource;
 use cortex_m_rt::{entry, exception};
-use firmware::app::{NodeApp, NodeStrings};
-use firmware::board::{Board, CHANNELS};
-use firmware::node::NodeIdentity;
+use embedded_storage::nor_flash::{ErrorType, NorFlash, NorFlashErrorKind, ReadNorFlash};
+use firmware::app::NodeApp;
+use firmware::board::Board;
+use firmware::boot::BootCounter;
+use firmware::provision::{NodeSetup, SetupError};
 use firmware::sampling::Schedule;
 use firmware::sim::{Scenario, SimBus};
 use panic_halt as _;
 
-const SITE: &str = match option_env!("FIRE_NODE_SITE") {
-    Some(s) => s,
-    None => "home_a",
-};
-const NODE: &str = match option_env!("FIRE_NODE_NODE") {
-    Some(s) => s,
-    None => "n01",
-};
-const PASSWORD: &str = match option_env!("FIRE_NODE_PASSWORD") {
-    Some(s) => s,
-    None => "pw-home_a.n01",
-};
-/// Restart counter: the image has no persistent storage, so it is fixed.
-const BOOT: u32 = 1;
+/// Where the provisioning artefact is (code SSRAM, above the image).
+const PROVISION_ADDR: usize = 0x0030_0000;
+/// The boot counter's two sectors (code SSRAM, above the artefact).
+const BOOT_FLASH_ADDR: usize = 0x0038_0000;
+const BOOT_SECTOR: usize = 4096;
 const FW: &str = env!("CARGO_PKG_VERSION");
 /// Sampling period.
 const PERIOD_MS: u64 = 500;
@@ -180,6 +187,77 @@ impl embedded_hal::digital::OutputPin for Sounder {
     }
 }
 
+/// Two sectors of RAM at [`BOOT_FLASH_ADDR`] with NOR flash rules.
+struct RamNor;
+
+impl ErrorType for RamNor {
+    type Error = NorFlashErrorKind;
+}
+
+impl RamNor {
+    fn check(offset: u32, len: usize) -> Result<usize, NorFlashErrorKind> {
+        let o = offset as usize;
+        match o.checked_add(len) {
+            Some(end) if end <= 2 * BOOT_SECTOR => Ok(BOOT_FLASH_ADDR + o),
+            _ => Err(NorFlashErrorKind::OutOfBounds),
+        }
+    }
+}
+
+impl ReadNorFlash for RamNor {
+    const READ_SIZE: usize = 1;
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        let at = Self::check(offset, bytes.len())?;
+        for (i, b) in bytes.iter_mut().enumerate() {
+            // SAFETY: inside the counter's sectors, RAM of this machine.
+            *b = unsafe { read_volatile((at + i) as *const u8) };
+        }
+        Ok(())
+    }
+    fn capacity(&self) -> usize {
+        2 * BOOT_SECTOR
+    }
+}
+
+impl NorFlash for RamNor {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = BOOT_SECTOR;
+    fn erase(&mut self, from: u32, to: u32) -> Result<(), Self::Error> {
+        let at = Self::check(from, to.saturating_sub(from) as usize)?;
+        for i in 0..to.saturating_sub(from) as usize {
+            // SAFETY: inside the counter's sectors.
+            unsafe { write_volatile((at + i) as *mut u8, 0xFF) };
+        }
+        Ok(())
+    }
+    fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), Self::Error> {
+        let at = Self::check(offset, bytes.len())?;
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: inside the counter's sectors. NOR: clears bits only.
+            unsafe {
+                let p = (at + i) as *mut u8;
+                write_volatile(p, read_volatile(p) & b);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The artefact at [`PROVISION_ADDR`], set up for boot `boot`.
+fn provision(boot: u32) -> Result<NodeSetup, SetupError> {
+    let mut header = [0u8; wire::provision::HEADER_LEN];
+    for (i, b) in header.iter_mut().enumerate() {
+        // SAFETY: code SSRAM of this machine, above the image.
+        *b = unsafe { read_volatile((PROVISION_ADDR + i) as *const u8) };
+    }
+    let len = wire::provision::frame_len(&header)?;
+    // SAFETY: `len` is at most `wire::provision::MAX_LEN` (2 KiB), inside
+    // the code SSRAM between the artefact's and the counter's addresses;
+    // nothing writes there while the slice lives.
+    let blob = unsafe { core::slice::from_raw_parts(PROVISION_ADDR as *const u8, len) };
+    firmware::provision::load(blob, boot)
+}
+
 /// Stops here for good (no identity, no peripherals): waits for interrupts.
 fn halt() -> ! {
     loop {
@@ -198,37 +276,59 @@ fn main() -> ! {
 
     let mut log = Uart::new(UART1);
     let mut uart = Uart::new(UART0);
-    let (Ok(site), Ok(node)) = (wire::SiteId::new(SITE), wire::NodeId::new(NODE)) else {
-        let _ = writeln!(log, "fire-node: bad identity");
+    // Check the artefact before spending a boot number on it.
+    if let Err(e) = provision(0) {
+        let _ = writeln!(
+            log,
+            "fire-node {FW}: no valid provisioning artefact at {PROVISION_ADDR:#010x}: {e}; halted"
+        );
         halt();
+    }
+    let boot = match BootCounter::new(RamNor, 0).and_then(|mut c| c.increment()) {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = writeln!(log, "fire-node: {e}; running as boot 0");
+            0
+        }
     };
-    let identity = NodeIdentity {
-        site,
-        node,
-        boot: BOOT,
+    let setup = match provision(boot) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = writeln!(log, "fire-node: provisioning artefact: {e}; halted");
+            halt();
+        }
     };
-    let Some(strings) = NodeStrings::new(&identity, PASSWORD) else {
-        let _ = writeln!(log, "fire-node: identity too long");
-        halt();
-    };
-    let strings: &'static NodeStrings =
-        cortex_m::singleton!(: NodeStrings = strings).unwrap_or_else(|| halt());
+    let setup: &'static NodeSetup =
+        cortex_m::singleton!(: NodeSetup = setup).unwrap_or_else(|| halt());
     let app: &'static mut NodeApp<'static, Sounder, OUTBOX> = cortex_m::singleton!(
         : NodeApp<'static, Sounder, OUTBOX> =
-            NodeApp::new(identity, FW, strings.session_config(10), Sounder)
+            NodeApp::new(setup.identity.clone(), FW, setup.strings.session_config(10), Sounder)
     )
     .unwrap_or_else(|| halt());
-    for (id, q) in CHANNELS {
-        if let Ok(id) = wire::ChannelId::new(id) {
-            let _ = app.add_channel(id, q);
+    for c in &setup.channels {
+        if let Err(e) = app.add_channel_rule(c.id.clone(), c.q, c.rule) {
+            let _ = writeln!(log, "fire-node: channel {}: {e}; halted", c.id);
+            halt();
         }
     }
-    let mut board = Board::new(SimBus::new(Scenario::DEFAULT));
+    let mut board = Board::with_config(SimBus::new(Scenario::DEFAULT), setup.board);
     let mut clock = Clock { last: 0, high: 0 };
     let mut schedule = Schedule::new(PERIOD_MS, 0);
-    let _ = writeln!(log, "fire-node {FW}: {SITE}.{NODE} boot {BOOT}");
+    let id = &setup.identity;
+    let _ = writeln!(
+        log,
+        "fire-node {FW}: {}.{} boot {boot}, label {}, broker {}:{} as {} (client id {}), {} channels",
+        id.site,
+        id.node,
+        wire::provision::label(&id.site, &id.node),
+        setup.broker.host,
+        setup.broker.port,
+        setup.strings.username,
+        setup.strings.client_id,
+        setup.channels.len()
+    );
 
-    let (mut connected, mut sounding) = (0, false);
+    let (mut connected, mut sounding, mut testing) = (0, false, false);
     loop {
         let now = clock.now();
         if schedule.due(now) {
@@ -243,6 +343,14 @@ fn main() -> ! {
                     if sounding { "on" } else { "off" }
                 );
             }
+        }
+        if app.selftest_active() != testing {
+            testing = app.selftest_active();
+            let _ = writeln!(
+                log,
+                "t={now} self-test {}",
+                if testing { "started" } else { "ended" }
+            );
         }
         app.poll(&mut uart, now);
         let st = app.stats();

@@ -12,6 +12,10 @@
 //! | `fire/v1/{site}/{node}/cmd`         | [`Cmd`]            |
 //! | `fire/v1/{site}/{node}/cmd/ack`     | [`CmdAck`]         |
 //!
+//! [`provision`] is the node's provisioning artefact (identity, broker,
+//! credentials, channel map, setpoints as one framed blob the firmware reads
+//! at boot) and the QR-code-friendly label form of a node's identity.
+//!
 //! Decoding treats every byte as hostile: anything that does not fit the
 //! contract is a typed [`DecodeError`], never a panic.
 #![no_std]
@@ -23,6 +27,7 @@ extern crate std;
 mod codec;
 mod id;
 mod payload;
+pub mod provision;
 mod topic;
 
 #[cfg(feature = "std")]
