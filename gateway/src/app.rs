@@ -116,7 +116,8 @@ pub async fn start_with_source(
         events.clone(),
     )
     .with_commander(mqtt.0.clone())
-    .with_selftest_window(u64::from(config.commissioning.selftest_window_secs) * 1000);
+    .with_selftest_window(u64::from(config.commissioning.selftest_window_secs) * 1000)
+    .with_baseline_window(config.commissioning.baseline_hours);
     pipeline.mark_spooled(spooled);
     pipeline
         .start(crate::time::now_ms(), &config_source)

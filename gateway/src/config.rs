@@ -46,12 +46,16 @@ pub struct Config {
 pub struct CommissioningConfig {
     /// How long a self-test (自检) waits for every channel's test alarm.
     pub selftest_window_secs: u32,
+    /// How long each loop's natural leakage and temperature are learned
+    /// after its first reading (基线学习), hours; default 168 (7 days).
+    pub baseline_hours: u32,
 }
 
 impl Default for CommissioningConfig {
     fn default() -> Self {
         CommissioningConfig {
             selftest_window_secs: (crate::selftest::DEFAULT_WINDOW_MS / 1000) as u32,
+            baseline_hours: crate::baseline::DEFAULT_WINDOW_HOURS,
         }
     }
 }
@@ -532,6 +536,12 @@ impl Config {
         }
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());
+        }
+        if !(24..=24 * 90).contains(&self.commissioning.baseline_hours) {
+            issue(
+                "commissioning.baseline_hours".into(),
+                "must be 24–2160: at least a day of the building's rhythm, at most a season".into(),
+            );
         }
         if !(5..=600).contains(&self.commissioning.selftest_window_secs) {
             issue(

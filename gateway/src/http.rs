@@ -77,6 +77,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(start_selftest))
         .routes(routes!(selftests))
         .routes(routes!(selftest))
+        .routes(routes!(baselines))
+        .routes(routes!(apply_setpoints))
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
         .routes(routes!(events))
@@ -1677,6 +1679,208 @@ async fn selftest(
             "not_found",
             format!("自检记录 {id} 不存在"),
         )),
+    }
+}
+
+/// One loop's baseline learning (基线学习) and recommended setpoints.
+#[derive(Serialize, ToSchema)]
+#[schema(as = ChannelBaseline)]
+struct BaselineView {
+    node: String,
+    channel: String,
+    quantity: String,
+    /// `learning`, `learned`, or `insufficient` (too few hours of readings).
+    status: &'static str,
+    /// 学习中 / 已完成 / 数据不足.
+    status_label: &'static str,
+    /// How much of the window has passed (learning).
+    percent: Option<u32>,
+    /// When the window ends, ms since the epoch (learning).
+    ends_at: Option<i64>,
+    baseline: Option<crate::baseline::Baseline>,
+    recommendation: Option<crate::baseline::Recommendation>,
+    /// The setpoints applied at run time, if any (newest change).
+    applied: Option<crate::store::SetpointRow>,
+}
+
+/// Baseline learning and recommended setpoints for every residual-current
+/// and temperature loop of a site.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{site}/baselines",
+    tag = "sites",
+    params(("site" = String, Path, description = "Site id")),
+    responses(
+        (status = OK, description = "Per loop", body = Vec<BaselineView>),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = BAD_REQUEST, response = BadRequest),
+    )
+)]
+async fn baselines(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    site: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<BaselineView>>, ApiError> {
+    let Path(site) = site.map_err(|e| bad_request("路径", e.body_text()))?;
+    within(&user, &site)?;
+    let window_ms = i64::from(s.config.commissioning.baseline_hours) * 3_600_000;
+    let now = crate::time::now_ms() as i64;
+    let applied = s.store.setpoints_in_force().await?;
+    let applied_to = |node: &str, ch: &str| {
+        applied
+            .iter()
+            .find(|a| a.site == site && a.node == node && a.channel == ch)
+            .cloned()
+    };
+    let mut out = Vec::new();
+    for b in s.store.baselines(&site).await? {
+        let baseline: Option<crate::baseline::Baseline> = serde_json::from_str(&b.baseline).ok();
+        let recommendation = b
+            .recommendation
+            .as_deref()
+            .and_then(|r| serde_json::from_str(r).ok());
+        let insufficient = baseline.as_ref().is_some_and(|x| {
+            x.hours * 100 < x.window_hours * crate::baseline::MIN_COVERAGE_PERCENT
+        });
+        out.push(BaselineView {
+            applied: applied_to(&b.node, &b.channel),
+            node: b.node,
+            channel: b.channel,
+            quantity: b.quantity,
+            status: if insufficient {
+                "insufficient"
+            } else {
+                "learned"
+            },
+            status_label: if insufficient {
+                "数据不足"
+            } else {
+                "已完成"
+            },
+            percent: None,
+            ends_at: None,
+            baseline,
+            recommendation,
+        });
+    }
+    for c in s.store.channels_to_learn().await? {
+        if c.site != site {
+            continue;
+        }
+        let ends_at = c.first_hour + window_ms;
+        out.push(BaselineView {
+            applied: applied_to(&c.node, &c.channel),
+            percent: Some((((now - c.first_hour).max(0) * 100) / window_ms.max(1)).min(99) as u32),
+            ends_at: Some(ends_at),
+            node: c.node,
+            channel: c.channel,
+            quantity: c.quantity,
+            status: "learning",
+            status_label: "学习中",
+            baseline: None,
+            recommendation: None,
+        });
+    }
+    out.sort_by(|a, b| (&a.node, &a.channel).cmp(&(&b.node, &b.channel)));
+    Ok(Json(out))
+}
+
+/// New setpoints for a loop (定值修改).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SetpointBody {
+    /// 预警 setpoint in the wire unit; absent or null: no pre-alarm level.
+    pre_alarm: Option<i64>,
+    /// 报警 setpoint in the wire unit.
+    alarm: i64,
+    /// `recommendation` (applying the recommended setpoints) or `manual`.
+    source: Option<String>,
+}
+
+/// Apply setpoints to a loop: checked against the standard's limits
+/// (e.g. residual current ≤ 1000 mA) and the loop's learned baseline (the
+/// alarm at least twice its natural leakage), recorded and audited (GB
+/// 14287.5 §5.3.6), used by the gateway's rules from the next reading and
+/// pushed to the node with `config`. Site managers and administrators.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{site}/nodes/{node}/channels/{channel}/setpoints",
+    tag = "sites",
+    params(
+        ("site" = String, Path, description = "Site id"),
+        ("node" = String, Path, description = "Node id"),
+        ("channel" = String, Path, description = "Channel id"),
+    ),
+    request_body = SetpointBody,
+    responses(
+        (status = OK, description = "Applied", body = crate::store::SetpointRow),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, description = "No such channel (`not_found`)", body = ErrorBody),
+        (status = UNPROCESSABLE_ENTITY, description = "Outside the bounds (`setpoint_refused`), with the reason", body = ErrorBody),
+        (status = SERVICE_UNAVAILABLE, description = "The gateway is stopping (`pipeline_unavailable`)", body = ErrorBody),
+    )
+)]
+async fn apply_setpoints(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    path: Result<Path<(String, String, String)>, PathRejection>,
+    body: Result<Json<SetpointBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::store::SetpointRow>, ApiError> {
+    use crate::pipeline::{Command, SetpointError};
+    let Path((site, node, channel)) = path.map_err(|e| bad_request("路径", e.body_text()))?;
+    let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
+    within(&user, &site)?;
+    if !matches!(user.role, Role::SiteManager | Role::Admin) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "只有机构负责人或管理员可以修改定值".into(),
+        ));
+    }
+    let source = match b.source.as_deref().unwrap_or("manual") {
+        "recommendation" => "recommendation",
+        "manual" => "manual",
+        other => {
+            return Err(bad_request(
+                "source",
+                format!("{other:?} 须为 recommendation 或 manual"),
+            ))
+        }
+    };
+    let unavailable = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pipeline_unavailable",
+            "网关正在停止，请稍后重试".into(),
+        )
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    let cmd = Command::ApplySetpoints {
+        site: site.clone(),
+        node: node.clone(),
+        channel: channel.clone(),
+        pre_alarm: b.pre_alarm,
+        alarm: b.alarm,
+        source,
+        by: user.name.clone(),
+        role: crate::auth::role_code(user.role),
+        reply,
+    };
+    s.commands.send(cmd).await.map_err(|_| unavailable())?;
+    match answer.await.map_err(|_| unavailable())? {
+        Ok(row) => Ok(Json(row)),
+        Err(SetpointError::NotFound) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("回路 {site}/{node}/{channel} 不存在或尚无数据"),
+        )),
+        Err(SetpointError::Refused(why)) => Err(ApiError(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "setpoint_refused",
+            why,
+        )),
+        Err(SetpointError::Store(e)) => Err(e.into()),
     }
 }
 

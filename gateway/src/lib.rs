@@ -10,6 +10,7 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod baseline;
 pub mod broker;
 pub mod config;
 pub mod console;

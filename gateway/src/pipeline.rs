@@ -17,8 +17,8 @@ use crate::dedup::Verdict;
 use crate::labels;
 use crate::metrics::{inc, Metrics};
 use crate::runtime::{
-    alarm_kind, Change, ChannelRef, ResetRefused, Runtime, CAUSE_DEVICE_ALARM, CAUSE_OFFLINE,
-    CAUSE_SUPPLY, SUPPLY_CHANNEL,
+    alarm_kind, Change, ChannelRef, ResetRefused, Runtime, CAUSE_DEVICE_ALARM, CAUSE_INSULATION,
+    CAUSE_OFFLINE, CAUSE_SUPPLY, SUPPLY_CHANNEL,
 };
 use crate::selftest::{SelfTest, Trigger};
 use crate::sink::{encode_line_into, Sink};
@@ -99,6 +99,20 @@ pub enum Command {
         role: &'static str,
         reply: oneshot::Sender<Result<AlarmRow, ResetError>>,
     },
+    /// Applies setpoints to a channel (an authorised, audited change),
+    /// pushed to the node with `config`.
+    ApplySetpoints {
+        site: String,
+        node: String,
+        channel: String,
+        pre_alarm: Option<i64>,
+        alarm: i64,
+        /// `recommendation` or `manual`.
+        source: &'static str,
+        by: String,
+        role: &'static str,
+        reply: oneshot::Sender<Result<crate::store::SetpointRow, SetpointError>>,
+    },
     /// Starts an end-to-end self-test (自检) of a node; answers its id.
     SelfTest {
         site: String,
@@ -107,6 +121,18 @@ pub enum Command {
         role: &'static str,
         reply: oneshot::Sender<Result<i64, SelfTestError>>,
     },
+}
+
+/// Why setpoints were not applied.
+#[derive(Debug, thiserror::Error)]
+pub enum SetpointError {
+    #[error("no such channel")]
+    NotFound,
+    /// Outside the bounds (简体中文 reason).
+    #[error("{0}")]
+    Refused(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why a self-test did not start.
@@ -179,6 +205,8 @@ pub struct Pipeline {
     selftests: HashMap<(String, String), SelfTest>,
     /// How long a self-test waits for every channel.
     selftest_window_ms: u64,
+    /// Baseline observation window, hours.
+    baseline_hours: u32,
 }
 
 impl Pipeline {
@@ -208,12 +236,19 @@ impl Pipeline {
             line_buf: String::new(),
             selftests: HashMap::new(),
             selftest_window_ms: crate::selftest::DEFAULT_WINDOW_MS,
+            baseline_hours: crate::baseline::DEFAULT_WINDOW_HOURS,
         }
     }
 
     /// How long a self-test waits for every channel (tests shorten it).
     pub fn with_selftest_window(mut self, window_ms: u64) -> Self {
         self.selftest_window_ms = window_ms;
+        self
+    }
+
+    /// How long baselines are learned for (tests shorten it).
+    pub fn with_baseline_window(mut self, hours: u32) -> Self {
+        self.baseline_hours = hours;
         self
     }
 
@@ -253,6 +288,11 @@ impl Pipeline {
             if let (Ok(s), Ok(n)) = (SiteId::new(&row.site), NodeId::new(&row.node)) {
                 self.runtime.restore_offline(&s, &n, now);
             }
+        }
+        // Setpoints applied at run time, before the channels are restored
+        // (the restored state is judged by them).
+        for sp in self.store.setpoints_in_force().await? {
+            self.use_setpoint(&sp);
         }
         // Channel rule state saved before a restart: levels, latches and
         // flapping carry on, so an alarm that ends now can clear.
@@ -385,6 +425,25 @@ impl Pipeline {
                     .await;
                 let _ = reply.send(result);
             }
+            Command::ApplySetpoints {
+                site,
+                node,
+                channel,
+                pre_alarm,
+                alarm,
+                source,
+                by,
+                role,
+                reply,
+            } => {
+                let now = crate::time::now_ms();
+                let result = self
+                    .apply_setpoints(
+                        &site, &node, &channel, pre_alarm, alarm, source, &by, role, now,
+                    )
+                    .await;
+                let _ = reply.send(result);
+            }
             Command::SelfTest {
                 site,
                 node,
@@ -398,6 +457,276 @@ impl Pipeline {
                 self.finish_selftests(now).await;
             }
         }
+    }
+
+    /// Puts a recorded setpoint change into the rules (at start-up, and
+    /// when applied). A row the rules refuse (a limit tightened since) is
+    /// logged and left out.
+    fn use_setpoint(&mut self, sp: &crate::store::SetpointRow) -> bool {
+        let parsed = (
+            SiteId::new(&sp.site),
+            NodeId::new(&sp.node),
+            ChannelId::new(&sp.channel),
+            wire::Quantity::from_wire(&sp.quantity),
+        );
+        let (Ok(s), Ok(n), Ok(c), Some(q)) = parsed else {
+            return false;
+        };
+        let base = self.config.rule_for(q, &s, &n, &c);
+        match crate::baseline::check(q, &base, sp.pre_alarm, sp.alarm, None) {
+            Ok(rule) => {
+                self.runtime.set_rule(q, &s, &n, &c, rule);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(site = %sp.site, node = %sp.node, ch = %sp.channel, reason = %e, "recorded setpoint no longer valid; the configured rule applies");
+                false
+            }
+        }
+    }
+
+    /// Applies setpoints to a channel at `now`: checked against the rules'
+    /// limits and the channel's learned baseline, recorded with its audit
+    /// record, judged by from the next reading, and pushed to the node.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_setpoints(
+        &mut self,
+        site: &str,
+        node: &str,
+        channel: &str,
+        pre_alarm: Option<i64>,
+        alarm: i64,
+        source: &str,
+        by: &str,
+        role: &str,
+        now: u64,
+    ) -> Result<crate::store::SetpointRow, SetpointError> {
+        let (Ok(s), Ok(n), Ok(c)) = (
+            SiteId::new(site),
+            NodeId::new(node),
+            ChannelId::new(channel),
+        ) else {
+            return Err(SetpointError::NotFound);
+        };
+        let Some((q, _)) = self.runtime.channel_rule(&s, &n, &c) else {
+            return Err(SetpointError::NotFound);
+        };
+        let baseline = self
+            .store
+            .baselines(site)
+            .await?
+            .into_iter()
+            .find(|b| b.node == node && b.channel == channel && b.quantity == q.as_str())
+            .and_then(|b| serde_json::from_str::<crate::baseline::Baseline>(&b.baseline).ok());
+        let base = self.config.rule_for(q, &s, &n, &c);
+        crate::baseline::check(q, &base, pre_alarm, alarm, baseline.as_ref())
+            .map_err(SetpointError::Refused)?;
+        let row = self
+            .store
+            .apply_setpoint(
+                site,
+                node,
+                channel,
+                q.as_str(),
+                pre_alarm,
+                alarm,
+                source,
+                by,
+                role,
+                now,
+            )
+            .await?;
+        self.use_setpoint(&row);
+        tracing::info!(
+            site,
+            node,
+            ch = channel,
+            ?pre_alarm,
+            alarm,
+            by,
+            "setpoints applied (audited)"
+        );
+        self.push_setpoint(&row);
+        Ok(row)
+    }
+
+    /// Sends a channel's setpoints to its node (`config`). The node keeps
+    /// them in RAM; they are sent again whenever it comes back online.
+    fn push_setpoint(&self, sp: &crate::store::SetpointRow) {
+        let (Some(commander), Ok(s), Ok(n)) = (
+            &self.commander,
+            SiteId::new(&sp.site),
+            NodeId::new(&sp.node),
+        ) else {
+            return;
+        };
+        let topic = Topic::new(s, n, TopicKind::Cmd).to_string();
+        let cmd = serde_json::json!({
+            "id": format!("cfg-{}", sp.id),
+            "op": "config",
+            "ch": sp.channel,
+            "pre_alarm": sp.pre_alarm,
+            "alarm": sp.alarm,
+        })
+        .to_string();
+        if let Err(e) = commander.try_publish(topic, rumqttc::QoS::AtLeastOnce, false, cmd) {
+            tracing::warn!(error = %e, "config command to the node not queued; sent again when it comes online");
+        }
+    }
+
+    /// A node came (back) online: its setpoints applied at run time are
+    /// sent again (the node keeps them in RAM only).
+    async fn push_node_setpoints(&mut self, site: &SiteId, node: &NodeId) {
+        match self.store.setpoints_in_force().await {
+            Ok(rows) => {
+                for sp in rows
+                    .iter()
+                    .filter(|r| r.site == site.as_str() && r.node == node.as_str())
+                {
+                    self.push_setpoint(sp);
+                }
+            }
+            Err(e) => {
+                inc(&self.metrics.store_errors);
+                tracing::error!(error = %e, "store: cannot read the setpoints in force");
+            }
+        }
+    }
+
+    /// Learns the baseline of every residual-current and temperature
+    /// channel whose observation window has ended, once, and records it
+    /// with its recommended setpoints. A loop whose natural leakage is
+    /// itself a hazard gets a 一般隐患 ticket (线路绝缘老化嫌疑).
+    pub async fn learn_baselines(&mut self, now: u64) -> Result<(), StoreError> {
+        let window_ms = i64::from(self.baseline_hours) * 3_600_000;
+        for ch in self.store.channels_to_learn().await? {
+            if ch.first_hour + window_ms > now as i64 {
+                continue;
+            }
+            let (Ok(s), Ok(n), Ok(c), Some(q)) = (
+                SiteId::new(&ch.site),
+                NodeId::new(&ch.node),
+                ChannelId::new(&ch.channel),
+                wire::Quantity::from_wire(&ch.quantity),
+            ) else {
+                continue;
+            };
+            let hours = self
+                .store
+                .channel_hours(
+                    &ch.site,
+                    &ch.node,
+                    &ch.channel,
+                    ch.first_hour,
+                    ch.first_hour + window_ms,
+                )
+                .await?;
+            let (b, learned) = match crate::baseline::learn(
+                q,
+                &hours,
+                ch.first_hour,
+                self.baseline_hours,
+                now as i64,
+            ) {
+                Ok(b) => (b, true),
+                Err(crate::baseline::NotLearned::Learning { .. }) => continue,
+                Err(crate::baseline::NotLearned::Insufficient { hours: got, needed }) => {
+                    // Recorded as it is, so the installer sees why: a loop
+                    // silent for most of the window has no baseline.
+                    tracing::warn!(site = %ch.site, node = %ch.node, ch = %ch.channel, hours = got, needed, "too few hours of readings for a baseline");
+                    let b = crate::baseline::Baseline {
+                        quantity: q.as_str().to_string(),
+                        from: ch.first_hour,
+                        to: ch.first_hour + window_ms,
+                        hours: got,
+                        window_hours: self.baseline_hours,
+                        readings: hours.iter().map(|h| h.count).sum(),
+                        p50: 0,
+                        p95: 0,
+                        p99: 0,
+                        max: 0,
+                    };
+                    (b, false)
+                }
+            };
+            let rule = self.runtime.rule(q, &s, &n, &c);
+            let rec = if learned {
+                crate::baseline::recommend(q, &b, &rule)
+            } else {
+                None
+            };
+            let row = crate::store::BaselineRow {
+                site: ch.site.clone(),
+                node: ch.node.clone(),
+                channel: ch.channel.clone(),
+                quantity: ch.quantity.clone(),
+                learned_at: now as i64,
+                baseline: serde_json::to_string(&b).unwrap_or_default(),
+                recommendation: rec.as_ref().and_then(|r| serde_json::to_string(r).ok()),
+            };
+            self.store.save_baseline(&row).await?;
+            tracing::info!(site = %ch.site, node = %ch.node, ch = %ch.channel, p50 = b.p50, p95 = b.p95, hours = b.hours, "baseline learned");
+            if let Some(hazard) = rec.and_then(|r| r.hazard) {
+                self.insulation_hazard(&ch.site, &ch.node, &ch.channel, q, b.p95, hazard, now)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A loop whose natural leakage is itself a hazard: one finding in the
+    /// alarm record (raised and settled at once: nothing to reset) and a
+    /// 一般隐患 ticket 线路绝缘老化嫌疑 for the closed loop.
+    #[allow(clippy::too_many_arguments)]
+    async fn insulation_hazard(
+        &mut self,
+        site: &str,
+        node: &str,
+        channel: &str,
+        q: wire::Quantity,
+        natural: i64,
+        what: String,
+        now: u64,
+    ) -> Result<(), StoreError> {
+        let key = AlarmKey {
+            site: site.to_string(),
+            node: node.to_string(),
+            channel: channel.to_string(),
+            cause: CAUSE_INSULATION.to_string(),
+        };
+        let (site_name, loc) = self.place(&key);
+        let spec = TicketSpec {
+            source: "baseline",
+            category: alarm_kind(q),
+            grade: "general",
+            prefix: "YH",
+            reopen_window_ms: self.config.tickets.policy().reopen_window_ms,
+            title: format!("{site_name} {node} {channel} 线路绝缘老化嫌疑"),
+            location: loc,
+        };
+        self.log(
+            &key,
+            "baseline_hazard",
+            Some("pre_alarm"),
+            i32::try_from(natural).ok(),
+            Disposition::Notify,
+            now,
+            "baseline",
+        )
+        .await;
+        tracing::warn!(site, node, ch = channel, natural, "{what}");
+        let input = self.input(
+            key.clone(),
+            alarm_kind(q),
+            "pre_alarm",
+            Some(q),
+            i32::try_from(natural).ok(),
+            None,
+            now,
+            false,
+        );
+        self.raise(input, Some(spec)).await?;
+        self.settle(&key, "cleared", None, now).await
     }
 
     /// Starts a self-test of `site/node` at `now`: records it, puts the
@@ -683,6 +1012,9 @@ impl Pipeline {
                 }
                 let changes = self.runtime.status(&topic.site, &topic.node, &s, now);
                 self.apply(changes, now).await;
+                if s.state == wire::NodeState::Online {
+                    self.push_node_setpoints(&topic.site, &topic.node).await;
+                }
             }
             TopicKind::Event => {
                 let e = decode!(Event);
@@ -1188,6 +1520,10 @@ impl Pipeline {
     /// overdue check of deadlines.
     pub async fn housekeeping(&mut self, now: u64) {
         self.flush_rollups().await;
+        if let Err(e) = self.learn_baselines(now).await {
+            inc(&self.metrics.store_errors);
+            tracing::error!(error = %e, "store: cannot learn baselines");
+        }
         if let Err(e) = self.store.checkpoint().await {
             tracing::warn!(error = %e, "store: WAL checkpoint failed; retried next minute");
         }

@@ -31,6 +31,9 @@ pub const CAUSE_FAULT: &str = "fault";
 /// Cause of a detector's own alarm judgement (探测器自身报警), reported in an
 /// `event` (a node's local rule, or a Modbus device's alarm bit).
 pub const CAUSE_DEVICE_ALARM: &str = "device_alarm";
+/// Cause of a loop whose learned natural leakage is itself a hazard
+/// (线路绝缘老化嫌疑).
+pub const CAUSE_INSULATION: &str = "insulation_suspect";
 /// Channel id a node uses in an `event` to report its own power supply.
 pub const SUPPLY_CHANNEL: &str = "supply";
 
@@ -166,6 +169,9 @@ pub struct Runtime {
     /// Nodes under self-test (自检), with the scratch rule state their
     /// readings are judged on meanwhile ([`Runtime::begin_test`]).
     testing: HashMap<(SiteId, NodeId), HashMap<ChannelId, ChannelRt>>,
+    /// Setpoints applied at run time (推荐定值 applied by an installer),
+    /// over the configuration's rule for the channel.
+    overrides: HashMap<(SiteId, NodeId, ChannelId), (Quantity, ChannelRule)>,
 }
 
 fn node_key(site: &str, node: &str, cause: &str) -> AlarmKey {
@@ -185,7 +191,46 @@ impl Runtime {
             nodes: HashMap::new(),
             sites: HashMap::new(),
             testing: HashMap::new(),
+            overrides: HashMap::new(),
         }
+    }
+
+    /// The rule a channel is judged by: a setpoint applied at run time, or
+    /// the configuration's.
+    pub fn rule(
+        &self,
+        q: Quantity,
+        site: &SiteId,
+        node: &NodeId,
+        channel: &ChannelId,
+    ) -> ChannelRule {
+        match self
+            .overrides
+            .get(&(site.clone(), node.clone(), channel.clone()))
+        {
+            Some((oq, rule)) if *oq == q => *rule,
+            _ => self.config.rule_for(q, site, node, channel),
+        }
+    }
+
+    /// Applies setpoints to a channel from now on, keeping its state (a
+    /// standing alarm is judged against the new setpoints by the next
+    /// reading).
+    pub fn set_rule(
+        &mut self,
+        q: Quantity,
+        site: &SiteId,
+        node: &NodeId,
+        channel: &ChannelId,
+        rule: ChannelRule,
+    ) {
+        let key = (site.clone(), node.clone(), channel.clone());
+        if let Some(ch) = self.channels.get_mut(&key) {
+            if ch.quantity == q {
+                ch.rule = rule;
+            }
+        }
+        self.overrides.insert(key, (q, rule));
     }
 
     /// Puts a node under self-test: until [`Runtime::end_test`], its
@@ -200,6 +245,18 @@ impl Runtime {
     /// Ends a node's self-test: its readings are judged by the real rules again.
     pub fn end_test(&mut self, site: &SiteId, node: &NodeId) {
         self.testing.remove(&(site.clone(), node.clone()));
+    }
+
+    /// The quantity and rule of a channel the rules know.
+    pub fn channel_rule(
+        &self,
+        site: &SiteId,
+        node: &NodeId,
+        channel: &ChannelId,
+    ) -> Option<(Quantity, ChannelRule)> {
+        self.channels
+            .get(&(site.clone(), node.clone(), channel.clone()))
+            .map(|c| (c.quantity, c.rule))
     }
 
     /// Whether the node is under self-test.
@@ -250,7 +307,7 @@ impl Runtime {
     ) -> Vec<Change> {
         let mut out = Vec::new();
         for r in readings {
-            let rule = self.config.rule_for(r.q, site, node, &r.id);
+            let rule = self.rule(r.q, site, node, &r.id);
             let Some(scratch) = self.testing.get_mut(&(site.clone(), node.clone())) else {
                 return out;
             };
@@ -323,7 +380,7 @@ impl Runtime {
         q: Quantity,
         state: ChannelState,
     ) {
-        let rule = self.config.rule_for(q, site, node, channel);
+        let rule = self.rule(q, site, node, channel);
         self.channels.insert(
             (site.clone(), node.clone(), channel.clone()),
             ChannelRt {
@@ -504,7 +561,7 @@ impl Runtime {
             let id = (site.clone(), node.clone(), r.id.clone());
             if self.channels.get(&id).is_none_or(|c| c.quantity != r.q) {
                 // New channel, or the node now reports another quantity on it.
-                let rule = self.config.rule_for(r.q, site, node, &r.id);
+                let rule = self.rule(r.q, site, node, &r.id);
                 self.channels.insert(
                     id.clone(),
                     ChannelRt {

@@ -419,6 +419,50 @@ pub struct SelfTestRow {
     pub reason: Option<String>,
 }
 
+/// A learned baseline as recorded (JSON of [`crate::baseline::Baseline`]
+/// and [`crate::baseline::Recommendation`]).
+#[derive(Debug, Clone, Serialize, sqlx::FromRow)]
+pub struct BaselineRow {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: String,
+    pub learned_at: i64,
+    pub baseline: String,
+    pub recommendation: Option<String>,
+}
+
+/// A setpoint change as recorded; the newest per channel is in force.
+#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[schema(as = SetpointChange)]
+pub struct SetpointRow {
+    pub id: i64,
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: String,
+    pub pre_alarm: Option<i64>,
+    pub alarm: i64,
+    /// `recommendation` (推荐定值 applied) or `manual`.
+    pub source: String,
+    pub applied_by: String,
+    pub role: String,
+    pub applied_at: i64,
+}
+
+/// A channel's first hour of readings (`channel_hourly`).
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ChannelFirst {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: String,
+    pub first_hour: i64,
+}
+
+const SETPOINT_COLUMNS: &str =
+    "id, site, node, channel, quantity, pre_alarm, alarm, source, applied_by, role, applied_at";
+
 const SELFTEST_COLUMNS: &str =
     "id, site, node, mode, requested_by, started_at, finished_at, result, channels, reason";
 
@@ -1692,6 +1736,154 @@ impl Store {
             .bind(node)
             .fetch_all(&self.pool)
             .await?)
+    }
+
+    /// Residual-current and temperature channels with their first hour of
+    /// readings, for the channels with no learned baseline yet.
+    pub async fn channels_to_learn(&self) -> Result<Vec<ChannelFirst>, StoreError> {
+        Ok(query_as(
+            "SELECT h.site, h.node, h.channel, MIN(h.quantity) AS quantity, MIN(h.hour) AS first_hour \
+             FROM channel_hourly h \
+             WHERE h.quantity IN ('residual_current', 'temperature') AND NOT EXISTS (SELECT 1 FROM baselines b \
+               WHERE b.site = h.site AND b.node = h.node AND b.channel = h.channel) \
+             GROUP BY h.site, h.node, h.channel",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// A channel's hourly rollups in `[from, to)`.
+    pub async fn channel_hours(
+        &self,
+        site: &str,
+        node: &str,
+        channel: &str,
+        from: i64,
+        to: i64,
+    ) -> Result<Vec<crate::baseline::Hour>, StoreError> {
+        let rows: Vec<(i64, i64, i64, i64, i64)> = query_as(
+            "SELECT hour, min, max, sum, count FROM channel_hourly \
+             WHERE site = ? AND node = ? AND channel = ? AND hour >= ? AND hour < ? ORDER BY hour",
+        )
+        .bind(site)
+        .bind(node)
+        .bind(channel)
+        .bind(from)
+        .bind(to)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(hour, min, max, sum, count)| crate::baseline::Hour {
+                hour,
+                min,
+                max,
+                sum,
+                count,
+            })
+            .collect())
+    }
+
+    /// Records a learned baseline, once per channel (a second record is a
+    /// no-op: the first one stands).
+    pub async fn save_baseline(&self, row: &BaselineRow) -> Result<(), StoreError> {
+        query(
+            "INSERT INTO baselines (site, node, channel, quantity, learned_at, baseline, recommendation) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, node, channel) DO NOTHING",
+        )
+        .bind(&row.site)
+        .bind(&row.node)
+        .bind(&row.channel)
+        .bind(&row.quantity)
+        .bind(row.learned_at)
+        .bind(&row.baseline)
+        .bind(&row.recommendation)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Learned baselines of one site.
+    pub async fn baselines(&self, site: &str) -> Result<Vec<BaselineRow>, StoreError> {
+        Ok(query_as(
+            "SELECT site, node, channel, quantity, learned_at, baseline, recommendation \
+             FROM baselines WHERE site = ? ORDER BY node, channel",
+        )
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    /// Records a setpoint change, with its audit record, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn apply_setpoint(
+        &self,
+        site: &str,
+        node: &str,
+        channel: &str,
+        quantity: &str,
+        pre_alarm: Option<i64>,
+        alarm: i64,
+        source: &str,
+        by: &str,
+        role: &str,
+        at: u64,
+    ) -> Result<SetpointRow, StoreError> {
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        let old: Option<SetpointRow> = query_as(&format!(
+            "SELECT {SETPOINT_COLUMNS} FROM setpoints WHERE site = ? AND node = ? AND channel = ? \
+             ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(site)
+        .bind(node)
+        .bind(channel)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let row: SetpointRow = query_as(&format!(
+            "INSERT INTO setpoints (site, node, channel, quantity, pre_alarm, alarm, source, applied_by, role, applied_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING {SETPOINT_COLUMNS}"
+        ))
+        .bind(site)
+        .bind(node)
+        .bind(channel)
+        .bind(quantity)
+        .bind(pre_alarm)
+        .bind(alarm)
+        .bind(source)
+        .bind(by)
+        .bind(role)
+        .bind(at as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = AuditEntry {
+            at,
+            actor: by,
+            role,
+            action: "rule.setpoint",
+            subject: format!("channel:{site}/{node}/{channel}"),
+            details: serde_json::json!({
+                "quantity": quantity,
+                "source": source,
+                "old": old.map(|o| serde_json::json!({ "pre_alarm": o.pre_alarm, "alarm": o.alarm })),
+                "new": { "pre_alarm": pre_alarm, "alarm": alarm },
+            })
+            .to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// The setpoints in force: the newest change per channel.
+    pub async fn setpoints_in_force(&self) -> Result<Vec<SetpointRow>, StoreError> {
+        Ok(query_as(&format!(
+            "SELECT {SETPOINT_COLUMNS} FROM setpoints s WHERE id = \
+             (SELECT MAX(id) FROM setpoints t WHERE t.site = s.site AND t.node = s.node AND t.channel = s.channel) \
+             ORDER BY site, node, channel"
+        ))
+        .fetch_all(&self.pool)
+        .await?)
     }
 
     /// Appends one operator action to the hash-chained audit log.

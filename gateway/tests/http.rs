@@ -128,6 +128,11 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/sites/{site}/nodes/{node}/selftest"),
     ("get", "/api/v1/selftests"),
     ("get", "/api/v1/selftests/{id}"),
+    ("get", "/api/v1/sites/{site}/baselines"),
+    (
+        "post",
+        "/api/v1/sites/{site}/nodes/{node}/channels/{channel}/setpoints",
+    ),
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
     ("get", "/api/v1/events"),
