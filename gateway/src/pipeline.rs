@@ -127,6 +127,21 @@ async fn durable_changed(rx: &mut Option<watch::Receiver<u64>>) -> u64 {
     }
 }
 
+/// The next configuration in force; pending forever without one.
+async fn live_changed(live: &mut Option<watch::Receiver<Arc<Config>>>) -> Arc<Config> {
+    match live {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The live configuration is gone (shutdown): keep the last.
+                *live = None;
+                return std::future::pending().await;
+            }
+            rx.borrow_and_update().clone()
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Publishes commands to nodes (`fire/v1/{site}/{node}/cmd`).
 pub type Commander = rumqttc::AsyncClient;
 
@@ -139,6 +154,8 @@ pub const HOUSEKEEPING_MS: u64 = 60_000;
 /// The pipeline's state.
 pub struct Pipeline {
     config: Arc<Config>,
+    /// The configuration in force, when it can change while running (registration).
+    live: Option<watch::Receiver<Arc<Config>>>,
     commander: Option<Commander>,
     last_housekeeping: u64,
     runtime: Runtime,
@@ -166,6 +183,7 @@ impl Pipeline {
         events: broadcast::Sender<GatewayEvent>,
     ) -> Self {
         Pipeline {
+            live: None,
             commander: None,
             last_housekeeping: 0,
             runtime: Runtime::new(config.clone()),
@@ -203,6 +221,21 @@ impl Pipeline {
                 let _ = self.runtime.observe_seq(&site, &node, boot, seq);
             }
         }
+    }
+
+    /// Follows the configuration in force: nodes registered while running
+    /// are accepted (and watched by the dead-man timer) from the moment they
+    /// appear, revoked ones are forgotten.
+    pub fn with_live(mut self, mut live: watch::Receiver<Arc<Config>>) -> Self {
+        live.mark_unchanged();
+        self.live = Some(live);
+        self
+    }
+
+    /// Takes a new configuration in force (see [`Pipeline::with_live`]).
+    pub fn reconfigure(&mut self, config: Arc<Config>, now: u64) {
+        self.runtime.reconfigure(config.clone(), now);
+        self.config = config;
     }
 
     /// Lets the pipeline send commands (reset) to nodes.
@@ -275,6 +308,9 @@ impl Pipeline {
                 },
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = tick.tick() => self.tick(crate::time::now_ms()).await,
+                config = live_changed(&mut self.live) => {
+                    self.reconfigure(config, crate::time::now_ms());
+                }
                 upto = durable_changed(&mut durable), if !self.pending_acks.is_empty() => {
                     self.release_acks(upto);
                 }
