@@ -151,7 +151,7 @@ pub async fn start_with_source(
     let (commands, commands_rx) = mpsc::channel(64);
     let mqtt = crate::mqtt::client(&client_mqtt);
     let mut pipeline = Pipeline::new(
-        config.clone(),
+        live.config(),
         store.clone(),
         sink,
         metrics.clone(),

@@ -227,7 +227,12 @@ impl Pipeline {
     /// are accepted (and watched by the dead-man timer) from the moment they
     /// appear, revoked ones are forgotten.
     pub fn with_live(mut self, mut live: watch::Receiver<Arc<Config>>) -> Self {
-        live.mark_unchanged();
+        // Registered nodes are in force from the start, not only once the
+        // registry next changes.
+        let current = live.borrow_and_update().clone();
+        if !Arc::ptr_eq(&current, &self.config) {
+            self.reconfigure(current, crate::time::now_ms());
+        }
         self.live = Some(live);
         self
     }
