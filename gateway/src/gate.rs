@@ -15,8 +15,9 @@
 //! SUBACK 0x80 for every filter. When a node's credential is revoked or
 //! rotated its live connection is closed.
 //!
-//! Anonymous logins (no username) keep the behaviour from before
-//! registration for nodes of the configuration file that have no
+//! Anonymous logins (no username, or the username `{site}.{node}` of a node
+//! that has no credentials, as the firmware sends) keep the behaviour from
+//! before registration for nodes of the configuration file that have no
 //! credentials, while `mqtt.anonymous_config_nodes` is on (the default, for
 //! the demo and existing installations): they may publish and subscribe as
 //! such nodes only. A node that has credentials — registered, or a node of
@@ -244,6 +245,22 @@ impl Access {
             return Err(ConnectReturnCode::NotAuthorized);
         }
         let Some((site, node, hash)) = self.nodes.get(&login.username) else {
+            // A node of the file without credentials that sends its
+            // username anyway (the firmware always does): as anonymous, it
+            // may speak for itself while anonymous logins are allowed.
+            if let Some((site, node)) = login.username.split_once('.') {
+                if self
+                    .anonymous
+                    .contains(&(site.to_string(), node.to_string()))
+                    && c.client_id == login.username
+                {
+                    return Ok(Principal::Node {
+                        site: site.to_string(),
+                        node: node.to_string(),
+                        hash: String::new(),
+                    });
+                }
+            }
             return Err(ConnectReturnCode::BadUserNamePassword);
         };
         if !crate::credentials::verify(&login.password, hash) {
@@ -263,6 +280,10 @@ impl Access {
     /// still be the one it logged in with.
     pub fn still_valid(&self, p: &Principal) -> bool {
         match p {
+            // Logged in without credentials: valid until it is given some.
+            Principal::Node { site, node, hash } if hash.is_empty() => {
+                self.anonymous.contains(&(site.clone(), node.clone()))
+            }
             Principal::Node { site, node, hash } => self
                 .nodes
                 .get(&crate::mosquitto::node_username(site, node))
@@ -722,6 +743,23 @@ mod tests {
         assert_eq!(
             access(false).authenticate(&connect("anything", None)),
             Err(NotAuthorized)
+        );
+        // A node of the file without credentials, sending its username as
+        // the firmware does: itself only, while anonymous logins are allowed.
+        let n01 = a
+            .authenticate(&connect("home_a.n01", Some(("home_a.n01", "whatever"))))
+            .unwrap();
+        assert!(a.may_publish(&n01, "fire/v1/home_a/n01/telemetry"));
+        assert!(!a.may_publish(&n01, "fire/v1/home_a/n02/telemetry"));
+        assert!(a.still_valid(&n01));
+        let mut given_credentials = a.clone();
+        given_credentials
+            .anonymous
+            .remove(&("home_a".to_string(), "n01".to_string()));
+        assert!(!given_credentials.still_valid(&n01));
+        assert_eq!(
+            access(false).authenticate(&connect("home_a.n01", Some(("home_a.n01", "x")))),
+            Err(BadUserNamePassword)
         );
     }
 
