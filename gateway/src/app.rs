@@ -45,7 +45,11 @@ pub struct Running {
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub events: broadcast::Sender<GatewayEvent>,
+    /// The configuration in force (file + registry).
+    pub live: crate::live::Live,
     shutdown: CancellationToken,
+    gate: Option<JoinHandle<()>>,
+    live_task: JoinHandle<()>,
     ingest: JoinHandle<()>,
     modbus: Vec<JoinHandle<()>>,
     notify: Option<JoinHandle<()>>,
@@ -71,14 +75,52 @@ pub async fn start_with_source(
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
 
-    if config.mqtt.broker == BrokerMode::Embedded {
-        let addr = config.mqtt.embedded_listen;
-        crate::broker::start(addr).map_err(|source| StartError::Broker { addr, source })?;
-        tracing::info!(%addr, "embedded MQTT broker started");
-    }
-
     let store = Store::open(&config.storage.database_url()).await?;
     tracing::info!(url = %config.storage.database_url(), "database ready");
+
+    // The configuration in force: the file's plus registered nodes.
+    let gateway_login = config
+        .mqtt
+        .username
+        .clone()
+        .zip(config.mqtt.password.clone());
+    let live = crate::live::Live::load(config.clone(), store.clone(), gateway_login).await?;
+    let live_task = tokio::spawn(live.clone().follow_store(shutdown.clone()));
+
+    // Embedded: rumqttd on a loopback port that only the gate and the
+    // gateway's own client can log in to (a per-process secret), the gate
+    // on the public broker port checking every node's credentials and topics.
+    let mut client_mqtt = config.mqtt.clone();
+    let mut gate = None;
+    if config.mqtt.broker == BrokerMode::Embedded {
+        let addr = config.mqtt.embedded_listen;
+        let broker_err = |source| StartError::Broker { addr, source };
+        let internal = std::net::TcpListener::bind(("127.0.0.1", 0))
+            .and_then(|l| l.local_addr())
+            .map_err(broker_err)?;
+        let secret = crate::credentials::new_password()
+            .map_err(|e| broker_err(std::io::Error::other(e.to_string())))?;
+        let login = ("gateway-internal".to_string(), secret);
+        crate::broker::start(internal, Some(login.clone())).map_err(broker_err)?;
+        let listener = TcpListener::bind(addr).await.map_err(broker_err)?;
+        gate = Some(tokio::spawn(crate::gate::run(
+            listener,
+            live.access(),
+            crate::gate::Upstream {
+                addr: internal,
+                username: login.0.clone(),
+                password: login.1.clone(),
+            },
+            metrics.clone(),
+            shutdown.clone(),
+        )));
+        client_mqtt.broker = BrokerMode::External;
+        client_mqtt.host = internal.ip().to_string();
+        client_mqtt.port = internal.port();
+        client_mqtt.username = Some(login.0);
+        client_mqtt.password = Some(login.1);
+        tracing::info!(%addr, "embedded MQTT broker started behind the credential and ACL gate");
+    }
 
     // The sink outlives the pipeline so that the pipeline's last lines are
     // flushed: it has its own shutdown token, cancelled after the pipeline ends.
@@ -107,9 +149,9 @@ pub async fn start_with_source(
     let (events, _) = broadcast::channel(1024);
     let (tx, rx) = mpsc::channel(10_000);
     let (commands, commands_rx) = mpsc::channel(64);
-    let mqtt = crate::mqtt::client(&config.mqtt);
+    let mqtt = crate::mqtt::client(&client_mqtt);
     let mut pipeline = Pipeline::new(
-        config.clone(),
+        live.config(),
         store.clone(),
         sink,
         metrics.clone(),
@@ -117,7 +159,8 @@ pub async fn start_with_source(
     )
     .with_commander(mqtt.0.clone())
     .with_selftest_window(u64::from(config.commissioning.selftest_window_secs) * 1000)
-    .with_baseline_window(config.commissioning.baseline_hours);
+    .with_baseline_window(config.commissioning.baseline_hours)
+    .with_live(live.subscribe());
     pipeline.mark_spooled(spooled);
     pipeline
         .start(crate::time::now_ms(), &config_source)
@@ -139,7 +182,7 @@ pub async fn start_with_source(
         shutdown.clone(),
     );
     let ingest = tokio::spawn(crate::mqtt::run(
-        config.mqtt.clone(),
+        client_mqtt,
         mqtt,
         tx,
         metrics.clone(),
@@ -153,6 +196,7 @@ pub async fn start_with_source(
         metrics: metrics.clone(),
         events: events.clone(),
         commands,
+        live: live.clone(),
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
@@ -169,7 +213,10 @@ pub async fn start_with_source(
         metrics,
         store,
         events,
+        live,
         shutdown,
+        gate,
+        live_task,
         ingest,
         modbus,
         notify,
@@ -198,6 +245,10 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+        if let Some(g) = self.gate {
+            let _ = tokio::time::timeout(Duration::from_secs(5), g).await;
+        }
+        let _ = self.live_task.await;
         self.store.close().await;
         tracing::info!("gateway stopped");
     }

@@ -59,6 +59,7 @@ pub fn parse_role(s: &str) -> Option<Role> {
         "site_manager" => Some(Role::SiteManager),
         "inspector" => Some(Role::Inspector),
         "admin" => Some(Role::Admin),
+        "installer" => Some(Role::Installer),
         _ => None,
     }
 }
@@ -70,6 +71,7 @@ pub const fn role_code(r: Role) -> &'static str {
         Role::SiteManager => "site_manager",
         Role::Inspector => "inspector",
         Role::Admin => "admin",
+        Role::Installer => "installer",
     }
 }
 
@@ -144,5 +146,7 @@ mod tests {
         assert_eq!(parse_sites("*"), None);
         assert_eq!(parse_role("inspector"), Some(Role::Inspector));
         assert_eq!(parse_role("root"), None);
+        assert_eq!(parse_role("installer"), Some(Role::Installer));
+        assert_eq!(role_code(Role::Installer), "installer");
     }
 }

@@ -7,14 +7,16 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 /// Starts rumqttd on `listen` in its own threads (it runs its own runtimes).
-/// It lives as long as the process.
-pub fn start(listen: SocketAddr) -> std::io::Result<()> {
+/// It lives as long as the process. With `login`, it accepts only that
+/// username and password: the gateway puts it on a loopback port behind the
+/// gate (`crate::gate`), which alone knows the per-process secret.
+pub fn start(listen: SocketAddr, login: Option<(String, String)>) -> std::io::Result<()> {
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 60_000,
         // Above the contract's 64 KiB so the gateway, not the broker, counts oversized payloads.
         max_payload_size: 256 * 1024,
         max_inflight_count: 500,
-        auth: None,
+        auth: login.map(|(u, p)| HashMap::from([(u, p)])),
         external_auth: None,
         dynamic_filters: true,
     };

@@ -191,6 +191,13 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     /// Subscription prefix; replicas behind EMQX use `$share/gateways/`.
     pub subscription_prefix: String,
+    /// Embedded broker: a login without a username may publish as (and
+    /// subscribe to the commands of) nodes of this file that have no
+    /// credentials, as before registration existed. On by default for the
+    /// demo and existing installations; switch off once every node has its
+    /// own credentials (`gateway node rotate` gives a node of the file some).
+    /// Nodes with credentials must always use them.
+    pub anonymous_config_nodes: bool,
 }
 
 impl Default for MqttConfig {
@@ -205,6 +212,7 @@ impl Default for MqttConfig {
             password: None,
             keep_alive_secs: 30,
             subscription_prefix: String::new(),
+            anonymous_config_nodes: true,
         }
     }
 }

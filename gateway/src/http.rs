@@ -28,6 +28,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+mod registration;
+
 /// Shared state of the handlers.
 #[derive(Clone)]
 pub struct AppState {
@@ -37,6 +39,8 @@ pub struct AppState {
     pub events: broadcast::Sender<GatewayEvent>,
     /// Requests to the pipeline, which owns the rule state.
     pub commands: tokio::sync::mpsc::Sender<crate::pipeline::Command>,
+    /// The configuration in force (file + registry); `config` is the file's.
+    pub live: crate::live::Live,
 }
 
 /// Routes open to everyone: the web console's page and files, health,
@@ -67,7 +71,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
             )),
         )
         .routes(routes!(evidence_file))
-        .routes(routes!(sites))
+        .routes(routes!(sites, registration::add_site))
+        .routes(routes!(registration::list_nodes, registration::add_node))
+        .routes(routes!(registration::rotate_credentials))
+        .routes(routes!(registration::revoke_node))
         .routes(routes!(notifications))
         .routes(routes!(daily_max))
         .routes(routes!(latest_readings))
@@ -894,7 +901,7 @@ async fn ledger(
     };
     let mut rows = s.store.ledger(&query).await?;
     rows.retain(|r| user.covers(&r.site));
-    let names = |id: &str| site_name(&s.config, id);
+    let names = |id: &str| site_name(&s.live.config(), id);
     let body = crate::ledger::csv(&rows, names);
     Ok(csv_download(
         format!(
@@ -954,7 +961,7 @@ async fn monthly_report(
     let (from, to) = crate::report::month_range(&q.month)
         .ok_or_else(|| bad_request("月份", format!("{:?} 不是 YYYY-MM", q.month)))?;
     let figures = s.store.report_figures(q.site.as_deref(), from, to).await?;
-    let names = |id: &str| site_name(&s.config, id);
+    let names = |id: &str| site_name(&s.live.config(), id);
     let mut report = crate::report::monthly(&q.month, &figures, names);
     report.sites.retain(|r| user.covers(&r.site));
     match q.format.as_deref().unwrap_or("json") {
@@ -1327,7 +1334,8 @@ async fn site_risk(
     let since = crate::time::now_ms() as i64 - 30 * crate::time::DAY_MS;
     let mut figures = s.store.risk_figures(since).await?;
     Ok(Json(
-        s.config
+        s.live
+            .config()
             .sites
             .iter()
             .filter(|site| user.covers(&site.id))
@@ -1461,7 +1469,7 @@ async fn add_shift_note(
 ) -> Result<Json<crate::store::ShiftNoteRow>, ApiError> {
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     within(&user, &b.site)?;
-    if s.config.sites.iter().all(|x| x.id != b.site) {
+    if s.live.config().sites.iter().all(|x| x.id != b.site) {
         return Err(bad_request("site", format!("未知的机构 {}", b.site)));
     }
     if !matches!(user.role, Role::Duty | Role::SiteManager) {
@@ -1801,7 +1809,8 @@ struct SetpointBody {
 /// (e.g. residual current ≤ 1000 mA) and the loop's learned baseline (the
 /// alarm at least twice its natural leakage), recorded and audited (GB
 /// 14287.5 §5.3.6), used by the gateway's rules from the next reading and
-/// pushed to the node with `config`. Site managers and administrators.
+/// pushed to the node with `config`. Installers, site managers and
+/// administrators.
 #[utoipa::path(
     post,
     path = "/api/v1/sites/{site}/nodes/{node}/channels/{channel}/setpoints",
@@ -1831,11 +1840,11 @@ async fn apply_setpoints(
     let Path((site, node, channel)) = path.map_err(|e| bad_request("路径", e.body_text()))?;
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     within(&user, &site)?;
-    if !matches!(user.role, Role::SiteManager | Role::Admin) {
+    if !matches!(user.role, Role::Installer | Role::SiteManager | Role::Admin) {
         return Err(ApiError(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "只有机构负责人或管理员可以修改定值".into(),
+            "只有安装人员、机构负责人或管理员可以修改定值".into(),
         ));
     }
     let source = match b.source.as_deref().unwrap_or("manual") {
@@ -1910,8 +1919,8 @@ struct NodeView<'a> {
     responses((status = OK, description = "Sites", body = Vec<SiteView>)),
 )]
 async fn sites(State(s): State<AppState>, axum::Extension(user): Caller) -> Response {
-    let sites: Vec<SiteView> = s
-        .config
+    let config = s.live.config();
+    let sites: Vec<SiteView> = config
         .sites
         .iter()
         .filter(|site| user.covers(&site.id))

@@ -4,7 +4,8 @@
 //! `mqtt` (ingest) → `pipeline` (decode, `dedup`, `runtime` rules) →
 //! `store` (alarms, tickets) + `sink` (time-series DB, through the disk `spool`) + `views` events →
 //! `http` (API, `/metrics`). `app` wires them; `broker` is the in-process
-//! MQTT broker; `demo` runs simulated nodes; `modbus` polls Modbus devices into the same
+//! MQTT broker, behind `gate` (credentials and topic ACL); `registry` and `live`
+//! add installer-registered nodes to the configuration in force; `demo` runs simulated nodes; `modbus` polls Modbus devices into the same
 //! pipeline. See ARCHITECTURE.md.
 
 pub mod app;
@@ -14,13 +15,16 @@ pub mod baseline;
 pub mod broker;
 pub mod config;
 pub mod console;
+pub mod credentials;
 pub mod dedup;
 pub mod demo;
 pub mod evidence;
+pub mod gate;
 pub mod http;
 pub mod labels;
 pub mod ledger;
 pub mod linker;
+pub mod live;
 pub mod metrics;
 pub mod modbus;
 pub mod mosquitto;
@@ -28,6 +32,7 @@ pub mod mqtt;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;
+pub mod registry;
 pub mod report;
 pub mod risk;
 pub mod rollup;

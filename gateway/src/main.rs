@@ -50,6 +50,25 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Register sites (机构) beside those of the configuration file.
+    Site {
+        #[command(subcommand)]
+        command: SiteCommand,
+    },
+    /// Register nodes (节点) and manage their MQTT credentials.
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Write `passwd` and `acl` for an external Mosquitto into a directory:
+    /// every node with active credentials, each limited to its own topics.
+    MosquittoExport {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Directory to write `passwd` and `acl` into (created if missing).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Print the Mosquitto ACL for a configuration: each node may publish
     /// only under its own fire/v1/{site}/{node}/.
     MosquittoAcl {
@@ -103,13 +122,297 @@ enum UserCommand {
         /// Display name, e.g. 张三.
         #[arg(long)]
         name: String,
-        /// duty (值班员), site_manager (机构负责人), inspector (民政局监管), admin (管理员).
+        /// duty (值班员), site_manager (机构负责人), inspector (民政局监管),
+        /// installer (安装人员), admin (管理员).
         #[arg(long)]
         role: String,
         /// Comma-separated site ids the user covers, or * for every site.
         #[arg(long)]
         sites: String,
     },
+}
+
+#[derive(Subcommand)]
+enum SiteCommand {
+    /// Add a site, e.g. `gateway site add -c gateway.toml --id home_c --name 康宁养老院`.
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Site id: lower-case letters, digits, _ and -, at most 32.
+        #[arg(long)]
+        id: String,
+        /// Display name, e.g. 康宁养老院.
+        #[arg(long)]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Register a node and print its MQTT credentials (shown only once).
+    Add {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        site: String,
+        /// Node id: lower-case letters, digits, _ and -, at most 32.
+        #[arg(long)]
+        id: String,
+        /// 楼栋, e.g. 1号楼.
+        #[arg(long)]
+        building: String,
+        /// 楼层, e.g. 2层.
+        #[arg(long)]
+        floor: String,
+        /// 房间, e.g. 201.
+        #[arg(long)]
+        room: String,
+        /// 配电箱, e.g. AL-2.
+        #[arg(long)]
+        panel: String,
+        /// A channel, repeated: ID:QUANTITY:ct=RATIO for residual_current and
+        /// current (e.g. rc1:residual_current:ct=1000), ID:QUANTITY:SENSOR for
+        /// the others (e.g. t1:temperature:ntc).
+        #[arg(long = "channel", required = true)]
+        channels: Vec<String>,
+    },
+    /// Issue new credentials to a node; the old password stops working.
+    Rotate {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        id: String,
+    },
+    /// Revoke a node: its credentials stop working, a registered node leaves service.
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        site: String,
+        #[arg(long)]
+        id: String,
+    },
+    /// List nodes (of the file and registered) with their credential state.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        site: Option<String>,
+    },
+}
+
+/// Who acts from the command line, for the audit trail.
+fn cli_actor_name() -> String {
+    format!(
+        "cli:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    )
+}
+
+/// Prints a node's credentials, once.
+fn print_credentials(issued: &gateway::registry::Issued) {
+    println!("MQTT 接入凭据（只显示这一次，请立即记录并写入节点）：");
+    println!("  用户名 / 客户端 ID: {}", issued.username);
+    println!("  密码: {}", issued.password);
+}
+
+async fn registry_command(command: Command) -> ExitCode {
+    let path = match &command {
+        Command::Site {
+            command: SiteCommand::Add { config, .. },
+        } => config.clone(),
+        Command::Node { command } => match command {
+            NodeCommand::Add { config, .. }
+            | NodeCommand::Rotate { config, .. }
+            | NodeCommand::Revoke { config, .. }
+            | NodeCommand::List { config, .. } => config.clone(),
+        },
+        Command::MosquittoExport { config, .. } => config.clone(),
+        _ => return ExitCode::FAILURE,
+    };
+    let config = match load_config(&path) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let name = cli_actor_name();
+    let actor = gateway::registry::Actor {
+        name: &name,
+        role: "admin",
+    };
+    let now = gateway::time::now_ms();
+    let refused = |e: gateway::registry::RegError| {
+        eprintln!("失败：{e}");
+        ExitCode::from(2)
+    };
+    let code = match command {
+        Command::Site {
+            command: SiteCommand::Add { id, name, .. },
+        } => match gateway::registry::add_site(&store, &config, &id, &name, actor, now).await {
+            Ok(s) => {
+                println!("机构 {} {} 已添加", s.id, s.name);
+                ExitCode::SUCCESS
+            }
+            Err(e) => refused(e),
+        },
+        Command::Node {
+            command:
+                NodeCommand::Add {
+                    site,
+                    id,
+                    building,
+                    floor,
+                    room,
+                    panel,
+                    channels,
+                    ..
+                },
+        } => {
+            let channels: Result<Vec<_>, _> = channels
+                .iter()
+                .map(|c| gateway::registry::ChannelSpec::parse(c))
+                .collect();
+            let channels = match channels {
+                Ok(c) => c,
+                Err(e) => return refused(e),
+            };
+            let node = gateway::registry::NewNode {
+                site,
+                id,
+                location: gateway::registry::Location {
+                    building,
+                    floor,
+                    room,
+                    panel,
+                },
+                channels,
+            };
+            match gateway::registry::add_node(&store, &config, &node, actor, now).await {
+                Ok((n, issued)) => {
+                    println!(
+                        "节点 {}/{} 已登记（{}，{} 个通道）",
+                        n.site,
+                        n.id,
+                        n.location.display(),
+                        n.channels.len()
+                    );
+                    print_credentials(&issued);
+                    ExitCode::SUCCESS
+                }
+                Err(e) => refused(e),
+            }
+        }
+        Command::Node {
+            command: NodeCommand::Rotate { site, id, .. },
+        } => match gateway::registry::rotate(&store, &config, &site, &id, actor, now).await {
+            Ok(issued) => {
+                println!("节点 {site}/{id} 的新凭据已生效，旧密码立即作废");
+                print_credentials(&issued);
+                ExitCode::SUCCESS
+            }
+            Err(e) => refused(e),
+        },
+        Command::Node {
+            command: NodeCommand::Revoke { site, id, .. },
+        } => match gateway::registry::revoke(&store, &config, &site, &id, actor, now).await {
+            Ok(()) => {
+                println!("节点 {site}/{id} 已注销，其凭据已作废");
+                ExitCode::SUCCESS
+            }
+            Err(e) => refused(e),
+        },
+        Command::Node {
+            command: NodeCommand::List { site, .. },
+        } => match gateway::registry::list(&store, &config, site.as_deref()).await {
+            Ok(nodes) => {
+                println!("机构\t节点\t来源\t凭据\t位置");
+                for n in nodes {
+                    let origin = if n.origin == "config" {
+                        "配置文件"
+                    } else {
+                        "登记"
+                    };
+                    let credential = match n.credential {
+                        "active" => "有效",
+                        "revoked" => "已注销",
+                        _ => "无",
+                    };
+                    println!(
+                        "{}\t{}\t{origin}\t{credential}\t{}",
+                        n.site, n.id, n.location
+                    );
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => refused(e),
+        },
+        Command::MosquittoExport { out, .. } => mosquitto_export(&store, &config, &out).await,
+        _ => ExitCode::FAILURE,
+    };
+    store.close().await;
+    code
+}
+
+/// Writes `passwd` and `acl` for an external Mosquitto into `out`.
+async fn mosquitto_export(
+    store: &gateway::store::Store,
+    config: &Config,
+    out: &std::path::Path,
+) -> ExitCode {
+    let reg = match store.registry().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("无法读取节点登记：{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let effective = gateway::registry::effective(config, &reg);
+    let user = config
+        .mqtt
+        .username
+        .clone()
+        .unwrap_or_else(|| "fire-gateway".into());
+    let gateway_login = config.mqtt.password.as_deref().map(|p| (user.as_str(), p));
+    if gateway_login.is_none() {
+        eprintln!(
+            "注意：配置中没有 mqtt.password，网关自身的用户 {user} 未写入 passwd；请用 mosquitto_passwd 另行添加"
+        );
+    }
+    let passwd = match gateway::mosquitto::passwd(&reg, gateway_login) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let acl = gateway::mosquitto::acl(&effective, &user);
+    let write = |name: &str, text: &str| -> std::io::Result<()> {
+        std::fs::create_dir_all(out)?;
+        let path = out.join(name);
+        let tmp = out.join(format!(".{name}.tmp"));
+        std::fs::write(&tmp, text)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o640))?;
+        }
+        std::fs::rename(&tmp, &path)
+    };
+    if let Err(e) = write("passwd", &passwd).and_then(|_| write("acl", &acl)) {
+        eprintln!("无法写入 {}：{e}", out.display());
+        return ExitCode::FAILURE;
+    }
+    println!(
+        "已写入 {0}/passwd（{1} 个用户）和 {0}/acl；在 mosquitto.conf 中设置 password_file 与 acl_file 后重新加载 Mosquitto（kill -HUP）",
+        out.display(),
+        passwd.lines().count()
+    );
+    ExitCode::SUCCESS
 }
 
 #[derive(Subcommand)]
@@ -125,6 +428,9 @@ enum AuditCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
+        c @ (Command::Site { .. } | Command::Node { .. } | Command::MosquittoExport { .. }) => {
+            registry_command(c).await
+        }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 let nodes: usize = c.sites.iter().map(|s| s.nodes.len()).sum();
@@ -171,14 +477,31 @@ async fn main() -> ExitCode {
                 Err(code) => return code,
             };
             let Some(role) = gateway::auth::parse_role(&role) else {
-                eprintln!("unknown role {role:?}: duty, site_manager, inspector or admin");
+                eprintln!(
+                    "unknown role {role:?}: duty, site_manager, inspector, installer or admin"
+                );
                 return ExitCode::from(2);
             };
             let sites = gateway::auth::parse_sites(&sites);
+            let store = match open_store(&config).await {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            // Sites of the file and registered ones; an installer may also
+            // be given a site that is yet to be registered.
+            let registered = match store.registry().await {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("cannot read the registry: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let known = gateway::registry::effective(&config, &registered);
             if let Some(unknown) = sites
                 .iter()
                 .flatten()
-                .find(|s| config.sites.iter().all(|c| &c.id != *s))
+                .find(|s| known.sites.iter().all(|c| &c.id != *s))
+                .filter(|_| role != gateway::ticket::Role::Installer)
             {
                 eprintln!("site {unknown:?} is not in the configuration");
                 return ExitCode::from(2);
@@ -195,10 +518,6 @@ async fn main() -> ExitCode {
                     }
                     line.trim_end_matches(['\r', '\n']).to_string()
                 }
-            };
-            let store = match open_store(&config).await {
-                Ok(s) => s,
-                Err(code) => return code,
             };
             match store
                 .add_user(

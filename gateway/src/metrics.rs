@@ -45,6 +45,13 @@ pub struct Metrics {
     pub mqtt_connection_errors: AtomicU64,
     /// Acknowledgements that could not be queued to the MQTT client.
     pub mqtt_ack_failures: AtomicU64,
+    /// Refused by the embedded broker's gate: logins (credentials, Last
+    /// Will topic), publishes and subscriptions outside a node's topics.
+    pub mqtt_acl_denied_connect: AtomicU64,
+    pub mqtt_acl_denied_publish: AtomicU64,
+    pub mqtt_acl_denied_subscribe: AtomicU64,
+    /// Connections the gate closed for bytes that are not MQTT 3.1.1.
+    pub mqtt_gate_malformed: AtomicU64,
     pub sink_lines_written: AtomicU64,
     pub sink_lines_dropped: AtomicU64,
     pub sink_write_errors: AtomicU64,
@@ -285,6 +292,17 @@ impl ModbusMetrics {
 }
 
 impl Metrics {
+    /// Counts a refusal by the embedded broker's gate: `connect`, `publish`
+    /// or `subscribe` (anything else counts as `connect`).
+    pub fn acl_denied(&self, action: &str) {
+        let c = match action {
+            "publish" => &self.mqtt_acl_denied_publish,
+            "subscribe" => &self.mqtt_acl_denied_subscribe,
+            _ => &self.mqtt_acl_denied_connect,
+        };
+        inc(c);
+    }
+
     /// Counts a dropped message under `reason` (one of [`DROP_REASONS`]).
     pub fn drop_message(&self, reason: &'static str) {
         if let Ok(mut d) = self.dropped.lock() {
@@ -378,6 +396,11 @@ impl Metrics {
             &self.mqtt_ack_failures,
         );
         counter(
+            "gateway_mqtt_gate_malformed_total",
+            "Connections the embedded broker's gate closed for malformed MQTT packets.",
+            &self.mqtt_gate_malformed,
+        );
+        counter(
             "gateway_sink_lines_written_total",
             "Lines written to the time-series DB.",
             &self.sink_lines_written,
@@ -407,6 +430,21 @@ impl Metrics {
             "Failed write requests to the time-series DB.",
             &self.sink_write_errors,
         );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_mqtt_acl_denied_total Refused by the embedded broker's gate: logins (bad credentials, revoked, Last Will topic), publishes (dropped) and subscriptions outside a node's own topics.\n# TYPE gateway_mqtt_acl_denied_total counter"
+        );
+        for (action, n) in [
+            ("connect", &self.mqtt_acl_denied_connect),
+            ("publish", &self.mqtt_acl_denied_publish),
+            ("subscribe", &self.mqtt_acl_denied_subscribe),
+        ] {
+            let _ = writeln!(
+                out,
+                "gateway_mqtt_acl_denied_total{{action=\"{action}\"}} {}",
+                n.load(Ordering::Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP gateway_messages_dropped_total Messages dropped, by reason.\n# TYPE gateway_messages_dropped_total counter"

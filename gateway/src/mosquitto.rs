@@ -1,7 +1,10 @@
-//! Mosquitto ACL for a configuration (`gateway mosquitto-acl`): the gateway
-//! reads every contract topic and writes commands; each node, logging in as
+//! Mosquitto ACL and password file for a configuration (`gateway
+//! mosquitto-acl`, `gateway mosquitto-export`): the gateway reads every
+//! contract topic and writes commands; each node, logging in as
 //! `{site}.{node}`, may publish only under its own `fire/v1/{site}/{node}/`
-//! and read only its own commands.
+//! and read only its own commands. The password file carries the `$7$`
+//! hashes the registry stores (`crate::credentials`), so Mosquitto checks
+//! the same passwords the embedded broker's gate does.
 
 use crate::config::Config;
 use std::fmt::Write;
@@ -46,9 +49,54 @@ pub fn acl(config: &Config, gateway_user: &str) -> String {
     out
 }
 
+/// The password file: `username:$7$…` for the gateway (if `gateway` gives
+/// its username and password) and every node with an active credential.
+/// Revoked credentials are left out, so Mosquitto refuses them.
+pub fn passwd(
+    reg: &crate::registry::Registry,
+    gateway: Option<(&str, &str)>,
+) -> Result<String, crate::credentials::NoRandomness> {
+    let mut out = String::new();
+    if let Some((user, password)) = gateway {
+        let _ = writeln!(out, "{user}:{}", crate::credentials::hash(password)?);
+    }
+    for c in reg
+        .credentials
+        .iter()
+        .filter(|c| c.revoked_at.is_none() && !c.password_hash.is_empty())
+    {
+        let _ = writeln!(out, "{}:{}", c.username, c.password_hash);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn password_file_has_active_credentials_only() {
+        let cred = |node: &str, revoked: bool| crate::registry::Credential {
+            username: format!("home_a.{node}"),
+            site: "home_a".into(),
+            node: node.into(),
+            password_hash: format!("$7$101$c2FsdA==$hash-{node}"),
+            created_at: 1,
+            rotated_at: 1,
+            revoked_at: revoked.then_some(2),
+        };
+        let reg = crate::registry::Registry {
+            credentials: vec![cred("n01", false), cred("n02", true)],
+            ..Default::default()
+        };
+        let text = passwd(&reg, Some(("gw", "gw-password"))).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 2, "{text}");
+        let (user, hash) = lines[0].split_once(':').unwrap();
+        assert_eq!(user, "gw");
+        assert!(crate::credentials::verify("gw-password", hash));
+        assert_eq!(lines[1], "home_a.n01:$7$101$c2FsdA==$hash-n01");
+    }
 
     #[test]
     fn each_node_writes_only_its_own_topics() {

@@ -227,6 +227,7 @@ const DESCRIPTION: &str = "HTTP API v1. Codes (status, level, kind, …) are sta
         (name = "tickets", description = "隐患工单: the closed loop and its evidence (整改佐证)"),
         (name = "reports", description = "台账 and 月报"),
         (name = "sites", description = "Institutions and their nodes"),
+        (name = "registration", description = "安装调试: registering sites and nodes, node MQTT credentials (installers and administrators)"),
         (name = "events", description = "Server-sent events"),
         (name = "console", description = "The web console (值班台、隐患工单、监管端): its page and embedded files"),
     )

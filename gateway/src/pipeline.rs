@@ -173,6 +173,21 @@ async fn durable_changed(rx: &mut Option<watch::Receiver<u64>>) -> u64 {
     }
 }
 
+/// The next configuration in force; pending forever without one.
+async fn live_changed(live: &mut Option<watch::Receiver<Arc<Config>>>) -> Arc<Config> {
+    match live {
+        Some(rx) => {
+            if rx.changed().await.is_err() {
+                // The live configuration is gone (shutdown): keep the last.
+                *live = None;
+                return std::future::pending().await;
+            }
+            rx.borrow_and_update().clone()
+        }
+        None => std::future::pending().await,
+    }
+}
+
 /// Publishes commands to nodes (`fire/v1/{site}/{node}/cmd`).
 pub type Commander = rumqttc::AsyncClient;
 
@@ -185,6 +200,8 @@ pub const HOUSEKEEPING_MS: u64 = 60_000;
 /// The pipeline's state.
 pub struct Pipeline {
     config: Arc<Config>,
+    /// The configuration in force, when it can change while running (registration).
+    live: Option<watch::Receiver<Arc<Config>>>,
     commander: Option<Commander>,
     last_housekeeping: u64,
     runtime: Runtime,
@@ -218,6 +235,7 @@ impl Pipeline {
         events: broadcast::Sender<GatewayEvent>,
     ) -> Self {
         Pipeline {
+            live: None,
             commander: None,
             last_housekeeping: 0,
             runtime: Runtime::new(config.clone()),
@@ -270,6 +288,26 @@ impl Pipeline {
                 let _ = self.runtime.observe_seq(&site, &node, boot, seq);
             }
         }
+    }
+
+    /// Follows the configuration in force: nodes registered while running
+    /// are accepted (and watched by the dead-man timer) from the moment they
+    /// appear, revoked ones are forgotten.
+    pub fn with_live(mut self, mut live: watch::Receiver<Arc<Config>>) -> Self {
+        // Registered nodes are in force from the start, not only once the
+        // registry next changes.
+        let current = live.borrow_and_update().clone();
+        if !Arc::ptr_eq(&current, &self.config) {
+            self.reconfigure(current, crate::time::now_ms());
+        }
+        self.live = Some(live);
+        self
+    }
+
+    /// Takes a new configuration in force (see [`Pipeline::with_live`]).
+    pub fn reconfigure(&mut self, config: Arc<Config>, now: u64) {
+        self.runtime.reconfigure(config.clone(), now);
+        self.config = config;
     }
 
     /// Lets the pipeline send commands (reset) to nodes.
@@ -347,6 +385,9 @@ impl Pipeline {
                 },
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = tick.tick() => self.tick(crate::time::now_ms()).await,
+                config = live_changed(&mut self.live) => {
+                    self.reconfigure(config, crate::time::now_ms());
+                }
                 upto = durable_changed(&mut durable), if !self.pending_acks.is_empty() => {
                     self.release_acks(upto);
                 }

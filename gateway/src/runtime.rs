@@ -363,6 +363,29 @@ impl Runtime {
         }
     }
 
+    /// Takes a new configuration in force at `now`: nodes that appeared
+    /// start their dead-man timer, nodes that left (revoked) are forgotten
+    /// with their channels' state.
+    pub fn reconfigure(&mut self, config: Arc<Config>, now: Millis) {
+        let old = std::mem::replace(&mut self.config, config.clone());
+        if !config.accept_unknown_nodes {
+            self.nodes.retain(|(s, n), _| config.node(s, n).is_some());
+            self.channels
+                .retain(|(s, n, _), _| config.node(s, n).is_some());
+        }
+        let added: Vec<(SiteId, NodeId)> = config
+            .sites
+            .iter()
+            .flat_map(|s| s.nodes.iter().map(move |n| (s.id.as_str(), n.id.as_str())))
+            .filter(|(s, n)| old.node(s, n).is_none())
+            .filter_map(|(s, n)| Some((SiteId::new(s).ok()?, NodeId::new(n).ok()?)))
+            .collect();
+        for (s, n) in added {
+            let rt = self.node_rt(&s, &n);
+            rules::node::seen(&rt.rule, &mut rt.live, now);
+        }
+    }
+
     /// Marks a node offline without an output: at start-up, for a node whose
     /// offline alarm still stands in the store, so that its return clears it.
     pub fn restore_offline(&mut self, site: &SiteId, node: &NodeId, now: Millis) {

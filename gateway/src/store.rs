@@ -20,6 +20,8 @@ use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use std::time::Duration;
 
+mod registry;
+
 /// The store's error type.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -97,6 +97,8 @@ pub enum Role {
     Inspector,
     /// 管理员: administers users; signs off nothing.
     Admin,
+    /// 安装人员: registers sites and nodes and their credentials; signs off nothing.
+    Installer,
 }
 
 /// The 五落实 of a rectification: 责任、措施、资金、时限、预案.
@@ -953,7 +955,13 @@ mod tests {
             x ^= x << 17;
             x % n
         };
-        let roles = [Role::Duty, Role::SiteManager, Role::Inspector, Role::Admin];
+        let roles = [
+            Role::Duty,
+            Role::SiteManager,
+            Role::Inspector,
+            Role::Admin,
+            Role::Installer,
+        ];
         let mut closed_paths = 0;
         for _ in 0..3_000 {
             let mut t = Ticket::opened(
@@ -1000,7 +1008,7 @@ mod tests {
                     },
                     _ => Action::Reopen,
                 };
-                let role = roles[rnd(4) as usize];
+                let role = roles[rnd(roles.len() as u64) as usize];
                 let data = DataProof {
                     normal_since: if rnd(4) == 0 {
                         None
@@ -1015,6 +1023,7 @@ mod tests {
                         // The closing step: by an authorised role, after review.
                         let (last, role, at, data) = history.last().unwrap();
                         assert_ne!(*role, Role::Admin);
+                        assert_ne!(*role, Role::Installer);
                         assert_ne!(*role, Role::Duty);
                         assert!(t.reviewed, "closed without a passed review: {history:?}");
                         match t.grade {

@@ -82,12 +82,17 @@ async fn serve(db: TestDb) -> Api {
     let (alarm, _) = store.raise(&input, Some(&spec)).await.unwrap();
     let (events, _) = tokio::sync::broadcast::channel(4);
     let (commands, _) = tokio::sync::mpsc::channel(4);
+    let config = Arc::new(config);
+    let live = gateway::live::Live::load(config.clone(), store.clone(), None)
+        .await
+        .unwrap();
     let app = router(AppState {
-        config: Arc::new(config),
+        config,
         store,
         metrics: Arc::new(Metrics::default()),
         events,
         commands,
+        live,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -118,6 +123,11 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/tickets/{id}/evidence"),
     ("get", "/api/v1/evidence/{hash}"),
     ("get", "/api/v1/sites"),
+    ("post", "/api/v1/sites"),
+    ("get", "/api/v1/sites/{site}/nodes"),
+    ("post", "/api/v1/sites/{site}/nodes"),
+    ("post", "/api/v1/sites/{site}/nodes/{node}/credentials"),
+    ("post", "/api/v1/sites/{site}/nodes/{node}/revoke"),
     ("get", "/api/v1/notifications"),
     ("get", "/api/v1/trends/daily-max"),
     ("get", "/api/v1/readings/latest"),

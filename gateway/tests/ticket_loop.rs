@@ -310,12 +310,17 @@ async fn transitions_over_http_answer_403_409_and_200(db: TestDb) {
     }
     let (events, _) = tokio::sync::broadcast::channel(16);
     let (commands, _) = tokio::sync::mpsc::channel(4);
+    let config = Arc::new(config);
+    let live = gateway::live::Live::load(config.clone(), store.clone(), None)
+        .await
+        .unwrap();
     let app = router(AppState {
-        config: Arc::new(config),
+        config,
         store,
         metrics: Arc::new(Metrics::default()),
         events,
         commands,
+        live,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

@@ -106,24 +106,54 @@ impl Mosquitto {
     /// Starts Mosquitto with `deploy/mosquitto/mosquitto.conf`, users
     /// `(name, password)` and the given ACL text.
     pub fn start(users: &[(&str, &str)], acl: &str) -> Mosquitto {
-        require("mosquitto", "mosquitto");
         let passwd_tool = require("mosquitto_passwd", "mosquitto");
+        Mosquitto::start_with(
+            |passwd| {
+                std::fs::write(passwd, "").expect("passwd");
+                for (user, pass) in users {
+                    let st = Command::new(&passwd_tool)
+                        .arg("-b")
+                        .arg(passwd)
+                        .arg(user)
+                        .arg(pass)
+                        .status()
+                        .expect("mosquitto_passwd");
+                    assert!(st.success(), "mosquitto_passwd failed for {user}");
+                }
+            },
+            acl,
+        )
+    }
+
+    /// Starts Mosquitto with a password file made elsewhere (e.g. exported
+    /// by the gateway) and the given ACL text.
+    pub fn start_with_files(passwd: &str, acl: &str) -> Mosquitto {
+        Mosquitto::start_with(|path| std::fs::write(path, passwd).expect("passwd"), acl)
+    }
+
+    /// Replaces the password and ACL files and makes Mosquitto reload them
+    /// (SIGHUP). Mosquitto reloads asynchronously and does not log it at the
+    /// shipped log levels: callers wait for the effect they expect.
+    pub fn reload_files(&self, passwd: &str, acl: &str) {
+        std::fs::write(self.dir.path().join("passwd"), passwd).expect("passwd");
+        std::fs::write(self.dir.path().join("acl"), acl).expect("acl");
+        let pid = self.pid().expect("mosquitto is running");
+        let st = Command::new("kill")
+            .arg("-HUP")
+            .arg(pid.to_string())
+            .status()
+            .expect("kill -HUP");
+        assert!(st.success(), "kill -HUP {pid}");
+    }
+
+    fn start_with(write_passwd: impl FnOnce(&Path), acl: &str) -> Mosquitto {
+        require("mosquitto", "mosquitto");
         let dir = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).expect("data dir");
         let passwd = dir.path().join("passwd");
-        std::fs::write(&passwd, "").expect("passwd");
-        for (user, pass) in users {
-            let st = Command::new(&passwd_tool)
-                .arg("-b")
-                .arg(&passwd)
-                .arg(user)
-                .arg(pass)
-                .status()
-                .expect("mosquitto_passwd");
-            assert!(st.success(), "mosquitto_passwd failed for {user}");
-        }
+        write_passwd(&passwd);
         let acl_path = dir.path().join("acl");
         std::fs::write(&acl_path, acl).expect("acl");
 

@@ -444,8 +444,9 @@ async fn qemu_node_over_the_embedded_broker_raises_the_alarm() {
     let mut config = gateway_config(0, dir.path());
     config.mqtt.broker = BrokerMode::Embedded;
     config.mqtt.embedded_listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    config.mqtt.username = None;
-    config.mqtt.password = None;
+    // Through the gate, the observer reading every topic logs in as the
+    // gateway's configured user; the node, a node of the file without
+    // registered credentials, logs in as it always did.
     let gw = start_gateway(config).await;
     wait_until(
         Duration::from_secs(20),
@@ -454,7 +455,7 @@ async fn qemu_node_over_the_embedded_broker_raises_the_alarm() {
     )
     .await;
     let mut events = gw.events.subscribe();
-    let mut seen = observer(port, None).await;
+    let mut seen = observer(port, Some(GATEWAY_USER)).await;
     let node = QemuNode::start(port, dir.path());
     wait_alarm_with_ticket(&mut events, Duration::from_secs(40)).await;
     wait_seen(

@@ -1,0 +1,275 @@
+//! Registration endpoints (安装调试): sites, nodes, node credentials.
+//! Installers (安装人员) and administrators only, within their sites; every
+//! change audited (by `crate::registry`) and put in force at once.
+
+use super::{bad_request, within, ApiError, AppState, Caller};
+use crate::openapi::{BadRequest, Forbidden, NotFound};
+use crate::registry::{
+    Actor, ChannelSpec, Issued, Location, NewNode, NodeListing, RegError, RegisteredNode,
+    RegisteredSite,
+};
+use crate::ticket::Role;
+use axum::extract::rejection::{JsonRejection, PathRejection};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+fn may_register(user: &crate::auth::User, site: &str) -> Result<(), ApiError> {
+    if !matches!(user.role, Role::Installer | Role::Admin) {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "只有安装人员或管理员可以登记机构、节点和接入凭据".into(),
+        ));
+    }
+    within(user, site)
+}
+
+impl From<RegError> for ApiError {
+    fn from(e: RegError) -> Self {
+        let (status, code) = match &e {
+            RegError::Invalid { .. } => (StatusCode::BAD_REQUEST, "bad_request"),
+            RegError::DuplicateSite(..) | RegError::DuplicateNode { .. } => {
+                (StatusCode::CONFLICT, "duplicate")
+            }
+            RegError::UnknownSite(_) | RegError::UnknownNode(..) => {
+                (StatusCode::NOT_FOUND, "not_found")
+            }
+            RegError::Revoked(..) => (StatusCode::CONFLICT, "revoked"),
+            RegError::Store(_) | RegError::Random(_) => {
+                tracing::error!(error = %e, "registration failed");
+                return ApiError(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store_unavailable",
+                    "数据库暂不可用，请稍后重试".into(),
+                );
+            }
+        };
+        ApiError(status, code, e.to_string())
+    }
+}
+
+fn actor(user: &crate::auth::User) -> Actor<'_> {
+    Actor {
+        name: &user.login,
+        role: crate::auth::role_code(user.role),
+    }
+}
+
+/// Puts a change in force now; if that fails the store poll catches up.
+async fn in_force(s: &AppState) {
+    if let Err(e) = s.live.reload().await {
+        tracing::warn!(error = %e, "registration saved; reload deferred to the next poll");
+    }
+}
+
+fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(p)| p)
+        .map_err(|e| bad_request("路径", e.body_text()))
+}
+
+/// A site to add.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewSite)]
+pub(super) struct SiteBody {
+    /// `[a-z0-9_-]{1,32}`, e.g. `home_c`.
+    id: String,
+    /// Display name, e.g. 康宁养老院.
+    name: String,
+}
+
+/// Add a site (机构); installers and administrators, within their sites.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites",
+    tag = "registration",
+    request_body = SiteBody,
+    responses(
+        (status = CREATED, description = "The site, registered", body = RegisteredSite),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = CONFLICT, description = "The id is taken (`duplicate`)", body = super::ErrorBody),
+    )
+)]
+pub(super) async fn add_site(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    body: Result<Json<SiteBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<RegisteredSite>), ApiError> {
+    let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
+    may_register(&user, &b.id)?;
+    let site = crate::registry::add_site(
+        &s.store,
+        s.live.base(),
+        &b.id,
+        &b.name,
+        actor(&user),
+        crate::time::now_ms(),
+    )
+    .await?;
+    in_force(&s).await;
+    Ok((StatusCode::CREATED, Json(site)))
+}
+
+/// A node to register.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(as = NewNode)]
+pub(super) struct NodeBody {
+    /// `[a-z0-9_-]{1,32}`, e.g. `n07`.
+    id: String,
+    location: Location,
+    channels: Vec<ChannelSpec>,
+}
+
+/// A node registered, with its credentials.
+#[derive(Serialize, ToSchema)]
+#[schema(as = NodeAdded)]
+pub(super) struct NodeAdded {
+    node: RegisteredNode,
+    /// Shown only in this answer: note the password now.
+    credentials: Issued,
+}
+
+/// Register a node with its location and channels; returns its MQTT credentials once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{site}/nodes",
+    tag = "registration",
+    params(("site" = String, Path, description = "The site's id")),
+    request_body = NodeBody,
+    responses(
+        (status = CREATED, description = "The node, registered, and its credentials (shown once)", body = NodeAdded),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+        (status = CONFLICT, description = "The node id is taken (`duplicate`)", body = super::ErrorBody),
+    )
+)]
+pub(super) async fn add_node(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    site: Result<Path<String>, PathRejection>,
+    body: Result<Json<NodeBody>, JsonRejection>,
+) -> Result<(StatusCode, Json<NodeAdded>), ApiError> {
+    let site = path(site)?;
+    may_register(&user, &site)?;
+    let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
+    let new = NewNode {
+        site,
+        id: b.id,
+        location: b.location,
+        channels: b.channels,
+    };
+    let (node, credentials) = crate::registry::add_node(
+        &s.store,
+        s.live.base(),
+        &new,
+        actor(&user),
+        crate::time::now_ms(),
+    )
+    .await?;
+    in_force(&s).await;
+    Ok((StatusCode::CREATED, Json(NodeAdded { node, credentials })))
+}
+
+/// The nodes of a site: from the configuration file and registered, with their credential state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{site}/nodes",
+    tag = "registration",
+    params(("site" = String, Path, description = "The site's id")),
+    responses(
+        (status = OK, description = "Nodes", body = Vec<NodeListing>),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+    )
+)]
+pub(super) async fn list_nodes(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    site: Result<Path<String>, PathRejection>,
+) -> Result<Json<Vec<NodeListing>>, ApiError> {
+    let site = path(site)?;
+    may_register(&user, &site)?;
+    Ok(Json(
+        crate::registry::list(&s.store, s.live.base(), Some(&site)).await?,
+    ))
+}
+
+/// Issue new MQTT credentials to a node (the old password stops working and its connection is closed); returns them once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{site}/nodes/{node}/credentials",
+    tag = "registration",
+    params(
+        ("site" = String, Path, description = "The site's id"),
+        ("node" = String, Path, description = "The node's id"),
+    ),
+    responses(
+        (status = OK, description = "The new credentials (shown once)", body = Issued),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+        (status = CONFLICT, description = "The node is revoked (`revoked`)", body = super::ErrorBody),
+    )
+)]
+pub(super) async fn rotate_credentials(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    ids: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Json<Issued>, ApiError> {
+    let (site, node) = path(ids)?;
+    may_register(&user, &site)?;
+    let issued = crate::registry::rotate(
+        &s.store,
+        s.live.base(),
+        &site,
+        &node,
+        actor(&user),
+        crate::time::now_ms(),
+    )
+    .await?;
+    in_force(&s).await;
+    Ok(Json(issued))
+}
+
+/// Revoke (注销) a node: its credentials stop working and its connection is closed.
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{site}/nodes/{node}/revoke",
+    tag = "registration",
+    params(
+        ("site" = String, Path, description = "The site's id"),
+        ("node" = String, Path, description = "The node's id"),
+    ),
+    responses(
+        (status = NO_CONTENT, description = "Revoked"),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, response = NotFound),
+        (status = CONFLICT, description = "Already revoked (`revoked`)", body = super::ErrorBody),
+    )
+)]
+pub(super) async fn revoke_node(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    ids: Result<Path<(String, String)>, PathRejection>,
+) -> Result<StatusCode, ApiError> {
+    let (site, node) = path(ids)?;
+    may_register(&user, &site)?;
+    crate::registry::revoke(
+        &s.store,
+        s.live.base(),
+        &site,
+        &node,
+        actor(&user),
+        crate::time::now_ms(),
+    )
+    .await?;
+    in_force(&s).await;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,331 @@
+//! Rows of the node registry (节点登记) and node credentials. Every change
+//! bumps `registry_version` and appends an audit record in the same
+//! transaction; checks that need the configuration file are made by
+//! `crate::registry` before it calls these.
+
+use super::{append_audit, query, query_as, query_scalar, AuditEntry, Store, StoreError};
+use crate::registry::{Actor, Credential, Location, RegisteredNode, RegisteredSite, Registry};
+
+type NodeRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    i64,
+    Option<i64>,
+);
+
+type CredentialRow = (String, String, String, String, i64, i64, Option<i64>);
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
+}
+
+async fn bump(tx: &mut sqlx::Transaction<'_, sqlx::Any>) -> Result<(), StoreError> {
+    query("UPDATE registry_version SET version = version + 1 WHERE id = 1")
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+impl Store {
+    /// The registry's version: changes with every registration, rotation
+    /// or revocation.
+    pub async fn registry_version(&self) -> Result<i64, StoreError> {
+        Ok(
+            query_scalar("SELECT version FROM registry_version WHERE id = 1")
+                .fetch_one(&self.pool)
+                .await?,
+        )
+    }
+
+    /// Everything registered, with the version it was read at.
+    pub async fn registry(&self) -> Result<Registry, StoreError> {
+        let mut tx = self.pool.begin().await?;
+        let version: i64 = query_scalar("SELECT version FROM registry_version WHERE id = 1")
+            .fetch_one(&mut *tx)
+            .await?;
+        let sites: Vec<(String, String, String, i64)> = query_as(
+            "SELECT id, name, created_by, created_at FROM registered_sites ORDER BY created_at, id",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let nodes: Vec<NodeRow> = query_as(
+            "SELECT site, node, building, floor, room, panel, channels, created_by, created_at, revoked_at \
+             FROM registered_nodes ORDER BY created_at, site, node",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let credentials: Vec<CredentialRow> = query_as(
+            "SELECT username, site, node, password_hash, created_at, rotated_at, revoked_at \
+             FROM node_credentials ORDER BY username",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut out = Registry {
+            version,
+            ..Default::default()
+        };
+        out.sites = sites
+            .into_iter()
+            .map(|(id, name, created_by, at)| RegisteredSite {
+                id,
+                name,
+                created_by,
+                created_at: at.max(0) as u64,
+            })
+            .collect();
+        for (site, node, building, floor, room, panel, channels, created_by, at, revoked) in nodes {
+            let channels = match serde_json::from_str(&channels) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(%site, %node, error = %e, "registered node's channels unreadable; listed without channels");
+                    Vec::new()
+                }
+            };
+            out.nodes.push(RegisteredNode {
+                site,
+                id: node,
+                location: Location {
+                    building,
+                    floor,
+                    room,
+                    panel,
+                },
+                channels,
+                created_by,
+                created_at: at.max(0) as u64,
+                revoked_at: revoked.map(|r| r.max(0) as u64),
+            });
+        }
+        out.credentials = credentials
+            .into_iter()
+            .map(
+                |(username, site, node, password_hash, created, rotated, revoked)| Credential {
+                    username,
+                    site,
+                    node,
+                    password_hash,
+                    created_at: created.max(0) as u64,
+                    rotated_at: rotated.max(0) as u64,
+                    revoked_at: revoked.map(|r| r.max(0) as u64),
+                },
+            )
+            .collect();
+        Ok(out)
+    }
+
+    /// Adds a site; `false` if the id is already registered.
+    pub async fn add_registered_site(
+        &self,
+        site: &RegisteredSite,
+        role: &str,
+    ) -> Result<bool, StoreError> {
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        let inserted = query(
+            "INSERT INTO registered_sites (id, name, created_by, created_at) VALUES (?, ?, ?, ?)",
+        )
+        .bind(&site.id)
+        .bind(&site.name)
+        .bind(&site.created_by)
+        .bind(site.created_at as i64)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            r => r?,
+        };
+        bump(&mut tx).await?;
+        let entry = AuditEntry {
+            at: site.created_at,
+            actor: &site.created_by,
+            role,
+            action: "site.add",
+            subject: format!("site:{}", site.id),
+            details: serde_json::json!({ "name": site.name }).to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Adds a node and its credential (the password's `$7$` hash); `false`
+    /// if the node id or its username is already taken.
+    pub async fn add_registered_node(
+        &self,
+        node: &RegisteredNode,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<bool, StoreError> {
+        let channels = serde_json::to_string(&node.channels).unwrap_or_else(|_| "[]".into());
+        let username = crate::mosquitto::node_username(&node.site, &node.id);
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        let inserted = query(
+            "INSERT INTO registered_nodes (site, node, building, floor, room, panel, channels, created_by, created_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&node.site)
+        .bind(&node.id)
+        .bind(&node.location.building)
+        .bind(&node.location.floor)
+        .bind(&node.location.room)
+        .bind(&node.location.panel)
+        .bind(&channels)
+        .bind(&node.created_by)
+        .bind(node.created_at as i64)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            r => r?,
+        };
+        let inserted = query(
+            "INSERT INTO node_credentials (username, site, node, password_hash, created_at, rotated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&username)
+        .bind(&node.site)
+        .bind(&node.id)
+        .bind(password_hash)
+        .bind(node.created_at as i64)
+        .bind(node.created_at as i64)
+        .execute(&mut *tx)
+        .await;
+        match inserted {
+            Err(e) if is_unique_violation(&e) => return Ok(false),
+            r => r?,
+        };
+        bump(&mut tx).await?;
+        let entry = AuditEntry {
+            at: node.created_at,
+            actor: &node.created_by,
+            role,
+            action: "node.add",
+            subject: format!("node:{}/{}", node.site, node.id),
+            details: serde_json::json!({
+                "location": node.location,
+                "channels": node.channels,
+                "username": username,
+            })
+            .to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// Sets a node's password hash (a rotation, or a node of the file's
+    /// first credentials); a revoked credential becomes active again.
+    pub async fn set_credential(
+        &self,
+        site: &str,
+        node: &str,
+        password_hash: &str,
+        actor: Actor<'_>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let username = crate::mosquitto::node_username(site, node);
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        let updated = query(
+            "UPDATE node_credentials SET password_hash = ?, rotated_at = ?, revoked_at = NULL WHERE username = ?",
+        )
+        .bind(password_hash)
+        .bind(at as i64)
+        .bind(&username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            query(
+                "INSERT INTO node_credentials (username, site, node, password_hash, created_at, rotated_at) \
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&username)
+            .bind(site)
+            .bind(node)
+            .bind(password_hash)
+            .bind(at as i64)
+            .bind(at as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        bump(&mut tx).await?;
+        let entry = AuditEntry {
+            at,
+            actor: actor.name,
+            role: actor.role,
+            action: "node.credentials.rotate",
+            subject: format!("node:{site}/{node}"),
+            details: serde_json::json!({ "username": username, "first": updated == 0 }).to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Revokes a node: its registration (if registered) and its credential
+    /// (if any). Idempotent on rows already revoked.
+    pub async fn revoke_node(
+        &self,
+        site: &str,
+        node: &str,
+        actor: Actor<'_>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let username = crate::mosquitto::node_username(site, node);
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        query(
+            "UPDATE registered_nodes SET revoked_at = ? WHERE site = ? AND node = ? AND revoked_at IS NULL",
+        )
+        .bind(at as i64)
+        .bind(site)
+        .bind(node)
+        .execute(&mut *tx)
+        .await?;
+        // A node of the file without credentials gets a revoked one, so that
+        // an anonymous login can no longer speak for it either.
+        let updated = query(
+            "UPDATE node_credentials SET revoked_at = ? WHERE username = ? AND revoked_at IS NULL",
+        )
+        .bind(at as i64)
+        .bind(&username)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if updated == 0 {
+            query(
+                "INSERT INTO node_credentials (username, site, node, password_hash, created_at, rotated_at, revoked_at) \
+                 VALUES (?, ?, ?, '', ?, ?, ?) ON CONFLICT (username) DO NOTHING",
+            )
+            .bind(&username)
+            .bind(site)
+            .bind(node)
+            .bind(at as i64)
+            .bind(at as i64)
+            .bind(at as i64)
+            .execute(&mut *tx)
+            .await?;
+        }
+        bump(&mut tx).await?;
+        let entry = AuditEntry {
+            at,
+            actor: actor.name,
+            role: actor.role,
+            action: "node.revoke",
+            subject: format!("node:{site}/{node}"),
+            details: serde_json::json!({ "username": username }).to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
