@@ -9,6 +9,7 @@
 //! pipeline. See ARCHITECTURE.md.
 
 pub mod app;
+pub mod artefact;
 pub mod audit;
 pub mod auth;
 pub mod baseline;

@@ -175,6 +175,15 @@ enum NodeCommand {
         /// the others (e.g. t1:temperature:ntc).
         #[arg(long = "channel", required = true)]
         channels: Vec<String>,
+        /// Write the node's provisioning artefact (节点配置文件: broker,
+        /// credentials, channels, setpoints) to this file, for the node to
+        /// read at boot.
+        #[arg(long)]
+        artefact: Option<PathBuf>,
+        /// The broker address the node connects to, HOST:PORT (default: the
+        /// configured broker).
+        #[arg(long)]
+        broker: Option<String>,
     },
     /// Issue new credentials to a node; the old password stops working.
     Rotate {
@@ -184,6 +193,12 @@ enum NodeCommand {
         site: String,
         #[arg(long)]
         id: String,
+        /// Write a new provisioning artefact with the new credentials.
+        #[arg(long)]
+        artefact: Option<PathBuf>,
+        /// The broker address the node connects to, HOST:PORT.
+        #[arg(long)]
+        broker: Option<String>,
     },
     /// Revoke a node: its credentials stop working, a registered node leaves service.
     Revoke {
@@ -216,6 +231,74 @@ fn print_credentials(issued: &gateway::registry::Issued) {
     println!("MQTT 接入凭据（只显示这一次，请立即记录并写入节点）：");
     println!("  用户名 / 客户端 ID: {}", issued.username);
     println!("  密码: {}", issued.password);
+}
+
+/// Writes a node's provisioning artefact with its fresh credentials, and
+/// prints its label text. `broker`: HOST:PORT, else the configured broker.
+async fn write_artefact(
+    config: &Config,
+    store: &gateway::store::Store,
+    node: &gateway::registry::RegisteredNode,
+    issued: &gateway::registry::Issued,
+    broker: Option<&str>,
+    out: &std::path::Path,
+) -> Result<(), String> {
+    let (host, port) = match broker {
+        Some(b) => {
+            let (h, p) = b
+                .rsplit_once(':')
+                .ok_or_else(|| format!("服务器地址 {b:?} 应为 主机:端口"))?;
+            let p = p
+                .parse::<u16>()
+                .map_err(|_| format!("服务器端口 {p:?} 无效"))?;
+            (h.to_string(), p)
+        }
+        None => {
+            let (h, p) = config.mqtt.connect_addr();
+            if h == "0.0.0.0" || h == "::" {
+                return Err("网关监听所有地址，请用 --broker 给出节点应连接的地址".into());
+            }
+            (h, p)
+        }
+    };
+    let applied = store
+        .setpoints_in_force()
+        .await
+        .map_err(|e| format!("无法读取定值：{e}"))?;
+    let mut channels = Vec::new();
+    for c in &node.channels {
+        let q = wire::Quantity::from_wire(&c.quantity)
+            .ok_or_else(|| format!("通道 {}：未知测量量", c.id))?;
+        let mut rule = config.rule_for(q, &node.site, &node.id, &c.id);
+        if let Some(sp) = applied
+            .iter()
+            .find(|a| a.site == node.site && a.node == node.id && a.channel == c.id)
+        {
+            if let Ok(r) = gateway::baseline::check(q, &rule, sp.pre_alarm, sp.alarm, None) {
+                rule = r;
+            }
+        }
+        channels.push((c, rule));
+    }
+    let bytes = gateway::artefact::build(&gateway::artefact::NodeArtefact {
+        site: &node.site,
+        node: &node.id,
+        broker_host: &host,
+        broker_port: port,
+        username: &issued.username,
+        password: &issued.password,
+        channels,
+    })?;
+    std::fs::write(out, &bytes).map_err(|e| format!("无法写入 {}：{e}", out.display()))?;
+    println!(
+        "节点配置文件已写入 {}（{} 字节，连接 {host}:{port}）；烧录到节点后即可上电",
+        out.display(),
+        bytes.len()
+    );
+    if let Some(label) = gateway::artefact::label(&node.site, &node.id) {
+        println!("节点标签（可制作二维码）：{label}");
+    }
+    Ok(())
 }
 
 async fn registry_command(command: Command) -> ExitCode {
@@ -270,6 +353,8 @@ async fn registry_command(command: Command) -> ExitCode {
                     room,
                     panel,
                     channels,
+                    artefact,
+                    broker,
                     ..
                 },
         } => {
@@ -302,18 +387,64 @@ async fn registry_command(command: Command) -> ExitCode {
                         n.channels.len()
                     );
                     print_credentials(&issued);
-                    ExitCode::SUCCESS
+                    match artefact {
+                        Some(out) => match write_artefact(
+                            &config,
+                            &store,
+                            &n,
+                            &issued,
+                            broker.as_deref(),
+                            &out,
+                        )
+                        .await
+                        {
+                            Ok(()) => ExitCode::SUCCESS,
+                            Err(e) => {
+                                eprintln!("节点已登记，但配置文件未生成：{e}（修正后可用 node rotate --artefact 重新生成）");
+                                ExitCode::from(2)
+                            }
+                        },
+                        None => ExitCode::SUCCESS,
+                    }
                 }
                 Err(e) => refused(e),
             }
         }
         Command::Node {
-            command: NodeCommand::Rotate { site, id, .. },
+            command:
+                NodeCommand::Rotate {
+                    site,
+                    id,
+                    artefact,
+                    broker,
+                    ..
+                },
         } => match gateway::registry::rotate(&store, &config, &site, &id, actor, now).await {
             Ok(issued) => {
                 println!("节点 {site}/{id} 的新凭据已生效，旧密码立即作废");
                 print_credentials(&issued);
-                ExitCode::SUCCESS
+                let Some(out) = artefact else {
+                    return ExitCode::SUCCESS;
+                };
+                let registered = match store.registry().await {
+                    Ok(r) => r.nodes.into_iter().find(|n| n.site == site && n.id == id),
+                    Err(e) => {
+                        eprintln!("无法读取节点登记：{e}");
+                        return ExitCode::from(2);
+                    }
+                };
+                let Some(node) = registered else {
+                    eprintln!("节点 {site}/{id} 写在配置文件中，没有登记的传感器信息，无法生成配置文件；请用 node add 登记");
+                    return ExitCode::from(2);
+                };
+                match write_artefact(&config, &store, &node, &issued, broker.as_deref(), &out).await
+                {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("配置文件未生成：{e}");
+                        ExitCode::from(2)
+                    }
+                }
             }
             Err(e) => refused(e),
         },

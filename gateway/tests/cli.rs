@@ -181,3 +181,119 @@ async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
         "{log}"
     );
 }
+
+/// An installer registers a node from the command line and gets its
+/// provisioning artefact: the file decodes as the firmware reads it, with
+/// the credentials just issued and the channels' sensors and setpoints; a
+/// sensor the node has no input for is refused with the reason, and the
+/// node stays registered so the artefact can be made again on rotation.
+#[test]
+fn node_add_writes_the_artefact_the_node_boots_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[storage]\ndata_dir = \"{}\"\n[mqtt]\nembedded_listen = \"192.168.1.10:1883\"\n\
+             [[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let gateway = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .args(args)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap()
+    };
+    let artefact = dir.path().join("n07.fprv");
+    let out = gateway(&[
+        "node",
+        "add",
+        "--site",
+        "home_a",
+        "--id",
+        "n07",
+        "--building",
+        "1号楼",
+        "--floor",
+        "2层",
+        "--room",
+        "201",
+        "--panel",
+        "AL-2",
+        "--channel",
+        "rc1:residual_current:ct=1000",
+        "--channel",
+        "t1:temperature:ntc",
+        "--artefact",
+        artefact.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let password = stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("密码: "))
+        .expect("the password is shown once")
+        .to_string();
+    assert!(stdout.contains("FN1:HOME.A/N07:"), "{stdout}");
+    let p = wire::provision::decode(&std::fs::read(&artefact).unwrap()).unwrap();
+    assert_eq!(
+        (
+            p.site.as_str(),
+            p.node.as_str(),
+            p.username.as_str(),
+            p.password.as_str()
+        ),
+        ("home_a", "n07", "home_a.n07", password.as_str())
+    );
+    assert_eq!(
+        (p.broker.host.as_str(), p.broker.port),
+        ("192.168.1.10", 1883)
+    );
+    assert_eq!(p.channels.len(), 2);
+    assert_eq!(
+        p.channels[0].sensor,
+        wire::provision::Sensor::Ct { ratio: 1000 }
+    );
+    assert_eq!(
+        p.channels[0].set.alarm,
+        Some(500),
+        "the defaults' setpoints"
+    );
+
+    let bad = dir.path().join("n08.fprv");
+    let out = gateway(&[
+        "node",
+        "add",
+        "--site",
+        "home_a",
+        "--id",
+        "n08",
+        "--building",
+        "1号楼",
+        "--floor",
+        "3层",
+        "--room",
+        "301",
+        "--panel",
+        "AL-3",
+        "--channel",
+        "t1:temperature:pt100",
+        "--artefact",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("pt100") && err.contains("node rotate"),
+        "{err}"
+    );
+    assert!(!bad.exists());
+}
