@@ -85,6 +85,10 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(selftests))
         .routes(routes!(selftest))
         .routes(routes!(baselines))
+        .routes(routes!(commissioning_report))
+        .routes(routes!(commissioning_csv))
+        .routes(routes!(commissioning_html))
+        .routes(routes!(sign_commissioning))
         .routes(routes!(apply_setpoints))
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
@@ -1891,6 +1895,324 @@ async fn apply_setpoints(
         )),
         Err(SetpointError::Store(e)) => Err(e.into()),
     }
+}
+
+/// Gathers a site's commissioning report from the configuration in force,
+/// the registry, the latest readings, standing faults, self-tests,
+/// baselines and setpoints.
+async fn assemble_commissioning(
+    s: &AppState,
+    site: &str,
+) -> Result<crate::commissioning::Report, ApiError> {
+    use crate::commissioning::{ChannelLine, NodeBlock, Report};
+    let config = s.live.config();
+    let Some(site_cfg) = config.sites.iter().find(|x| x.id == site) else {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("机构 {site} 不存在"),
+        ));
+    };
+    let registry = s.store.registry().await?;
+    let only = [site.to_string()];
+    let latest = s.store.latest_in(Some(&only)).await?;
+    let faults: Vec<_> = s
+        .store
+        .alarms_in(AlarmFilter::Standing, Some(&only), 10_000)
+        .await?
+        .into_iter()
+        .filter(|a| a.cause == crate::runtime::CAUSE_FAULT)
+        .collect();
+    let selftests = s.store.selftests_in(None, Some(site), None, 1000).await?;
+    let baselines = s.store.baselines(site).await?;
+    let applied = s.store.setpoints_in_force().await?;
+    let mut nodes = Vec::new();
+    for n in &site_cfg.nodes {
+        let reg = registry
+            .nodes
+            .iter()
+            .find(|r| r.site == site && r.id == n.id && r.revoked_at.is_none());
+        // Channels: registered, configured, and any seen in readings.
+        let mut ids: Vec<(String, Option<String>)> = Vec::new();
+        let mut add = |id: &str, q: Option<&str>| {
+            if !ids.iter().any(|(i, _)| i == id) {
+                ids.push((id.to_string(), q.map(str::to_string)));
+            }
+        };
+        if let Some(r) = reg {
+            for c in &r.channels {
+                add(&c.id, Some(&c.quantity));
+            }
+        }
+        for c in &n.channels {
+            add(&c.id, c.quantity.as_deref());
+        }
+        for l in latest.iter().filter(|l| l.node == n.id) {
+            add(&l.channel, Some(&l.quantity));
+        }
+        let test = selftests
+            .iter()
+            .find(|t| t.node == n.id && t.finished_at.is_some());
+        let test_results: Vec<crate::selftest::ChannelResult> = test
+            .map(|t| serde_json::from_str(&t.channels).unwrap_or_default())
+            .unwrap_or_default();
+        let mut channels = Vec::new();
+        for (id, q) in ids {
+            let q = q
+                .or_else(|| {
+                    latest
+                        .iter()
+                        .find(|l| l.node == n.id && l.channel == id)
+                        .map(|l| l.quantity.clone())
+                })
+                .unwrap_or_default();
+            let sensor = reg
+                .and_then(|r| r.channels.iter().find(|c| c.id == id))
+                .map(|c| match c.ct_ratio {
+                    Some(r) => format!("ct={r}"),
+                    None => c.sensor.clone().unwrap_or_default(),
+                });
+            let wiring = if faults.iter().any(|f| f.node == n.id && f.channel == id) {
+                "传感器故障".to_string()
+            } else if latest.iter().any(|l| l.node == n.id && l.channel == id) {
+                "正常".to_string()
+            } else {
+                "无数据".to_string()
+            };
+            let b = baselines.iter().find(|b| b.node == n.id && b.channel == id);
+            let sp = applied
+                .iter()
+                .find(|a| a.site == site && a.node == n.id && a.channel == id);
+            let (pre_alarm, alarm) = match (sp, wire::Quantity::from_wire(&q)) {
+                (Some(sp), _) => (sp.pre_alarm, Some(sp.alarm)),
+                (None, Some(wq)) => {
+                    let t = config.rule_for(wq, site, &n.id, &id).threshold;
+                    (
+                        t.and_then(|t| t.pre_alarm).map(i64::from),
+                        t.and_then(|t| t.alarm).map(i64::from),
+                    )
+                }
+                (None, None) => (None, None),
+            };
+            channels.push(ChannelLine {
+                selftest: test_results.iter().find(|r| r.channel == id).cloned(),
+                selftest_at: test.map(|t| t.started_at),
+                baseline: b.and_then(|b| serde_json::from_str(&b.baseline).ok()),
+                recommendation: b
+                    .and_then(|b| b.recommendation.as_deref())
+                    .and_then(|r| serde_json::from_str(r).ok()),
+                pre_alarm,
+                alarm,
+                setpoints_from: if sp.is_some() {
+                    "applied"
+                } else {
+                    "configured"
+                }
+                .into(),
+                setpoints_by: sp.map(|sp| sp.applied_by.clone()),
+                setpoints_at: sp.map(|sp| sp.applied_at),
+                channel: id,
+                quantity: q,
+                sensor,
+                wiring,
+            });
+        }
+        nodes.push(NodeBlock {
+            label: crate::artefact::label(site, &n.id).unwrap_or_default(),
+            location: match reg {
+                Some(r) => r.location.display(),
+                None => n.location.clone(),
+            },
+            installed_by: reg.map(|r| r.created_by.clone()),
+            installed_at: reg.map(|r| r.created_at as i64),
+            node: n.id.clone(),
+            channels,
+        });
+    }
+    Ok(Report {
+        site: site.to_string(),
+        site_name: site_cfg.name.clone(),
+        nodes,
+        ..Default::default()
+    }
+    .totals())
+}
+
+/// A commissioning report and its sign-offs.
+#[derive(Serialize, ToSchema)]
+#[schema(as = CommissioningReport)]
+struct CommissioningView {
+    report: crate::commissioning::Report,
+    /// SHA-256 of `report` as it is now.
+    report_sha256: String,
+    signoffs: Vec<crate::commissioning::SignOff>,
+}
+
+fn site_path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(x)| x)
+        .map_err(|e| bad_request("路径", e.body_text()))
+}
+
+/// The site's commissioning report (调试验收报告): every node and channel
+/// with its location, wiring check, latest self-test and path latency,
+/// baseline, recommended and applied setpoints, installer and date, and
+/// the site manager's sign-offs.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{site}/commissioning",
+    tag = "sites",
+    params(("site" = String, Path, description = "Site id")),
+    responses(
+        (status = OK, description = "The report", body = CommissioningView),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, description = "No such site (`not_found`)", body = ErrorBody),
+        (status = BAD_REQUEST, response = BadRequest),
+    )
+)]
+async fn commissioning_report(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    site: Result<Path<String>, PathRejection>,
+) -> Result<Json<CommissioningView>, ApiError> {
+    let site = site_path(site)?;
+    within(&user, &site)?;
+    let report = assemble_commissioning(&s, &site).await?;
+    Ok(Json(CommissioningView {
+        report_sha256: report.sha256(),
+        signoffs: s.store.commissioning_signoffs(&site).await?,
+        report,
+    }))
+}
+
+/// The commissioning report as CSV (UTF-8 with BOM, for Excel).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{site}/commissioning.csv",
+    tag = "sites",
+    params(("site" = String, Path, description = "Site id")),
+    responses(
+        (status = OK, description = "CSV", content_type = "text/csv", body = String),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, description = "No such site (`not_found`)", body = ErrorBody),
+    )
+)]
+async fn commissioning_csv(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    site: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let site = site_path(site)?;
+    within(&user, &site)?;
+    let report = assemble_commissioning(&s, &site).await?;
+    let signoffs = s.store.commissioning_signoffs(&site).await?;
+    let body = crate::commissioning::csv(&report, &signoffs);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"commissioning-{site}.csv\""),
+            ),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// The commissioning report as a printable page (print it from the browser).
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites/{site}/commissioning.html",
+    tag = "sites",
+    params(("site" = String, Path, description = "Site id")),
+    responses(
+        (status = OK, description = "HTML", content_type = "text/html", body = String),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, description = "No such site (`not_found`)", body = ErrorBody),
+    )
+)]
+async fn commissioning_html(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    site: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let site = site_path(site)?;
+    within(&user, &site)?;
+    let report = assemble_commissioning(&s, &site).await?;
+    let signoffs = s.store.commissioning_signoffs(&site).await?;
+    let body = crate::commissioning::html(&report, &signoffs, crate::time::now_ms() as i64);
+    Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response())
+}
+
+/// The sign-off body.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+struct SignOffBody {
+    /// e.g. 同意验收.
+    note: String,
+}
+
+/// The site manager (机构负责人) signs the commissioning report off: the
+/// report as it is now is kept with its SHA-256, audited. Refused while a
+/// channel has not passed its self-test (`not_ready`).
+#[utoipa::path(
+    post,
+    path = "/api/v1/sites/{site}/commissioning/sign-off",
+    tag = "sites",
+    params(("site" = String, Path, description = "Site id")),
+    request_body = SignOffBody,
+    responses(
+        (status = OK, description = "Signed", body = crate::commissioning::SignOff),
+        (status = BAD_REQUEST, response = BadRequest),
+        (status = FORBIDDEN, response = Forbidden),
+        (status = NOT_FOUND, description = "No such site (`not_found`)", body = ErrorBody),
+        (status = CONFLICT, description = "Not every channel passed (`not_ready`)", body = ErrorBody),
+    )
+)]
+async fn sign_commissioning(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    site: Result<Path<String>, PathRejection>,
+    body: Result<Json<SignOffBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<crate::commissioning::SignOff>, ApiError> {
+    let site = site_path(site)?;
+    let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
+    within(&user, &site)?;
+    if user.role != Role::SiteManager {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "调试验收报告由机构负责人签字".into(),
+        ));
+    }
+    let note = b.note.trim();
+    if note.is_empty() || note.chars().count() > 500 {
+        return Err(bad_request("note", "须为 1 到 500 个字"));
+    }
+    let report = assemble_commissioning(&s, &site).await?;
+    if !report.ready {
+        return Err(ApiError(
+            StatusCode::CONFLICT,
+            "not_ready",
+            format!(
+                "尚不具备验收条件：{} 个通道中 {} 个自检通过（每个通道须自检通过且接线正常）",
+                report.channels, report.selftest_passed
+            ),
+        ));
+    }
+    let role = crate::auth::role_code(user.role);
+    Ok(Json(
+        s.store
+            .sign_commissioning(
+                &site,
+                &user.name,
+                role,
+                note,
+                &report,
+                crate::time::now_ms(),
+            )
+            .await?,
+    ))
 }
 
 /// A site (institution, 机构) and its nodes.

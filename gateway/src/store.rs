@@ -1888,6 +1888,64 @@ impl Store {
         .await?)
     }
 
+    /// Records the site manager's sign-off of a commissioning report (the
+    /// report itself is kept as signed), with its audit record.
+    pub async fn sign_commissioning(
+        &self,
+        site: &str,
+        by: &str,
+        role: &str,
+        note: &str,
+        report: &crate::commissioning::Report,
+        at: u64,
+    ) -> Result<crate::commissioning::SignOff, StoreError> {
+        let sha = report.sha256();
+        let json = serde_json::to_string(report).unwrap_or_default();
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        let row: crate::commissioning::SignOff = query_as(
+            "INSERT INTO commissioning_signoffs (site, signed_by, signed_at, note, report_sha256, report) \
+             VALUES (?, ?, ?, ?, ?, ?) RETURNING id, site, signed_by, signed_at, note, report_sha256",
+        )
+        .bind(site)
+        .bind(by)
+        .bind(at as i64)
+        .bind(note)
+        .bind(&sha)
+        .bind(&json)
+        .fetch_one(&mut *tx)
+        .await?;
+        let entry = AuditEntry {
+            at,
+            actor: by,
+            role,
+            action: "commissioning.sign_off",
+            subject: format!("site:{site}"),
+            details: serde_json::json!({
+                "signoff": row.id, "report_sha256": sha, "note": note,
+                "channels": report.channels, "selftest_passed": report.selftest_passed,
+            })
+            .to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(row)
+    }
+
+    /// A site's commissioning sign-offs, oldest first.
+    pub async fn commissioning_signoffs(
+        &self,
+        site: &str,
+    ) -> Result<Vec<crate::commissioning::SignOff>, StoreError> {
+        Ok(query_as(
+            "SELECT id, site, signed_by, signed_at, note, report_sha256 FROM commissioning_signoffs \
+             WHERE site = ? ORDER BY id",
+        )
+        .bind(site)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     /// Appends one operator action to the hash-chained audit log.
     pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
         let _chain = self.audit_lock.lock().await;

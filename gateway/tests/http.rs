@@ -139,6 +139,10 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/selftests"),
     ("get", "/api/v1/selftests/{id}"),
     ("get", "/api/v1/sites/{site}/baselines"),
+    ("get", "/api/v1/sites/{site}/commissioning"),
+    ("get", "/api/v1/sites/{site}/commissioning.csv"),
+    ("get", "/api/v1/sites/{site}/commissioning.html"),
+    ("post", "/api/v1/sites/{site}/commissioning/sign-off"),
     (
         "post",
         "/api/v1/sites/{site}/nodes/{node}/channels/{channel}/setpoints",
