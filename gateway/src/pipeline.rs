@@ -549,8 +549,17 @@ impl Pipeline {
         ) else {
             return Err(SetpointError::NotFound);
         };
-        let Some((q, _)) = self.runtime.channel_rule(&s, &n, &c) else {
-            return Err(SetpointError::NotFound);
+        // The quantity: as the rules know the channel, or as it is
+        // registered or configured (after a restart, before its first reading).
+        let q = match self.runtime.channel_rule(&s, &n, &c) {
+            Some((q, _)) => q,
+            None => self
+                .config
+                .node(site, node)
+                .and_then(|(_, nc)| nc.channels.iter().find(|x| x.id == channel))
+                .and_then(|x| x.quantity.as_deref())
+                .and_then(wire::Quantity::from_wire)
+                .ok_or(SetpointError::NotFound)?,
         };
         let baseline = self
             .store

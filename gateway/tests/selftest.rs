@@ -9,12 +9,14 @@
 //! Waiting is on observable state with a deadline; ports are bound on
 //! 127.0.0.1:0 (the embedded broker's port is a free one).
 
+mod common;
+
+use common::node::{spawn, NodeSpec};
 use gateway::config::Config;
 use gateway::store::AlarmFilter;
 use gateway::ticket::Role;
 use gateway::views::GatewayEvent;
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use serde_json::{json, Value};
+use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -121,95 +123,6 @@ impl Gateway {
     }
 }
 
-/// A node as the firmware behaves: telemetry every 100 ms (rc1 leakage,
-/// t1 temperature, rc2 a CT that is not connected), and on `selftest`: the
-/// ack, then 1 s of injected test signal past the alarm setpoints with its
-/// own local alarm events, then its real signal again and `normal` events.
-/// `real_rc1` is the rc1 leakage it reports outside a test.
-fn simulated_node(broker: SocketAddr, real_rc1: std::sync::Arc<std::sync::atomic::AtomicI64>) {
-    let mut o = MqttOptions::new("home_a.n01", broker.ip().to_string(), broker.port());
-    o.set_keep_alive(Duration::from_secs(15));
-    let (client, mut events) = AsyncClient::new(o, 100);
-    let (cmd_tx, mut cmd_rx) = tokio::sync::mpsc::unbounded_channel::<String>();
-    tokio::spawn(async move {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let _ = cmd_tx.send(String::from_utf8_lossy(&p.payload).into_owned());
-                }
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {}
-                Ok(_) => {}
-                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
-            }
-        }
-    });
-    tokio::spawn(async move {
-        client
-            .subscribe("fire/v1/home_a/n01/cmd", QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        let mut seq = 0u32;
-        let mut test_until: Option<tokio::time::Instant> = None;
-        let mut in_test = false;
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let publish = |kind: &'static str, body: Value| {
-            let client = client.clone();
-            async move {
-                let _ = client
-                    .publish(
-                        format!("fire/v1/home_a/n01/{kind}"),
-                        QoS::AtLeastOnce,
-                        false,
-                        body.to_string(),
-                    )
-                    .await;
-            }
-        };
-        loop {
-            tokio::select! {
-                Some(cmd) = cmd_rx.recv() => {
-                    let cmd: Value = serde_json::from_str(&cmd).unwrap_or_default();
-                    if cmd["op"] == "selftest" {
-                        publish("cmd/ack", json!({ "id": cmd["id"], "ok": true })).await;
-                        test_until = Some(tokio::time::Instant::now() + Duration::from_secs(1));
-                    }
-                }
-                _ = tick.tick() => {
-                    let testing = test_until.is_some_and(|t| tokio::time::Instant::now() < t);
-                    let (rc1, t1) = if testing {
-                        (800, 900)
-                    } else {
-                        (real_rc1.load(std::sync::atomic::Ordering::Relaxed), 250)
-                    };
-                    seq += 1;
-                    publish("telemetry", json!({
-                        "boot": 1, "seq": seq, "ts": 0,
-                        "ch": [
-                            { "id": "rc1", "q": "residual_current", "v": rc1, "s": "ok" },
-                            { "id": "t1", "q": "temperature", "v": t1, "s": "ok" },
-                            { "id": "rc2", "q": "residual_current", "v": 0, "s": "open" },
-                        ],
-                    })).await;
-                    // The node's own rule: an event on entering and leaving the test signal.
-                    if testing != in_test {
-                        in_test = testing;
-                        if !testing {
-                            test_until = None;
-                        }
-                        let level = if testing { "alarm" } else { "normal" };
-                        for (ch, v) in [("rc1", rc1), ("t1", t1)] {
-                            seq += 1;
-                            publish("event", json!({
-                                "boot": 1, "seq": seq, "ts": 0, "ch": ch, "level": level, "v": v,
-                            })).await;
-                        }
-                    }
-                }
-            }
-        }
-    });
-}
-
 fn channel<'a>(result: &'a Value, id: &str) -> &'a Value {
     result["channels"]
         .as_array()
@@ -220,8 +133,17 @@ fn channel<'a>(result: &'a Value, id: &str) -> &'a Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_self_test_proves_each_channel_and_raises_nothing() {
     let gw = gateway().await;
-    let real_rc1 = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(150));
-    simulated_node(gw.broker, real_rc1.clone());
+    let node = spawn(
+        gw.broker,
+        NodeSpec {
+            site: "home_a",
+            node: "n01",
+            credentials: None,
+            faulted_rc2: true,
+            history_from: None,
+            boot: 1,
+        },
+    );
     // The node is up and its channels known once its telemetry is in.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while gw
@@ -287,7 +209,7 @@ async fn a_self_test_proves_each_channel_and_raises_nothing() {
     }
 
     // The real rules are as they were: a real 620 mA is a real alarm.
-    real_rc1.store(620, std::sync::atomic::Ordering::Relaxed);
+    node.rc1.store(620, std::sync::atomic::Ordering::Relaxed);
     let ev = tokio::time::timeout(Duration::from_secs(20), async {
         loop {
             if let Ok(GatewayEvent::AlarmRaised { alarm, .. }) = events.recv().await {

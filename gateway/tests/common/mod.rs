@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod node;
 
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
