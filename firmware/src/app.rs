@@ -13,9 +13,24 @@
 //!   one QoS 1 message in flight at a time.
 //! - Commands on `…/cmd`: `ping` → ack ok; `reset` → authorised reset of
 //!   latched local alarms (their events are recorded), ack ok; `selftest` →
-//!   test-signal injection (below), ack ok when it starts; `config` → ack
-//!   not ok (contract v1 carries no configuration body). Malformed commands
-//!   are counted and dropped.
+//!   test-signal injection (below), ack ok when it starts; `config` → new
+//!   setpoints for one channel (below). Malformed commands are counted and
+//!   dropped. Why a command was answered not ok is a [`CmdRefusal`], kept
+//!   with the command in [`NodeApp::last_cmd`] for the node's log.
+//! - `config` (`{"id":…,"op":"config","ch":"rc1","pre_alarm":300,"alarm":450}`,
+//!   optional `hysteresis`): the channel's current rule with these setpoints
+//!   ([`rules::defaults::configured`]: no `pre_alarm` = no pre-alarm level,
+//!   no `hysteresis` = keep the current one), checked like the artefact's
+//!   setpoints ([`rules::ChannelRule::validate_for`], e.g. residual current
+//!   above 1000 mA is refused). Accepted: the local rule (sounder, `event`s)
+//!   judges the next sample by it, from the channel's current state (a
+//!   standing alarm against the new setpoints), ack ok. Refused, without
+//!   `ch` or `alarm`, or for a channel the node does not have: nothing
+//!   changes, ack not ok. The change lives in RAM only: the artefact in
+//!   flash is read-only, so after a restart the node runs the artefact's
+//!   setpoints until the gateway sends the ones in force again (it does when
+//!   the node comes back online). Setpoint fields on another op are refused
+//!   (ack not ok) rather than ignored.
 //! - Self-test, like a detector's test winding: for [`SELFTEST_MS`] every
 //!   channel whose reading is `ok` and whose rule has a threshold reads its
 //!   alarm setpoint instead of its signal ([`LocalAlarm::test_value`]; for a
@@ -36,10 +51,12 @@ use crate::drivers::Measurement;
 use crate::local::LocalAlarm;
 use crate::mqtt::{Event as MqttEvent, Session, SessionConfig};
 use crate::node::{NodeIdentity, Publisher};
+use core::fmt;
 use embedded_hal::digital::{OutputPin, PinState};
 use embedded_io::{Read, ReadReady, Write};
 use wire::{
-    ChannelId, ChannelStatus, CmdId, CmdOp, EventLevel, Quantity, Reading, Telemetry, TopicKind,
+    ChannelId, ChannelStatus, Cmd, CmdId, CmdOp, EventLevel, Quantity, Reading, Telemetry,
+    TopicKind,
 };
 
 /// How long a self-test injects its test signal, ms.
@@ -56,6 +73,41 @@ struct SelfTest {
     /// Channels that received the test signal.
     injected: u32,
 }
+
+/// Why a command was answered `ok:false`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CmdRefusal {
+    /// `config` without `ch` or without `alarm`.
+    ConfigIncomplete,
+    /// `config` for a channel the node does not have.
+    UnknownChannel,
+    /// `config` setpoints the channel's quantity does not allow.
+    Rule(rules::RuleError),
+    /// Setpoint fields (`ch`, `pre_alarm`, `alarm`, `hysteresis`) on an op
+    /// other than `config`.
+    UnexpectedFields,
+    /// `selftest`: no channel can be injected (all faulted or without a
+    /// threshold).
+    NothingToTest,
+}
+
+impl fmt::Display for CmdRefusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdRefusal::ConfigIncomplete => f.write_str("config needs `ch` and `alarm`"),
+            CmdRefusal::UnknownChannel => {
+                f.write_str("config for a channel this node does not have")
+            }
+            CmdRefusal::Rule(e) => write!(f, "setpoints refused: {e}"),
+            CmdRefusal::UnexpectedFields => {
+                f.write_str("setpoint fields on an op other than config")
+            }
+            CmdRefusal::NothingToTest => f.write_str("no channel can take a test signal"),
+        }
+    }
+}
+
+impl core::error::Error for CmdRefusal {}
 
 /// Largest payload the node builds.
 pub const PAYLOAD_BUF: usize = 400;
@@ -154,6 +206,7 @@ pub struct NodeApp<'a, P: OutputPin, const N: usize> {
     stats: AppStats,
     reported_dropped: u32,
     selftest: Option<SelfTest>,
+    last_cmd: Option<(Cmd, Result<(), CmdRefusal>)>,
 }
 
 impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
@@ -184,6 +237,7 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
             stats: AppStats::default(),
             reported_dropped: 0,
             selftest: None,
+            last_cmd: None,
         }
     }
 
@@ -225,6 +279,12 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
     /// first.
     pub fn pending_acks(&self) -> impl Iterator<Item = &(CmdId, bool)> {
         self.acks.iter()
+    }
+
+    /// The last command carried out (or refused) and its outcome, for the
+    /// node's log; [`AppStats::cmds`] counts them.
+    pub fn last_cmd(&self) -> Option<&(Cmd, Result<(), CmdRefusal>)> {
+        self.last_cmd.as_ref()
     }
 
     /// Whether a self-test is injecting its test signal.
@@ -403,7 +463,9 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
                 Some(_) => None,
             };
             match cmd {
-                Some(Ok(c)) => self.command(&c.id, c.op, now_ms),
+                Some(Ok(c)) => {
+                    let _ = self.command(&c, now_ms);
+                }
                 Some(Err(_)) => self.stats.bad_cmds += 1,
                 None => {}
             }
@@ -416,25 +478,57 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
         self.outbox.dropped().wrapping_sub(self.reported_dropped)
     }
 
-    /// Carries out command `op` with id `id` at `now_ms` (as received on
-    /// `…/cmd`) and queues its ack.
-    pub fn command(&mut self, id: &CmdId, op: CmdOp, now_ms: u64) {
-        self.stats.cmds += 1;
-        let ok = match op {
-            CmdOp::Ping => true,
+    /// Carries out `cmd` at `now_ms` (as received on `…/cmd`), queues its
+    /// ack (ok when `Ok`) and keeps it as [`NodeApp::last_cmd`].
+    pub fn command(&mut self, cmd: &Cmd, now_ms: u64) -> Result<(), CmdRefusal> {
+        self.stats.cmds = self.stats.cmds.wrapping_add(1);
+        let outcome = match cmd.op {
+            _ if cmd.op != CmdOp::Config && cmd.has_config_fields() => {
+                Err(CmdRefusal::UnexpectedFields)
+            }
+            CmdOp::Ping => Ok(()),
             CmdOp::Reset => {
                 let events = self.local.reset(now_ms);
                 self.record_events(0, &events);
                 self.update_sounder();
-                true
+                Ok(())
             }
-            CmdOp::Selftest => self.start_selftest(now_ms),
-            CmdOp::Config => false,
+            CmdOp::Selftest => {
+                if self.start_selftest(now_ms) {
+                    Ok(())
+                } else {
+                    Err(CmdRefusal::NothingToTest)
+                }
+            }
+            CmdOp::Config => self.configure(cmd),
         };
         if self.acks.is_full() {
             self.acks.pop_front();
         }
-        let _ = self.acks.push_back((id.clone(), ok));
+        let _ = self.acks.push_back((cmd.id.clone(), outcome.is_ok()));
+        self.last_cmd = Some((cmd.clone(), outcome));
+        outcome
+    }
+
+    /// `config`: the channel's current rule with the command's setpoints,
+    /// if the quantity allows them; otherwise nothing changes.
+    fn configure(&mut self, cmd: &Cmd) -> Result<(), CmdRefusal> {
+        let (Some(ch), Some(alarm)) = (&cmd.ch, cmd.alarm) else {
+            return Err(CmdRefusal::ConfigIncomplete);
+        };
+        let q = self
+            .channels
+            .iter()
+            .find(|(c, _)| c == ch)
+            .map(|(_, q)| *q)
+            .ok_or(CmdRefusal::UnknownChannel)?;
+        let current = self.local.rule(ch).ok_or(CmdRefusal::UnknownChannel)?;
+        let rule = rules::defaults::configured(q, current, cmd.pre_alarm, alarm, cmd.hysteresis)
+            .map_err(CmdRefusal::Rule)?;
+        self.local.replace_rule(ch, q, rule).map_err(|e| match e {
+            crate::local::ConfigError::Rule(e) => CmdRefusal::Rule(e),
+            _ => CmdRefusal::UnknownChannel,
+        })
     }
 
     fn publish_next<T: Write>(&mut self, io: &mut T, now_ms: u64) {
@@ -461,10 +555,7 @@ impl<'a, P: OutputPin, const N: usize> NodeApp<'a, P, N> {
             return;
         }
         if let Some((id, ok)) = self.acks.front() {
-            let cmd = wire::Cmd {
-                id: id.clone(),
-                op: CmdOp::Ping,
-            };
+            let cmd = Cmd::new(id.clone(), CmdOp::Ping);
             if let Ok(out) = self.publisher.ack(&cmd, *ok, &mut self.buf) {
                 if self
                     .session

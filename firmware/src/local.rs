@@ -49,6 +49,8 @@ pub enum ConfigError {
     Duplicate,
     /// The rule does not validate.
     Rule(RuleError),
+    /// No channel with that id is configured.
+    UnknownChannel,
 }
 
 impl fmt::Display for ConfigError {
@@ -57,6 +59,7 @@ impl fmt::Display for ConfigError {
             ConfigError::Full => write!(f, "more than {MAX_LOCAL_CHANNELS} local channels"),
             ConfigError::Duplicate => f.write_str("channel already configured"),
             ConfigError::Rule(e) => write!(f, "invalid rule: {e}"),
+            ConfigError::UnknownChannel => f.write_str("no such channel"),
         }
     }
 }
@@ -116,6 +119,37 @@ impl LocalAlarm {
         self.channels
             .push((id, rule, ChannelState::default()))
             .map_err(|_| ConfigError::Full)
+    }
+
+    /// Replaces the rule of channel `id`, which measures `q`, by `rule` (a
+    /// `config` command): `rule` must pass the quantity's checks
+    /// ([`ChannelRule::validate_for`]), otherwise nothing changes. The
+    /// channel keeps its state — level, latch, fault, rate history — so the
+    /// next reading is judged by the new rule from where the channel stands
+    /// (a standing alarm against the new setpoints). The change lives in RAM
+    /// only.
+    pub fn replace_rule(
+        &mut self,
+        id: &ChannelId,
+        q: Quantity,
+        rule: ChannelRule,
+    ) -> Result<(), ConfigError> {
+        let (_, current, _) = self
+            .channels
+            .iter_mut()
+            .find(|(c, _, _)| c == id)
+            .ok_or(ConfigError::UnknownChannel)?;
+        rule.validate_for(q).map_err(ConfigError::Rule)?;
+        *current = rule;
+        Ok(())
+    }
+
+    /// The rule of channel `id`, if configured.
+    pub fn rule(&self, id: &ChannelId) -> Option<&ChannelRule> {
+        self.channels
+            .iter()
+            .find(|(c, _, _)| c == id)
+            .map(|(_, r, _)| r)
     }
 
     /// The state of channel `id`, if configured.

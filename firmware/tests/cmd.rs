@@ -3,7 +3,7 @@
 //! never panics.
 
 use firmware::node::{CmdError, NodeIdentity, Publisher, MAX_CMD_PAYLOAD};
-use wire::{Cmd, CmdId, CmdOp, DecodeError, NodeId, SiteId};
+use wire::{ChannelId, Cmd, CmdId, CmdOp, DecodeError, NodeId, SiteId};
 
 const TOPIC: &str = "fire/v1/home_a/n01/cmd";
 
@@ -16,10 +16,7 @@ fn publisher() -> Publisher {
 }
 
 fn cmd(id: &str, op: CmdOp) -> Cmd {
-    Cmd {
-        id: CmdId::new(id).unwrap(),
-        op,
-    }
+    Cmd::new(CmdId::new(id).unwrap(), op)
 }
 
 #[test]
@@ -138,6 +135,65 @@ fn rejects_unknown_op_and_wrong_shapes() {
 }
 
 #[test]
+fn accepts_config_with_setpoints() {
+    let p = publisher();
+    let want = Cmd::config(
+        CmdId::new("cfg-12").unwrap(),
+        ChannelId::new("rc1").unwrap(),
+        Some(300),
+        450,
+        None,
+    );
+    assert_eq!(
+        p.parse_cmd(
+            TOPIC,
+            br#"{"id":"cfg-12","op":"config","ch":"rc1","pre_alarm":300,"alarm":450}"#
+        ),
+        Ok(want.clone())
+    );
+    assert_eq!(
+        p.parse_cmd(
+            TOPIC,
+            br#"{"id":"cfg-12","op":"config","ch":"rc1","pre_alarm":null,"alarm":450,"hysteresis":30}"#
+        ),
+        Ok(Cmd {
+            pre_alarm: None,
+            hysteresis: Some(30),
+            ..want
+        })
+    );
+    // Without its fields it still parses: the node answers it not ok.
+    assert_eq!(
+        p.parse_cmd(TOPIC, br#"{"id":"c1","op":"config"}"#),
+        Ok(cmd("c1", CmdOp::Config))
+    );
+    // The node's decoder reports the contract's checks as `Schema`.
+    for payload in [
+        br#"{"id":"c1","op":"config","ch":"rc1","alarm":2147483648}"#.as_slice(),
+        br#"{"id":"c1","op":"config","ch":"rc1","alarm":-99999999999}"#,
+        br#"{"id":"c1","op":"config","ch":"RC1","alarm":450}"#,
+        br#"{"id":"c1","op":"config","ch":"rc1","alarm":450,"delay":1}"#,
+        br#"{"id":"c1","op":"config","ch":"rc1","alarm":"450"}"#,
+    ] {
+        assert_eq!(
+            p.parse_cmd(TOPIC, payload),
+            Err(CmdError::Payload(DecodeError::Schema)),
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+    }
+    // serde-json-core reads a number with a fraction as an i64 and fails: a
+    // syntax error to it, still typed.
+    assert_eq!(
+        p.parse_cmd(
+            TOPIC,
+            br#"{"id":"c1","op":"config","ch":"rc1","alarm":450.0}"#
+        ),
+        Err(CmdError::Payload(DecodeError::Syntax))
+    );
+}
+
+#[test]
 fn rejects_oversize_payloads() {
     let p = publisher();
     let body = br#"{"id":"c1","op":"reset"}"#;
@@ -190,7 +246,7 @@ const INTERESTING: &[u8] =
 fn check(p: &Publisher, payload: &[u8]) -> bool {
     match p.parse_cmd(TOPIC, payload) {
         Ok(c) => {
-            let mut buf = [0u8; 128];
+            let mut buf = [0u8; MAX_CMD_PAYLOAD];
             let n = wire::encode(&c, &mut buf).unwrap();
             assert_eq!(p.parse_cmd(TOPIC, &buf[..n]), Ok(c));
             true
@@ -208,6 +264,8 @@ fn mutated_payloads_never_panic() {
         r#"{"id":"A_1","op":"selftest"}"#,
         r#"{ "op" : "config" , "id" : "x" }"#,
         r#"{"id":"cccccccccccccccccccccccccccccccc","op":"ping"}"#,
+        r#"{"id":"cfg-12","op":"config","ch":"rc1","pre_alarm":300,"alarm":450}"#,
+        r#"{"id":"cfg-13","op":"config","ch":"t1","pre_alarm":null,"alarm":-2147483648,"hysteresis":30}"#,
     ]
     .iter()
     .map(|s| s.as_bytes().to_vec())

@@ -206,10 +206,7 @@ fn last_will_is_exactly_offline_and_retained() {
 fn ack_echoes_the_cmd_id() {
     let p = publisher();
     let mut buf = [0u8; 128];
-    let cmd = Cmd {
-        id: CmdId::new("c-42").unwrap(),
-        op: CmdOp::Reset,
-    };
+    let cmd = Cmd::new(CmdId::new("c-42").unwrap(), CmdOp::Reset);
     let o = p.ack(&cmd, true, &mut buf).unwrap();
     assert_eq!(o.topic.as_str(), "fire/v1/home_a/n01/cmd/ack");
     assert_eq!(text(&o), r#"{"id":"c-42","ok":true}"#);
@@ -229,10 +226,7 @@ fn longest_identity_topics_fit() {
     let mut buf = [0u8; 128];
     let o = p
         .ack(
-            &Cmd {
-                id: CmdId::new(&"C".repeat(32)).unwrap(),
-                op: CmdOp::Ping,
-            },
+            &Cmd::new(CmdId::new(&"C".repeat(32)).unwrap(), CmdOp::Ping),
             true,
             &mut buf,
         )

@@ -11,7 +11,7 @@ use std::cell::Cell;
 use std::convert::Infallible;
 use std::rc::Rc;
 use wire::provision::{self, Broker, ChannelSpec, Provision, ProvisionError, Sensor, Setpoints};
-use wire::{ChannelId, ChannelStatus, CmdId, CmdOp, EventLevel, NodeId, Quantity, SiteId};
+use wire::{ChannelId, ChannelStatus, Cmd, CmdId, CmdOp, EventLevel, NodeId, Quantity, SiteId};
 
 #[derive(Clone, Default)]
 struct Pin(Rc<Cell<bool>>);
@@ -145,7 +145,7 @@ fn last_telemetry(app: &App) -> Vec<(i32, ChannelStatus)> {
 }
 
 fn selftest(app: &mut App, id: &str, now: u64) -> bool {
-    app.command(&CmdId::new(id).unwrap(), CmdOp::Selftest, now);
+    let _ = app.command(&Cmd::new(CmdId::new(id).unwrap(), CmdOp::Selftest), now);
     app.pending_acks()
         .find(|(c, _)| c.as_str() == id)
         .map(|(_, ok)| *ok)

@@ -147,3 +147,34 @@ pub fn provisioned(q: Quantity, set: &Setpoints) -> Result<ChannelRule, RuleErro
     rule.validate_for(q)?;
     Ok(rule)
 }
+
+/// The rule of a channel measuring `q`, now under `current`, after a `config`
+/// command ([`wire::Cmd`]) sets its setpoints: `current` with the threshold's
+/// pre-alarm setpoint replaced by `pre_alarm` (`None`: no pre-alarm level),
+/// its alarm setpoint by `alarm`, and its hysteresis by `hysteresis` when
+/// given (`None` keeps the current one). Everything else — direction, delays,
+/// latching, rate of rise, valid range, flapping — is kept; a rule without a
+/// threshold gets one in [`direction`]`(q)` with the default latching (alarm
+/// latches, pre-alarm clears). The result must pass
+/// [`ChannelRule::validate_for`], the check [`provisioned`] runs on the
+/// artefact's setpoints, so a setpoint the standards refuse (e.g. residual
+/// current above 1000 mA) is refused here too.
+pub fn configured(
+    q: Quantity,
+    current: &ChannelRule,
+    pre_alarm: Option<i32>,
+    alarm: i32,
+    hysteresis: Option<i32>,
+) -> Result<ChannelRule, RuleError> {
+    let mut rule = *current;
+    let mut t = rule.threshold.unwrap_or(match direction(q) {
+        Direction::High => ThresholdRule::high(None, None),
+        Direction::Low => ThresholdRule::low(None, None),
+    });
+    t.pre_alarm = pre_alarm;
+    t.alarm = Some(alarm);
+    t.hysteresis = hysteresis.unwrap_or(t.hysteresis);
+    rule.threshold = Some(t);
+    rule.validate_for(q)?;
+    Ok(rule)
+}

@@ -13,8 +13,10 @@
 //!     artefact's credentials, its setpoints are in force (rc1 alarm at
 //!     700 mA: the scenario's 650 mA is a pre-alarm, not the default's
 //!     alarm), a `selftest` command is acked and gives a test alarm and its
-//!     reset on every channel, and after a restart with its saved boot
-//!     counter sectors the node publishes as boot 2.
+//!     reset on every channel, a `config` command beyond the standard's
+//!     limit is refused and one within it is acked and raises the alarm on
+//!     the next sample, and after a restart with its saved boot counter
+//!     sectors the node publishes as boot 2.
 //!
 //! Every node boots from an artefact written with `wire::provision::encode`
 //! and loaded by QEMU at 0x00300000 (`-device loader`).
@@ -631,6 +633,53 @@ async fn qemu_node_boots_from_its_artefact_counts_boots_and_selftests() {
     assert_eq!(alarms, want, "a test alarm at each channel's setpoint");
     wait_log(&node, "self-test ended", Duration::from_secs(5)).await;
 
+    // `config`: setpoints beyond the standard's limit are refused, the rule
+    // unchanged; accepted ones judge the next sample (the recovered ~150 mA
+    // is an alarm under an alarm setpoint of 120 mA).
+    for (id, payload) in [
+        (
+            "cfg-bad",
+            &br#"{"id":"cfg-bad","op":"config","ch":"rc1","pre_alarm":400,"alarm":1200}"#[..],
+        ),
+        (
+            "cfg-1",
+            br#"{"id":"cfg-1","op":"config","ch":"rc1","pre_alarm":null,"alarm":120}"#,
+        ),
+    ] {
+        client
+            .publish(
+                "fire/v1/home_a/n01/cmd",
+                QoS::AtLeastOnce,
+                false,
+                payload.to_vec(),
+            )
+            .await
+            .expect("publish config");
+        let ack = wait_seen(&mut seen, Duration::from_secs(30), id, |s| {
+            s.topic == "fire/v1/home_a/n01/cmd/ack" && s.json["id"] == id
+        })
+        .await;
+        assert_eq!(ack.json["ok"], id == "cfg-1", "{}", ack.json);
+    }
+    let log = node.log();
+    assert!(
+        log.contains("cmd cfg-bad config: refused: setpoints refused:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("cmd cfg-1 config: ok, rc1 pre_alarm none alarm 120 hysteresis 30"),
+        "{log}"
+    );
+    let alarm = wait_seen(
+        &mut seen,
+        Duration::from_secs(30),
+        "rc1 alarm at 120 mA",
+        |s| s.topic.ends_with("/event") && s.json["ch"] == "rc1" && s.json["level"] == "alarm",
+    )
+    .await;
+    let v = alarm.json["v"].as_i64().unwrap();
+    assert!((120..400).contains(&v), "{}", alarm.json);
+
     // The counter sectors survive a restart (saved and loaded by the test,
     // as QEMU has no flash here): the next boot is 2.
     let saved = dir.path().join("boot-saved.bin");
@@ -658,5 +707,22 @@ async fn qemu_node_boots_from_its_artefact_counts_boots_and_selftests() {
     .await;
     assert_eq!(t.json["boot"], 2);
     assert_eq!(t.json["seq"], 0, "seq starts again in the new boot");
+    // The `config` lived in RAM: boot 2 runs the artefact's setpoints again,
+    // so its first ~150 mA readings raise nothing on rc1.
+    let mut boot2_events = Vec::new();
+    wait_seen(&mut seen, Duration::from_secs(30), "boot 2 samples", |s| {
+        if s.topic.ends_with("/event") && s.json["boot"] == 2 {
+            boot2_events.push(s.json.clone());
+        }
+        s.topic.ends_with("/telemetry")
+            && s.json["boot"] == 2
+            && seq(s) >= 4
+            && rc1(s).is_some_and(|(v, st)| st == "ok" && v < 400)
+    })
+    .await;
+    assert!(
+        !boot2_events.iter().any(|e| e["ch"] == "rc1"),
+        "{boot2_events:?}"
+    );
     drop(node);
 }

@@ -258,6 +258,18 @@ fn provision(boot: u32) -> Result<NodeSetup, SetupError> {
     firmware::provision::load(blob, boot)
 }
 
+/// A setpoint in the log: its value, or `none`.
+struct Setpoint(Option<i32>);
+
+impl core::fmt::Display for Setpoint {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self.0 {
+            Some(v) => write!(f, "{v}"),
+            None => f.write_str("none"),
+        }
+    }
+}
+
 /// Stops here for good (no identity, no peripherals): waits for interrupts.
 fn halt() -> ! {
     loop {
@@ -328,7 +340,7 @@ fn main() -> ! {
         setup.channels.len()
     );
 
-    let (mut connected, mut sounding, mut testing) = (0, false, false);
+    let (mut connected, mut sounding, mut testing, mut cmds) = (0, false, false, 0);
     loop {
         let now = clock.now();
         if schedule.due(now) {
@@ -354,6 +366,32 @@ fn main() -> ! {
         }
         app.poll(&mut uart, now);
         let st = app.stats();
+        if st.cmds != cmds {
+            cmds = st.cmds;
+            if let Some((c, outcome)) = app.last_cmd() {
+                match (outcome, &c.ch) {
+                    (Err(e), _) => {
+                        let _ = writeln!(log, "t={now} cmd {} {}: refused: {e}", c.id, c.op);
+                    }
+                    // An accepted config: the setpoints now in force (RAM only).
+                    (Ok(()), Some(ch)) => {
+                        let t = app.local().rule(ch).and_then(|r| r.threshold);
+                        let _ = writeln!(
+                            log,
+                            "t={now} cmd {} {}: ok, {ch} pre_alarm {} alarm {} hysteresis {}",
+                            c.id,
+                            c.op,
+                            Setpoint(t.and_then(|t| t.pre_alarm)),
+                            Setpoint(t.and_then(|t| t.alarm)),
+                            Setpoint(t.map(|t| t.hysteresis))
+                        );
+                    }
+                    (Ok(()), None) => {
+                        let _ = writeln!(log, "t={now} cmd {} {}: ok", c.id, c.op);
+                    }
+                }
+            }
+        }
         if st.connected != connected {
             connected = st.connected;
             let _ = writeln!(

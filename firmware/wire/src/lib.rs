@@ -9,7 +9,7 @@
 //! | `fire/v1/{site}/{node}/telemetry`   | [`Telemetry`]      |
 //! | `fire/v1/{site}/{node}/status`      | [`Status`] (retained; Last Will `{"state":"offline"}`) |
 //! | `fire/v1/{site}/{node}/event`       | [`Event`]          |
-//! | `fire/v1/{site}/{node}/cmd`         | [`Cmd`]            |
+//! | `fire/v1/{site}/{node}/cmd`         | [`Cmd`] (`config` carries one channel's setpoints, applied in the node's RAM only) |
 //! | `fire/v1/{site}/{node}/cmd/ack`     | [`CmdAck`]         |
 //!
 //! [`provision`] is the node's provisioning artefact (identity, broker,

@@ -289,7 +289,43 @@ pub struct Event {
     pub v: i32,
 }
 
+/// Like [`deserialize_value`], for an optional field: absent or `null` is
+/// `None`.
+fn deserialize_opt_value<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i32>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Option<i32>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("null or an integer within i32")
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Option<i32>, E> {
+            Ok(None)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Option<i32>, E> {
+            Ok(None)
+        }
+        fn visit_some<D2: Deserializer<'de>>(self, d: D2) -> Result<Option<i32>, D2::Error> {
+            deserialize_value(d).map(Some)
+        }
+    }
+    d.deserialize_option(V)
+}
+
 /// `fire/v1/{site}/{node}/cmd`: a command to a node.
+///
+/// `reset`, `selftest` and `ping` carry only `id` and `op`:
+/// `{"id":"c-42","op":"reset"}`. `config` (an additive extension of contract
+/// v1) also carries the new setpoints of one channel, in the quantity's wire
+/// unit: `{"id":"cfg-12","op":"config","ch":"rc1","pre_alarm":300,"alarm":450}`,
+/// optionally `"hysteresis":30`. `pre_alarm` absent or `null` means the
+/// channel has no pre-alarm level; `hysteresis` absent keeps the channel's.
+/// The setpoint fields are absent from the encoding when `None`, so the
+/// other ops encode exactly as before. Decoding checks only their shape (an
+/// id pattern, integers within `i32`); whether the node accepts them (a
+/// `config` with `ch` and `alarm`, for a channel it has, within the
+/// standard's limits) is the node's call, answered in the ack. The node
+/// keeps the change in RAM only: after a restart it runs its provisioning
+/// artefact's setpoints until the gateway sends the ones in force again.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cmd {
@@ -297,6 +333,70 @@ pub struct Cmd {
     pub id: CmdId,
     /// What to do.
     pub op: CmdOp,
+    /// `config`: the channel whose setpoints change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ch: Option<ChannelId>,
+    /// `config`: the pre-alarm (预警) setpoint; `None`: no pre-alarm level.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_opt_value"
+    )]
+    pub pre_alarm: Option<i32>,
+    /// `config`: the alarm (报警) setpoint (required by the node).
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_opt_value"
+    )]
+    pub alarm: Option<i32>,
+    /// `config`: the return difference (回差); `None` keeps the channel's.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "deserialize_opt_value"
+    )]
+    pub hysteresis: Option<i32>,
+}
+
+impl Cmd {
+    /// A command without setpoint fields (`reset`, `selftest`, `ping`).
+    pub const fn new(id: CmdId, op: CmdOp) -> Self {
+        Cmd {
+            id,
+            op,
+            ch: None,
+            pre_alarm: None,
+            alarm: None,
+            hysteresis: None,
+        }
+    }
+
+    /// A `config` command: channel `ch` gets these setpoints.
+    pub const fn config(
+        id: CmdId,
+        ch: ChannelId,
+        pre_alarm: Option<i32>,
+        alarm: i32,
+        hysteresis: Option<i32>,
+    ) -> Self {
+        Cmd {
+            id,
+            op: CmdOp::Config,
+            ch: Some(ch),
+            pre_alarm,
+            alarm: Some(alarm),
+            hysteresis,
+        }
+    }
+
+    /// Whether any of the `config` fields is present.
+    pub const fn has_config_fields(&self) -> bool {
+        self.ch.is_some()
+            || self.pre_alarm.is_some()
+            || self.alarm.is_some()
+            || self.hysteresis.is_some()
+    }
 }
 
 /// `fire/v1/{site}/{node}/cmd/ack`: the node's answer to a command.

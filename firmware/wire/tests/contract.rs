@@ -99,17 +99,11 @@ fn event_cmd_and_ack_encode_exactly() {
     );
     assert_eq!(dec::<Event>(enc(&ev).as_bytes()), Ok(ev));
 
-    let cmd = Cmd {
-        id: CmdId::new("c-42").unwrap(),
-        op: CmdOp::Reset,
-    };
+    let cmd = Cmd::new(CmdId::new("c-42").unwrap(), CmdOp::Reset);
     assert_eq!(enc(&cmd), r#"{"id":"c-42","op":"reset"}"#);
     assert_eq!(dec::<Cmd>(enc(&cmd).as_bytes()), Ok(cmd));
     for op in CmdOp::ALL {
-        let c = Cmd {
-            id: CmdId::new("x").unwrap(),
-            op: *op,
-        };
+        let c = Cmd::new(CmdId::new("x").unwrap(), *op);
         assert_eq!(dec::<Cmd>(enc(&c).as_bytes()), Ok(c));
     }
 
@@ -119,6 +113,179 @@ fn event_cmd_and_ack_encode_exactly() {
     };
     assert_eq!(enc(&ack), r#"{"id":"c-42","ok":true}"#);
     assert_eq!(dec::<CmdAck>(enc(&ack).as_bytes()), Ok(ack));
+}
+
+fn config(pre: Option<i32>, alarm: Option<i32>, hyst: Option<i32>) -> Cmd {
+    Cmd {
+        ch: Some(ChannelId::new("rc1").unwrap()),
+        pre_alarm: pre,
+        alarm,
+        hysteresis: hyst,
+        ..Cmd::new(CmdId::new("cfg-12").unwrap(), CmdOp::Config)
+    }
+}
+
+#[test]
+fn config_cmd_encodes_exactly_and_round_trips() {
+    let c = Cmd::config(
+        CmdId::new("cfg-12").unwrap(),
+        ChannelId::new("rc1").unwrap(),
+        Some(300),
+        450,
+        None,
+    );
+    assert_eq!(c, config(Some(300), Some(450), None));
+    assert_eq!(
+        enc(&c),
+        r#"{"id":"cfg-12","op":"config","ch":"rc1","pre_alarm":300,"alarm":450}"#
+    );
+    assert_eq!(dec::<Cmd>(enc(&c).as_bytes()), Ok(c));
+
+    let c = config(None, Some(450), Some(30));
+    assert_eq!(
+        enc(&c),
+        r#"{"id":"cfg-12","op":"config","ch":"rc1","alarm":450,"hysteresis":30}"#
+    );
+    assert_eq!(dec::<Cmd>(enc(&c).as_bytes()), Ok(c.clone()));
+    // `null` is the same as absent: no pre-alarm level.
+    assert_eq!(
+        dec::<Cmd>(
+            br#"{"id":"cfg-12","op":"config","ch":"rc1","pre_alarm":null,"alarm":450,"hysteresis":30}"#
+        ),
+        Ok(c)
+    );
+    // Any order, the extremes of i32, negative values (temperature).
+    let c = config(Some(i32::MIN), Some(i32::MAX), Some(-1));
+    assert_eq!(dec::<Cmd>(enc(&c).as_bytes()), Ok(c.clone()));
+    assert_eq!(
+        dec::<Cmd>(
+            br#" {"hysteresis":-1,"alarm":2147483647,"ch":"rc1","pre_alarm":-2147483648,"op":"config","id":"cfg-12"} "#
+        ),
+        Ok(c)
+    );
+    // The longest config command fits the node's 256-byte cmd limit.
+    let c = Cmd {
+        id: CmdId::new(&"c".repeat(32)).unwrap(),
+        ch: Some(ChannelId::new(&"x".repeat(16)).unwrap()),
+        ..config(Some(i32::MIN), Some(i32::MIN), Some(i32::MIN))
+    };
+    assert!(enc(&c).len() < 200, "{}", enc(&c));
+    assert_eq!(dec::<Cmd>(enc(&c).as_bytes()), Ok(c));
+}
+
+#[test]
+fn config_without_its_fields_still_parses() {
+    // The node answers these with ok:false; the contract only checks shapes.
+    assert_eq!(
+        dec::<Cmd>(br#"{"id":"c-1","op":"config"}"#),
+        Ok(Cmd::new(CmdId::new("c-1").unwrap(), CmdOp::Config))
+    );
+    let c = Cmd {
+        ch: Some(ChannelId::new("rc1").unwrap()),
+        ..Cmd::new(CmdId::new("c-1").unwrap(), CmdOp::Config)
+    };
+    assert_eq!(enc(&c), r#"{"id":"c-1","op":"config","ch":"rc1"}"#);
+    assert_eq!(dec::<Cmd>(enc(&c).as_bytes()), Ok(c));
+    let c = config(None, Some(450), None);
+    assert!(c.has_config_fields());
+    assert!(!Cmd::new(CmdId::new("c-1").unwrap(), CmdOp::Reset).has_config_fields());
+    // Setpoint fields on another op parse too (the node refuses them).
+    assert_eq!(
+        dec::<Cmd>(br#"{"id":"cfg-12","op":"reset","ch":"rc1","alarm":450}"#),
+        Ok(Cmd {
+            op: CmdOp::Reset,
+            ..config(None, Some(450), None)
+        })
+    );
+}
+
+#[test]
+fn config_rejects_hostile_input_with_a_typed_error() {
+    let cases: &[(&[u8], DecodeError)] = &[
+        // Outside i32, or not an integer.
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":2147483648}"#,
+            DecodeError::OutOfRange,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":-2147483649}"#,
+            DecodeError::OutOfRange,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","pre_alarm":99999999999999999999,"alarm":1}"#,
+            DecodeError::OutOfRange,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":450.5}"#,
+            DecodeError::OutOfRange,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":4.5e2}"#,
+            DecodeError::OutOfRange,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":450,"hysteresis":1e99}"#,
+            DecodeError::OutOfRange,
+        ),
+        // A bad channel id.
+        (
+            br#"{"id":"c","op":"config","ch":"RC1","alarm":450}"#,
+            DecodeError::InvalidId,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc-1","alarm":450}"#,
+            DecodeError::InvalidId,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"","alarm":450}"#,
+            DecodeError::InvalidId,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"abcdefghijklmnopq","alarm":450}"#,
+            DecodeError::InvalidId,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1/x","alarm":450}"#,
+            DecodeError::InvalidId,
+        ),
+        // Wrong types and unknown fields.
+        (
+            br#"{"id":"c","op":"config","ch":1,"alarm":450}"#,
+            DecodeError::Schema,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":"450"}"#,
+            DecodeError::Schema,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":true}"#,
+            DecodeError::Schema,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":[450]}"#,
+            DecodeError::Schema,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":450,"on_delay":5}"#,
+            DecodeError::Schema,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","set":{"alarm":450}}"#,
+            DecodeError::Schema,
+        ),
+        (
+            br#"{"id":"c","op":"config","ch":"rc1","alarm":450,"alarm":500}"#,
+            DecodeError::Schema,
+        ),
+    ];
+    for (payload, want) in cases {
+        assert_eq!(
+            dec::<Cmd>(payload),
+            Err(*want),
+            "{}",
+            String::from_utf8_lossy(payload)
+        );
+    }
 }
 
 #[test]
@@ -300,5 +467,22 @@ fn arbitrary_bytes_never_panic() {
         }
         let _ = dec::<Telemetry>(&m);
         let _ = dec::<Cmd>(&m);
+    }
+    // The same for a config command.
+    let base = enc(&config(Some(300), Some(450), Some(30))).into_bytes();
+    for _ in 0..20_000 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let mut m = base.clone();
+        let pos = (x as usize) % m.len();
+        match x % 3 {
+            0 => m[pos] = (x >> 8) as u8,
+            1 => m.truncate(pos),
+            _ => m.insert(pos, (x >> 16) as u8),
+        }
+        if let Ok(c) = dec::<Cmd>(&m) {
+            assert_eq!(dec::<Cmd>(enc(&c).as_bytes()), Ok(c));
+        }
     }
 }
