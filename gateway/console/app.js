@@ -8,7 +8,7 @@
 
 // ---------------------------------------------------------------- basics
 
-const ROLE = { duty: "值班员", site_manager: "机构负责人", inspector: "民政局监管", admin: "管理员" };
+const ROLE = { duty: "值班员", site_manager: "机构负责人", inspector: "民政局监管", admin: "管理员", installer: "安装人员" };
 const ACTION = {
   register: "登记", list: "挂牌督办", start_rectification: "落实整改", report_rectified: "整改完成",
   review: "复查", accept: "验收", close: "销号", request_extension: "申请延期",
@@ -165,13 +165,16 @@ function logout(message) {
   renderLogin(message);
 }
 
-function homeOf(user) { return user.role === "inspector" || user.role === "admin" ? "#/bureau" : "#/desk"; }
+function homeOf(user) {
+  if (user.role === "installer") return "#/commission";
+  return user.role === "inspector" || user.role === "admin" ? "#/bureau" : "#/desk";
+}
 
 function renderLogin(message) {
   const err = h("div", { class: "message error", id: "login-error", hidden: !message }, message || "");
   const form = h("form", { id: "login-form", class: "login" },
     h("h1", {}, "智慧用电监测平台"),
-    h("p", { class: "muted" }, "请使用值班员、机构负责人或民政局监管账号登录"),
+    h("p", { class: "muted" }, "请使用值班员、机构负责人、民政局监管或安装人员账号登录"),
     h("label", {}, "用户名", h("input", { name: "login", autocomplete: "username", required: true, autofocus: true })),
     h("label", {}, "密码", h("input", { name: "password", type: "password", autocomplete: "current-password", required: true })),
     err,
@@ -727,6 +730,182 @@ function ticketWeeks(w) {
   });
 }
 
+// ---------------------------------------------------------------- 安装调试
+
+// The installer's page: register nodes (credentials shown once), self-test
+// them, see what each loop learned and apply the recommended setpoints,
+// and the commissioning report with the site manager's sign-off.
+const CM = { site: null, credentials: null };
+const Q = { residual_current: "剩余电流", temperature: "温度", arc: "故障电弧", current: "电流", voltage: "电压", water_pressure: "消防水压", water_level: "消防水位", loop_current: "回路电流" };
+
+function mayRegister() { return ["installer", "admin"].includes(S.session.user.role); }
+function maySetpoints() { return ["installer", "site_manager", "admin"].includes(S.session.user.role); }
+
+async function renderCommission() {
+  S.page = "commission";
+  if (!CM.site || !S.sites.some((x) => x.id === CM.site)) CM.site = S.sites.length ? S.sites[0].id : null;
+  const pick = h("select", { id: "cm-site" }, S.sites.map((x) => h("option", { value: x.id, selected: x.id === CM.site }, x.name || x.id)));
+  pick.addEventListener("change", () => { CM.site = pick.value; CM.credentials = null; renderCommission(); });
+  const root = h("div", { id: "commission" },
+    h("h1", {}, "安装调试"),
+    h("div", { class: "filters" }, "机构：", pick),
+    h("section", { class: "panel", id: "cm-nodes" }, h("h2", {}, "节点登记与自检"), h("div", { class: "rows" }, "加载中…")),
+    h("section", { class: "panel", id: "cm-baselines" }, h("h2", {}, "基线学习与推荐定值"), h("div", { class: "rows" }, "加载中…")),
+    h("section", { class: "panel", id: "cm-report" }, h("h2", {}, "调试验收报告"), h("div", { class: "rows" }, "加载中…")));
+  main().replaceChildren(root);
+  if (!CM.site) { $("#cm-nodes .rows").replaceChildren(h("div", { class: "empty" }, "您的管辖范围内没有机构")); return; }
+  renderCmNodes();
+  renderCmBaselines();
+  renderCmReport();
+}
+
+// "rc1:residual_current:ct=1000" → {id, quantity, ct_ratio} / {id, quantity, sensor}.
+function parseChannel(line) {
+  const [id, quantity, third, extra] = line.trim().split(":");
+  if (!id || !quantity || !third || extra !== undefined) throw new Error(`通道 “${line.trim()}” 格式应为 编号:测量量:ct=变比 或 编号:测量量:传感器`);
+  return third.startsWith("ct=") ? { id, quantity, ct_ratio: Number(third.slice(3)) } : { id, quantity, sensor: third };
+}
+
+async function renderCmNodes() {
+  const box = $("#cm-nodes .rows");
+  let nodes = [];
+  try { nodes = await api(`/api/v1/sites/${encodeURIComponent(CM.site)}/nodes`); } catch (e) { box.replaceChildren(h("div", { class: "message error" }, e.message)); return; }
+  if (!$("#commission")) return;
+  const results = h("div", { id: "cm-selftest" });
+  const table = h("table", {},
+    h("thead", {}, h("tr", {}, ["节点", "位置", "来源", "凭据", "通道", ""].map((t) => h("th", {}, t)))),
+    h("tbody", {}, nodes.filter((n) => !n.revoked_at).map((n) => h("tr", { "data-node": n.id },
+      h("td", {}, n.id), h("td", {}, n.location), h("td", {}, n.origin === "registered" ? "登记" : "配置文件"),
+      h("td", {}, { none: "无", active: "有效", revoked: "已注销" }[n.credential] || n.credential),
+      h("td", {}, n.channels.map((c) => `${c.id}（${Q[c.quantity] || c.quantity}${c.ct_ratio ? " " + c.ct_ratio + ":1" : c.sensor ? " " + c.sensor : ""}）`).join("、")),
+      h("td", {}, h("button", { class: "small", onclick: () => runSelfTest(n.id, results) }, "自检"))))));
+  const parts = [nodes.length ? table : h("div", { class: "empty" }, "尚无节点"), results];
+  if (CM.credentials) {
+    const c = CM.credentials;
+    parts.unshift(h("div", { class: "message ok", id: "cm-credentials" },
+      `节点 ${c.node} 已登记。MQTT 用户名（客户端 ID）：`, h("b", {}, c.username), "，密码：", h("b", { id: "cm-password" }, c.password),
+      "。密码只显示这一次，请立即写入节点。"));
+  }
+  if (mayRegister()) parts.push(registerForm());
+  box.replaceChildren(...parts);
+}
+
+function registerForm() {
+  const err = h("div", { class: "message error", id: "cm-register-error", hidden: true });
+  const f = h("form", { id: "cm-register", class: "filters" },
+    h("input", { name: "id", placeholder: "节点编号，如 n07", required: true, size: 10 }),
+    h("input", { name: "building", placeholder: "楼栋", required: true, size: 6 }),
+    h("input", { name: "floor", placeholder: "楼层", required: true, size: 5 }),
+    h("input", { name: "room", placeholder: "房间", required: true, size: 5 }),
+    h("input", { name: "panel", placeholder: "配电箱", required: true, size: 6 }),
+    h("textarea", { name: "channels", rows: 2, cols: 40, placeholder: "每行一个通道：rc1:residual_current:ct=1000\nt1:temperature:ntc", required: true }),
+    h("button", { type: "submit", class: "primary" }, "登记节点"), err);
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const channels = f.channels.value.split("\n").filter((l) => l.trim()).map(parseChannel);
+      const body = { id: f.id.value.trim(), location: { building: f.building.value.trim(), floor: f.floor.value.trim(), room: f.room.value.trim(), panel: f.panel.value.trim() }, channels };
+      const r = await api(`/api/v1/sites/${encodeURIComponent(CM.site)}/nodes`, { method: "POST", json: body });
+      CM.credentials = { node: r.node.id, username: r.credentials.username, password: r.credentials.password };
+      renderCmNodes();
+      renderCmReport();
+    } catch (e) { err.textContent = e.message; err.hidden = false; }
+  });
+  return f;
+}
+
+async function runSelfTest(node, box) {
+  box.replaceChildren(h("div", { class: "muted" }, `节点 ${node} 自检中…（节点注入测试信号，测试报警不会推送、不会开单）`));
+  try {
+    const { id } = await api(`/api/v1/sites/${encodeURIComponent(CM.site)}/nodes/${encodeURIComponent(node)}/selftest`, { method: "POST" });
+    let t;
+    for (let i = 0; i < 180; i++) {
+      t = await api(`/api/v1/selftests/${id}`);
+      if (t.result !== "running") break;
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    box.replaceChildren(...[h("div", { class: "message " + (t.result === "passed" ? "ok" : "error"), id: "cm-selftest-result" },
+      `节点 ${node} 自检${t.result_label}`, t.reason ? `：${t.reason}` : ""),
+    t.channels.length === 0 ? null : h("table", {}, h("thead", {}, h("tr", {}, ["通道", "测量量", "结果", "通路时延", "说明"].map((x) => h("th", {}, x)))),
+      h("tbody", {}, t.channels.map((c) => h("tr", {},
+        h("td", {}, c.channel), h("td", {}, Q[c.quantity] || c.quantity),
+        h("td", {}, h("span", { class: "badge " + (c.passed ? "ok" : "alarm") }, c.passed ? "通过" : "未通过")),
+        h("td", {}, c.latency_ms === null ? "—" : `${c.latency_ms} ms`), h("td", {}, c.reason || "")))))].filter(Boolean));
+    renderCmReport();
+  } catch (e) { box.replaceChildren(h("div", { class: "message error" }, e.message)); }
+}
+
+async function renderCmBaselines() {
+  const box = $("#cm-baselines .rows");
+  let rows = [];
+  try { rows = await api(`/api/v1/sites/${encodeURIComponent(CM.site)}/baselines`); } catch (e) { box.replaceChildren(h("div", { class: "message error" }, e.message)); return; }
+  if (!$("#commission")) return;
+  if (!rows.length) { box.replaceChildren(h("div", { class: "empty" }, "尚无剩余电流或温度读数")); return; }
+  box.replaceChildren(h("table", {},
+    h("thead", {}, h("tr", {}, ["节点", "通道", "状态", "自然水平（P50 / P95）", "推荐定值（预警 / 报警）", "依据", "在用定值", ""].map((t) => h("th", {}, t)))),
+    h("tbody", {}, rows.map((r) => {
+      const rec = r.recommendation, b = r.baseline;
+      const apply = rec && rec.alarm !== null && maySetpoints()
+        ? h("button", { class: "small", onclick: async (ev) => {
+          try {
+            await api(`/api/v1/sites/${encodeURIComponent(CM.site)}/nodes/${encodeURIComponent(r.node)}/channels/${encodeURIComponent(r.channel)}/setpoints`,
+              { method: "POST", json: { pre_alarm: rec.pre_alarm, alarm: rec.alarm, source: "recommendation" } });
+            toast(`${r.node} ${r.channel} 已采用推荐定值（已记录并下发节点）`);
+            renderCmBaselines(); renderCmReport();
+          } catch (e) { toast(e.message); ev.target.disabled = false; }
+        } }, "采用推荐定值") : null;
+      return h("tr", {},
+        h("td", {}, r.node), h("td", {}, `${r.channel}（${Q[r.quantity] || r.quantity}）`),
+        h("td", {}, r.status === "learning" ? `学习中 ${r.percent}%` : r.status_label),
+        h("td", {}, b && r.status === "learned" ? `${b.p50} / ${b.p95}` : "—"),
+        h("td", {}, rec ? `${rec.pre_alarm ?? "—"} / ${rec.alarm ?? "—"}` : "—"),
+        h("td", {}, rec ? rec.basis : "", rec && rec.hazard ? h("div", { class: "error" }, rec.hazard) : null),
+        h("td", {}, r.applied ? `${r.applied.pre_alarm ?? "—"} / ${r.applied.alarm}（${r.applied.applied_by}）` : "默认"),
+        h("td", {}, apply));
+    }))));
+}
+
+async function download(path, name) {
+  try {
+    const res = await api(path, { raw: true });
+    const a = h("a", { href: URL.createObjectURL(await res.blob()), download: name });
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+  } catch (e) { toast(e.message); }
+}
+
+async function renderCmReport() {
+  const box = $("#cm-report .rows");
+  if (!box) return;
+  let v;
+  try { v = await api(`/api/v1/sites/${encodeURIComponent(CM.site)}/commissioning`); } catch (e) { box.replaceChildren(h("div", { class: "message error" }, e.message)); return; }
+  const r = v.report, site = encodeURIComponent(CM.site);
+  const parts = [
+    h("div", { class: "message " + (r.ready ? "ok" : "error"), id: "cm-ready" },
+      `${r.channels} 个通道，自检通过 ${r.selftest_passed} 个：`, r.ready ? "具备验收条件" : "尚不具备验收条件（每个通道须自检通过且接线正常）"),
+    h("div", { class: "filters" },
+      h("button", { class: "small", onclick: () => download(`/api/v1/sites/${site}/commissioning.html`, `调试验收报告-${CM.site}.html`) }, "下载报告（可打印）"),
+      h("button", { class: "small", onclick: () => download(`/api/v1/sites/${site}/commissioning.csv`, `调试验收报告-${CM.site}.csv`) }, "下载 CSV")),
+  ];
+  for (const s of v.signoffs) parts.push(h("div", { class: "message ok" }, `机构负责人 ${s.signed_by} 已于 ${cst(s.signed_at)} 签字：${s.note}（报告摘要 ${s.report_sha256.slice(0, 16)}…）`));
+  if (S.session.user.role === "site_manager") {
+    const err = h("div", { class: "message error", id: "cm-sign-error", hidden: true });
+    const f = h("form", { id: "cm-sign", class: "filters" },
+      h("input", { name: "note", placeholder: "验收意见，如 同意验收", required: true, size: 30 }),
+      h("button", { type: "submit", class: "primary" }, "验收签字"), err);
+    f.addEventListener("submit", async (ev) => {
+      ev.preventDefault();
+      try {
+        await api(`/api/v1/sites/${site}/commissioning/sign-off`, { method: "POST", json: { note: f.note.value.trim() } });
+        toast("已签字，报告已存档"); renderCmReport();
+      } catch (e) { err.textContent = e.message; err.hidden = false; }
+    });
+    parts.push(f);
+  }
+  box.replaceChildren(...parts);
+}
+
 // ---------------------------------------------------------------- router
 
 async function route() {
@@ -738,6 +917,7 @@ async function route() {
   else if (page === "tickets" && id) renderTicket(Number(id));
   else if (page === "tickets") renderTickets();
   else if (page === "bureau") renderBureau();
+  else if (page === "commission") renderCommission();
   else { location.hash = homeOf(S.session.user); }
 }
 

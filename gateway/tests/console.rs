@@ -303,6 +303,8 @@ async fn gateway(dir: &tempfile::TempDir) -> (gateway::app::Running, SocketAddr)
         ("duty_a", "值班员小李", Role::Duty, "home_a"),
         ("jianguan_a", "城区民政局", Role::Inspector, "home_a"),
         ("jianguan_b", "郊区民政局", Role::Inspector, "home_b"),
+        ("wang", "安装人员王工", Role::Installer, "home_a"),
+        ("li", "李院长", Role::SiteManager, "home_a"),
     ] {
         running
             .store
@@ -510,10 +512,65 @@ async fn duty_desk_tickets_and_bureau_in_a_real_browser() {
     assert!(!page.contains("阳光养老院"), "{page}");
     assert!(page.contains("福星敬老院"), "{page}");
 
+    browser.log_out().await;
+
+    // 安装调试: the installer registers a node and sees its password once;
+    // a self-test of a node that is not connected fails saying why.
+    browser.log_in("wang", PASSWORD).await;
+    browser.wait("#commission #cm-register", long).await;
+    for (field, value) in [
+        ("id", "n07"),
+        ("building", "1号楼"),
+        ("floor", "2层"),
+        ("room", "201"),
+        ("panel", "AL-2"),
+    ] {
+        browser
+            .type_into(&format!("#cm-register input[name={field}]"), value)
+            .await;
+    }
+    browser
+        .type_into(
+            "#cm-register textarea[name=channels]",
+            "rc1:residual_current:ct=1000\nt1:temperature:ntc",
+        )
+        .await;
+    let submit = browser.wait("#cm-register button[type=submit]", long).await;
+    browser.click(&submit).await;
+    let password = browser.wait("#cm-password", long).await;
+    let password = browser.text(&password).await;
+    assert!(password.len() >= 24, "{password:?}");
+    let test = browser
+        .wait("#cm-nodes tr[data-node=n07] button", long)
+        .await;
+    browser.click(&test).await;
+    browser
+        .wait_text("#cm-selftest-result", "节点离线", long)
+        .await;
+    // The report now counts the new node's two channels, untested.
+    browser
+        .wait_text("#cm-ready", "2 个通道，自检通过 0 个", long)
+        .await;
+    browser.screenshot(&shots.join("commissioning.png")).await;
+    browser.log_out().await;
+
+    // The site manager cannot sign before every channel passed.
+    browser.log_in("li", PASSWORD).await;
+    browser.wait("#desk", long).await;
+    browser.goto(&format!("{base}/#/commission")).await;
+    browser
+        .type_into("#cm-sign input[name=note]", "同意验收")
+        .await;
+    let sign = browser.wait("#cm-sign button[type=submit]", long).await;
+    browser.click(&sign).await;
+    browser
+        .wait_text("#cm-sign-error", "尚不具备验收条件", long)
+        .await;
+
     browser.close().await;
     drop(driver);
     running.shutdown().await;
-    for shot in ["duty-desk.png", "bureau-trends.png"] {
+    for shot in ["duty-desk.png", "bureau-trends.png", "commissioning.png"] {
         let len = std::fs::metadata(shots.join(shot)).unwrap().len();
         assert!(len > 10_000, "{shot}: {len} bytes");
     }
