@@ -523,3 +523,94 @@ async fn rtu_on_a_serial_port_polls_every_unit_on_the_bus() {
     running.shutdown().await;
     stop.cancel();
 }
+
+/// A Modbus detector has no command topic: its self-test opens a window in
+/// which the installer presses the detector's own test key (自检键); the
+/// alarm bit it raises comes back as the channel's test alarm — a result,
+/// never an alarm record or a ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modbus_detector_is_self_tested_with_its_test_key() {
+    use gateway::ticket::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let sim = Simulator::new();
+    sim.add(2, map("acrel_asj"));
+    sim.set(2, "rc1", 120);
+    let addr = tcp_simulator(&sim, &stop).await;
+    let devices = connection("tcp", addr, &[(2, "acrel_asj", "k01", "")]);
+    let running = start(&devices, &["k01"], &dir).await;
+    let now = gateway::time::now_ms();
+    let sites = vec![SITE.to_string()];
+    running
+        .store
+        .add_user(
+            "wang",
+            "王工",
+            Role::Installer,
+            Some(&sites),
+            "a-long-password",
+            now,
+        )
+        .await
+        .unwrap();
+    let token = running
+        .store
+        .login("wang", "a-long-password", now)
+        .await
+        .unwrap()
+        .unwrap()
+        .0;
+    // Polled, so the detector is up and its channel known.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while running.metrics.modbus.polls(SITE, "k01") < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not polled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let http = reqwest::Client::new();
+    let base = format!("http://{}", running.http_addr);
+    let r = http
+        .post(format!("{base}/api/v1/sites/{SITE}/nodes/k01/selftest"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 202);
+    let id = serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    // The installer presses the test key: the alarm bit comes on, then off.
+    sim.set_bit(2, Function::Holding, 0x001B, 1, true);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sim.set_bit(2, Function::Holding, 0x001B, 1, false);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let result = loop {
+        let body: serde_json::Value = serde_json::from_str(
+            &http
+                .get(format!("{base}/api/v1/selftests/{id}"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+        )
+        .unwrap();
+        if body["result"] != "running" {
+            break body;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(result["mode"], "test_key");
+    assert_eq!(result["result"], "passed", "{result}");
+    let rc1 = &result["channels"][0];
+    assert_eq!(
+        (rc1["channel"].as_str(), rc1["judged_by"].as_str()),
+        (Some("rc1"), Some("device"))
+    );
+    let alarms = running.store.alarms(AlarmFilter::All, 10).await.unwrap();
+    assert!(alarms.is_empty(), "a test is not an alarm: {alarms:?}");
+    running.shutdown().await;
+    stop.cancel();
+}
