@@ -2053,6 +2053,26 @@ fn site_path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError>
         .map_err(|e| bad_request("路径", e.body_text()))
 }
 
+/// A site's report as it is now and its sign-offs, within the caller's jurisdiction.
+async fn report_of(
+    s: &AppState,
+    user: &User,
+    site: Result<Path<String>, PathRejection>,
+) -> Result<
+    (
+        String,
+        crate::commissioning::Report,
+        Vec<crate::commissioning::SignOff>,
+    ),
+    ApiError,
+> {
+    let site = site_path(site)?;
+    within(user, &site)?;
+    let report = assemble_commissioning(s, &site).await?;
+    let signoffs = s.store.commissioning_signoffs(&site).await?;
+    Ok((site, report, signoffs))
+}
+
 /// The site's commissioning report (调试验收报告): every node and channel
 /// with its location, wiring check, latest self-test and path latency,
 /// baseline, recommended and applied setpoints, installer and date, and
@@ -2074,12 +2094,10 @@ async fn commissioning_report(
     axum::Extension(user): Caller,
     site: Result<Path<String>, PathRejection>,
 ) -> Result<Json<CommissioningView>, ApiError> {
-    let site = site_path(site)?;
-    within(&user, &site)?;
-    let report = assemble_commissioning(&s, &site).await?;
+    let (_, report, signoffs) = report_of(&s, &user, site).await?;
     Ok(Json(CommissioningView {
         report_sha256: report.sha256(),
-        signoffs: s.store.commissioning_signoffs(&site).await?,
+        signoffs,
         report,
     }))
 }
@@ -2101,10 +2119,7 @@ async fn commissioning_csv(
     axum::Extension(user): Caller,
     site: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let site = site_path(site)?;
-    within(&user, &site)?;
-    let report = assemble_commissioning(&s, &site).await?;
-    let signoffs = s.store.commissioning_signoffs(&site).await?;
+    let (site, report, signoffs) = report_of(&s, &user, site).await?;
     let body = crate::commissioning::csv(&report, &signoffs);
     Ok((
         [
@@ -2136,10 +2151,7 @@ async fn commissioning_html(
     axum::Extension(user): Caller,
     site: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
-    let site = site_path(site)?;
-    within(&user, &site)?;
-    let report = assemble_commissioning(&s, &site).await?;
-    let signoffs = s.store.commissioning_signoffs(&site).await?;
+    let (_, report, signoffs) = report_of(&s, &user, site).await?;
     let body = crate::commissioning::html(&report, &signoffs, crate::time::now_ms() as i64);
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response())
 }
