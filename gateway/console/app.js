@@ -752,8 +752,9 @@ async function renderCommission() {
     h("section", { class: "panel", id: "cm-nodes" }, h("h2", {}, "节点登记与自检"), h("div", { class: "rows" }, "加载中…")),
     h("section", { class: "panel", id: "cm-baselines" }, h("h2", {}, "基线学习与推荐定值"), h("div", { class: "rows" }, "加载中…")),
     h("section", { class: "panel", id: "cm-report" }, h("h2", {}, "调试验收报告"), h("div", { class: "rows" }, "加载中…")));
+  if (mayRegister()) root.insertBefore(addSiteForm(), $("#cm-nodes", root));
   main().replaceChildren(root);
-  if (!CM.site) { $("#cm-nodes .rows").replaceChildren(h("div", { class: "empty" }, "您的管辖范围内没有机构")); return; }
+  if (!CM.site) { $("#cm-nodes .rows").replaceChildren(h("div", { class: "empty" }, "您的管辖范围内还没有机构，请先新增机构")); return; }
   renderCmNodes();
   renderCmBaselines();
   renderCmReport();
@@ -788,6 +789,27 @@ async function renderCmNodes() {
   }
   if (mayRegister()) parts.push(registerForm());
   box.replaceChildren(...parts);
+}
+
+// A new site (机构) in the installer's jurisdiction, e.g. home_c 康宁养老院.
+function addSiteForm() {
+  const err = h("div", { class: "message error", id: "cm-site-error", hidden: true });
+  const f = h("form", { id: "cm-add-site", class: "filters" }, "新增机构：",
+    h("input", { name: "id", placeholder: "机构编号，如 home_c", required: true, size: 12 }),
+    h("input", { name: "name", placeholder: "机构名称，如 康宁养老院", required: true, size: 16 }),
+    h("button", { type: "submit", class: "small" }, "新增"), err);
+  f.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    try {
+      const site = await api("/api/v1/sites", { method: "POST", json: { id: f.id.value.trim(), name: f.name.value.trim() } });
+      S.sites = await api("/api/v1/sites");
+      CM.site = site.id;
+      CM.credentials = null;
+      toast(`机构 ${site.name} 已新增`);
+      renderCommission();
+    } catch (e) { err.textContent = e.message; err.hidden = false; }
+  });
+  return f;
 }
 
 function registerForm() {

@@ -305,6 +305,7 @@ async fn gateway(dir: &tempfile::TempDir) -> (gateway::app::Running, SocketAddr)
         ("jianguan_b", "郊区民政局", Role::Inspector, "home_b"),
         ("wang", "安装人员王工", Role::Installer, "home_a"),
         ("li", "李院长", Role::SiteManager, "home_a"),
+        ("zhao", "安装人员赵工", Role::Installer, "home_c"),
     ] {
         running
             .store
@@ -552,6 +553,21 @@ async fn duty_desk_tickets_and_bureau_in_a_real_browser() {
         .wait_text("#cm-ready", "2 个通道，自检通过 0 个", long)
         .await;
     browser.screenshot(&shots.join("commissioning.png")).await;
+    browser.log_out().await;
+
+    // An installer whose jurisdiction names a site not yet created adds it.
+    browser.log_in("zhao", PASSWORD).await;
+    browser.wait("#cm-add-site", long).await;
+    browser
+        .type_into("#cm-add-site input[name=id]", "home_c")
+        .await;
+    browser
+        .type_into("#cm-add-site input[name=name]", "康宁养老院")
+        .await;
+    let add = browser.wait("#cm-add-site button[type=submit]", long).await;
+    browser.click(&add).await;
+    browser.wait_text("#cm-site", "康宁养老院", long).await;
+    browser.wait("#cm-register", long).await;
     browser.log_out().await;
 
     // The site manager cannot sign before every channel passed.
