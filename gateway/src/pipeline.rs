@@ -868,8 +868,29 @@ impl Pipeline {
             let Some(test) = self.selftests.remove(&key) else {
                 continue;
             };
-            if let (Ok(s), Ok(n)) = (SiteId::new(&key.0), NodeId::new(&key.1)) {
-                self.runtime.end_test(&s, &n);
+            let Ok(s) = SiteId::new(&key.0) else { continue };
+            let Ok(n) = NodeId::new(&key.1) else { continue };
+            self.runtime.end_test(&s, &n);
+            // A device alarm still standing when the window closes is no
+            // longer a test: it is raised as the alarm it is.
+            let topic = Topic::new(s, n, TopicKind::Event);
+            for (ch, level, v) in test.device_still_raised() {
+                let Ok(ch) = ChannelId::new(&ch) else {
+                    continue;
+                };
+                tracing::warn!(site = %key.0, node = %key.1, ch = %ch, "device alarm still on after the self-test: raised as a real alarm");
+                let e = Event {
+                    boot: 0,
+                    seq: 0,
+                    ts: now,
+                    ch,
+                    level,
+                    v,
+                };
+                if let Err(err) = Box::pin(self.device_event(&topic, &e, now)).await {
+                    inc(&self.metrics.store_errors);
+                    tracing::error!(error = %err, "store: cannot record a device alarm");
+                }
             }
             let results = test.results();
             let passed = test.passed();
@@ -1125,6 +1146,7 @@ impl Pipeline {
                 .runtime
                 .channel_state(&topic.site, &topic.node, &e.ch)
                 .map(|(q, _)| q);
+            test.device_level(&key.channel, e.level, e.v);
             match e.level {
                 EventLevel::Alarm => test.alarm(&key.channel, q, Some(e.v), now, "device"),
                 EventLevel::Normal => test.normal(&key.channel),

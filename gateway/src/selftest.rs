@@ -20,7 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use wire::{ChannelStatus, Quantity};
+use wire::{ChannelStatus, EventLevel, Quantity};
 
 /// How long a self-test waits by default for every channel.
 pub const DEFAULT_WINDOW_MS: u64 = 60_000;
@@ -80,6 +80,8 @@ pub struct SelfTest {
     online: bool,
     ack: Option<bool>,
     checks: BTreeMap<String, Check>,
+    /// The device's own level per channel as last reported during the test.
+    device: BTreeMap<String, (EventLevel, i32)>,
 }
 
 impl SelfTest {
@@ -106,6 +108,7 @@ impl SelfTest {
             deadline: now.saturating_add(window_ms),
             online,
             ack: None,
+            device: BTreeMap::new(),
             checks: channels
                 .into_iter()
                 .map(|(id, quantity, status)| {
@@ -163,6 +166,22 @@ impl SelfTest {
         }
     }
 
+    /// The node's or detector's own level on `channel` (an `event`), kept so
+    /// that an alarm still standing when the test ends is not lost.
+    pub fn device_level(&mut self, channel: &str, level: EventLevel, value: i32) {
+        self.device.insert(channel.to_string(), (level, value));
+    }
+
+    /// The channels whose device still reports 预警/报警 at the end: after
+    /// the window that is no longer a test, and is raised as a real alarm.
+    pub fn device_still_raised(&self) -> Vec<(String, EventLevel, i32)> {
+        self.device
+            .iter()
+            .filter(|(_, (l, _))| matches!(l, EventLevel::Alarm | EventLevel::PreAlarm))
+            .map(|(c, (l, v))| (c.clone(), *l, *v))
+            .collect()
+    }
+
     /// The gateway's scratch rules judge `channel` normal again.
     pub fn normal(&mut self, channel: &str) {
         if let Some(c) = self.checks.get_mut(channel) {
@@ -177,11 +196,15 @@ impl SelfTest {
         if !self.online || self.ack == Some(false) || now >= self.deadline {
             return true;
         }
+        // Over once every channel passed and came back, or cannot be
+        // tested — and no device still reports its own (test) alarm, which
+        // would otherwise be taken for a real one.
         !self.checks.is_empty()
             && self
                 .checks
                 .values()
                 .all(|c| c.status != ChannelStatus::Ok || (c.alarm.is_some() && c.back_to_normal))
+            && self.device_still_raised().is_empty()
     }
 
     /// Whether the test signal may still be on: the node was told to test
@@ -299,6 +322,26 @@ mod tests {
         assert!(!rc2.passed);
         assert_eq!(rc2.reason.as_deref(), Some("传感器开路，无法注入测试信号"));
         assert!(!t.passed());
+    }
+
+    #[test]
+    fn a_device_alarm_still_on_at_the_end_is_handed_back() {
+        let mut t = test(true);
+        t.device_level("rc1", EventLevel::Alarm, 800);
+        t.device_level("t1", EventLevel::Alarm, 900);
+        t.device_level("t1", EventLevel::Normal, 250);
+        assert_eq!(
+            t.device_still_raised(),
+            vec![("rc1".to_string(), EventLevel::Alarm, 800)]
+        );
+        t.alarm("rc1", None, Some(800), 1_100, "gateway");
+        t.alarm("t1", None, Some(900), 1_100, "gateway");
+        t.normal("rc1");
+        t.normal("t1");
+        assert!(!t.done(2_000), "rc1's device still reports its alarm");
+        t.device_level("rc1", EventLevel::Normal, 150);
+        assert!(t.done(2_000));
+        assert!(t.device_still_raised().is_empty());
     }
 
     #[test]

@@ -524,21 +524,10 @@ async fn rtu_on_a_serial_port_polls_every_unit_on_the_bus() {
     stop.cancel();
 }
 
-/// A Modbus detector has no command topic: its self-test opens a window in
-/// which the installer presses the detector's own test key (自检键); the
-/// alarm bit it raises comes back as the channel's test alarm — a result,
-/// never an alarm record or a ticket.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_modbus_detector_is_self_tested_with_its_test_key() {
+/// Starts a self-test of node `k01` over the API as an installer; returns
+/// (HTTP client, base URL, token, self-test id).
+async fn start_key_test(running: &gateway::app::Running) -> (reqwest::Client, String, String, i64) {
     use gateway::ticket::Role;
-    let dir = tempfile::tempdir().unwrap();
-    let stop = CancellationToken::new();
-    let sim = Simulator::new();
-    sim.add(2, map("acrel_asj"));
-    sim.set(2, "rc1", 120);
-    let addr = tcp_simulator(&sim, &stop).await;
-    let devices = connection("tcp", addr, &[(2, "acrel_asj", "k01", "")]);
-    let running = start(&devices, &["k01"], &dir).await;
     let now = gateway::time::now_ms();
     let sites = vec![SITE.to_string()];
     running
@@ -578,16 +567,22 @@ async fn a_modbus_detector_is_self_tested_with_its_test_key() {
     let id = serde_json::from_str::<serde_json::Value>(&r.text().await.unwrap()).unwrap()["id"]
         .as_i64()
         .unwrap();
-    // The installer presses the test key: the alarm bit comes on, then off.
-    sim.set_bit(2, Function::Holding, 0x001B, 1, true);
-    tokio::time::sleep(Duration::from_millis(600)).await;
-    sim.set_bit(2, Function::Holding, 0x001B, 1, false);
+    (http, base, token, id)
+}
+
+/// Polls a self-test until it is over (30 s at most).
+async fn key_test_result(
+    http: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: i64,
+) -> serde_json::Value {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let result = loop {
+    loop {
         let body: serde_json::Value = serde_json::from_str(
             &http
                 .get(format!("{base}/api/v1/selftests/{id}"))
-                .bearer_auth(&token)
+                .bearer_auth(token)
                 .send()
                 .await
                 .unwrap()
@@ -597,11 +592,33 @@ async fn a_modbus_detector_is_self_tested_with_its_test_key() {
         )
         .unwrap();
         if body["result"] != "running" {
-            break body;
+            return body;
         }
         assert!(tokio::time::Instant::now() < deadline, "{body}");
         tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    }
+}
+
+/// A Modbus detector has no command topic: its self-test opens a window in
+/// which the installer presses the detector's own test key (自检键); the
+/// alarm bit it raises comes back as the channel's test alarm — a result,
+/// never an alarm record or a ticket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_modbus_detector_is_self_tested_with_its_test_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let sim = Simulator::new();
+    sim.add(2, map("acrel_asj"));
+    sim.set(2, "rc1", 120);
+    let addr = tcp_simulator(&sim, &stop).await;
+    let devices = connection("tcp", addr, &[(2, "acrel_asj", "k01", "")]);
+    let running = start(&devices, &["k01"], &dir).await;
+    let (http, base, token, id) = start_key_test(&running).await;
+    // The installer presses the test key: the alarm bit comes on, then off.
+    sim.set_bit(2, Function::Holding, 0x001B, 1, true);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    sim.set_bit(2, Function::Holding, 0x001B, 1, false);
+    let result = key_test_result(&http, &base, &token, id).await;
     assert_eq!(result["mode"], "test_key");
     assert_eq!(result["result"], "passed", "{result}");
     let rc1 = &result["channels"][0];
@@ -611,6 +628,33 @@ async fn a_modbus_detector_is_self_tested_with_its_test_key() {
     );
     let alarms = running.store.alarms(AlarmFilter::All, 10).await.unwrap();
     assert!(alarms.is_empty(), "a test is not an alarm: {alarms:?}");
+    running.shutdown().await;
+    stop.cancel();
+}
+
+/// A detector alarm that comes on during a self-test and is still on when
+/// the window closes is not lost: it is raised then as the real alarm it is.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_alarm_still_on_after_the_test_window_is_a_real_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let stop = CancellationToken::new();
+    let sim = Simulator::new();
+    sim.add(2, map("acrel_asj"));
+    sim.set(2, "rc1", 120);
+    let addr = tcp_simulator(&sim, &stop).await;
+    let devices = connection("tcp", addr, &[(2, "acrel_asj", "k01", "")])
+        + "[commissioning]\nselftest_window_secs = 5\n";
+    let running = start(&devices, &["k01"], &dir).await;
+    let mut events = Watch::new(&running).await;
+    let (http, base, token, id) = start_key_test(&running).await;
+    sim.set_bit(2, Function::Holding, 0x001B, 1, true);
+    let result = key_test_result(&http, &base, &token, id).await;
+    assert_eq!(result["channels"][0]["passed"], true, "{result}");
+    let ev = wait_for(&mut events, "the standing device alarm", |ev, a| {
+        raised(ev) && a.node == "k01" && a.cause == "device_alarm"
+    })
+    .await;
+    assert!(ticket_number(&ev).starts_with("YH"), "{ev:?}");
     running.shutdown().await;
     stop.cancel();
 }
