@@ -785,7 +785,11 @@ async function renderCmNodes() {
     const c = CM.credentials;
     parts.unshift(h("div", { class: "message ok", id: "cm-credentials" },
       `节点 ${c.node} 已登记。MQTT 用户名（客户端 ID）：`, h("b", {}, c.username), "，密码：", h("b", { id: "cm-password" }, c.password),
-      "。密码只显示这一次，请立即写入节点。"));
+      "。密码只显示这一次，请立即写入节点。",
+      c.label ? h("div", {}, "节点标签（二维码内容）：", h("b", {}, c.label)) : null,
+      c.artefact
+        ? h("button", { class: "small", id: "cm-artefact", onclick: () => saveArtefact(c) }, "下载节点配置文件")
+        : h("div", { class: "error" }, `节点配置文件未生成：${c.artefactError || ""}`)));
   }
   if (mayRegister()) parts.push(registerForm());
   box.replaceChildren(...parts);
@@ -812,6 +816,15 @@ function addSiteForm() {
   return f;
 }
 
+// The provisioning artefact (base64 in the registration answer) as a file.
+function saveArtefact(c) {
+  const bytes = Uint8Array.from(atob(c.artefact), (ch) => ch.charCodeAt(0));
+  const a = h("a", { href: URL.createObjectURL(new Blob([bytes], { type: "application/octet-stream" })), download: `${CM.site}-${c.node}.fprv` });
+  document.body.appendChild(a);
+  a.click();
+  a.remove();
+}
+
 function registerForm() {
   const err = h("div", { class: "message error", id: "cm-register-error", hidden: true });
   const f = h("form", { id: "cm-register", class: "filters" },
@@ -828,7 +841,10 @@ function registerForm() {
       const channels = f.channels.value.split("\n").filter((l) => l.trim()).map(parseChannel);
       const body = { id: f.id.value.trim(), location: { building: f.building.value.trim(), floor: f.floor.value.trim(), room: f.room.value.trim(), panel: f.panel.value.trim() }, channels };
       const r = await api(`/api/v1/sites/${encodeURIComponent(CM.site)}/nodes`, { method: "POST", json: body });
-      CM.credentials = { node: r.node.id, username: r.credentials.username, password: r.credentials.password };
+      CM.credentials = {
+        node: r.node.id, username: r.credentials.username, password: r.credentials.password,
+        artefact: r.artefact_base64, artefactError: r.artefact_error, label: r.label,
+      };
       renderCmNodes();
       renderCmReport();
     } catch (e) { err.textContent = e.message; err.hidden = false; }

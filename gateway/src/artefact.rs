@@ -108,6 +108,71 @@ pub fn build(a: &NodeArtefact<'_>) -> Result<Vec<u8>, String> {
     provision::encode(&p).map_err(|e| format!("无法生成节点配置文件：{e}"))
 }
 
+/// The broker address a node should use: `HOST:PORT` if given, else the
+/// configured broker (refused when the gateway listens on every address:
+/// the node needs one it can reach).
+pub fn broker_addr(
+    config: &crate::config::Config,
+    given: Option<&str>,
+) -> Result<(String, u16), String> {
+    match given {
+        Some(b) => {
+            let (h, p) = b
+                .rsplit_once(':')
+                .ok_or_else(|| format!("服务器地址 {b:?} 应为 主机:端口"))?;
+            let p = p
+                .parse::<u16>()
+                .map_err(|_| format!("服务器端口 {p:?} 无效"))?;
+            Ok((h.to_string(), p))
+        }
+        None => {
+            let (h, p) = config.mqtt.connect_addr();
+            if h == "0.0.0.0" || h == "::" {
+                return Err(
+                    "网关监听所有地址，请给出节点应连接的地址（CLI：--broker 主机:端口）".into(),
+                );
+            }
+            Ok((h, p))
+        }
+    }
+}
+
+/// A registered node's artefact with its fresh credentials: its channels
+/// with the configured rules, over which the setpoints applied at run time
+/// (`applied`, the newest per channel) take precedence.
+pub fn for_node(
+    config: &crate::config::Config,
+    applied: &[crate::store::SetpointRow],
+    node: &crate::registry::RegisteredNode,
+    issued: &crate::registry::Issued,
+    broker: (&str, u16),
+) -> Result<Vec<u8>, String> {
+    let mut channels = Vec::new();
+    for c in &node.channels {
+        let q =
+            Quantity::from_wire(&c.quantity).ok_or_else(|| format!("通道 {}：未知测量量", c.id))?;
+        let mut rule = config.rule_for(q, &node.site, &node.id, &c.id);
+        if let Some(sp) = applied
+            .iter()
+            .find(|a| a.site == node.site && a.node == node.id && a.channel == c.id)
+        {
+            if let Ok(r) = crate::baseline::check(q, &rule, sp.pre_alarm, sp.alarm, None) {
+                rule = r;
+            }
+        }
+        channels.push((c, rule));
+    }
+    build(&NodeArtefact {
+        site: &node.site,
+        node: &node.id,
+        broker_host: broker.0,
+        broker_port: broker.1,
+        username: &issued.username,
+        password: &issued.password,
+        channels,
+    })
+}
+
 /// The label text for the node (QR-code alphanumeric), e.g. `FN1:HOME.A/N01:7K`.
 pub fn label(site: &str, node: &str) -> Option<String> {
     Some(provision::label(&SiteId::new(site).ok()?, &NodeId::new(node).ok()?).to_string())

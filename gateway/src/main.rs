@@ -243,52 +243,12 @@ async fn write_artefact(
     broker: Option<&str>,
     out: &std::path::Path,
 ) -> Result<(), String> {
-    let (host, port) = match broker {
-        Some(b) => {
-            let (h, p) = b
-                .rsplit_once(':')
-                .ok_or_else(|| format!("服务器地址 {b:?} 应为 主机:端口"))?;
-            let p = p
-                .parse::<u16>()
-                .map_err(|_| format!("服务器端口 {p:?} 无效"))?;
-            (h.to_string(), p)
-        }
-        None => {
-            let (h, p) = config.mqtt.connect_addr();
-            if h == "0.0.0.0" || h == "::" {
-                return Err("网关监听所有地址，请用 --broker 给出节点应连接的地址".into());
-            }
-            (h, p)
-        }
-    };
+    let (host, port) = gateway::artefact::broker_addr(config, broker)?;
     let applied = store
         .setpoints_in_force()
         .await
         .map_err(|e| format!("无法读取定值：{e}"))?;
-    let mut channels = Vec::new();
-    for c in &node.channels {
-        let q = wire::Quantity::from_wire(&c.quantity)
-            .ok_or_else(|| format!("通道 {}：未知测量量", c.id))?;
-        let mut rule = config.rule_for(q, &node.site, &node.id, &c.id);
-        if let Some(sp) = applied
-            .iter()
-            .find(|a| a.site == node.site && a.node == node.id && a.channel == c.id)
-        {
-            if let Ok(r) = gateway::baseline::check(q, &rule, sp.pre_alarm, sp.alarm, None) {
-                rule = r;
-            }
-        }
-        channels.push((c, rule));
-    }
-    let bytes = gateway::artefact::build(&gateway::artefact::NodeArtefact {
-        site: &node.site,
-        node: &node.id,
-        broker_host: &host,
-        broker_port: port,
-        username: &issued.username,
-        password: &issued.password,
-        channels,
-    })?;
+    let bytes = gateway::artefact::for_node(config, &applied, node, issued, (&host, port))?;
     std::fs::write(out, &bytes).map_err(|e| format!("无法写入 {}：{e}", out.display()))?;
     println!(
         "节点配置文件已写入 {}（{} 字节，连接 {host}:{port}）；烧录到节点后即可上电",

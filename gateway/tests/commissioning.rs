@@ -165,6 +165,21 @@ async fn from_nothing_to_a_signed_commissioning_report() {
         .unwrap()
         .to_string();
     assert_eq!(user, "home_c.n07");
+    // The artefact the node boots from comes with them, once.
+    use base64::Engine as _;
+    let artefact = base64::engine::general_purpose::STANDARD
+        .decode(added["artefact_base64"].as_str().expect("an artefact"))
+        .unwrap();
+    let p = wire::provision::decode(&artefact).unwrap();
+    assert_eq!(
+        (p.username.as_str(), p.password.as_str(), p.broker.port),
+        (user.as_str(), pass.as_str(), gw.broker.port())
+    );
+    assert_eq!(p.channels.len(), 2);
+    assert!(added["label"]
+        .as_str()
+        .unwrap()
+        .starts_with("FN1:HOME.C/N07:"));
     let (status, _) = gw
         .call(
             "POST",

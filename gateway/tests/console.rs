@@ -541,6 +541,8 @@ async fn duty_desk_tickets_and_bureau_in_a_real_browser() {
     let password = browser.wait("#cm-password", long).await;
     let password = browser.text(&password).await;
     assert!(password.len() >= 24, "{password:?}");
+    // The node's provisioning file is offered once, with the password.
+    browser.wait("#cm-credentials #cm-artefact", long).await;
     let test = browser
         .wait("#cm-nodes tr[data-node=n07] button", long)
         .await;

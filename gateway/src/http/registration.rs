@@ -132,6 +132,15 @@ pub(super) struct NodeAdded {
     node: RegisteredNode,
     /// Shown only in this answer: note the password now.
     credentials: Issued,
+    /// The node's provisioning artefact (节点配置文件, `wire::provision`
+    /// format: broker, these credentials, channels, setpoints), base64 —
+    /// the only moment it can be made, since the password is not kept.
+    artefact_base64: Option<String>,
+    /// Why no artefact could be made (e.g. a sensor the node has no input
+    /// for); the node is registered all the same.
+    artefact_error: Option<String>,
+    /// The label text for a QR code, e.g. `FN1:HOME.C/N07:NI`.
+    label: Option<String>,
 }
 
 /// Register a node with its location and channels; returns its MQTT credentials once.
@@ -173,7 +182,37 @@ pub(super) async fn add_node(
     )
     .await?;
     in_force(&s).await;
-    Ok((StatusCode::CREATED, Json(NodeAdded { node, credentials })))
+    let artefact = match crate::artefact::broker_addr(&s.live.config(), None) {
+        Ok((host, port)) => match s.store.setpoints_in_force().await {
+            Ok(applied) => crate::artefact::for_node(
+                &s.live.config(),
+                &applied,
+                &node,
+                &credentials,
+                (&host, port),
+            ),
+            Err(e) => Err(format!("无法读取定值：{e}")),
+        },
+        Err(e) => Err(e),
+    };
+    use base64::Engine as _;
+    let (artefact_base64, artefact_error) = match artefact {
+        Ok(bytes) => (
+            Some(base64::engine::general_purpose::STANDARD.encode(bytes)),
+            None,
+        ),
+        Err(e) => (None, Some(e)),
+    };
+    Ok((
+        StatusCode::CREATED,
+        Json(NodeAdded {
+            label: crate::artefact::label(&node.site, &node.id),
+            node,
+            credentials,
+            artefact_base64,
+            artefact_error,
+        }),
+    ))
 }
 
 /// The nodes of a site: from the configuration file and registered, with their credential state.
