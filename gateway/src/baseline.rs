@@ -73,8 +73,16 @@ pub struct Baseline {
 pub enum NotLearned {
     /// The window is not over yet: percent of it elapsed.
     Learning { percent: u32 },
-    /// Too few hours hold readings.
-    Insufficient { hours: u32, needed: u32 },
+    /// Too few hours hold readings: what there was (percentiles 0), to be
+    /// recorded so the installer sees why, and how many hours were needed.
+    Insufficient { baseline: Baseline, needed: u32 },
+}
+
+impl Baseline {
+    /// Whether enough of the window's hours held readings for percentiles.
+    pub fn covered(&self) -> bool {
+        self.hours * 100 >= self.window_hours * MIN_COVERAGE_PERCENT
+    }
 }
 
 /// Nearest-rank percentile of sorted values; `p` in 1..=100.
@@ -108,25 +116,33 @@ pub fn learn(
         .collect();
     let needed = (window_hours * MIN_COVERAGE_PERCENT).div_ceil(100).max(1);
     let n = inside.len() as u32;
-    if n < needed {
-        return Err(NotLearned::Insufficient { hours: n, needed });
-    }
-    let mut means: Vec<i64> = inside.iter().map(|h| h.sum / h.count).collect();
-    let mut maxima: Vec<i64> = inside.iter().map(|h| h.max).collect();
-    means.sort_unstable();
-    maxima.sort_unstable();
-    Ok(Baseline {
+    let mut b = Baseline {
         quantity: q.as_str().to_string(),
         from,
         to,
         hours: n,
         window_hours,
         readings: inside.iter().map(|h| h.count).sum(),
-        p50: percentile(&means, 50).unwrap_or(0),
-        p95: percentile(&maxima, 95).unwrap_or(0),
-        p99: percentile(&maxima, 99).unwrap_or(0),
-        max: maxima.last().copied().unwrap_or(0),
-    })
+        p50: 0,
+        p95: 0,
+        p99: 0,
+        max: 0,
+    };
+    if n < needed {
+        return Err(NotLearned::Insufficient {
+            baseline: b,
+            needed,
+        });
+    }
+    let mut means: Vec<i64> = inside.iter().map(|h| h.sum / h.count).collect();
+    let mut maxima: Vec<i64> = inside.iter().map(|h| h.max).collect();
+    means.sort_unstable();
+    maxima.sort_unstable();
+    b.p50 = percentile(&means, 50).unwrap_or(0);
+    b.p95 = percentile(&maxima, 95).unwrap_or(0);
+    b.p99 = percentile(&maxima, 99).unwrap_or(0);
+    b.max = maxima.last().copied().unwrap_or(0);
+    Ok(b)
 }
 
 /// Setpoints recommended for a loop, with what the installer should know.
@@ -318,14 +334,17 @@ mod tests {
             learn(Quantity::ResidualCurrent, &rows, 0, 168, 84 * H),
             Err(NotLearned::Learning { percent: 50 })
         );
-        assert_eq!(
-            learn(Quantity::ResidualCurrent, &rows[..100], 0, 168, 168 * H),
-            Err(NotLearned::Insufficient {
-                hours: 100,
-                needed: 135
-            })
-        );
+        match learn(Quantity::ResidualCurrent, &rows[..100], 0, 168, 168 * H) {
+            Err(NotLearned::Insufficient { baseline, needed }) => {
+                assert_eq!((baseline.hours, needed), (100, 135));
+                assert_eq!(baseline.readings, 100 * 60);
+                assert_eq!((baseline.p50, baseline.p95), (0, 0));
+                assert!(!baseline.covered());
+            }
+            other => panic!("not insufficient: {other:?}"),
+        }
         let b = learn(Quantity::ResidualCurrent, &rows, 0, 168, 168 * H).unwrap();
+        assert!(b.covered());
         assert_eq!((b.hours, b.readings, b.p50), (168, 168 * 60, 120));
         assert_eq!(b.p95, 160, "the one spike does not move P95");
         assert_eq!(b.max, 360);

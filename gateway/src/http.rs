@@ -418,6 +418,33 @@ fn query<T>(q: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
         .map_err(|e| bad_request("查询参数", e.body_text()))
 }
 
+/// A request's path parameters, or a 400 saying what is wrong with them.
+fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
+    p.map(|Path(x)| x)
+        .map_err(|e| bad_request("路径", e.body_text()))
+}
+
+/// Sends `command` (built around its reply channel) to the pipeline, which
+/// owns the rule state, and waits for the answer; 503 while it is stopping.
+async fn ask_pipeline<T>(
+    s: &AppState,
+    command: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::pipeline::Command,
+) -> Result<T, ApiError> {
+    let unavailable = || {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "pipeline_unavailable",
+            "网关正在停止，请稍后重试".into(),
+        )
+    };
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    s.commands
+        .send(command(reply))
+        .await
+        .map_err(|_| unavailable())?;
+    answer.await.map_err(|_| unavailable())
+}
+
 fn path_id(p: Result<Path<i64>, PathRejection>) -> Result<i64, ApiError> {
     p.map(|Path(id)| id)
         .map_err(|e| bad_request("编号", e.body_text()))
@@ -573,22 +600,14 @@ async fn reset_alarm(
     let id = path_id(id)?;
     alarm_in_jurisdiction(&s, &user, id).await?;
     act_on_alarms(&user)?;
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let unavailable = || {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "pipeline_unavailable",
-            "网关正在停止，请稍后重试".into(),
-        )
-    };
-    let cmd = Command::Reset {
+    let answer = ask_pipeline(&s, |reply| Command::Reset {
         alarm_id: id,
         by: user.name.clone(),
         role: crate::auth::role_code(user.role),
         reply,
-    };
-    s.commands.send(cmd).await.map_err(|_| unavailable())?;
-    match answer.await.map_err(|_| unavailable())? {
+    })
+    .await?;
+    match answer {
         Ok(row) => Ok(Json(AlarmView::from(row))),
         Err(ResetError::NotFound) => Err(alarm_not_found(id)),
         Err(ResetError::NotLatched) => Err(ApiError(
@@ -1576,7 +1595,7 @@ async fn start_selftest(
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(StatusCode, Json<SelfTestStarted>), ApiError> {
     use crate::pipeline::{Command, SelfTestError};
-    let Path((site, node)) = path.map_err(|e| bad_request("路径", e.body_text()))?;
+    let (site, node) = path_of(path)?;
     within(&user, &site)?;
     if user.role == Role::Inspector {
         return Err(ApiError(
@@ -1585,32 +1604,21 @@ async fn start_selftest(
             "监管人员不能发起节点自检".into(),
         ));
     }
-    let not_found = || {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            format!("节点 {site}/{node} 不存在"),
-        )
-    };
-    let unavailable = || {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "pipeline_unavailable",
-            "网关正在停止，请稍后重试".into(),
-        )
-    };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let cmd = Command::SelfTest {
+    let answer = ask_pipeline(&s, |reply| Command::SelfTest {
         site: site.clone(),
         node: node.clone(),
         by: user.name.clone(),
         role: crate::auth::role_code(user.role),
         reply,
-    };
-    s.commands.send(cmd).await.map_err(|_| unavailable())?;
-    match answer.await.map_err(|_| unavailable())? {
+    })
+    .await?;
+    match answer {
         Ok(id) => Ok((StatusCode::ACCEPTED, Json(SelfTestStarted { id }))),
-        Err(SelfTestError::NotFound) => Err(not_found()),
+        Err(SelfTestError::NotFound) => Err(ApiError(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("节点 {site}/{node} 不存在"),
+        )),
         Err(SelfTestError::Running) => Err(ApiError(
             StatusCode::CONFLICT,
             "selftest_running",
@@ -1733,7 +1741,7 @@ async fn baselines(
     axum::Extension(user): Caller,
     site: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<BaselineView>>, ApiError> {
-    let Path(site) = site.map_err(|e| bad_request("路径", e.body_text()))?;
+    let site = path_of(site)?;
     within(&user, &site)?;
     let window_ms = i64::from(s.config.commissioning.baseline_hours) * 3_600_000;
     let now = crate::time::now_ms() as i64;
@@ -1751,9 +1759,7 @@ async fn baselines(
             .recommendation
             .as_deref()
             .and_then(|r| serde_json::from_str(r).ok());
-        let insufficient = baseline.as_ref().is_some_and(|x| {
-            x.hours * 100 < x.window_hours * crate::baseline::MIN_COVERAGE_PERCENT
-        });
+        let insufficient = baseline.as_ref().is_some_and(|x| !x.covered());
         out.push(BaselineView {
             applied: applied_to(&b.node, &b.channel),
             node: b.node,
@@ -1841,7 +1847,7 @@ async fn apply_setpoints(
     body: Result<Json<SetpointBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::store::SetpointRow>, ApiError> {
     use crate::pipeline::{Command, SetpointError};
-    let Path((site, node, channel)) = path.map_err(|e| bad_request("路径", e.body_text()))?;
+    let (site, node, channel) = path_of(path)?;
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     within(&user, &site)?;
     if !matches!(user.role, Role::Installer | Role::SiteManager | Role::Admin) {
@@ -1861,15 +1867,7 @@ async fn apply_setpoints(
             ))
         }
     };
-    let unavailable = || {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "pipeline_unavailable",
-            "网关正在停止，请稍后重试".into(),
-        )
-    };
-    let (reply, answer) = tokio::sync::oneshot::channel();
-    let cmd = Command::ApplySetpoints {
+    let answer = ask_pipeline(&s, |reply| Command::ApplySetpoints {
         site: site.clone(),
         node: node.clone(),
         channel: channel.clone(),
@@ -1879,9 +1877,9 @@ async fn apply_setpoints(
         by: user.name.clone(),
         role: crate::auth::role_code(user.role),
         reply,
-    };
-    s.commands.send(cmd).await.map_err(|_| unavailable())?;
-    match answer.await.map_err(|_| unavailable())? {
+    })
+    .await?;
+    match answer {
         Ok(row) => Ok(Json(row)),
         Err(SetpointError::NotFound) => Err(ApiError(
             StatusCode::NOT_FOUND,
@@ -2048,11 +2046,6 @@ struct CommissioningView {
     signoffs: Vec<crate::commissioning::SignOff>,
 }
 
-fn site_path(p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
-    p.map(|Path(x)| x)
-        .map_err(|e| bad_request("路径", e.body_text()))
-}
-
 /// A site's report as it is now and its sign-offs, within the caller's jurisdiction.
 async fn report_of(
     s: &AppState,
@@ -2066,7 +2059,7 @@ async fn report_of(
     ),
     ApiError,
 > {
-    let site = site_path(site)?;
+    let site = path_of(site)?;
     within(user, &site)?;
     let report = assemble_commissioning(s, &site).await?;
     let signoffs = s.store.commissioning_signoffs(&site).await?;
@@ -2187,7 +2180,7 @@ async fn sign_commissioning(
     site: Result<Path<String>, PathRejection>,
     body: Result<Json<SignOffBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::commissioning::SignOff>, ApiError> {
-    let site = site_path(site)?;
+    let site = path_of(site)?;
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     within(&user, &site)?;
     if user.role != Role::SiteManager {

@@ -680,23 +680,11 @@ impl Pipeline {
             ) {
                 Ok(b) => (b, true),
                 Err(crate::baseline::NotLearned::Learning { .. }) => continue,
-                Err(crate::baseline::NotLearned::Insufficient { hours: got, needed }) => {
+                Err(crate::baseline::NotLearned::Insufficient { baseline, needed }) => {
                     // Recorded as it is, so the installer sees why: a loop
                     // silent for most of the window has no baseline.
-                    tracing::warn!(site = %ch.site, node = %ch.node, ch = %ch.channel, hours = got, needed, "too few hours of readings for a baseline");
-                    let b = crate::baseline::Baseline {
-                        quantity: q.as_str().to_string(),
-                        from: ch.first_hour,
-                        to: ch.first_hour + window_ms,
-                        hours: got,
-                        window_hours: self.baseline_hours,
-                        readings: hours.iter().map(|h| h.count).sum(),
-                        p50: 0,
-                        p95: 0,
-                        p99: 0,
-                        max: 0,
-                    };
-                    (b, false)
+                    tracing::warn!(site = %ch.site, node = %ch.node, ch = %ch.channel, hours = baseline.hours, needed, "too few hours of readings for a baseline");
+                    (baseline, false)
                 }
             };
             let rule = self.runtime.rule(q, &s, &n, &c);
@@ -893,7 +881,7 @@ impl Pipeline {
                 }
             }
             let results = test.results();
-            let passed = test.passed();
+            let passed = crate::selftest::all_passed(&results);
             if test.signal_may_be_on() {
                 tracing::warn!(site = %key.0, node = %key.1, "self-test window ended with a test signal still on: the real rules judge it from now");
             }

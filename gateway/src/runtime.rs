@@ -151,6 +151,37 @@ struct ChannelRt {
     state: ChannelState,
 }
 
+impl ChannelRt {
+    fn fresh(quantity: Quantity, rule: ChannelRule) -> ChannelRt {
+        ChannelRt {
+            quantity,
+            rule,
+            state: ChannelState::default(),
+        }
+    }
+
+    /// Judges one reading of this channel.
+    fn judge(&mut self, r: &Reading, at: Millis, ctx: Context) -> rules::Outputs {
+        let sample = match fault_kind(r.s) {
+            Some(k) => Sample::fault(k),
+            None => Sample::ok(r.v),
+        };
+        rules::evaluate(&self.rule, &mut self.state, sample, at, ctx)
+    }
+
+    /// The channel a reading's outputs are about (built only when there
+    /// are outputs: most readings have none).
+    fn about(&self, site: &SiteId, node: &NodeId, r: &Reading) -> ChannelRef {
+        ChannelRef {
+            site: site.to_string(),
+            node: node.to_string(),
+            channel: r.id.to_string(),
+            quantity: r.q,
+            direction: self.rule.threshold.map(|t| t.direction).unwrap_or_default(),
+        }
+    }
+}
+
 struct NodeRt {
     seq: SeqTracker,
     rule: NodeRule,
@@ -305,44 +336,32 @@ impl Runtime {
         readings: &[Reading],
         at: Millis,
     ) -> Vec<Change> {
+        let key = (site.clone(), node.clone());
         let mut out = Vec::new();
         for r in readings {
-            let rule = self.rule(r.q, site, node, &r.id);
-            let Some(scratch) = self.testing.get_mut(&(site.clone(), node.clone())) else {
-                return out;
-            };
-            let ch = scratch
-                .entry(r.id.clone())
-                .and_modify(|c| {
-                    if c.quantity != r.q {
-                        *c = ChannelRt {
-                            quantity: r.q,
-                            rule,
-                            state: ChannelState::default(),
-                        };
-                    }
-                })
-                .or_insert(ChannelRt {
-                    quantity: r.q,
-                    rule,
-                    state: ChannelState::default(),
-                });
-            let sample = match fault_kind(r.s) {
-                Some(k) => Sample::fault(k),
-                None => Sample::ok(r.v),
-            };
-            for o in rules::evaluate(&ch.rule, &mut ch.state, sample, at, Context::default()) {
-                out.push(Change::Test {
-                    ch: ChannelRef {
-                        site: site.to_string(),
-                        node: node.to_string(),
-                        channel: r.id.to_string(),
-                        quantity: r.q,
-                        direction: ch.rule.threshold.map(|t| t.direction).unwrap_or_default(),
-                    },
-                    transition: o.transition,
-                });
+            let known = self
+                .testing
+                .get(&key)
+                .and_then(|t| t.get(&r.id))
+                .is_some_and(|c| c.quantity == r.q);
+            if !known {
+                let fresh = ChannelRt::fresh(r.q, self.rule(r.q, site, node, &r.id));
+                if let Some(scratch) = self.testing.get_mut(&key) {
+                    scratch.insert(r.id.clone(), fresh);
+                }
             }
+            let Some(ch) = self.testing.get_mut(&key).and_then(|t| t.get_mut(&r.id)) else {
+                continue;
+            };
+            let outputs = ch.judge(r, at, Context::default());
+            if outputs.is_empty() {
+                continue;
+            }
+            let cref = ch.about(site, node, r);
+            out.extend(outputs.into_iter().map(|o| Change::Test {
+                ch: cref.clone(),
+                transition: o.transition,
+            }));
         }
         out
     }
@@ -584,34 +603,17 @@ impl Runtime {
             let id = (site.clone(), node.clone(), r.id.clone());
             if self.channels.get(&id).is_none_or(|c| c.quantity != r.q) {
                 // New channel, or the node now reports another quantity on it.
-                let rule = self.rule(r.q, site, node, &r.id);
-                self.channels.insert(
-                    id.clone(),
-                    ChannelRt {
-                        quantity: r.q,
-                        rule,
-                        state: ChannelState::default(),
-                    },
-                );
+                let fresh = ChannelRt::fresh(r.q, self.rule(r.q, site, node, &r.id));
+                self.channels.insert(id.clone(), fresh);
             }
             let Some(ch) = self.channels.get_mut(&id) else {
                 continue;
             };
-            let sample = match fault_kind(r.s) {
-                Some(k) => Sample::fault(k),
-                None => Sample::ok(r.v),
-            };
-            let outputs = rules::evaluate(&ch.rule, &mut ch.state, sample, at, ctx);
+            let outputs = ch.judge(r, at, ctx);
             if outputs.is_empty() {
                 continue;
             }
-            let cref = ChannelRef {
-                site: site.to_string(),
-                node: node.to_string(),
-                channel: r.id.to_string(),
-                quantity: r.q,
-                direction: ch.rule.threshold.map(|t| t.direction).unwrap_or_default(),
-            };
+            let cref = ch.about(site, node, r);
             let level = ch.state.level();
             for o in outputs {
                 out.push(Change::Channel {

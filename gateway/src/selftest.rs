@@ -264,12 +264,11 @@ impl SelfTest {
             None
         }
     }
+}
 
-    /// Whether every channel passed (and there was at least one).
-    pub fn passed(&self) -> bool {
-        let r = self.results();
-        !r.is_empty() && r.iter().all(|c| c.passed)
-    }
+/// Whether every channel passed (and there was at least one).
+pub fn all_passed(results: &[ChannelResult]) -> bool {
+    !results.is_empty() && results.iter().all(|c| c.passed)
 }
 
 #[cfg(test)]
@@ -321,7 +320,7 @@ mod tests {
         let rc2 = r.iter().find(|c| c.channel == "rc2").unwrap();
         assert!(!rc2.passed);
         assert_eq!(rc2.reason.as_deref(), Some("传感器开路，无法注入测试信号"));
-        assert!(!t.passed());
+        assert!(!all_passed(&t.results()));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! Installers (安装人员) and administrators only, within their sites; every
 //! change audited (by `crate::registry`) and put in force at once.
 
-use super::{bad_request, within, ApiError, AppState, Caller};
+use super::{bad_request, path_of, within, ApiError, AppState, Caller};
 use crate::openapi::{BadRequest, Forbidden, NotFound};
 use crate::registry::{
     Actor, ChannelSpec, Issued, Location, NewNode, NodeListing, RegError, RegisteredNode,
@@ -63,11 +63,6 @@ async fn in_force(s: &AppState) {
     if let Err(e) = s.live.reload().await {
         tracing::warn!(error = %e, "registration saved; reload deferred to the next poll");
     }
-}
-
-fn path<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
-    p.map(|Path(p)| p)
-        .map_err(|e| bad_request("路径", e.body_text()))
 }
 
 /// A site to add.
@@ -164,7 +159,7 @@ pub(super) async fn add_node(
     site: Result<Path<String>, PathRejection>,
     body: Result<Json<NodeBody>, JsonRejection>,
 ) -> Result<(StatusCode, Json<NodeAdded>), ApiError> {
-    let site = path(site)?;
+    let site = path_of(site)?;
     may_register(&user, &site)?;
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     let new = NewNode {
@@ -232,7 +227,7 @@ pub(super) async fn list_nodes(
     axum::Extension(user): Caller,
     site: Result<Path<String>, PathRejection>,
 ) -> Result<Json<Vec<NodeListing>>, ApiError> {
-    let site = path(site)?;
+    let site = path_of(site)?;
     may_register(&user, &site)?;
     Ok(Json(
         crate::registry::list(&s.store, s.live.base(), Some(&site)).await?,
@@ -261,7 +256,7 @@ pub(super) async fn rotate_credentials(
     axum::Extension(user): Caller,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Json<Issued>, ApiError> {
-    let (site, node) = path(ids)?;
+    let (site, node) = path_of(ids)?;
     may_register(&user, &site)?;
     let issued = crate::registry::rotate(
         &s.store,
@@ -298,7 +293,7 @@ pub(super) async fn revoke_node(
     axum::Extension(user): Caller,
     ids: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<StatusCode, ApiError> {
-    let (site, node) = path(ids)?;
+    let (site, node) = path_of(ids)?;
     may_register(&user, &site)?;
     crate::registry::revoke(
         &s.store,
