@@ -142,6 +142,12 @@ pub struct StorageConfig {
     pub data_dir: PathBuf,
     /// Database URL; default `sqlite://{data_dir}/gateway.db`.
     pub database_url: Option<String>,
+    /// The alarm path commits messages in batches, one transaction each: at
+    /// most this many messages a batch…
+    pub batch_max_messages: usize,
+    /// …gathered for at most this long while more keep arriving (a lone
+    /// message is handled at once; 0 = only what is already queued).
+    pub batch_max_ms: u64,
 }
 
 impl Default for StorageConfig {
@@ -149,6 +155,8 @@ impl Default for StorageConfig {
         StorageConfig {
             data_dir: PathBuf::from("./data"),
             database_url: None,
+            batch_max_messages: 1000,
+            batch_max_ms: 5,
         }
     }
 }
@@ -544,6 +552,18 @@ impl Config {
         }
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());
+        }
+        if !(1..=100_000).contains(&self.storage.batch_max_messages) {
+            issue(
+                "storage.batch_max_messages".into(),
+                "must be between 1 and 100000".into(),
+            );
+        }
+        if self.storage.batch_max_ms > 1000 {
+            issue(
+                "storage.batch_max_ms".into(),
+                "must be at most 1000 (ms)".into(),
+            );
         }
         if !(24..=24 * 90).contains(&self.commissioning.baseline_hours) {
             issue(

@@ -40,7 +40,7 @@ struct Last {
 }
 
 /// Remembers, per channel, the last reading offered for linking.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub struct Linker {
     last: HashMap<(String, String, String), Last>,
 }

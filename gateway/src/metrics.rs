@@ -68,8 +68,67 @@ pub struct Metrics {
     pub ack_delay: Latency,
     pub nodes_online: AtomicI64,
     dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// Whether the alarm path can commit to the database.
+    pub store_health: StoreHealth,
+    /// Batches of messages committed by the alarm path, and their messages.
+    pub batches: AtomicU64,
+    pub batch_messages: AtomicU64,
+    /// Batch commits that failed (the batch is retried with backoff).
+    pub batch_commit_failures: AtomicU64,
+    /// Messages acknowledged to the broker after their batch committed.
+    pub messages_acked: AtomicU64,
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
+}
+
+/// Whether the alarm path's last commit succeeded, since when it has been
+/// failing and why, and how long it has failed in all.
+#[derive(Default)]
+pub struct StoreHealth {
+    inner: Mutex<HealthInner>,
+}
+
+#[derive(Default)]
+struct HealthInner {
+    /// Since when commits fail (ms since the epoch), with the last reason.
+    down: Option<(u64, String)>,
+    /// Failed time of outages that ended, ms.
+    past_ms: u64,
+}
+
+impl StoreHealth {
+    /// A commit failed at `now` with `reason`.
+    pub fn failed(&self, now: u64, reason: String) {
+        if let Ok(mut h) = self.inner.lock() {
+            let since = h.down.as_ref().map(|(s, _)| *s).unwrap_or(now);
+            h.down = Some((since, reason));
+        }
+    }
+
+    /// A commit succeeded at `now`: an outage, if any, ends.
+    pub fn ok(&self, now: u64) {
+        if let Ok(mut h) = self.inner.lock() {
+            if let Some((since, _)) = h.down.take() {
+                h.past_ms += now.saturating_sub(since);
+            }
+        }
+    }
+
+    /// `None` while commits succeed; else since when they fail and why.
+    pub fn outage(&self) -> Option<(u64, String)> {
+        self.inner.lock().ok().and_then(|h| h.down.clone())
+    }
+
+    /// Seconds the alarm path could not commit, up to `now`.
+    pub fn unavailable_secs(&self, now: u64) -> f64 {
+        let Ok(h) = self.inner.lock() else { return 0.0 };
+        let ongoing = h
+            .down
+            .as_ref()
+            .map(|(s, _)| now.saturating_sub(*s))
+            .unwrap_or(0);
+        (h.past_ms + ongoing) as f64 / 1000.0
+    }
 }
 
 /// A latency distribution: log-linear buckets of microseconds (16 per
@@ -381,6 +440,26 @@ impl Metrics {
             &self.store_errors,
         );
         counter(
+            "gateway_batches_total",
+            "Batches of messages the alarm path committed (one database transaction each).",
+            &self.batches,
+        );
+        counter(
+            "gateway_batch_messages_total",
+            "Messages in committed batches.",
+            &self.batch_messages,
+        );
+        counter(
+            "gateway_batch_commit_failures_total",
+            "Batch commits that failed; the batch is evaluated again and retried with backoff, its messages unacknowledged.",
+            &self.batch_commit_failures,
+        );
+        counter(
+            "gateway_messages_acked_total",
+            "Messages acknowledged to the broker (after their batch committed).",
+            &self.messages_acked,
+        );
+        counter(
             "gateway_mqtt_connections_total",
             "Successful MQTT connections.",
             &self.mqtt_connections,
@@ -483,6 +562,17 @@ impl Metrics {
             "gateway_nodes_online",
             "Nodes currently online.",
             &self.nodes_online,
+        );
+        let now = crate::time::now_ms();
+        let _ = writeln!(
+            out,
+            "# HELP gateway_store_available Whether the alarm path's last database commit succeeded (1) or it is retrying (0).\n# TYPE gateway_store_available gauge\ngateway_store_available {}",
+            u8::from(self.store_health.outage().is_none())
+        );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_store_unavailable_seconds_total Time the alarm path could not commit to the database (alarms held, messages unacknowledged).\n# TYPE gateway_store_unavailable_seconds_total counter\ngateway_store_unavailable_seconds_total {:.3}",
+            self.store_health.unavailable_secs(now)
         );
         self.spool_fsync.render(
             &mut out,

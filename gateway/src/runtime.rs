@@ -145,6 +145,7 @@ pub enum ResetRefused {
     NotReleasable,
 }
 
+#[derive(Clone)]
 struct ChannelRt {
     quantity: Quantity,
     rule: ChannelRule,
@@ -182,6 +183,7 @@ impl ChannelRt {
     }
 }
 
+#[derive(Clone)]
 struct NodeRt {
     seq: SeqTracker,
     rule: NodeRule,
@@ -192,6 +194,7 @@ struct NodeRt {
 }
 
 /// All rule state of one gateway.
+#[derive(Clone)]
 pub struct Runtime {
     config: Arc<Config>,
     channels: HashMap<(SiteId, NodeId, ChannelId), ChannelRt>,

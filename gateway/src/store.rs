@@ -20,7 +20,10 @@ use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use std::time::Duration;
 
+mod batch;
 mod registry;
+
+pub use batch::Batch;
 
 /// The store's error type.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +39,8 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("database: no answer within the commit timeout")]
+    Timeout,
 }
 
 /// Identity of an alarm cause on a channel (or a node, with `channel` empty).
@@ -782,76 +787,10 @@ impl Store {
         a: &AlarmInput,
         ticket: Option<&TicketSpec>,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
-        let _chain = self.audit_lock.lock().await;
-        let mut tx = self.begin().await?;
-        let k = &a.key;
-        let existing = standing_alarm(&mut tx, k).await?;
-        let at = a.at as i64;
-        let (alarm_id, linked) = match existing {
-            Some((id, ticket_id)) => {
-                query(
-                    "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
-                     peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
-                     suppressed = suppressed AND ?, updated_at = ? WHERE id = ?",
-                )
-                .bind(a.level)
-                .bind(a.value)
-                .bind(a.setpoint)
-                .bind(a.value)
-                .bind(a.value)
-                .bind(a.value)
-                .bind(a.suppressed)
-                .bind(at)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-                (id, ticket_id)
-            }
-            None => {
-                let id: i64 = query_scalar(
-                    "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
-                .bind(&k.site)
-                .bind(&k.node)
-                .bind(&k.channel)
-                .bind(&k.cause)
-                .bind(a.kind)
-                .bind(a.level)
-                .bind(a.quantity)
-                .bind(a.value)
-                .bind(a.setpoint)
-                .bind(a.value)
-                .bind(at)
-                .bind(at)
-                .bind(a.suppressed)
-                .fetch_one(&mut *tx)
-                .await?;
-                (id, None)
-            }
-        };
-        let outcome = match (ticket, linked) {
-            (_, Some(id)) => Some(TicketOutcome::AlreadyLinked { id }),
-            (None, None) => None,
-            (Some(spec), None) => {
-                let outcome = open_or_attach(&mut tx, k, spec, alarm_id, at).await?;
-                let tid = match &outcome {
-                    TicketOutcome::Opened { id, .. }
-                    | TicketOutcome::Attached { id, .. }
-                    | TicketOutcome::Reopened { id, .. } => *id,
-                    TicketOutcome::AlreadyLinked { id } => *id,
-                };
-                query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
-                    .bind(tid)
-                    .bind(alarm_id)
-                    .execute(&mut *tx)
-                    .await?;
-                Some(outcome)
-            }
-        };
-        let row = alarm_by_id(&mut tx, alarm_id).await?;
-        tx.commit().await?;
-        Ok((row, outcome))
+        let mut b = self.batch().await?;
+        let out = b.raise(a, ticket).await?;
+        b.commit().await?;
+        Ok(out)
     }
 
     /// Moves the standing alarm for `key` to `latched` or `cleared`. Returns
@@ -863,26 +802,10 @@ impl Store {
         value: Option<i32>,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
-        let mut tx = self.begin().await?;
-        let Some((id, _)) = standing_alarm(&mut tx, key).await? else {
-            return Ok(None);
-        };
-        let at = at as i64;
-        query(
-            "UPDATE alarms SET state = ?, value = COALESCE(?, value), updated_at = ?, \
-             cleared_at = CASE WHEN ? = 'cleared' THEN ? ELSE cleared_at END WHERE id = ?",
-        )
-        .bind(state)
-        .bind(value)
-        .bind(at)
-        .bind(state)
-        .bind(at)
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        let row = alarm_by_id(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let mut b = self.batch().await?;
+        let row = b.settle(key, state, value, at).await?;
+        b.commit().await?;
+        Ok(row)
     }
 
     /// Changes the level of a standing alarm (e.g. 报警 back to 预警).
@@ -893,41 +816,16 @@ impl Store {
         value: i32,
         at: u64,
     ) -> Result<(), StoreError> {
-        query(
-            "UPDATE alarms SET level = ?, value = ?, updated_at = ? \
-             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
-        )
-        .bind(level)
-        .bind(value)
-        .bind(at as i64)
-        .bind(&key.site)
-        .bind(&key.node)
-        .bind(&key.channel)
-        .bind(&key.cause)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut b = self.batch().await?;
+        b.set_level(key, level, value, at).await?;
+        b.commit().await
     }
 
     /// Appends a rule transition to the alarm log.
     pub async fn log_transition(&self, e: &LogEntry<'_>) -> Result<(), StoreError> {
-        query(
-            "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at as i64)
-        .bind(&e.key.site)
-        .bind(&e.key.node)
-        .bind(&e.key.channel)
-        .bind(&e.key.cause)
-        .bind(e.transition)
-        .bind(e.level)
-        .bind(e.value)
-        .bind(e.disposition)
-        .bind(e.actor)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut b = self.batch().await?;
+        b.log_transition(e).await?;
+        b.commit().await
     }
 
     /// The alarm log of a site (and node), newest first.
@@ -984,15 +882,10 @@ impl Store {
         cause: &str,
         at: u64,
     ) -> Result<u64, StoreError> {
-        Ok(query(
-            "UPDATE alarms SET suppressed = TRUE, updated_at = ? WHERE site = ? AND cause = ? AND state <> 'cleared' AND suppressed = FALSE",
-        )
-        .bind(at as i64)
-        .bind(site)
-        .bind(cause)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        let mut b = self.batch().await?;
+        let n = b.suppress_standing(site, cause, at).await?;
+        b.commit().await?;
+        Ok(n)
     }
 
     /// Marks the standing alarm for `key` as flapping or not.
@@ -1002,19 +895,10 @@ impl Store {
         flapping: bool,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
-        let mut tx = self.begin().await?;
-        let Some((id, _)) = standing_alarm(&mut tx, key).await? else {
-            return Ok(None);
-        };
-        query("UPDATE alarms SET flapping = ?, updated_at = ? WHERE id = ?")
-            .bind(flapping)
-            .bind(at as i64)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        let row = alarm_by_id(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(Some(row))
+        let mut b = self.batch().await?;
+        let row = b.set_flapping(key, flapping, at).await?;
+        b.commit().await?;
+        Ok(row)
     }
 
     /// Standing alarms of a node (or, with `node` empty, of a site's
@@ -1056,42 +940,10 @@ impl Store {
         unsuppress: bool,
         at: u64,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
-        let _chain = self.audit_lock.lock().await;
-        let mut tx = self.begin().await?;
-        if unsuppress {
-            query("UPDATE alarms SET suppressed = FALSE, updated_at = ? WHERE id = ?")
-                .bind(at as i64)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        let row = alarm_by_id(&mut tx, id).await?;
-        let key = AlarmKey {
-            site: row.site.clone(),
-            node: row.node.clone(),
-            channel: row.channel.clone(),
-            cause: row.cause.clone(),
-        };
-        let outcome = match (ticket, row.ticket_id) {
-            (Some(spec), None) => {
-                let o = open_or_attach(&mut tx, &key, spec, id, at as i64).await?;
-                if let TicketOutcome::Opened { id: t, .. }
-                | TicketOutcome::Attached { id: t, .. }
-                | TicketOutcome::Reopened { id: t, .. } = &o
-                {
-                    query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
-                        .bind(t)
-                        .bind(id)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                Some(o)
-            }
-            _ => None,
-        };
-        let row = alarm_by_id(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok((row, outcome))
+        let mut b = self.batch().await?;
+        let out = b.link_ticket(id, ticket, unsuppress, at).await?;
+        b.commit().await?;
+        Ok(out)
     }
 
     /// Standing node- or site-level offline alarms raised before `before`,
@@ -1301,20 +1153,10 @@ impl Store {
         state: &str,
         at: u64,
     ) -> Result<(), StoreError> {
-        query(
-            "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(site)
-        .bind(node)
-        .bind(channel)
-        .bind(quantity)
-        .bind(state)
-        .bind(at as i64)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut b = self.batch().await?;
+        b.save_channel_state(site, node, channel, quantity, state, at)
+            .await?;
+        b.commit().await
     }
 
     /// Every saved channel state: (site, node, channel, quantity, state JSON).
@@ -1331,23 +1173,10 @@ impl Store {
     /// Keeps a reading with every open ticket on its channel; returns how
     /// many tickets it was linked to (0 when none is open).
     pub async fn link_reading(&self, r: &LinkedReading<'_>) -> Result<u64, StoreError> {
-        Ok(query(
-            "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
-             SELECT id, ?, ?, ?, ?, ?, ? FROM tickets \
-             WHERE site = ? AND node = ? AND channel = ? AND status <> 'closed'",
-        )
-        .bind(r.at as i64)
-        .bind(r.quantity)
-        .bind(r.value)
-        .bind(r.status)
-        .bind(r.level)
-        .bind(r.abnormal)
-        .bind(r.site)
-        .bind(r.node)
-        .bind(r.channel)
-        .execute(&self.pool)
-        .await?
-        .rows_affected())
+        let mut b = self.batch().await?;
+        let n = b.link_reading(r).await?;
+        b.commit().await?;
+        Ok(n)
     }
 
     /// A ticket's linked readings, the newest `limit`, oldest first.
@@ -1697,18 +1526,10 @@ impl Store {
         channels_json: &str,
         reason: Option<&str>,
     ) -> Result<(), StoreError> {
-        query(
-            "UPDATE selftests SET finished_at = ?, result = ?, channels = ?, reason = ? \
-             WHERE id = ? AND finished_at IS NULL",
-        )
-        .bind(at as i64)
-        .bind(if passed { "passed" } else { "failed" })
-        .bind(channels_json)
-        .bind(reason)
-        .bind(id)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut b = self.batch().await?;
+        b.finish_selftest(id, at, passed, channels_json, reason)
+            .await?;
+        b.commit().await
     }
 
     pub async fn selftest(&self, id: i64) -> Result<Option<SelfTestRow>, StoreError> {
@@ -1789,20 +1610,9 @@ impl Store {
     /// Records a learned baseline, once per channel (a second record is a
     /// no-op: the first one stands).
     pub async fn save_baseline(&self, row: &BaselineRow) -> Result<(), StoreError> {
-        query(
-            "INSERT INTO baselines (site, node, channel, quantity, learned_at, baseline, recommendation) \
-             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, node, channel) DO NOTHING",
-        )
-        .bind(&row.site)
-        .bind(&row.node)
-        .bind(&row.channel)
-        .bind(&row.quantity)
-        .bind(row.learned_at)
-        .bind(&row.baseline)
-        .bind(&row.recommendation)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
+        let mut b = self.batch().await?;
+        b.save_baseline(row).await?;
+        b.commit().await
     }
 
     /// Learned baselines of one site.
@@ -1948,11 +1758,9 @@ impl Store {
 
     /// Appends one operator action to the hash-chained audit log.
     pub async fn audit(&self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
-        let _chain = self.audit_lock.lock().await;
-        let mut tx = self.begin().await?;
-        append_audit(&mut tx, e).await?;
-        tx.commit().await?;
-        Ok(())
+        let mut b = self.batch().await?;
+        b.audit(e).await?;
+        b.commit().await
     }
 
     /// Verifies the audit chain: how many records are intact and the head

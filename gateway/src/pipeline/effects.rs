@@ -1,0 +1,345 @@
+//! What the evaluation step asks for, as data ([`Effects`]), and the writer
+//! that carries a batch's effects out in ONE database transaction.
+//!
+//! The evaluation step ([`super::core`]) never touches the database: it
+//! decides, and records here what must be written (alarm rows, the alarm
+//! log, tickets, channel states, linked readings, self-test results, audit
+//! records), what goes to the metrics sink, and which counters move. The
+//! pipeline writes the writes with [`write`] inside one [`Batch`]; only once
+//! that commits are lines handed to the sink, counters moved, events
+//! published and messages acknowledged ([`Announce`]).
+
+use super::specs;
+use crate::config::Config;
+use crate::store::{
+    AlarmInput, AlarmKey, AlarmRow, AuditEntry, BaselineRow, Batch, LinkedReading, LogEntry,
+    StoreError, TicketOutcome, TicketSpec,
+};
+
+/// One alarm-log row (owned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    pub at: u64,
+    pub key: AlarmKey,
+    pub transition: &'static str,
+    pub level: Option<&'static str>,
+    pub value: Option<i32>,
+    pub disposition: &'static str,
+    pub actor: String,
+}
+
+/// A reading kept with the open tickets of its channel (owned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinkRow {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: &'static str,
+    pub value: i32,
+    pub status: &'static str,
+    pub level: &'static str,
+    pub abnormal: bool,
+    pub at: u64,
+}
+
+/// An audit record (owned).
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditRow {
+    pub at: u64,
+    pub actor: String,
+    pub role: String,
+    pub action: &'static str,
+    pub subject: String,
+    pub details: String,
+}
+
+/// One write to the database, in the order decided.
+#[derive(Debug, Clone)]
+pub enum Effect {
+    Log(LogRow),
+    /// Raise or update the standing alarm, with its ticket.
+    Raise {
+        input: AlarmInput,
+        ticket: Option<TicketSpec>,
+    },
+    /// Latch or clear the standing alarm.
+    Settle {
+        key: AlarmKey,
+        state: &'static str,
+        value: Option<i32>,
+        at: u64,
+    },
+    SetLevel {
+        key: AlarmKey,
+        level: &'static str,
+        value: i32,
+        at: u64,
+    },
+    /// Flag the standing alarm as flapping; with nothing standing, raise
+    /// `fallback` (no ticket) and flag that.
+    FlappingStarted {
+        key: AlarmKey,
+        fallback: AlarmInput,
+        at: u64,
+    },
+    /// Clear the flapping flag (no event: a settle or raise follows).
+    FlappingEnded {
+        key: AlarmKey,
+        at: u64,
+    },
+    /// Mark a site's standing alarms of `cause` suppressed.
+    SuppressStanding {
+        site: String,
+        cause: &'static str,
+        at: u64,
+    },
+    /// A root cause is gone: the node's suppressed standing alarms are
+    /// shown again and get the ticket they would have had.
+    ReleaseSuppressed {
+        site: String,
+        node: String,
+        at: u64,
+    },
+    LinkReading(LinkRow),
+    FinishSelfTest {
+        id: i64,
+        at: u64,
+        passed: bool,
+        channels: String,
+        reason: Option<String>,
+    },
+    Audit(AuditRow),
+    SaveBaseline(BaselineRow),
+}
+
+/// A channel's rule state to keep (the last of the batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StateRow {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: &'static str,
+    /// `rules::ChannelState` as JSON.
+    pub state: String,
+    pub at: u64,
+}
+
+/// A message's lines for the metrics sink.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lines {
+    pub source: String,
+    pub boot: u32,
+    pub seq: u32,
+    pub count: u32,
+    pub text: String,
+}
+
+/// A reading for the hourly rollups.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RollupAdd {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: &'static str,
+    pub value: i32,
+    pub at: u64,
+}
+
+/// A counter or a log line that moves only once the batch is committed
+/// (a batch retried after a database fault is not counted twice).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    Received,
+    /// A dropped message: counted by reason, logged once per source a minute.
+    Drop {
+        source: String,
+        reason: &'static str,
+        detail: String,
+    },
+    ClockAhead {
+        source: String,
+    },
+    SeqGaps(u64),
+    ReadingsLate(u64),
+    ReadingsAccepted(u64),
+    AlarmsCleared,
+    FaultsRaised,
+    NodeOffline,
+}
+
+/// Everything one evaluation asks for.
+#[derive(Debug, Default, Clone)]
+pub struct Effects {
+    pub writes: Vec<Effect>,
+    pub states: Vec<StateRow>,
+    pub lines: Vec<Lines>,
+    pub rollups: Vec<RollupAdd>,
+    pub notes: Vec<Note>,
+    /// Nodes back online, whose run-time setpoints are sent again.
+    pub push_setpoints: Vec<(String, String)>,
+}
+
+impl Effects {
+    /// Whether anything must be written to the database.
+    pub fn needs_store(&self) -> bool {
+        !self.writes.is_empty() || !self.states.is_empty()
+    }
+
+    /// Appends `other` after these.
+    pub fn extend(&mut self, other: Effects) {
+        self.writes.extend(other.writes);
+        self.states.extend(other.states);
+        self.lines.extend(other.lines);
+        self.rollups.extend(other.rollups);
+        self.notes.extend(other.notes);
+        self.push_setpoints.extend(other.push_setpoints);
+    }
+}
+
+/// What to tell the world once a batch is committed.
+#[derive(Debug)]
+pub enum Announce {
+    Raised {
+        row: AlarmRow,
+        ticket: Option<TicketOutcome>,
+        /// A fire alarm that counts (`gateway_alarms_raised_total`).
+        counts: bool,
+    },
+    Settled {
+        row: AlarmRow,
+        state: &'static str,
+    },
+    Updated {
+        row: AlarmRow,
+    },
+}
+
+/// Writes a batch's database effects in the open transaction `b`, in
+/// order; answers what to announce once it commits.
+pub async fn write(
+    b: &mut Batch,
+    fx: &Effects,
+    config: &Config,
+) -> Result<Vec<Announce>, StoreError> {
+    let mut out = Vec::new();
+    for e in &fx.writes {
+        match e {
+            Effect::Log(l) => {
+                b.log_transition(&LogEntry {
+                    at: l.at,
+                    key: &l.key,
+                    transition: l.transition,
+                    level: l.level,
+                    value: l.value,
+                    disposition: l.disposition,
+                    actor: &l.actor,
+                })
+                .await?
+            }
+            Effect::Raise { input, ticket } => {
+                let (row, ticket) = b.raise(input, ticket.as_ref()).await?;
+                let counts =
+                    matches!(input.kind, "electrical_fire" | "fire_facility") && !input.suppressed;
+                out.push(Announce::Raised {
+                    row,
+                    ticket,
+                    counts,
+                });
+            }
+            Effect::Settle {
+                key,
+                state,
+                value,
+                at,
+            } => {
+                if let Some(row) = b.settle(key, state, *value, *at).await? {
+                    out.push(Announce::Settled { row, state });
+                }
+            }
+            Effect::SetLevel {
+                key,
+                level,
+                value,
+                at,
+            } => b.set_level(key, level, *value, *at).await?,
+            Effect::FlappingStarted { key, fallback, at } => {
+                match b.set_flapping(key, true, *at).await? {
+                    Some(row) => out.push(Announce::Updated { row }),
+                    None => {
+                        // Nothing stands (the last swing cleared it): one
+                        // record for the flapping channel, without a ticket.
+                        let (row, ticket) = b.raise(fallback, None).await?;
+                        let counts = matches!(fallback.kind, "electrical_fire" | "fire_facility")
+                            && !fallback.suppressed;
+                        out.push(Announce::Raised {
+                            row,
+                            ticket,
+                            counts,
+                        });
+                        if let Some(row) = b.set_flapping(key, true, *at).await? {
+                            out.push(Announce::Updated { row });
+                        }
+                    }
+                }
+            }
+            Effect::FlappingEnded { key, at } => {
+                b.set_flapping(key, false, *at).await?;
+            }
+            Effect::SuppressStanding { site, cause, at } => {
+                b.suppress_standing(site, cause, *at).await?;
+            }
+            Effect::ReleaseSuppressed { site, node, at } => {
+                for row in b.suppressed_standing(site, Some(node)).await? {
+                    let spec = specs::released_ticket(config, &row);
+                    let (row, ticket) = b.link_ticket(row.id, spec.as_ref(), true, *at).await?;
+                    out.push(Announce::Raised {
+                        row,
+                        ticket,
+                        counts: false,
+                    });
+                }
+            }
+            Effect::LinkReading(r) => {
+                b.link_reading(&LinkedReading {
+                    site: &r.site,
+                    node: &r.node,
+                    channel: &r.channel,
+                    quantity: r.quantity,
+                    value: r.value,
+                    status: r.status,
+                    level: r.level,
+                    abnormal: r.abnormal,
+                    at: r.at,
+                })
+                .await?;
+            }
+            Effect::FinishSelfTest {
+                id,
+                at,
+                passed,
+                channels,
+                reason,
+            } => {
+                b.finish_selftest(*id, *at, *passed, channels, reason.as_deref())
+                    .await?
+            }
+            Effect::Audit(a) => {
+                b.audit(&AuditEntry {
+                    at: a.at,
+                    actor: &a.actor,
+                    role: &a.role,
+                    action: a.action,
+                    subject: a.subject.clone(),
+                    details: a.details.clone(),
+                })
+                .await?
+            }
+            Effect::SaveBaseline(row) => b.save_baseline(row).await?,
+        }
+    }
+    for s in &fx.states {
+        b.save_channel_state(&s.site, &s.node, &s.channel, s.quantity, &s.state, s.at)
+            .await?;
+    }
+    Ok(out)
+}

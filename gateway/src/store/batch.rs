@@ -1,0 +1,411 @@
+//! One write transaction for many changes: the alarm path commits each
+//! batch of messages with everything it caused — channel states, alarm
+//! rows, the alarm log, tickets opened or attached, audit records, linked
+//! readings — in ONE transaction ([`Store::batch`]), so either all of a
+//! batch is in the database or none of it is.
+//!
+//! The same methods back the store's one-shot calls ([`Store::raise`],
+//! [`Store::settle`], …), which open a batch, do one thing and commit: the
+//! SQL is written once.
+//!
+//! A batch holds the audit chain's lock from begin to commit or drop
+//! (tickets opened inside it append to the hash-chained audit log), and in
+//! SQLite the database's write lock (`BEGIN IMMEDIATE`). Dropping a batch
+//! without [`Batch::commit`] rolls it back.
+
+use super::{
+    alarm_by_id, append_audit, open_or_attach, query, query_as, query_scalar, standing_alarm,
+    AlarmInput, AlarmKey, AlarmRow, AuditEntry, BaselineRow, LinkedReading, LogEntry, Store,
+    StoreError, TicketOutcome, TicketSpec, ALARM_COLUMNS,
+};
+use sqlx::{Any, Transaction};
+use tokio::sync::OwnedMutexGuard;
+
+/// An open write transaction (see the module docs).
+pub struct Batch {
+    tx: Transaction<'static, Any>,
+    _chain: OwnedMutexGuard<()>,
+}
+
+impl Store {
+    /// Begins one write transaction for many changes.
+    pub async fn batch(&self) -> Result<Batch, StoreError> {
+        let chain = self.audit_lock.clone().lock_owned().await;
+        let tx = self.begin().await?;
+        Ok(Batch { tx, _chain: chain })
+    }
+}
+
+impl Batch {
+    /// Makes every change of the batch durable at once.
+    pub async fn commit(self) -> Result<(), StoreError> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Raises (or updates) the standing alarm for `a.key`; with a ticket
+    /// spec, links it to the open ticket for the same key, opening one if
+    /// there is none.
+    pub async fn raise(
+        &mut self,
+        a: &AlarmInput,
+        ticket: Option<&TicketSpec>,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        let tx = &mut self.tx;
+        let k = &a.key;
+        let existing = standing_alarm(tx, k).await?;
+        let at = a.at as i64;
+        let (alarm_id, linked) = match existing {
+            Some((id, ticket_id)) => {
+                query(
+                    "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
+                     peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
+                     suppressed = suppressed AND ?, updated_at = ? WHERE id = ?",
+                )
+                .bind(a.level)
+                .bind(a.value)
+                .bind(a.setpoint)
+                .bind(a.value)
+                .bind(a.value)
+                .bind(a.value)
+                .bind(a.suppressed)
+                .bind(at)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+                (id, ticket_id)
+            }
+            None => {
+                let id: i64 = query_scalar(
+                    "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
+                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                )
+                .bind(&k.site)
+                .bind(&k.node)
+                .bind(&k.channel)
+                .bind(&k.cause)
+                .bind(a.kind)
+                .bind(a.level)
+                .bind(a.quantity)
+                .bind(a.value)
+                .bind(a.setpoint)
+                .bind(a.value)
+                .bind(at)
+                .bind(at)
+                .bind(a.suppressed)
+                .fetch_one(&mut **tx)
+                .await?;
+                (id, None)
+            }
+        };
+        let outcome = match (ticket, linked) {
+            (_, Some(id)) => Some(TicketOutcome::AlreadyLinked { id }),
+            (None, None) => None,
+            (Some(spec), None) => {
+                let outcome = open_or_attach(tx, k, spec, alarm_id, at).await?;
+                let tid = match &outcome {
+                    TicketOutcome::Opened { id, .. }
+                    | TicketOutcome::Attached { id, .. }
+                    | TicketOutcome::Reopened { id, .. } => *id,
+                    TicketOutcome::AlreadyLinked { id } => *id,
+                };
+                query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
+                    .bind(tid)
+                    .bind(alarm_id)
+                    .execute(&mut **tx)
+                    .await?;
+                Some(outcome)
+            }
+        };
+        let row = alarm_by_id(tx, alarm_id).await?;
+        Ok((row, outcome))
+    }
+
+    /// Moves the standing alarm for `key` to `latched` or `cleared`. Returns
+    /// the row, or `None` when nothing was standing.
+    pub async fn settle(
+        &mut self,
+        key: &AlarmKey,
+        state: &'static str,
+        value: Option<i32>,
+        at: u64,
+    ) -> Result<Option<AlarmRow>, StoreError> {
+        let tx = &mut self.tx;
+        let Some((id, _)) = standing_alarm(tx, key).await? else {
+            return Ok(None);
+        };
+        let at = at as i64;
+        query(
+            "UPDATE alarms SET state = ?, value = COALESCE(?, value), updated_at = ?, \
+             cleared_at = CASE WHEN ? = 'cleared' THEN ? ELSE cleared_at END WHERE id = ?",
+        )
+        .bind(state)
+        .bind(value)
+        .bind(at)
+        .bind(state)
+        .bind(at)
+        .bind(id)
+        .execute(&mut **tx)
+        .await?;
+        Ok(Some(alarm_by_id(tx, id).await?))
+    }
+
+    /// Changes the level of a standing alarm (e.g. 报警 back to 预警).
+    pub async fn set_level(
+        &mut self,
+        key: &AlarmKey,
+        level: &'static str,
+        value: i32,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        query(
+            "UPDATE alarms SET level = ?, value = ?, updated_at = ? \
+             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
+        )
+        .bind(level)
+        .bind(value)
+        .bind(at as i64)
+        .bind(&key.site)
+        .bind(&key.node)
+        .bind(&key.channel)
+        .bind(&key.cause)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends a rule transition to the alarm log.
+    pub async fn log_transition(&mut self, e: &LogEntry<'_>) -> Result<(), StoreError> {
+        query(
+            "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(e.at as i64)
+        .bind(&e.key.site)
+        .bind(&e.key.node)
+        .bind(&e.key.channel)
+        .bind(&e.key.cause)
+        .bind(e.transition)
+        .bind(e.level)
+        .bind(e.value)
+        .bind(e.disposition)
+        .bind(e.actor)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Marks standing alarms of a site with `cause` suppressed (their root
+    /// cause is now reported higher up, e.g. the site's uplink).
+    pub async fn suppress_standing(
+        &mut self,
+        site: &str,
+        cause: &str,
+        at: u64,
+    ) -> Result<u64, StoreError> {
+        Ok(query(
+            "UPDATE alarms SET suppressed = TRUE, updated_at = ? WHERE site = ? AND cause = ? AND state <> 'cleared' AND suppressed = FALSE",
+        )
+        .bind(at as i64)
+        .bind(site)
+        .bind(cause)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
+    }
+
+    /// Marks the standing alarm for `key` as flapping or not.
+    pub async fn set_flapping(
+        &mut self,
+        key: &AlarmKey,
+        flapping: bool,
+        at: u64,
+    ) -> Result<Option<AlarmRow>, StoreError> {
+        let tx = &mut self.tx;
+        let Some((id, _)) = standing_alarm(tx, key).await? else {
+            return Ok(None);
+        };
+        query("UPDATE alarms SET flapping = ?, updated_at = ? WHERE id = ?")
+            .bind(flapping)
+            .bind(at as i64)
+            .bind(id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(Some(alarm_by_id(tx, id).await?))
+    }
+
+    /// Standing alarms of a node (or every node of a site) that were
+    /// raised suppressed.
+    pub async fn suppressed_standing(
+        &mut self,
+        site: &str,
+        node: Option<&str>,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        let sql = format!(
+            "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND (? IS NULL OR node = ?) \
+             AND state <> 'cleared' AND suppressed = TRUE ORDER BY id"
+        );
+        Ok(query_as(&sql)
+            .bind(site)
+            .bind(node)
+            .bind(node)
+            .fetch_all(&mut *self.tx)
+            .await?)
+    }
+
+    /// Links a standing alarm to a ticket (opening, attaching or reopening
+    /// one), optionally lifting its suppression first.
+    pub async fn link_ticket(
+        &mut self,
+        id: i64,
+        ticket: Option<&TicketSpec>,
+        unsuppress: bool,
+        at: u64,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        let tx = &mut self.tx;
+        if unsuppress {
+            query("UPDATE alarms SET suppressed = FALSE, updated_at = ? WHERE id = ?")
+                .bind(at as i64)
+                .bind(id)
+                .execute(&mut **tx)
+                .await?;
+        }
+        let row = alarm_by_id(tx, id).await?;
+        let key = AlarmKey {
+            site: row.site.clone(),
+            node: row.node.clone(),
+            channel: row.channel.clone(),
+            cause: row.cause.clone(),
+        };
+        let outcome = match (ticket, row.ticket_id) {
+            (Some(spec), None) => {
+                let o = open_or_attach(tx, &key, spec, id, at as i64).await?;
+                if let TicketOutcome::Opened { id: t, .. }
+                | TicketOutcome::Attached { id: t, .. }
+                | TicketOutcome::Reopened { id: t, .. } = &o
+                {
+                    query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
+                        .bind(t)
+                        .bind(id)
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                Some(o)
+            }
+            _ => None,
+        };
+        let row = alarm_by_id(tx, id).await?;
+        Ok((row, outcome))
+    }
+
+    /// Saves a channel's rule state (JSON of `rules::ChannelState`).
+    pub async fn save_channel_state(
+        &mut self,
+        site: &str,
+        node: &str,
+        channel: &str,
+        quantity: &str,
+        state: &str,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        query(
+            "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
+             ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
+             updated_at = excluded.updated_at",
+        )
+        .bind(site)
+        .bind(node)
+        .bind(channel)
+        .bind(quantity)
+        .bind(state)
+        .bind(at as i64)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Forgets a channel's saved rule state (it starts afresh).
+    pub async fn forget_channel_state(
+        &mut self,
+        site: &str,
+        node: &str,
+        channel: &str,
+    ) -> Result<(), StoreError> {
+        query("DELETE FROM channel_state WHERE site = ? AND node = ? AND channel = ?")
+            .bind(site)
+            .bind(node)
+            .bind(channel)
+            .execute(&mut *self.tx)
+            .await?;
+        Ok(())
+    }
+
+    /// Keeps a reading with every open ticket on its channel; returns how
+    /// many tickets it was linked to (0 when none is open).
+    pub async fn link_reading(&mut self, r: &LinkedReading<'_>) -> Result<u64, StoreError> {
+        Ok(query(
+            "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
+             SELECT id, ?, ?, ?, ?, ?, ? FROM tickets \
+             WHERE site = ? AND node = ? AND channel = ? AND status <> 'closed'",
+        )
+        .bind(r.at as i64)
+        .bind(r.quantity)
+        .bind(r.value)
+        .bind(r.status)
+        .bind(r.level)
+        .bind(r.abnormal)
+        .bind(r.site)
+        .bind(r.node)
+        .bind(r.channel)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected())
+    }
+
+    /// Records a self-test's end, once.
+    pub async fn finish_selftest(
+        &mut self,
+        id: i64,
+        at: u64,
+        passed: bool,
+        channels_json: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        query(
+            "UPDATE selftests SET finished_at = ?, result = ?, channels = ?, reason = ? \
+             WHERE id = ? AND finished_at IS NULL",
+        )
+        .bind(at as i64)
+        .bind(if passed { "passed" } else { "failed" })
+        .bind(channels_json)
+        .bind(reason)
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Records a learned baseline, once per channel (a second record is a
+    /// no-op: the first one stands).
+    pub async fn save_baseline(&mut self, row: &BaselineRow) -> Result<(), StoreError> {
+        query(
+            "INSERT INTO baselines (site, node, channel, quantity, learned_at, baseline, recommendation) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site, node, channel) DO NOTHING",
+        )
+        .bind(&row.site)
+        .bind(&row.node)
+        .bind(&row.channel)
+        .bind(&row.quantity)
+        .bind(row.learned_at)
+        .bind(&row.baseline)
+        .bind(&row.recommendation)
+        .execute(&mut *self.tx)
+        .await?;
+        Ok(())
+    }
+
+    /// Appends one record to the hash-chained audit log.
+    pub async fn audit(&mut self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
+        append_audit(&mut self.tx, e).await
+    }
+}
