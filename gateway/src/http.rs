@@ -296,8 +296,16 @@ enum HealthStatus {
 #[schema(as = Health)]
 struct Health {
     status: HealthStatus,
-    /// Whether the database answers.
+    /// Whether the database answers and the alarm path's last commit
+    /// succeeded.
     database: bool,
+    /// Why not, while it does not (the alarm path retries its batch,
+    /// unacknowledged, until the database answers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_error: Option<String>,
+    /// Since when the alarm path cannot commit, ms since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database_unavailable_since: Option<u64>,
     /// Whether the MQTT client has been connected since the start.
     mqtt_connected_once: bool,
     /// The gateway's version.
@@ -315,7 +323,17 @@ struct Health {
     )
 )]
 async fn healthz(State(s): State<AppState>) -> Response {
-    let db_ok = s.store.ping().await.is_ok();
+    let ping = tokio::time::timeout(std::time::Duration::from_secs(5), s.store.ping())
+        .await
+        .map_err(|_| "no answer within 5 s".to_string())
+        .and_then(|r| r.map_err(|e| e.to_string()));
+    let outage = s.metrics.store_health.outage();
+    let db_ok = ping.is_ok() && outage.is_none();
+    let database_error = match (&outage, ping) {
+        (Some((_, reason)), _) => Some(reason.clone()),
+        (None, Err(e)) => Some(e),
+        (None, Ok(())) => None,
+    };
     let mqtt_up = s.metrics.mqtt_connections.load(Ordering::Relaxed) > 0;
     let body = Health {
         status: if db_ok {
@@ -324,6 +342,8 @@ async fn healthz(State(s): State<AppState>) -> Response {
             HealthStatus::Degraded
         },
         database: db_ok,
+        database_error,
+        database_unavailable_since: outage.map(|(since, _)| since),
         mqtt_connected_once: mqtt_up,
         version: env!("CARGO_PKG_VERSION"),
     };

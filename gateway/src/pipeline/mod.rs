@@ -234,7 +234,7 @@ struct Retry {
 }
 
 /// The longest a batch commit may take before it counts as failed.
-const COMMIT_TIMEOUT: Duration = Duration::from_secs(30);
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long to wait before trying a failed batch again: 100 ms doubling to 5 s.
 fn retry_delay(attempts: u32) -> Duration {

@@ -73,6 +73,12 @@ impl TestDb {
 
 struct Server {
     port: u16,
+    /// How to stop and start it again (outage tests).
+    pg_ctl: PathBuf,
+    data: PathBuf,
+    log: PathBuf,
+    opts: String,
+    root: bool,
     /// The watchdog's stdin: closed when this process ends.
     _watchdog: Mutex<std::process::ChildStdin>,
 }
@@ -204,6 +210,11 @@ fn start_server() -> Server {
         if started.success() {
             return Server {
                 port,
+                pg_ctl,
+                data,
+                log,
+                opts,
+                root,
                 _watchdog: Mutex::new(stdin),
             };
         }
@@ -211,5 +222,43 @@ fn start_server() -> Server {
     panic!(
         "PostgreSQL did not start; its log: {}",
         std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}
+
+/// Stops this process's PostgreSQL server at once (`pg_ctl stop -m
+/// immediate`: connections cut, as a crash or a host restart does). Only
+/// for a test binary whose tests all expect the outage.
+pub fn stop_postgres() {
+    let s = server();
+    let ok = as_pg_user(&s.pg_ctl, s.root)
+        .arg("-D")
+        .arg(&s.data)
+        .args(["-w", "-m", "immediate", "stop"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|st| st.success())
+        .unwrap_or(false);
+    assert!(ok, "pg_ctl stop failed");
+}
+
+/// Starts this process's PostgreSQL server again, on the same port and data.
+pub fn start_postgres() {
+    let s = server();
+    let ok = as_pg_user(&s.pg_ctl, s.root)
+        .arg("-D")
+        .arg(&s.data)
+        .arg("-l")
+        .arg(&s.log)
+        .args(["-w", "-t", "60", "-o", &s.opts, "start"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|st| st.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "PostgreSQL did not start again; its log: {}",
+        std::fs::read_to_string(&s.log).unwrap_or_default()
     );
 }

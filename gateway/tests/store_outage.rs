@@ -1,0 +1,234 @@
+//! A database that stops answering must not lose an alarm. The pipeline
+//! runs as in the gateway (batches, acknowledgements) while the database
+//! really fails — SQLite locked by another process's connection for longer
+//! than the busy timeout, PostgreSQL stopped and started again — and a node
+//! crosses 700 mA meanwhile. While the database is away nothing is
+//! acknowledged or announced and `/healthz`'s source says why; once it
+//! answers, the alarm is raised exactly once, with one ticket, and every
+//! message is acknowledged.
+
+mod common;
+
+use common::db::TestDb;
+use gateway::config::Config;
+use gateway::metrics::Metrics;
+use gateway::pipeline::{Inbound, Pipeline};
+use gateway::store::{AlarmFilter, Store, TicketFilter};
+use gateway::views::GatewayEvent;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+
+struct Running {
+    tx: mpsc::Sender<Inbound>,
+    acked: Arc<AtomicU64>,
+    metrics: Arc<Metrics>,
+    events: broadcast::Receiver<GatewayEvent>,
+    store: Store,
+    seq: u32,
+    /// The wall clock at start (the dead-man timer runs on it).
+    t0: u64,
+    task: tokio::task::JoinHandle<()>,
+    _commands: mpsc::Sender<gateway::pipeline::Command>,
+}
+
+async fn start(db: &TestDb) -> Running {
+    let config =
+        Config::from_toml("[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n").unwrap();
+    let store = Store::open(&db.url).await.unwrap();
+    let metrics = Arc::new(Metrics::default());
+    let (events_tx, events) = broadcast::channel(1024);
+    let mut p = Pipeline::new(
+        Arc::new(config),
+        store.clone(),
+        None,
+        metrics.clone(),
+        events_tx,
+    );
+    let t0 = gateway::time::now_ms();
+    p.start(t0, "test").await.unwrap();
+    let (tx, rx) = mpsc::channel(64);
+    let (commands, commands_rx) = mpsc::channel(4);
+    let task = tokio::spawn(p.run(rx, commands_rx));
+    Running {
+        tx,
+        acked: Arc::new(AtomicU64::new(0)),
+        metrics,
+        events,
+        store,
+        seq: 0,
+        t0,
+        task,
+        _commands: commands,
+    }
+}
+
+impl Running {
+    /// Sends one telemetry message with rc1 at `ma`.
+    async fn send(&mut self, ma: i32) {
+        let seq = self.seq;
+        self.seq += 1;
+        let acked = self.acked.clone();
+        let payload = format!(
+            r#"{{"boot":1,"seq":{seq},"ts":{},"ch":[{{"id":"rc1","q":"residual_current","v":{ma},"s":"ok"}},{{"id":"t1","q":"temperature","v":250,"s":"ok"}}]}}"#,
+            self.t0 + u64::from(seq)
+        );
+        self.tx
+            .send(Inbound {
+                topic: "fire/v1/home_a/n01/telemetry".into(),
+                payload: payload.into_bytes().into(),
+                arrived_ms: self.t0 + u64::from(seq),
+                ack: Some(Box::new(move || {
+                    acked.fetch_add(1, Ordering::SeqCst);
+                })),
+            })
+            .await
+            .unwrap();
+    }
+
+    /// Waits (bounded) until `cond` holds.
+    async fn until(&self, what: &str, within: Duration, cond: impl Fn(&Running) -> bool) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !cond(self) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "timed out waiting for {what}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::SeqCst)
+    }
+
+    fn raised_events(&mut self) -> usize {
+        let mut n = 0;
+        while let Ok(e) = self.events.try_recv() {
+            if let GatewayEvent::AlarmRaised { alarm, .. } = e {
+                assert_ne!(alarm.row.cause, "offline", "{alarm:?}");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// While the database is away: the outage is reported, nothing more is
+    /// acknowledged, nothing announced.
+    async fn assert_held(&mut self, acked_before: u64) {
+        self.until("the outage to be reported", Duration::from_secs(30), |r| {
+            r.metrics.store_health.outage().is_some()
+        })
+        .await;
+        assert_eq!(self.acked(), acked_before, "acknowledged before commit");
+        assert_eq!(self.raised_events(), 0, "announced before commit");
+        assert!(self.metrics.render().contains("gateway_store_available 0"));
+    }
+
+    /// Once the database answers: every message acknowledged, one alarm
+    /// with one ticket, announced once.
+    async fn assert_recovered(&mut self) {
+        let sent = u64::from(self.seq);
+        self.until(
+            "every message to be acknowledged",
+            Duration::from_secs(60),
+            |r| r.acked() == sent,
+        )
+        .await;
+        assert!(self.metrics.store_health.outage().is_none());
+        let standing = self.store.alarms(AlarmFilter::Standing, 100).await.unwrap();
+        assert_eq!(standing.len(), 1, "one standing alarm: {standing:?}");
+        assert_eq!(standing[0].level, "alarm");
+        assert_eq!(standing[0].channel, "rc1");
+        assert!(standing[0].ticket_id.is_some(), "the alarm has its ticket");
+        let tickets = self.store.tickets(&TicketFilter::All, 100).await.unwrap();
+        assert_eq!(tickets.len(), 1, "one ticket: {tickets:?}");
+        let raised = self
+            .store
+            .alarm_log("home_a", Some("n01"), 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|l| l.transition == "raised")
+            .count();
+        assert_eq!(raised, 1, "raised once in the alarm log");
+        assert_eq!(self.raised_events(), 1, "announced once");
+        assert!(self.metrics.batch_commit_failures.load(Ordering::Relaxed) >= 1);
+        assert!(!self
+            .metrics
+            .render()
+            .contains("gateway_store_unavailable_seconds_total 0.000\n"));
+    }
+
+    async fn stop(self) {
+        drop(self.tx);
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("pipeline stops")
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_locked_past_the_busy_timeout_delays_the_alarm_but_never_loses_it() {
+    use sqlx::Connection;
+    let db = TestDb::sqlite();
+    let mut r = start(&db).await;
+    r.send(100).await;
+    r.until("the first message", Duration::from_secs(10), |r| {
+        r.acked() == 1
+    })
+    .await;
+
+    // Another process's connection holds the write lock (a backup, a
+    // VACUUM, a long report) for longer than the 5 s busy timeout.
+    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    for _ in 0..5 {
+        r.send(700).await;
+    }
+    r.assert_held(1).await;
+    // Past the busy timeout, still held: the batch keeps being retried.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(r.acked(), 1);
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    drop(locker);
+    for _ in 0..3 {
+        r.send(700).await;
+    }
+    r.assert_recovered().await;
+    r.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_stopped_and_started_again_delays_the_alarm_but_never_loses_it() {
+    let db = TestDb::postgres().await;
+    let mut r = start(&db).await;
+    r.send(100).await;
+    r.until("the first message", Duration::from_secs(10), |r| {
+        r.acked() == 1
+    })
+    .await;
+
+    common::db::stop_postgres();
+    for _ in 0..5 {
+        r.send(700).await;
+    }
+    r.assert_held(1).await;
+    // Down for 20 s in all.
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    assert_eq!(r.acked(), 1);
+    common::db::start_postgres();
+    for _ in 0..3 {
+        r.send(700).await;
+    }
+    r.assert_recovered().await;
+    r.stop().await;
+}
