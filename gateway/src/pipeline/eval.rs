@@ -79,6 +79,11 @@ impl Core {
         }
     }
 
+    /// The rule state (read-only).
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
     /// Evaluates a batch of messages, in order.
     pub fn step(&mut self, batch: &[Inbound]) -> Effects {
         for msg in batch {
