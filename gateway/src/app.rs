@@ -31,11 +31,6 @@ pub enum StartError {
     },
     #[error("HTTP listener: {0}")]
     Http(std::io::Error),
-    #[error("metrics sink spool in {dir}: {source}")]
-    Spool {
-        dir: std::path::PathBuf,
-        source: std::io::Error,
-    },
 }
 
 /// A running gateway.
@@ -127,17 +122,18 @@ pub async fn start_with_source(
     let sink_shutdown = CancellationToken::new();
     let (sink, sink_task, spooled) = match &config.sink {
         Some(c) => {
+            // Never fails: a broken spool is set aside, and without any the
+            // sink runs degraded (its lines dropped and counted) rather than
+            // keeping the gateway, and its alarms, down.
             let (s, t, spooled) = crate::sink::start(
                 c.clone(),
                 &config.storage.data_dir,
                 metrics.clone(),
                 sink_shutdown.clone(),
-            )
-            .map_err(|source| StartError::Spool {
-                dir: config.storage.data_dir.join("spool"),
-                source,
-            })?;
-            tracing::info!(url = %c.url, bucket = %c.bucket, "metrics sink on, spooled on disk");
+            );
+            if !s.is_unavailable() {
+                tracing::info!(url = %c.url, bucket = %c.bucket, "metrics sink on, spooled on disk");
+            }
             (Some(s), Some(t), spooled)
         }
         None => {

@@ -287,8 +287,20 @@ async fn openapi() -> Response {
 #[serde(rename_all = "snake_case")]
 enum HealthStatus {
     Ok,
-    /// The database does not answer.
+    /// The database does not answer (HTTP 503), or the metrics sink is
+    /// degraded (HTTP 200: alarms still work).
     Degraded,
+}
+
+/// The metrics sink's health.
+#[derive(Serialize, ToSchema)]
+struct SinkHealth {
+    /// Whether the sink drops new lines because its disk spool cannot
+    /// write (disk full, I/O errors) or could not be opened. Messages are
+    /// acknowledged and alarms handled all the same.
+    degraded: bool,
+    /// Why, while degraded: `disk_full: …` or `io_error: …`.
+    reason: Option<String>,
 }
 
 /// The gateway's health.
@@ -308,6 +320,8 @@ struct Health {
     database_unavailable_since: Option<u64>,
     /// Whether the MQTT client has been connected since the start.
     mqtt_connected_once: bool,
+    /// The metrics sink (never degraded without one).
+    metrics_sink: SinkHealth,
     /// The gateway's version.
     version: &'static str,
 }
@@ -318,7 +332,7 @@ struct Health {
     path = "/healthz",
     tag = "system",
     responses(
-        (status = OK, description = "Healthy", body = Health),
+        (status = OK, description = "Healthy, or degraded by the metrics sink only", body = Health),
         (status = SERVICE_UNAVAILABLE, description = "Database unavailable", body = Health),
     )
 )]
@@ -335,8 +349,9 @@ async fn healthz(State(s): State<AppState>) -> Response {
         (None, Ok(())) => None,
     };
     let mqtt_up = s.metrics.mqtt_connections.load(Ordering::Relaxed) > 0;
+    let sink_reason = s.metrics.sink_degraded();
     let body = Health {
-        status: if db_ok {
+        status: if db_ok && sink_reason.is_none() {
             HealthStatus::Ok
         } else {
             HealthStatus::Degraded
@@ -345,6 +360,10 @@ async fn healthz(State(s): State<AppState>) -> Response {
         database_error,
         database_unavailable_since: outage.map(|(since, _)| since),
         mqtt_connected_once: mqtt_up,
+        metrics_sink: SinkHealth {
+            degraded: sink_reason.is_some(),
+            reason: sink_reason,
+        },
         version: env!("CARGO_PKG_VERSION"),
     };
     let code = if db_ok {

@@ -24,6 +24,23 @@ pub const DROP_REASONS: &[&str] = &[
     "duplicate",
 ];
 
+/// Why lines of the metrics sink never reached the time-series DB. Each is
+/// a label value of `gateway_sink_lines_dropped_total{reason=…}`.
+pub const SINK_DROP_REASONS: &[&str] = &[
+    // The spool reached `spool_max_bytes`: its oldest segment was dropped.
+    "spool_full",
+    // The file system is full (ENOSPC, quota): oldest segments dropped to
+    // make room, then new lines that still could not be written.
+    "disk_full",
+    // A spool write or fsync failed otherwise (EIO…), or no spool could be
+    // opened at all.
+    "io_error",
+    // The TSDB refused the batch (400/413/422).
+    "refused",
+    // Durable data that no longer reads back.
+    "corrupt",
+];
+
 /// Counters and gauges.
 #[derive(Default)]
 pub struct Metrics {
@@ -53,13 +70,23 @@ pub struct Metrics {
     /// Connections the gate closed for bytes that are not MQTT 3.1.1.
     pub mqtt_gate_malformed: AtomicU64,
     pub sink_lines_written: AtomicU64,
+    /// Every line dropped, whatever the reason (the sum of the labelled
+    /// series; count through [`Metrics::drop_sink_lines`]).
     pub sink_lines_dropped: AtomicU64,
+    sink_dropped: Mutex<BTreeMap<&'static str, u64>>,
+    /// 1 while the sink drops new lines because the spool cannot write
+    /// (acknowledgements go on; alarms never wait for the sink).
+    pub sink_degraded: AtomicI64,
+    sink_degraded_reason: Mutex<Option<String>>,
     pub sink_write_errors: AtomicU64,
     pub sink_backlog: AtomicI64,
     /// Disk spool in front of the sink.
     pub spool_lines_appended: AtomicU64,
     pub spool_torn_records: AtomicU64,
     pub spool_errors: AtomicU64,
+    /// Spool directories that could not be opened at start-up and were
+    /// renamed `{dir}.broken-{unix_ms}`.
+    pub spool_set_aside: AtomicU64,
     pub spool_bytes: AtomicI64,
     pub spool_segments: AtomicI64,
     /// Duration of each spool write + fdatasync (group commit).
@@ -378,6 +405,53 @@ impl Metrics {
             .unwrap_or(0)
     }
 
+    /// Counts `n` lines of the metrics sink dropped for `reason` (one of
+    /// [`SINK_DROP_REASONS`]).
+    pub fn drop_sink_lines(&self, reason: &'static str, n: u64) {
+        if n == 0 {
+            return;
+        }
+        self.sink_lines_dropped.fetch_add(n, Ordering::Relaxed);
+        if let Ok(mut d) = self.sink_dropped.lock() {
+            *d.entry(reason).or_default() += n;
+        }
+    }
+
+    /// Sink lines dropped for `reason` so far.
+    pub fn sink_dropped(&self, reason: &str) -> u64 {
+        self.sink_dropped
+            .lock()
+            .ok()
+            .and_then(|d| d.get(reason).copied())
+            .unwrap_or(0)
+    }
+
+    /// Marks the metrics sink degraded (`Some(reason)`) or working
+    /// (`None`); `true` if that changed whether it is degraded.
+    pub fn set_sink_degraded(&self, reason: Option<String>) -> bool {
+        let now = i64::from(reason.is_some());
+        if now == 0 && self.sink_degraded.load(Ordering::Relaxed) == 0 {
+            return false; // the hot path: nothing to clear
+        }
+        let mut r = self
+            .sink_degraded_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        *r = reason;
+        self.sink_degraded.swap(now, Ordering::Relaxed) != now
+    }
+
+    /// Why the metrics sink is degraded; `None` while it works.
+    pub fn sink_degraded(&self) -> Option<String> {
+        if self.sink_degraded.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.sink_degraded_reason
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     /// Renders every counter in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = String::new();
@@ -485,11 +559,6 @@ impl Metrics {
             &self.sink_lines_written,
         );
         counter(
-            "gateway_sink_lines_dropped_total",
-            "Lines never delivered: the oldest spool segment dropped when full, refused by the TSDB, or corrupt on disk.",
-            &self.sink_lines_dropped,
-        );
-        counter(
             "gateway_spool_lines_appended_total",
             "Lines appended to the disk spool.",
             &self.spool_lines_appended,
@@ -501,8 +570,13 @@ impl Metrics {
         );
         counter(
             "gateway_spool_errors_total",
-            "Failed spool writes (retried; the messages stay unacknowledged).",
+            "Failed spool writes or fsyncs (their lines are dropped, the messages acknowledged).",
             &self.spool_errors,
+        );
+        counter(
+            "gateway_spool_set_aside_total",
+            "Spool directories that could not be opened at start-up, renamed {dir}.broken-{unix_ms}.",
+            &self.spool_set_aside,
         );
         counter(
             "gateway_sink_write_errors_total",
@@ -536,6 +610,22 @@ impl Metrics {
                 dropped.get(reason).copied().unwrap_or(0)
             );
         }
+        let _ = writeln!(
+            out,
+            "# HELP gateway_sink_lines_dropped_total Lines never delivered to the time-series DB, by reason.\n# TYPE gateway_sink_lines_dropped_total counter"
+        );
+        let sink_dropped = self
+            .sink_dropped
+            .lock()
+            .map(|d| d.clone())
+            .unwrap_or_default();
+        for reason in SINK_DROP_REASONS {
+            let _ = writeln!(
+                out,
+                "gateway_sink_lines_dropped_total{{reason=\"{reason}\"}} {}",
+                sink_dropped.get(reason).copied().unwrap_or(0)
+            );
+        }
         let mut gauge = |name: &str, help: &str, v: &AtomicI64| {
             let _ = writeln!(
                 out,
@@ -547,6 +637,11 @@ impl Metrics {
             "gateway_sink_backlog_lines",
             "Lines accepted and not yet written to the time-series DB (in the spool).",
             &self.sink_backlog,
+        );
+        gauge(
+            "gateway_sink_degraded",
+            "1 while the metrics sink drops new lines because its disk spool cannot write or could not be opened.",
+            &self.sink_degraded,
         );
         gauge(
             "gateway_spool_bytes",
@@ -616,6 +711,32 @@ mod tests {
             !text.contains("gateway_modbus"),
             "no Modbus series without devices"
         );
+    }
+
+    #[test]
+    fn sink_drops_by_reason_and_the_degraded_gauge() {
+        let m = Metrics::default();
+        m.drop_sink_lines("disk_full", 3);
+        m.drop_sink_lines("io_error", 2);
+        m.drop_sink_lines("disk_full", 1);
+        assert_eq!(m.sink_lines_dropped.load(Ordering::Relaxed), 6);
+        assert_eq!(m.sink_dropped("disk_full"), 4);
+        let text = m.render();
+        for line in [
+            "gateway_sink_lines_dropped_total{reason=\"disk_full\"} 4\n",
+            "gateway_sink_lines_dropped_total{reason=\"io_error\"} 2\n",
+            "gateway_sink_lines_dropped_total{reason=\"spool_full\"} 0\n",
+            "\ngateway_sink_degraded 0\n",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+        assert!(!m.set_sink_degraded(None));
+        assert!(m.set_sink_degraded(Some("disk_full: no space".into())));
+        assert!(!m.set_sink_degraded(Some("io_error: EIO".into())));
+        assert_eq!(m.sink_degraded().as_deref(), Some("io_error: EIO"));
+        assert!(m.render().contains("\ngateway_sink_degraded 1\n"));
+        assert!(m.set_sink_degraded(None));
+        assert_eq!(m.sink_degraded(), None);
     }
 
     #[test]

@@ -12,6 +12,13 @@
 //! oldest segment is dropped and counted (`gateway_sink_lines_dropped_total`).
 //! On shutdown the writer delivers what it can within a deadline; the rest
 //! stays in the spool for the next start.
+//!
+//! The sink never stops alarms: a spool that cannot be opened at start-up
+//! is set aside and a fresh one started, and if even that fails the sink
+//! runs degraded, without a spool (its lines counted as dropped, its
+//! messages acknowledged at once); a spool that cannot write at run time
+//! drops the lines it could not write and recovers on its own
+//! (see [`crate::spool`]).
 
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
@@ -129,7 +136,24 @@ pub fn encode_line(
 /// The producer side of the sink, cheap to clone.
 #[derive(Clone)]
 pub struct Sink {
-    spool: Spool,
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Spool(Spool),
+    /// No spool could be opened: lines are dropped and counted, tickets
+    /// durable at once.
+    Unavailable(Arc<Unavailable>),
+}
+
+struct Unavailable {
+    /// Tickets handed out; sent on `durable` as soon as handed out.
+    appended: std::sync::Mutex<u64>,
+    durable: watch::Sender<u64>,
+    /// The `reason` label of the dropped lines.
+    reason: &'static str,
+    metrics: Arc<Metrics>,
 }
 
 /// Messages found in the spool at start-up, per source (`site/node`): the
@@ -142,25 +166,104 @@ impl Sink {
     /// Appends one message's lines (`lines` of them, joined by `\n` in
     /// `text`) to the spool; returns its ticket (see [`Sink::durable`]).
     pub fn push(&self, source: &str, boot: u32, seq: u32, lines: u32, text: &str) -> u64 {
-        self.spool.append(&Record {
-            source: source.as_bytes(),
-            boot,
-            seq,
-            lines,
-            text: text.as_bytes(),
-        })
+        match &self.inner {
+            Inner::Spool(spool) => spool.append(&Record {
+                source: source.as_bytes(),
+                boot,
+                seq,
+                lines,
+                text: text.as_bytes(),
+            }),
+            Inner::Unavailable(u) => {
+                let mut appended = u.appended.lock().unwrap_or_else(|e| e.into_inner());
+                *appended += 1;
+                u.metrics.drop_sink_lines(u.reason, u64::from(lines));
+                u.durable.send_replace(*appended);
+                *appended
+            }
+        }
     }
 
     /// Tickets handed out so far: a message handled now is durable once
     /// [`Sink::durable`] reaches this.
     pub fn appended(&self) -> u64 {
-        self.spool.appended()
+        match &self.inner {
+            Inner::Spool(spool) => spool.appended(),
+            Inner::Unavailable(u) => *u.appended.lock().unwrap_or_else(|e| e.into_inner()),
+        }
     }
 
-    /// The highest ticket made durable on disk.
+    /// The highest ticket made durable on disk (or given up: lines the
+    /// spool could not write are dropped and counted, and the watermark
+    /// goes on past them, so acknowledgements never wait on the sink).
     pub fn durable(&self) -> watch::Receiver<u64> {
-        self.spool.durable()
+        match &self.inner {
+            Inner::Spool(spool) => spool.durable(),
+            Inner::Unavailable(u) => u.durable.subscribe(),
+        }
     }
+
+    /// Whether the sink runs without a spool (none could be opened).
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self.inner, Inner::Unavailable(_))
+    }
+}
+
+/// The last [`crate::dedup::WINDOW`] `(boot, seq)` of every source found in
+/// the spool, while it is scanned.
+#[derive(Default)]
+struct SeenInSpool {
+    seen: HashMap<Vec<u8>, VecDeque<(u32, u32)>>,
+    order: Vec<Vec<u8>>,
+}
+
+impl SeenInSpool {
+    fn add(&mut self, r: &Record<'_>) {
+        let q = self.seen.entry(r.source.to_vec()).or_insert_with(|| {
+            self.order.push(r.source.to_vec());
+            VecDeque::new()
+        });
+        if q.len() == crate::dedup::WINDOW as usize {
+            q.pop_front();
+        }
+        q.push_back((r.boot, r.seq));
+    }
+
+    fn into_spooled(mut self) -> Spooled {
+        self.order
+            .into_iter()
+            .filter_map(|k| {
+                let q = self.seen.remove(&k)?;
+                Some((String::from_utf8_lossy(&k).into_owned(), q))
+            })
+            .collect()
+    }
+}
+
+/// Opens the spool; one that cannot be opened is set aside
+/// (`{dir}.broken-{unix_ms}`) and a fresh one opened in its place.
+fn open_spool(
+    cfg: SpoolConfig,
+    metrics: &Arc<Metrics>,
+    seen: &mut SeenInSpool,
+) -> std::io::Result<(Spool, crate::spool::Recovery)> {
+    let e = match Spool::open(cfg.clone(), metrics.clone(), |r| seen.add(r)) {
+        Ok(opened) => return Ok(opened),
+        Err(e) => e,
+    };
+    // Its records will not be delivered: redeliveries of them are new.
+    *seen = SeenInSpool::default();
+    let aside = crate::spool::set_aside(&cfg.dir, crate::time::now_ms()).map_err(|e2| {
+        std::io::Error::new(e2.kind(), format!("{e}; and it cannot be set aside: {e2}"))
+    })?;
+    metrics.spool_set_aside.fetch_add(1, Ordering::Relaxed);
+    tracing::error!(
+        dir = %cfg.dir.display(),
+        aside = %aside.display(),
+        error = %e,
+        "spool: cannot be opened; set aside (its undelivered lines stay there, not sent), starting a fresh one"
+    );
+    Spool::open(cfg, metrics.clone(), |r| seen.add(r))
 }
 
 /// Outcome of one write request.
@@ -175,33 +278,47 @@ enum WriteResult {
 /// Opens the spool under `{data_dir}/spool` (recovering what a previous run
 /// left) and starts the writer task; returns the producer handle, the task,
 /// and the messages found in the spool.
+///
+/// Never fails: a spool that cannot be opened is set aside and a fresh one
+/// started; without any spool the sink runs degraded
+/// (`gateway_sink_degraded`), dropping and counting its lines, so the
+/// gateway and its alarms still run.
 pub fn start(
     config: SinkConfig,
     data_dir: &Path,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-) -> std::io::Result<(Sink, tokio::task::JoinHandle<()>, Spooled)> {
-    let mut seen: HashMap<Vec<u8>, VecDeque<(u32, u32)>> = HashMap::new();
-    let mut order: Vec<Vec<u8>> = Vec::new();
-    let (spool, recovery) = Spool::open(
-        SpoolConfig {
-            dir: data_dir.join("spool"),
-            max_bytes: config.spool_max_bytes,
-            segment_bytes: config.spool_segment_bytes,
-            batch_lines: config.batch_size as u64,
-        },
-        metrics.clone(),
-        |r| {
-            let q = seen.entry(r.source.to_vec()).or_insert_with(|| {
-                order.push(r.source.to_vec());
-                VecDeque::new()
-            });
-            if q.len() == crate::dedup::WINDOW as usize {
-                q.pop_front();
-            }
-            q.push_back((r.boot, r.seq));
-        },
-    )?;
+) -> (Sink, tokio::task::JoinHandle<()>, Spooled) {
+    let cfg = SpoolConfig {
+        dir: data_dir.join("spool"),
+        max_bytes: config.spool_max_bytes,
+        segment_bytes: config.spool_segment_bytes,
+        batch_lines: config.batch_size as u64,
+    };
+    let dir = cfg.dir.clone();
+    let mut seen = SeenInSpool::default();
+    let (spool, recovery) = match open_spool(cfg, &metrics, &mut seen) {
+        Ok(opened) => opened,
+        Err(e) => {
+            let reason = crate::spool::drop_reason(&e);
+            tracing::error!(
+                dir = %dir.display(),
+                error = %e,
+                "spool: no spool can be opened; metrics sink degraded: its lines are dropped (counted) until a restart, alarms go on"
+            );
+            metrics.set_sink_degraded(Some(format!("{reason}: spool unavailable: {e}")));
+            let (durable, _) = watch::channel(0u64);
+            let sink = Sink {
+                inner: Inner::Unavailable(Arc::new(Unavailable {
+                    appended: std::sync::Mutex::new(0),
+                    durable,
+                    reason,
+                    metrics,
+                })),
+            };
+            return (sink, tokio::spawn(async {}), Vec::new());
+        }
+    };
     if recovery.segments > 0 {
         tracing::info!(
             segments = recovery.segments,
@@ -211,18 +328,11 @@ pub fn start(
             "spool recovered: undelivered lines will be written first"
         );
     }
-    let spooled = order
-        .into_iter()
-        .filter_map(|k| {
-            let q = seen.remove(&k)?;
-            Some((String::from_utf8_lossy(&k).into_owned(), q))
-        })
-        .collect();
     let sink = Sink {
-        spool: spool.clone(),
+        inner: Inner::Spool(spool.clone()),
     };
     let task = tokio::spawn(writer(config, spool, metrics, shutdown));
-    Ok((sink, task, spooled))
+    (sink, task, seen.into_spooled())
 }
 
 /// Percent-encodes a URL query value (RFC 3986 unreserved characters kept).
@@ -450,9 +560,7 @@ async fn deliver(
             }
             WriteResult::Refused(msg) => {
                 metrics.sink_write_errors.fetch_add(1, Ordering::Relaxed);
-                metrics
-                    .sink_lines_dropped
-                    .fetch_add(batch.lines, Ordering::Relaxed);
+                metrics.drop_sink_lines("refused", batch.lines);
                 tracing::error!(lines = batch.lines, error = %msg, "sink: TSDB refused a batch; dropped");
                 return true;
             }

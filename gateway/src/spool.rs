@@ -27,8 +27,17 @@
 //! (`gateway_spool_torn_records_total`), never a panic.
 //!
 //! When full (`spool_max_bytes`), the oldest segment is deleted and its
-//! undelivered lines are counted in `gateway_sink_lines_dropped_total`:
-//! see ARCHITECTURE.md for why the oldest and not the newest.
+//! undelivered lines are counted in
+//! `gateway_sink_lines_dropped_total{reason="spool_full"}`: see
+//! ARCHITECTURE.md for why the oldest and not the newest.
+//!
+//! The spool never holds acknowledgements (alarms do not wait for the
+//! time-series sink): a write or fsync that fails drops the lines it
+//! carried, counted by reason (`disk_full`, `io_error`), marks the sink
+//! degraded and still advances the durable watermark past them. A full
+//! file system (ENOSPC) first costs the oldest segments, then new lines.
+//! The next write that succeeds clears the degraded mark. A spool that
+//! cannot be opened at start-up is set aside ([`set_aside`]).
 
 use crate::metrics::Metrics;
 use std::collections::VecDeque;
@@ -38,7 +47,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use tokio::sync::{watch, Notify};
 
 /// The first bytes of every segment file.
@@ -352,6 +361,37 @@ fn sync_dir(dir: &Path) {
     }
 }
 
+/// Whether an I/O error means the file system (or the quota) is full.
+pub fn is_disk_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// The `reason` label of lines dropped because of `e`.
+pub fn drop_reason(e: &io::Error) -> &'static str {
+    if is_disk_full(e) {
+        "disk_full"
+    } else {
+        "io_error"
+    }
+}
+
+/// Moves a spool directory that cannot be opened out of the way, to
+/// `{dir}.broken-{now_ms}` beside it, so a fresh spool can start and an
+/// operator can look at what failed. Returns the new path.
+pub fn set_aside(dir: &Path, now_ms: u64) -> io::Result<PathBuf> {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".broken-{now_ms}"));
+    let aside = dir.with_file_name(name);
+    std::fs::rename(dir, &aside)?;
+    if let Some(parent) = dir.parent() {
+        sync_dir(parent);
+    }
+    Ok(aside)
+}
+
 fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
     let path = dir.join(segment_name(id));
     let mut f = OpenOptions::new()
@@ -360,8 +400,10 @@ fn create_segment(dir: &Path, id: u64) -> io::Result<File> {
         .read(true)
         .write(true)
         .open(&path)?;
-    f.write_all(SEGMENT_MAGIC)?;
-    f.sync_data()?;
+    if let Err(e) = f.write_all(SEGMENT_MAGIC).and_then(|_| f.sync_data()) {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
     sync_dir(dir);
     Ok(f)
 }
@@ -662,9 +704,7 @@ impl Spool {
                     "spool: corrupt record in durable data; skipped"
                 );
                 s.metrics.spool_torn_records.fetch_add(1, Ordering::Relaxed);
-                s.metrics
-                    .sink_lines_dropped
-                    .fetch_add(lost, Ordering::Relaxed);
+                s.metrics.drop_sink_lines("corrupt", lost);
                 st.unread_lines = st.unread_lines.saturating_sub(lost);
                 st.backlog_lines = st.backlog_lines.saturating_sub(lost);
                 used = (durable_end - start.pos.offset) as usize;
@@ -736,8 +776,15 @@ impl Spool {
         // Design: no fsync of the cursor. A process crash keeps it (the page
         // cache survives); a power cut may roll it back, and the batches
         // after the older cursor are delivered again (at-least-once).
-        std::fs::write(&tmp, encode_cursor(batch.end))?;
-        std::fs::rename(&tmp, &cur)?;
+        let persisted = std::fs::write(&tmp, encode_cursor(batch.end))
+            .and_then(|_| std::fs::rename(&tmp, &cur));
+        if persisted.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        // Design: the bookkeeping and the deletion go ahead even if the
+        // cursor could not be written (a full disk): deleting delivered
+        // segments is what makes room, and after a restart the old cursor
+        // only means some delivered lines are sent again (at-least-once).
         let delete: Vec<u64> = {
             let mut st = lock(&s.state);
             st.backlog_lines = st.backlog_lines.saturating_sub(batch.lines);
@@ -752,9 +799,9 @@ impl Spool {
             delete
         };
         for id in delete {
-            let _ = std::fs::remove_file(s.cfg.dir.join(segment_name(id)));
+            s.delete_segment(id);
         }
-        Ok(())
+        persisted
     }
 
     /// Writes and syncs everything appended, stops the flusher thread.
@@ -792,32 +839,39 @@ impl Shared {
             .store(st.backlog_lines as i64, Ordering::Relaxed);
     }
 
-    /// Closes the active segment and starts the next one.
-    fn rotate(&self) {
+    /// Closes the active segment and starts the next one; `false` if the
+    /// new segment could not be created (writing goes on in the old one).
+    fn rotate(&self) -> bool {
+        match self.try_rotate() {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "spool: cannot start a new segment; writing on in the current one");
+                false
+            }
+        }
+    }
+
+    /// [`Shared::rotate`] without logging or counting a failure.
+    fn try_rotate(&self) -> io::Result<()> {
         let (next_id, old) = {
             let st = lock(&self.state);
             let Some(last) = st.segments.back() else {
-                return;
+                return Err(io::Error::other("no active segment"));
             };
             (last.id + 1, st.active.clone())
         };
         let _ = old.sync_data();
-        match create_segment(&self.cfg.dir, next_id) {
-            Ok(f) => {
-                let mut st = lock(&self.state);
-                st.active = Arc::new(f);
-                st.segments.push_back(Segment {
-                    id: next_id,
-                    bytes: HEADER_LEN,
-                    lines: 0,
-                });
-                st.total_bytes += HEADER_LEN;
-            }
-            Err(e) => {
-                self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, "spool: cannot start a new segment; writing on in the current one");
-            }
-        }
+        let f = create_segment(&self.cfg.dir, next_id)?;
+        let mut st = lock(&self.state);
+        st.active = Arc::new(f);
+        st.segments.push_back(Segment {
+            id: next_id,
+            bytes: HEADER_LEN,
+            lines: 0,
+        });
+        st.total_bytes += HEADER_LEN;
+        Ok(())
     }
 
     /// Drops the oldest segments while over the bound (never the active
@@ -825,49 +879,149 @@ impl Shared {
     fn enforce_bound(&self, st: &mut State) -> Vec<u64> {
         let mut deleted = Vec::new();
         while st.total_bytes > self.cfg.max_bytes && st.segments.len() > 1 {
-            let Some(g) = st.segments.pop_front() else {
+            let Some((id, lost)) = self.drop_oldest(st) else {
                 break;
             };
-            st.total_bytes = st.total_bytes.saturating_sub(g.bytes);
-            let lost = if st.next.pos.segment == g.id {
-                let lost = g.lines.saturating_sub(st.next.lines_before);
-                if let Some(front) = st.segments.front() {
-                    st.next = ReadPos {
-                        pos: Position {
-                            segment: front.id,
-                            offset: HEADER_LEN,
-                        },
-                        lines_before: 0,
-                    };
-                }
-                lost
-            } else if st.next.pos.segment > g.id {
-                0 // handed out already (the batch in flight is in memory)
-            } else {
-                g.lines
-            };
-            st.unread_lines = st.unread_lines.saturating_sub(lost);
-            st.backlog_lines = st.backlog_lines.saturating_sub(lost);
-            self.metrics
-                .sink_lines_dropped
-                .fetch_add(lost, Ordering::Relaxed);
+            self.metrics.drop_sink_lines("spool_full", lost);
             if lost > 0 {
                 tracing::warn!(
-                    segment = g.id,
+                    segment = id,
                     lines = lost,
                     "spool full: oldest undelivered segment dropped"
                 );
             }
-            deleted.push(g.id);
+            deleted.push(id);
         }
         deleted
     }
 
+    /// Takes the oldest segment out of the spool (never the active one);
+    /// returns its id and its lines not yet handed out, which are lost.
+    /// The caller counts them and deletes the file.
+    fn drop_oldest(&self, st: &mut State) -> Option<(u64, u64)> {
+        if st.segments.len() < 2 {
+            return None;
+        }
+        let g = st.segments.pop_front()?;
+        st.total_bytes = st.total_bytes.saturating_sub(g.bytes);
+        let lost = if st.next.pos.segment == g.id {
+            let lost = g.lines.saturating_sub(st.next.lines_before);
+            if let Some(front) = st.segments.front() {
+                st.next = ReadPos {
+                    pos: Position {
+                        segment: front.id,
+                        offset: HEADER_LEN,
+                    },
+                    lines_before: 0,
+                };
+            }
+            lost
+        } else if st.next.pos.segment > g.id {
+            0 // handed out already (the batch in flight is in memory)
+        } else {
+            g.lines
+        };
+        st.unread_lines = st.unread_lines.saturating_sub(lost);
+        st.backlog_lines = st.backlog_lines.saturating_sub(lost);
+        Some((g.id, lost))
+    }
+
+    /// Deletes a segment's file, closing the reader's handle on it first:
+    /// an open file keeps its space.
+    fn delete_segment(&self, id: u64) {
+        {
+            let mut rf = self.reader_file.lock().unwrap_or_else(|e| e.into_inner());
+            if rf.as_ref().is_some_and(|(rid, _)| *rid == id) {
+                *rf = None;
+            }
+        }
+        let _ = std::fs::remove_file(self.cfg.dir.join(segment_name(id)));
+    }
+
+    /// The file system is full: frees space by dropping the oldest segment
+    /// (its undelivered lines counted as `disk_full`). With only the active
+    /// segment left, seals it (if it holds data) so that it can go next.
+    /// `false` when there is nothing more to give up.
+    fn make_room(&self) -> bool {
+        let (dropped, active_has_data) = {
+            let mut st = lock(&self.state);
+            let dropped = self.drop_oldest(&mut st);
+            self.gauges(&st);
+            let has_data = st.segments.back().is_some_and(|g| g.bytes > HEADER_LEN);
+            (dropped, has_data)
+        };
+        if let Some((id, lost)) = dropped {
+            self.metrics.drop_sink_lines("disk_full", lost);
+            tracing::warn!(
+                segment = id,
+                lines = lost,
+                "spool: disk full; oldest segment dropped to make room"
+            );
+            self.delete_segment(id);
+            return true;
+        }
+        // Quietly: on a full disk this fails too, and the write that
+        // could not be made is what gets logged and counted.
+        active_has_data && self.try_rotate().is_ok()
+    }
+
+    /// Writes `buf` at the end of the active segment's durable bytes and
+    /// syncs it. Returns the segment written (id, file, its durable length
+    /// before) with the outcome.
+    fn write_active(&self, buf: &[u8]) -> (u64, Arc<File>, u64, io::Result<()>) {
+        let (id, file, durable_len) = {
+            let st = lock(&self.state);
+            let (id, bytes) = st
+                .segments
+                .back()
+                .map_or((0, HEADER_LEN), |g| (g.id, g.bytes));
+            (id, st.active.clone(), bytes)
+        };
+        let r = file
+            .write_all_at(buf, durable_len)
+            .and_then(|_| file.sync_data());
+        (id, file, durable_len, r)
+    }
+
+    /// A write or fsync failed for good: the lines in it are dropped and
+    /// counted, the sink marked degraded, and the watermark advanced to
+    /// `upto` all the same, so acknowledgements never wait on the sink.
+    fn write_failed(&self, e: &io::Error, lines: u64, upto: u64, file: &File, durable_len: u64) {
+        let reason = drop_reason(e);
+        self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
+        self.metrics.drop_sink_lines(reason, lines);
+        // Cut whatever part of the write landed: the segment ends at its
+        // last durable record. If even that fails, write on in a new one.
+        if let Err(e) = file.set_len(durable_len) {
+            tracing::error!(error = %e, "spool: cannot cut a failed write; starting a new segment");
+            self.rotate();
+        }
+        {
+            let mut st = lock(&self.state);
+            st.backlog_lines = st.backlog_lines.saturating_sub(lines);
+            self.gauges(&st);
+        }
+        if self
+            .metrics
+            .set_sink_degraded(Some(format!("{reason}: {e}")))
+        {
+            tracing::error!(
+                error = %e,
+                reason,
+                lines,
+                "spool: write failed; metrics sink degraded: new lines are dropped (counted) \
+                 and their messages acknowledged, so alarms go on; retried on every new append"
+            );
+        } else {
+            tracing::debug!(error = %e, reason, lines, "spool: write failed; lines dropped");
+        }
+        self.durable.send_replace(upto);
+    }
+
     fn flusher(&self) {
         let mut buf: Vec<u8> = Vec::with_capacity(1 << 20);
-        let mut failures = 0u32;
         loop {
-            let (lines, upto, file, seg_id) = {
+            let (lines, upto) = {
                 let mut st = lock(&self.state);
                 while st.pending.is_empty() && !st.stopping {
                     st = self
@@ -881,37 +1035,28 @@ impl Shared {
                 buf.clear();
                 std::mem::swap(&mut buf, &mut st.pending);
                 let lines = std::mem::take(&mut st.pending_lines);
-                let seg = st.segments.back().map_or(0, |g| g.id);
-                (lines, st.appended, st.active.clone(), seg)
+                (lines, st.appended)
             };
             let t0 = Instant::now();
-            let durable_len = {
-                let st = lock(&self.state);
-                st.segments.back().map_or(HEADER_LEN, |g| g.bytes)
-            };
-            let written = file
-                .write_all_at(&buf, durable_len)
-                .and_then(|_| file.sync_data());
-            if let Err(e) = written {
-                failures += 1;
-                self.metrics.spool_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::error!(error = %e, attempt = failures, "spool: write failed; the messages stay unacknowledged and are retried");
+            let (mut seg_id, mut file, mut durable_len, mut written) = self.write_active(&buf);
+            // Design: a full disk costs the oldest data before the newest
+            // (as the spool's own bound does): drop segments oldest first
+            // and try again while there are any to drop.
+            while written.as_ref().is_err_and(is_disk_full) {
                 let _ = file.set_len(durable_len);
-                // Put the bytes back in front of what arrived meanwhile.
-                {
-                    let mut st = lock(&self.state);
-                    buf.extend_from_slice(&st.pending);
-                    std::mem::swap(&mut buf, &mut st.pending);
-                    st.pending_lines += lines;
+                if !self.make_room() {
+                    break;
                 }
-                std::thread::sleep(Duration::from_millis(200 * u64::from(failures.min(10))));
-                if lock(&self.state).stopping && failures > 5 {
-                    return;
-                }
+                (seg_id, file, durable_len, written) = self.write_active(&buf);
+            }
+            if let Err(e) = written {
+                self.write_failed(&e, lines, upto, &file, durable_len);
                 continue;
             }
-            failures = 0;
             self.metrics.spool_fsync.record(t0.elapsed());
+            if self.metrics.set_sink_degraded(None) {
+                tracing::warn!("spool: writes succeed again; metrics sink no longer degraded");
+            }
             let (rotate, deleted, wake_reader) = {
                 let mut st = lock(&self.state);
                 if let Some(g) = st.segments.back_mut() {
@@ -931,7 +1076,7 @@ impl Shared {
             };
             self.durable.send_replace(upto);
             for id in deleted {
-                let _ = std::fs::remove_file(self.cfg.dir.join(segment_name(id)));
+                self.delete_segment(id);
             }
             if rotate {
                 self.rotate();
@@ -946,6 +1091,7 @@ impl Shared {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     fn rec<'a>(source: &'a str, seq: u32, text: &'a str) -> Record<'a> {
         Record {
@@ -1266,6 +1412,7 @@ mod tests {
         let _ = t;
         let dropped = metrics.sink_lines_dropped.load(Ordering::Relaxed);
         assert!(dropped > 0);
+        assert_eq!(metrics.sink_dropped("spool_full"), dropped);
         let got = drain(&sp);
         // What is left is exactly the newest 40 - dropped lines, in order.
         let want: Vec<String> = (dropped as u32..40).map(|i| format!("x{i:02}")).collect();

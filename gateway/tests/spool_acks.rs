@@ -65,7 +65,7 @@ async fn run_pipeline(
     let metrics = Arc::new(Metrics::default());
     let stop = CancellationToken::new();
     let (sink, task, spooled) =
-        gateway::sink::start(sink_config, dir, metrics.clone(), stop.clone()).unwrap();
+        gateway::sink::start(sink_config, dir, metrics.clone(), stop.clone());
     let (events, _) = tokio::sync::broadcast::channel(16);
     let msgs = messages(&sink);
     let n = msgs.len();
