@@ -82,6 +82,10 @@ pub async fn start_with_source(
     let live = crate::live::Live::load(config.clone(), store.clone(), gateway_login).await?;
     let live_task = tokio::spawn(live.clone().follow_store(shutdown.clone()));
 
+    // Messages for the pipeline: from the gate (embedded broker), the
+    // gateway's MQTT client, and Modbus polling.
+    let (tx, rx) = mpsc::channel(10_000);
+
     // Embedded: rumqttd on a loopback port that only the gate and the
     // gateway's own client can log in to (a per-process secret), the gate
     // on the public broker port checking every node's credentials and topics.
@@ -105,6 +109,7 @@ pub async fn start_with_source(
                 addr: internal,
                 username: login.0.clone(),
                 password: login.1.clone(),
+                ingest: Some(tx.clone()),
             },
             metrics.clone(),
             shutdown.clone(),
@@ -143,7 +148,6 @@ pub async fn start_with_source(
     };
 
     let (events, _) = broadcast::channel(1024);
-    let (tx, rx) = mpsc::channel(10_000);
     let (commands, commands_rx) = mpsc::channel(64);
     let mqtt = crate::mqtt::client(&client_mqtt);
     let mut pipeline = Pipeline::new(

@@ -347,6 +347,14 @@ pub struct Upstream {
     pub addr: SocketAddr,
     pub username: String,
     pub password: String,
+    /// The pipeline's queue: a node's QoS 0 and QoS 1 publishes, once
+    /// checked, go straight to it instead of through the broker and back
+    /// over loopback to the gateway's own client, and a QoS 1 publish is
+    /// acknowledged to the node (PUBACK, by the gate) only once the
+    /// pipeline has committed it — so a gateway killed mid-batch loses
+    /// nothing: the node still holds what was not acknowledged and sends it
+    /// again. `None`: everything is relayed to the broker.
+    pub ingest: Option<tokio::sync::mpsc::Sender<crate::pipeline::Inbound>>,
 }
 
 /// The gate's shared state.
@@ -546,6 +554,22 @@ async fn serve(
         }
     };
 
+    // Publishes handed to the pipeline are acknowledged here, in the order
+    // the pipeline commits them (its order of arrival), several at a time.
+    let (acks_tx, mut acks_rx) = tokio::sync::mpsc::unbounded_channel::<u16>();
+    let acker = async {
+        let mut out = BytesMut::new();
+        while let Some(pkid) = acks_rx.recv().await {
+            out.clear();
+            let _ = PubAck::new(pkid).write(&mut out);
+            while let Ok(pkid) = acks_rx.try_recv() {
+                let _ = PubAck::new(pkid).write(&mut out);
+            }
+            client_w.lock().await.write_all(&out).await?;
+        }
+        std::future::pending::<Result<(), ConnError>>().await
+    };
+
     // Client → broker: every PUBLISH and SUBSCRIBE checked.
     let upstream = async {
         // QoS 2 publishes the gate refused (and answered PUBREC for): their
@@ -563,23 +587,36 @@ async fn serve(
                             inc(&shared.metrics.mqtt_gate_malformed);
                             ConnError::Malformed("PUBLISH")
                         })?;
-                        if shared.access.borrow().may_publish(&principal, &p.topic) {
-                            forward.extend_from_slice(&bytes);
+                        if !shared.access.borrow().may_publish(&principal, &p.topic) {
+                            refused_publish(shared, &who, &p, &mut reply, &mut refused_qos2);
+                        } else if let (Some(ingest), QoS::AtMostOnce | QoS::AtLeastOnce) =
+                            (&shared.upstream.ingest, p.qos)
+                        {
+                            // Whatever was checked before goes first, in order.
+                            if !forward.is_empty() {
+                                broker_w.write_all(&forward).await?;
+                                forward.clear();
+                            }
+                            let ack = (p.qos == QoS::AtLeastOnce).then(|| {
+                                let acks = acks_tx.clone();
+                                let pkid = p.pkid;
+                                Box::new(move || {
+                                    // The connection may be gone: the node
+                                    // sends it again on its next one.
+                                    let _ = acks.send(pkid);
+                                }) as crate::pipeline::Ack
+                            });
+                            let msg = crate::pipeline::Inbound {
+                                topic: p.topic,
+                                payload: p.payload,
+                                arrived_ms: crate::time::now_ms(),
+                                ack,
+                            };
+                            if ingest.send(msg).await.is_err() {
+                                return Ok(()); // the pipeline has stopped
+                            }
                         } else {
-                            shared.metrics.acl_denied("publish");
-                            if shared.should_log(&format!("publish:{who}")) {
-                                tracing::warn!(user = %who, topic = %p.topic, "MQTT publish refused by the topic ACL (dropped, counted; further ones logged once a minute)");
-                            }
-                            match p.qos {
-                                QoS::AtMostOnce => {}
-                                QoS::AtLeastOnce => {
-                                    let _ = PubAck::new(p.pkid).write(&mut reply);
-                                }
-                                QoS::ExactlyOnce => {
-                                    refused_qos2.insert(p.pkid);
-                                    let _ = PubRec::new(p.pkid).write(&mut reply);
-                                }
-                            }
+                            forward.extend_from_slice(&bytes);
                         }
                     }
                     6 if refused_qos2.contains(&pubrel_pkid(&bytes, h)) => {
@@ -640,6 +677,7 @@ async fn serve(
     let result = tokio::select! {
         r = downstream => r,
         r = upstream => r,
+        r = acker => r,
         _ = revoked => {
             tracing::info!(user = %who, "MQTT connection closed: credential revoked or rotated");
             Err(ConnError::Revoked)
@@ -650,6 +688,32 @@ async fn serve(
     let _ = w.shutdown().await;
     let _ = broker_w.shutdown().await;
     result
+}
+
+/// A publish the topic ACL refused: dropped and counted, and answered as
+/// MQTT 3.1.1 allows (it has no negative acknowledgement), so the node
+/// does not send it again forever.
+fn refused_publish(
+    shared: &Shared,
+    who: &str,
+    p: &Publish,
+    reply: &mut BytesMut,
+    refused_qos2: &mut HashSet<u16>,
+) {
+    shared.metrics.acl_denied("publish");
+    if shared.should_log(&format!("publish:{who}")) {
+        tracing::warn!(user = %who, topic = %p.topic, "MQTT publish refused by the topic ACL (dropped, counted; further ones logged once a minute)");
+    }
+    match p.qos {
+        QoS::AtMostOnce => {}
+        QoS::AtLeastOnce => {
+            let _ = PubAck::new(p.pkid).write(reply);
+        }
+        QoS::ExactlyOnce => {
+            refused_qos2.insert(p.pkid);
+            let _ = PubRec::new(p.pkid).write(reply);
+        }
+    }
 }
 
 /// The packet id of a PUBREL frame (0 if it is too short).
