@@ -150,9 +150,11 @@ pub async fn start_with_source(
     let (events, _) = broadcast::channel(1024);
     let (commands, commands_rx) = mpsc::channel(64);
     let mqtt = crate::mqtt::client(&client_mqtt);
+    // The pipeline writes alarms and tickets on connections of its own
+    // ([`Store::reserved`]): API requests cannot starve it of them.
     let mut pipeline = Pipeline::new(
         live.config(),
-        store.clone(),
+        store.reserved(),
         sink,
         metrics.clone(),
         events.clone(),

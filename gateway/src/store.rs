@@ -491,6 +491,8 @@ pub struct LinkedReading<'a> {
 #[derive(Debug, Clone)]
 pub struct LedgerQuery {
     pub site: Option<String>,
+    /// The caller's jurisdiction: only these sites (`None` = every site).
+    pub sites: Option<Vec<String>>,
     /// Opened at or after (ms).
     pub from: Option<i64>,
     /// Opened before (ms).
@@ -603,7 +605,15 @@ impl From<sqlx::Error> for UserError {
 /// Handle to the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
+    /// The pool this handle's queries run on: the shared one, or the
+    /// reserved one for a handle from [`Store::reserved`].
     pool: AnyPool,
+    /// The shared pool: HTTP API, notifier, live configuration.
+    shared: AnyPool,
+    /// Connections only the pipeline uses ([`Store::reserved`]), so that
+    /// API requests (ledger exports, monthly reports) holding every shared
+    /// connection cannot hold up the writing of alarms and tickets.
+    reserved: AnyPool,
     backend: Backend,
     /// Serialises appends to the hash-chained audit log in this process.
     audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
@@ -682,40 +692,33 @@ impl Store {
         } else {
             return Err(StoreError::Url(url.to_string()));
         };
-        let options = match backend {
-            Backend::Sqlite => AnyPoolOptions::new()
-                .max_connections(4)
-                .after_connect(|conn, _| {
-                    Box::pin(async move {
-                        // WAL lets the API read while the pipeline writes;
-                        // NORMAL sync is durable across a process crash.
-                        // No automatic checkpoints: one landing inside a
-                        // commit made opening a ticket take 12-20 ms at p99;
-                        // the gateway checkpoints every minute instead
-                        // ([`Store::checkpoint`]), and SQLite does when the
-                        // last connection closes.
-                        sqlx::raw_sql(
-                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                             PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
-                             PRAGMA wal_autocheckpoint = 0;",
-                        )
-                        .execute(conn)
-                        .await?;
-                        Ok(())
-                    })
-                }),
-            Backend::Postgres => AnyPoolOptions::new().max_connections(8),
+        let (shared_size, reserved_size) = match backend {
+            Backend::Sqlite => (4, RESERVED_SQLITE),
+            Backend::Postgres => (8, RESERVED_POSTGRES),
         };
-        let pool = options
-            .acquire_timeout(Duration::from_secs(30))
+        let pool = pool_options(backend)
+            .max_connections(shared_size)
             .connect(&url)
             .await?;
         match backend {
             Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&pool).await?,
             Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&pool).await?,
         }
+        // The pipeline's own connections, opened once the schema is there
+        // and kept open (min = max, never retired for age or idleness): a
+        // PostgreSQL server that has since reached its connection limit
+        // cannot refuse them later.
+        let reserved = pool_options(backend)
+            .max_connections(reserved_size)
+            .min_connections(reserved_size)
+            .max_lifetime(None)
+            .idle_timeout(None)
+            .connect(&url)
+            .await?;
         Ok(Store {
-            pool,
+            pool: pool.clone(),
+            shared: pool,
+            reserved,
             backend,
             audit_lock: Default::default(),
         })
@@ -748,14 +751,18 @@ impl Store {
         self.backend
     }
 
-    /// The connection pool, for tools and benchmarks that load data in bulk.
+    /// This handle's connection pool (the shared one, or the reserved one
+    /// for a [`Store::reserved`] handle), for tools and benchmarks that
+    /// load data in bulk.
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
 
-    /// Closes the pool, waiting for connections to finish.
+    /// Closes both pools (shared and reserved), waiting for connections
+    /// to finish; from any handle.
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.shared.close().await;
+        self.reserved.close().await;
     }
 
     /// Checks the database answers.
@@ -2197,30 +2204,29 @@ impl Store {
     }
 
     /// Tickets for the ledger (台账), oldest first, filtered by site, the
-    /// period they were opened in, status and grade.
+    /// caller's jurisdiction, the period they were opened in, status and
+    /// grade; the jurisdiction is applied in the query, before the limit.
     pub async fn ledger(&self, q: &LedgerQuery) -> Result<Vec<TicketRow>, StoreError> {
-        let (status_cond, status) = q.status.condition("?");
+        let (status_cond, status) = q.status.condition("?7");
+        let site_in = self.backend.site_in("?6");
         let sql = format!(
-            "SELECT {TICKET_COLUMNS} FROM tickets WHERE {status_cond} AND (? IS NULL OR site = ?) \
-             AND (? IS NULL OR opened_at >= ?) AND (? IS NULL OR opened_at < ?) AND (? IS NULL OR grade = ?) \
-             ORDER BY opened_at, id LIMIT ?"
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE {status_cond} AND (?1 IS NULL OR site = ?1) \
+             AND (?6 IS NULL OR {site_in}) \
+             AND (?2 IS NULL OR opened_at >= ?2) AND (?3 IS NULL OR opened_at < ?3) AND (?4 IS NULL OR grade = ?4) \
+             ORDER BY opened_at, id LIMIT ?5"
         );
-        let mut query = query_as(&sql);
-        if let Some(s) = status {
-            query = query.bind(s);
-        }
-        Ok(query
-            .bind(q.site.as_deref())
+        let query = query_as(&sql)
             .bind(q.site.as_deref())
             .bind(q.from)
-            .bind(q.from)
             .bind(q.to)
-            .bind(q.to)
-            .bind(q.grade.as_deref())
             .bind(q.grade.as_deref())
             .bind(q.limit)
-            .fetch_all(&self.pool)
-            .await?)
+            .bind(sites_json(q.sites.as_deref()));
+        let query = match status {
+            Some(s) => query.bind(s),
+            None => query,
+        };
+        Ok(query.fetch_all(&self.pool).await?)
     }
 
     /// Figures of the monthly report for `[from, to)`, per site (one site,
@@ -2383,6 +2389,52 @@ impl Store {
         .await?;
         Ok(Some((ticket, events, alarms)))
     }
+
+    /// A handle on the same database whose queries run on the connections
+    /// reserved for the pipeline, which no API request can take: every
+    /// method works on it unchanged. It shares the audit chain's lock with
+    /// this handle; closing either closes both pools.
+    pub fn reserved(&self) -> Store {
+        Store {
+            pool: self.reserved.clone(),
+            ..self.clone()
+        }
+    }
+}
+
+/// Connections reserved for the pipeline in SQLite: it is one task writing
+/// one transaction at a time, and SQLite takes one writer at a time anyway.
+const RESERVED_SQLITE: u32 = 2;
+/// Connections reserved for the pipeline in PostgreSQL.
+const RESERVED_POSTGRES: u32 = 2;
+
+/// Options shared by both pools of a backend (the caller sets the size).
+fn pool_options(backend: Backend) -> AnyPoolOptions {
+    let options = match backend {
+        Backend::Sqlite => AnyPoolOptions::new().after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets the API read while the pipeline writes.
+                // FULL sync: every commit syncs the WAL to disk before it
+                // returns, so a committed alarm or ticket survives a power
+                // cut; NORMAL in WAL mode survives a process crash but can
+                // lose the last commits on power loss or an OS crash.
+                // No automatic checkpoints: one landing inside a commit
+                // made opening a ticket take 12-20 ms at p99; the gateway
+                // checkpoints every minute instead ([`Store::checkpoint`]),
+                // and SQLite does when the last connection closes.
+                sqlx::raw_sql(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; \
+                     PRAGMA wal_autocheckpoint = 0;",
+                )
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+        }),
+        Backend::Postgres => AnyPoolOptions::new(),
+    };
+    options.acquire_timeout(Duration::from_secs(30))
 }
 
 /// A site list as the JSON array the queries expand ([`Backend::site_in`]).

@@ -996,8 +996,75 @@ async fn weekly_counts_cover_all_the_data_within_the_jurisdiction(db: TestDb) {
     assert_eq!(status, 400);
 }
 
+/// The ledger export holds the caller's sites only: the jurisdiction is
+/// part of the query, so other sites' rows are never loaded.
+async fn the_ledger_holds_only_the_callers_sites(db: TestDb) {
+    let api = serve(db).await;
+    // A hazard on home_b beside the one on home_a.
+    let store = Store::open(&api._db.url).await.unwrap();
+    let input = AlarmInput {
+        key: AlarmKey {
+            site: "home_b".into(),
+            node: "n01".into(),
+            channel: "rc2".into(),
+            cause: "residual_current_high".into(),
+        },
+        kind: "electrical_fire",
+        level: "alarm",
+        quantity: Some("residual_current"),
+        value: Some(640),
+        setpoint: Some(500),
+        at: gateway::time::now_ms(),
+        suppressed: false,
+    };
+    let spec = TicketSpec {
+        source: "sensor_alarm",
+        category: "electrical_fire",
+        grade: "general",
+        prefix: "YH",
+        title: "剩余电流超限".into(),
+        location: String::new(),
+        reopen_window_ms: 0,
+    };
+    store.raise(&input, Some(&spec)).await.unwrap();
+    store.close().await;
+
+    let rows = |csv: &str| -> Vec<String> {
+        csv.lines()
+            .skip(1)
+            .map(|l| l.split(',').nth(1).unwrap_or_default().to_string())
+            .collect()
+    };
+    for (login, want) in [
+        ("duty_a", vec!["阳光养老院"]),
+        ("duty_b", vec!["福星敬老院"]),
+        ("admin", vec!["阳光养老院", "福星敬老院"]),
+    ] {
+        let (status, csv) = call(
+            &api,
+            "get",
+            "/api/v1/ledger.csv?status=all",
+            Some(api.tokens[login].as_str()),
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{login}: {csv}");
+        assert_eq!(rows(&csv), want, "{login}: {csv}");
+    }
+    let (_, csv) = call(
+        &api,
+        "get",
+        "/api/v1/ledger.csv?site=home_b",
+        Some(api.tokens["admin"].as_str()),
+        None,
+    )
+    .await;
+    assert_eq!(rows(&csv), ["福星敬老院"], "{csv}");
+}
+
 crate::on_both_backends!(
     weekly_counts_cover_all_the_data_within_the_jurisdiction,
+    the_ledger_holds_only_the_callers_sites,
     handover_notes_are_kept_to_the_jurisdiction_and_the_duty_roles,
     every_protected_path_needs_a_valid_token,
     every_path_keeps_to_the_callers_jurisdiction,

@@ -359,7 +359,175 @@ async fn a_selftest_is_recorded_once_and_kept(db: TestDb) {
     );
 }
 
+/// An alarm like [`alarm`] on another site.
+fn alarm_at(site: &str, ch: &str, at: u64) -> AlarmInput {
+    let mut a = alarm(ch, 620, at);
+    a.key.site = site.into();
+    a
+}
+
+async fn the_pipeline_writes_while_the_api_holds_every_connection(db: TestDb) {
+    use std::time::Duration;
+    let store = open_store(&db).await;
+    let pipeline = store.reserved();
+    assert_eq!(pipeline.backend(), store.backend());
+
+    // Ledger exports and reports in progress hold every connection of the
+    // API's pool, each inside a read transaction.
+    let max = store.pool().options().get_max_connections();
+    let mut held = Vec::new();
+    for _ in 0..max {
+        let mut tx = store.pool().begin().await.unwrap();
+        let _: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM tickets")
+            .fetch_one(&mut *tx)
+            .await
+            .unwrap();
+        held.push(tx);
+    }
+    assert!(
+        store.pool().try_acquire().is_none(),
+        "the API pool is spent"
+    );
+    // Through the API's pool a write now waits for a connection...
+    assert!(
+        tokio::time::timeout(
+            Duration::from_millis(250),
+            store.raise(&alarm("rc9", 620, T0), Some(&spec()))
+        )
+        .await
+        .is_err(),
+        "the shared pool has no connection to give"
+    );
+
+    // ...while the pipeline's reserved connections raise, open the ticket
+    // and clear at once.
+    let bound = Duration::from_secs(5);
+    let (raised, out) =
+        tokio::time::timeout(bound, pipeline.raise(&alarm("rc1", 620, T0), Some(&spec())))
+            .await
+            .expect("a write through the reserved pool is not starved")
+            .unwrap();
+    assert!(matches!(out, Some(TicketOutcome::Opened { .. })), "{out:?}");
+    let cleared = tokio::time::timeout(
+        bound,
+        pipeline.settle(&key("rc1"), "cleared", Some(120), T0 + 1000),
+    )
+    .await
+    .expect("reserved pool")
+    .unwrap()
+    .unwrap();
+    assert_eq!(cleared.id, raised.id);
+    // The audit chain is shared between the handles.
+    pipeline
+        .audit(&AuditEntry {
+            at: T0 + 2000,
+            actor: "system",
+            role: "system",
+            action: "test.reserved",
+            subject: "pool".into(),
+            details: "{}".into(),
+        })
+        .await
+        .unwrap();
+
+    // The exports end; the API sees what the pipeline wrote.
+    drop(held);
+    let (ticket, _, alarms) = store
+        .ticket(raised.ticket_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(ticket.status, "pending_registration");
+    assert_eq!(alarms[0].state, "cleared");
+    assert!(store.verify_audit().await.unwrap().is_ok());
+
+    // Closing either handle closes both pools.
+    pipeline.close().await;
+    assert!(store.pool().is_closed() && pipeline.pool().is_closed());
+}
+
+async fn the_ledger_keeps_to_the_jurisdiction_before_its_limit(db: TestDb) {
+    let store = open_store(&db).await;
+    // home_a's hazards are older than home_b's: the ledger lists oldest first.
+    for (i, site) in ["home_a", "home_a", "home_b", "home_c"].iter().enumerate() {
+        store
+            .raise(
+                &alarm_at(site, &format!("rc{i}"), T0 + i as u64 * 1000),
+                Some(&spec()),
+            )
+            .await
+            .unwrap();
+    }
+    let ledger = |sites: Option<Vec<String>>, limit| {
+        let store = store.clone();
+        async move {
+            let q = LedgerQuery {
+                site: None,
+                sites,
+                from: None,
+                to: None,
+                status: TicketFilter::All,
+                grade: None,
+                limit,
+            };
+            store
+                .ledger(&q)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|t| t.site)
+                .collect::<Vec<_>>()
+        }
+    };
+    let sites = |s: &[&str]| Some(s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+    assert_eq!(
+        ledger(None, 10).await,
+        ["home_a", "home_a", "home_b", "home_c"]
+    );
+    // The limit counts the caller's rows only, not every site's.
+    assert_eq!(ledger(sites(&["home_b"]), 1).await, ["home_b"]);
+    assert_eq!(
+        ledger(sites(&["home_c", "home_b"]), 10).await,
+        ["home_b", "home_c"]
+    );
+    assert_eq!(ledger(sites(&["home_a"]), 1).await, ["home_a"]);
+    assert!(ledger(sites(&[]), 10).await.is_empty());
+    assert!(ledger(sites(&["elsewhere"]), 10).await.is_empty());
+    // With one site asked for too, both apply.
+    let q = LedgerQuery {
+        site: Some("home_a".into()),
+        sites: sites(&["home_b"]),
+        from: None,
+        to: None,
+        status: TicketFilter::Open,
+        grade: Some("general".into()),
+        limit: 10,
+    };
+    assert!(store.ledger(&q).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_syncs_every_commit_to_disk() {
+    let db = TestDb::sqlite();
+    let store = open_store(&db).await;
+    for pool in [store.pool(), store.reserved().pool()] {
+        let mut conn = pool.acquire().await.unwrap();
+        let journal: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        // 2 = FULL: NORMAL in WAL mode can lose the last commits on power loss.
+        let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
+            .fetch_one(&mut *conn)
+            .await
+            .unwrap();
+        assert_eq!((journal.as_str(), sync), ("wal", 2));
+    }
+}
+
 crate::on_both_backends!(
+    the_pipeline_writes_while_the_api_holds_every_connection,
+    the_ledger_keeps_to_the_jurisdiction_before_its_limit,
     a_selftest_is_recorded_once_and_kept,
     re_raised_alarm_attaches_to_the_open_ticket,
     a_restarted_gateway_updates_the_standing_alarm,

@@ -218,6 +218,7 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
     // The ledger (台账) shows the closed hazard with its 五落实.
     let query = gateway::store::LedgerQuery {
         site: Some("home_a".into()),
+        sites: None,
         from: None,
         to: None,
         status: gateway::store::TicketFilter::Closed,
