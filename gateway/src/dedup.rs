@@ -85,6 +85,40 @@ impl SeqTracker {
         self.started = true;
     }
 
+    /// The tracker as text, to keep it across a restart:
+    /// `boot:highest:` and the window's bits in hex. `None` before any message.
+    pub fn to_text(&self) -> Option<String> {
+        if !self.started {
+            return None;
+        }
+        let mut out = format!("{}:{}:", self.boot, self.highest);
+        for w in &self.seen {
+            out.push_str(&format!("{w:016x}"));
+        }
+        Some(out)
+    }
+
+    /// A tracker from [`SeqTracker::to_text`]; `None` for anything else.
+    pub fn from_text(text: &str) -> Option<SeqTracker> {
+        let mut parts = text.splitn(3, ':');
+        let boot = parts.next()?.parse().ok()?;
+        let highest = parts.next()?.parse().ok()?;
+        let bits = parts.next()?;
+        if bits.len() != WORDS * 16 || !bits.is_ascii() {
+            return None;
+        }
+        let mut seen = [0u64; WORDS];
+        for (i, w) in seen.iter_mut().enumerate() {
+            *w = u64::from_str_radix(&bits[i * 16..i * 16 + 16], 16).ok()?;
+        }
+        Some(SeqTracker {
+            boot,
+            highest,
+            seen,
+            started: true,
+        })
+    }
+
     /// Classifies message `(boot, seq)` and records it.
     pub fn observe(&mut self, boot: u32, seq: u32) -> Verdict {
         if !self.started {
@@ -126,6 +160,22 @@ impl SeqTracker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_round_trip_keeps_the_window() {
+        let mut t = SeqTracker::default();
+        assert_eq!(t.to_text(), None);
+        for seq in [3, 4, 9, 200, 5000] {
+            t.observe(7, seq);
+        }
+        let mut back = SeqTracker::from_text(&t.to_text().unwrap()).unwrap();
+        assert_eq!(back.observe(7, 5000), Verdict::Duplicate);
+        assert_eq!(back.observe(7, 4999), Verdict::Late);
+        assert_eq!(back.observe(7, 5001), Verdict::InOrder { gap: 0 });
+        for bad in ["", "1:2", "1:2:zz", "x:2:00", "1:2:00"] {
+            assert!(SeqTracker::from_text(bad).is_none(), "{bad}");
+        }
+    }
 
     #[test]
     fn in_order_duplicates_and_gaps() {

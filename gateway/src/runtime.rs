@@ -465,6 +465,24 @@ impl Runtime {
         self.config.accept_unknown_nodes || self.config.node(site, node).is_some()
     }
 
+    /// A node's de-duplication window as text (to keep across a restart).
+    pub fn seq_state(&self, site: &SiteId, node: &NodeId) -> Option<String> {
+        self.nodes
+            .get(&(site.clone(), node.clone()))
+            .and_then(|n| n.seq.to_text())
+    }
+
+    /// Restores a node's de-duplication window saved before a restart.
+    pub fn restore_seq(&mut self, site: &SiteId, node: &NodeId, text: &str) -> bool {
+        match crate::dedup::SeqTracker::from_text(text) {
+            Some(t) => {
+                self.node_rt(site, node).seq = t;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// De-duplicates a telemetry or event message on `(boot, seq)`.
     pub fn observe_seq(&mut self, site: &SiteId, node: &NodeId, boot: u32, seq: u32) -> Verdict {
         self.node_rt(site, node).seq.observe(boot, seq)

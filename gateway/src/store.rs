@@ -1166,6 +1166,13 @@ impl Store {
         b.commit().await
     }
 
+    /// Every node's saved de-duplication window: (site, node, state).
+    pub async fn node_seqs(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(query_as("SELECT site, node, state FROM node_seq")
+            .fetch_all(&self.pool)
+            .await?)
+    }
+
     /// Every saved channel state: (site, node, channel, quantity, state JSON).
     pub async fn channel_states(
         &self,

@@ -124,6 +124,14 @@ pub struct StateRow {
     pub at: u64,
 }
 
+/// A node's de-duplication window to keep (the last of the batch).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeqRow {
+    pub site: String,
+    pub node: String,
+    pub state: String,
+}
+
 /// A message's lines for the metrics sink.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Lines {
@@ -172,6 +180,7 @@ pub enum Note {
 pub struct Effects {
     pub writes: Vec<Effect>,
     pub states: Vec<StateRow>,
+    pub seqs: Vec<SeqRow>,
     pub lines: Vec<Lines>,
     pub rollups: Vec<RollupAdd>,
     pub notes: Vec<Note>,
@@ -182,13 +191,14 @@ pub struct Effects {
 impl Effects {
     /// Whether anything must be written to the database.
     pub fn needs_store(&self) -> bool {
-        !self.writes.is_empty() || !self.states.is_empty()
+        !self.writes.is_empty() || !self.states.is_empty() || !self.seqs.is_empty()
     }
 
     /// Appends `other` after these.
     pub fn extend(&mut self, other: Effects) {
         self.writes.extend(other.writes);
         self.states.extend(other.states);
+        self.seqs.extend(other.seqs);
         self.lines.extend(other.lines);
         self.rollups.extend(other.rollups);
         self.notes.extend(other.notes);
@@ -222,20 +232,28 @@ pub async fn write(
     config: &Config,
 ) -> Result<Vec<Announce>, StoreError> {
     let mut out = Vec::new();
+    // Log rows are appended many at a time; before anything that reads the
+    // log (nothing in a batch does) they would have to be flushed.
+    let logs: Vec<LogEntry<'_>> = fx
+        .writes
+        .iter()
+        .filter_map(|e| match e {
+            Effect::Log(l) => Some(LogEntry {
+                at: l.at,
+                key: &l.key,
+                transition: l.transition,
+                level: l.level,
+                value: l.value,
+                disposition: l.disposition,
+                actor: &l.actor,
+            }),
+            _ => None,
+        })
+        .collect();
+    b.log_transitions(&logs).await?;
     for e in &fx.writes {
         match e {
-            Effect::Log(l) => {
-                b.log_transition(&LogEntry {
-                    at: l.at,
-                    key: &l.key,
-                    transition: l.transition,
-                    level: l.level,
-                    value: l.value,
-                    disposition: l.disposition,
-                    actor: &l.actor,
-                })
-                .await?
-            }
+            Effect::Log(_) => {}
             Effect::Raise { input, ticket } => {
                 let (row, ticket) = b.raise(input, ticket.as_ref()).await?;
                 let counts =
@@ -337,9 +355,26 @@ pub async fn write(
             Effect::SaveBaseline(row) => b.save_baseline(row).await?,
         }
     }
-    for s in &fx.states {
-        b.save_channel_state(&s.site, &s.node, &s.channel, s.quantity, &s.state, s.at)
-            .await?;
-    }
+    let states: Vec<(&str, &str, &str, &str, &str, u64)> = fx
+        .states
+        .iter()
+        .map(|s| {
+            (
+                s.site.as_str(),
+                s.node.as_str(),
+                s.channel.as_str(),
+                s.quantity,
+                s.state.as_str(),
+                s.at,
+            )
+        })
+        .collect();
+    b.save_channel_states(&states).await?;
+    let seqs: Vec<(&str, &str, &str)> = fx
+        .seqs
+        .iter()
+        .map(|s| (s.site.as_str(), s.node.as_str(), s.state.as_str()))
+        .collect();
+    b.save_node_seqs(&seqs).await?;
     Ok(out)
 }

@@ -14,7 +14,7 @@
 //! a database fault throws the batch's new state away and the retried batch
 //! raises the same transitions again.
 
-use super::effects::{Effect, Effects, Lines, LinkRow, LogRow, Note, RollupAdd, StateRow};
+use super::effects::{Effect, Effects, Lines, LinkRow, LogRow, Note, RollupAdd, SeqRow, StateRow};
 use super::{specs, Inbound, MAX_CLOCK_AHEAD_MS};
 use crate::config::Config;
 use crate::dedup::Verdict;
@@ -47,6 +47,8 @@ pub struct Core {
     /// Channels whose rule state moved in this evaluation, with the time
     /// of their last output: their state is saved once, at the end.
     dirty: HashMap<(String, String, String), u64>,
+    /// Nodes whose de-duplication window moved in this evaluation.
+    dirty_nodes: std::collections::BTreeSet<(String, String)>,
     fx: Effects,
 }
 
@@ -75,6 +77,7 @@ impl Core {
             selftests: HashMap::new(),
             sink,
             dirty: HashMap::new(),
+            dirty_nodes: Default::default(),
             fx: Effects::default(),
         }
     }
@@ -124,6 +127,14 @@ impl Core {
                 state: serde_json::to_string(&state).unwrap_or_default(),
                 at,
             });
+        }
+        for (site, node) in std::mem::take(&mut self.dirty_nodes) {
+            let (Ok(s), Ok(n)) = (SiteId::new(&site), NodeId::new(&node)) else {
+                continue;
+            };
+            if let Some(state) = self.runtime.seq_state(&s, &n) {
+                self.fx.seqs.push(SeqRow { site, node, state });
+            }
         }
         // Deterministic order (the map's is not): by channel.
         self.fx
@@ -357,6 +368,8 @@ impl Core {
     /// De-duplicates on `(boot, seq)`: `None` for a duplicate (counted),
     /// else whether the message is in order (gaps counted).
     fn dedup(&mut self, topic: &Topic, boot: u32, seq: u32) -> Option<bool> {
+        self.dirty_nodes
+            .insert((topic.site.to_string(), topic.node.to_string()));
         match self
             .runtime
             .observe_seq(&topic.site, &topic.node, boot, seq)
@@ -464,6 +477,19 @@ impl Core {
                 }
                 self.finish_selftests(now);
             } else {
+                // Every judged channel's state is kept as the batch leaves
+                // it (a pending on-delay, the rate window), so a restart
+                // carries on exactly where the last commit stood.
+                for r in t.ch.iter() {
+                    self.dirty.insert(
+                        (
+                            topic.site.to_string(),
+                            topic.node.to_string(),
+                            r.id.to_string(),
+                        ),
+                        at,
+                    );
+                }
                 self.apply(changes, at);
                 self.link_readings(topic, &t, at);
             }

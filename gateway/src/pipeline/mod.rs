@@ -349,6 +349,20 @@ impl Pipeline {
         for sp in self.store.setpoints_in_force().await? {
             self.use_setpoint(&sp);
         }
+        // Each node's de-duplication window as the last commit left it: a
+        // message committed whose acknowledgement a crash cut off is a
+        // counted duplicate when it comes again, not a second evaluation.
+        for (site, node, state) in self.store.node_seqs().await? {
+            if let (Ok(s), Ok(n)) = (SiteId::new(&site), NodeId::new(&node)) {
+                if !self.core.runtime.restore_seq(&s, &n, &state) {
+                    tracing::warn!(
+                        site,
+                        node,
+                        "saved de-duplication window unreadable; starting afresh"
+                    );
+                }
+            }
+        }
         self.restore_channels(now).await?;
         let changes = self
             .store
@@ -414,6 +428,18 @@ impl Pipeline {
                 .threshold
                 .map(|t| t.direction)
                 .unwrap_or_default();
+            if st.is_flapping() {
+                // While a channel flaps its swings are logged without moving
+                // its record: the record and the state legitimately differ.
+                for k in keys
+                    .iter()
+                    .filter(|k| k.0 == site && k.1 == node && k.2 == channel)
+                {
+                    claimed.insert(k.clone());
+                }
+                self.core.runtime.restore_channel(&s, &n, &c, q, st);
+                continue;
+            }
             let mut implied = Vec::new();
             if st.level() != rules::Level::Normal {
                 implied.push(crate::runtime::threshold_cause(q, direction));

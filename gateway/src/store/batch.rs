@@ -21,6 +21,15 @@ use super::{
 use sqlx::{Any, Transaction};
 use tokio::sync::OwnedMutexGuard;
 
+/// Rows in one multi-row statement (SQLite allows 32,766 parameters).
+const ROWS_PER_STATEMENT: usize = 200;
+
+/// `(?, ?, …), (?, ?, …)…`: `rows` groups of `columns` placeholders.
+fn values(columns: usize, rows: usize) -> String {
+    let one = format!("({})", vec!["?"; columns].join(", "));
+    vec![one; rows].join(", ")
+}
+
 /// An open write transaction (see the module docs).
 pub struct Batch {
     tx: Transaction<'static, Any>,
@@ -192,6 +201,81 @@ impl Batch {
         .bind(e.actor)
         .execute(&mut *self.tx)
         .await?;
+        Ok(())
+    }
+
+    /// Appends many rule transitions to the alarm log, in order, a few
+    /// statements for all of them.
+    pub async fn log_transitions(&mut self, rows: &[LogEntry<'_>]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) VALUES {}",
+                values(10, chunk.len())
+            );
+            let mut q = query(&sql);
+            for e in chunk {
+                q = q
+                    .bind(e.at as i64)
+                    .bind(e.key.site.clone())
+                    .bind(e.key.node.clone())
+                    .bind(e.key.channel.clone())
+                    .bind(e.key.cause.clone())
+                    .bind(e.transition)
+                    .bind(e.level)
+                    .bind(e.value)
+                    .bind(e.disposition)
+                    .bind(e.actor.to_string());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Saves many channels' rule state (site, node, channel, quantity,
+    /// state JSON, at), one row each, a few statements for all.
+    pub async fn save_channel_states(
+        &mut self,
+        rows: &[(&str, &str, &str, &str, &str, u64)],
+    ) -> Result<(), StoreError> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) VALUES {} \
+                 ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
+                 updated_at = excluded.updated_at",
+                values(6, chunk.len())
+            );
+            let mut q = query(&sql);
+            for (site, node, channel, quantity, state, at) in chunk {
+                q = q
+                    .bind(site.to_string())
+                    .bind(node.to_string())
+                    .bind(channel.to_string())
+                    .bind(quantity.to_string())
+                    .bind(state.to_string())
+                    .bind(*at as i64);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Saves nodes' de-duplication windows (site, node, state), one row each.
+    pub async fn save_node_seqs(&mut self, rows: &[(&str, &str, &str)]) -> Result<(), StoreError> {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+            let sql = format!(
+                "INSERT INTO node_seq (site, node, state) VALUES {} \
+                 ON CONFLICT (site, node) DO UPDATE SET state = excluded.state",
+                values(3, chunk.len())
+            );
+            let mut q = query(&sql);
+            for (site, node, state) in chunk {
+                q = q
+                    .bind(site.to_string())
+                    .bind(node.to_string())
+                    .bind(state.to_string());
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
