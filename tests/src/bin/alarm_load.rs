@@ -498,6 +498,8 @@ struct Seen {
     probes: HashMap<u32, Instant>,
     counts: BTreeMap<String, u64>,
     lagged_missed: u64,
+    /// Why the stream ended before the run did, if it did.
+    ended: Option<String>,
 }
 
 /// Reads the gateway's event stream, noting when each probe's alarm
@@ -513,7 +515,18 @@ async fn watch_events(url: String, token: String, seen: Arc<Mutex<Seen>>) {
     tokio::spawn(async move {
         let mut resp = resp;
         let mut buf: Vec<u8> = Vec::new();
-        while let Ok(Some(chunk)) = resp.chunk().await {
+        loop {
+            let chunk = match resp.chunk().await {
+                Ok(Some(c)) => c,
+                Ok(None) => {
+                    seen.lock().expect("seen").ended = Some("closed by the gateway".into());
+                    break;
+                }
+                Err(e) => {
+                    seen.lock().expect("seen").ended = Some(e.to_string());
+                    break;
+                }
+            };
             let at = Instant::now();
             buf.extend_from_slice(&chunk);
             let mut start = 0;
@@ -776,6 +789,7 @@ async fn nodes_role(a: &Args) {
                 "window_ms": window_ms,
                 "stream_events": s.counts,
                 "stream_lagged_missed": s.lagged_missed,
+                "stream_ended_early": s.ended,
             })
         };
         conn.disconnect().await;
