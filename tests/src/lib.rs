@@ -823,3 +823,193 @@ pub fn gateway_toml(broker_port: u16, http_port: u16, dir: &Path, extra: &str) -
     }
     t
 }
+
+/// A throwaway PostgreSQL server for the gateway's store, like the one the
+/// store's tests start (`gateway/tests/common/db.rs`): `initdb` into a temp
+/// directory, a free port on 127.0.0.1, run as the `postgres` user when we
+/// are root. A watchdog in its own process group stops the server and
+/// removes the directory when this process ends, however it ends.
+///
+/// `durable`: the server's default `fsync` and `synchronous_commit` (a
+/// benchmark's setting); otherwise both off, as the tests run it.
+pub struct Postgres {
+    pub port: u16,
+    dir: PathBuf,
+    data: PathBuf,
+    pg_ctl: PathBuf,
+    root: bool,
+    watchdog: Option<(Child, std::process::ChildStdin)>,
+}
+
+impl Postgres {
+    pub fn start(durable: bool) -> Postgres {
+        let bin = postgres_bin_dir();
+        let root = is_root();
+        let dir = tempfile::Builder::new()
+            .prefix("e2e-pg")
+            .tempdir()
+            .expect("temp dir")
+            .keep();
+        let data = dir.join("data");
+        if root {
+            let ok = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .status()
+                .map(|s| s.success())
+                .unwrap_or(false);
+            assert!(ok, "chown {} to postgres", dir.display());
+        }
+        let out = as_pg_user(&bin.join("initdb"), root)
+            .arg("-D")
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let pg_ctl = bin.join("pg_ctl");
+        let stop = format!(
+            "cat >/dev/null; {} '{}' -D '{}' stop -m immediate >/dev/null 2>&1; rm -rf '{}'",
+            if root { "runuser -u postgres --" } else { "" },
+            pg_ctl.display(),
+            data.display(),
+            dir.display()
+        );
+        let mut watchdog = {
+            use std::os::unix::process::CommandExt;
+            Command::new("sh")
+                .args(["-c", &stop])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .expect("start the PostgreSQL watchdog")
+        };
+        let stdin = watchdog.stdin.take().expect("watchdog stdin");
+        let log = dir.join("server.log");
+        let durability = if durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        };
+        for _ in 0..5 {
+            let port = free_port();
+            let opts = format!(
+                "-p {port} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200{durability}",
+                dir.display()
+            );
+            let started = as_pg_user(&pg_ctl, root)
+                .arg("-D")
+                .arg(&data)
+                .arg("-l")
+                .arg(&log)
+                .args(["-w", "-t", "60", "-o", &opts, "start"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("run pg_ctl");
+            if started.success() {
+                return Postgres {
+                    port,
+                    dir,
+                    data,
+                    pg_ctl,
+                    root,
+                    watchdog: Some((watchdog, stdin)),
+                };
+            }
+        }
+        panic!(
+            "PostgreSQL did not start; its log: {}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// The `postgres` database on this server, as the gateway's `database_url`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// The postmaster's process id and those of its children (backends,
+    /// writers), while it runs.
+    pub fn pids(&self) -> Vec<u32> {
+        let Some(main) = std::fs::read_to_string(self.data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next()?.trim().parse::<u32>().ok())
+        else {
+            return Vec::new();
+        };
+        let mut out = vec![main];
+        for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(e.path().join("stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(main) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let _ = as_pg_user(&self.pg_ctl, self.root)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["stop", "-m", "fast", "-w"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+        // Closing the pipe lets the watchdog remove the directory.
+        if let Some((mut child, stdin)) = self.watchdog.take() {
+            drop(stdin);
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn postgres_bin_dir() -> PathBuf {
+    let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path().join("bin"))
+        .filter(|b| b.join("initdb").is_file() && b.join("pg_ctl").is_file())
+        .collect();
+    found.sort_by_key(|p| {
+        p.parent()
+            .and_then(|v| v.file_name())
+            .and_then(|v| v.to_str())
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(0)
+    });
+    found.pop().unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL server binaries not found under /usr/lib/postgresql: \
+             install them with `apt-get install postgresql` (scripts/test does)"
+        )
+    })
+}
+
+/// A command run as the `postgres` user when we are root (PostgreSQL
+/// refuses to run as root), else as ourselves.
+fn as_pg_user(program: &Path, root: bool) -> Command {
+    if root {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
