@@ -2449,22 +2449,6 @@ fn sites_json(sites: Option<&[String]>) -> Option<String> {
     sites.map(|s| serde_json::to_string(s).unwrap_or_else(|_| "[]".into()))
 }
 
-/// The standing (not cleared) alarm for `key`: its id and linked ticket.
-async fn standing_alarm(
-    tx: &mut Transaction<'_, Any>,
-    k: &AlarmKey,
-) -> Result<Option<(i64, Option<i64>)>, StoreError> {
-    Ok(query_as(
-        "SELECT id, ticket_id FROM alarms WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
-    )
-    .bind(&k.site)
-    .bind(&k.node)
-    .bind(&k.channel)
-    .bind(&k.cause)
-    .fetch_optional(&mut **tx)
-    .await?)
-}
-
 async fn alarm_by_id(tx: &mut Transaction<'_, Any>, id: i64) -> Result<AlarmRow, StoreError> {
     Ok(
         query_as(&format!("SELECT {ALARM_COLUMNS} FROM alarms WHERE id = ?"))

@@ -14,9 +14,9 @@
 //! without [`Batch::commit`] rolls it back.
 
 use super::{
-    alarm_by_id, append_audit, open_or_attach, query, query_as, query_scalar, standing_alarm,
-    AlarmInput, AlarmKey, AlarmRow, AuditEntry, BaselineRow, LinkedReading, LogEntry, Store,
-    StoreError, TicketOutcome, TicketSpec, ALARM_COLUMNS,
+    alarm_by_id, append_audit, open_or_attach, query, query_as, AlarmInput, AlarmKey, AlarmRow,
+    AuditEntry, BaselineRow, LinkedReading, LogEntry, Store, StoreError, TicketOutcome, TicketSpec,
+    ALARM_COLUMNS,
 };
 use sqlx::{Any, Transaction};
 use tokio::sync::OwnedMutexGuard;
@@ -62,33 +62,38 @@ impl Batch {
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
         let tx = &mut self.tx;
         let k = &a.key;
-        let existing = standing_alarm(tx, k).await?;
         let at = a.at as i64;
-        let (alarm_id, linked) = match existing {
-            Some((id, ticket_id)) => {
-                query(
-                    "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
-                     peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
-                     suppressed = suppressed AND ?, updated_at = ? WHERE id = ?",
-                )
-                .bind(a.level)
-                .bind(a.value)
-                .bind(a.setpoint)
-                .bind(a.value)
-                .bind(a.value)
-                .bind(a.value)
-                .bind(a.suppressed)
-                .bind(at)
-                .bind(id)
-                .execute(&mut **tx)
-                .await?;
-                (id, ticket_id)
-            }
+        // One statement each way: the standing row updated in place (the
+        // partial unique index allows one), or a new one inserted.
+        let updated: Option<AlarmRow> = query_as(&format!(
+            "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
+             peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
+             suppressed = suppressed AND ?, updated_at = ? \
+             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared' \
+             RETURNING {ALARM_COLUMNS}"
+        ))
+        .bind(a.level)
+        .bind(a.value)
+        .bind(a.setpoint)
+        .bind(a.value)
+        .bind(a.value)
+        .bind(a.value)
+        .bind(a.suppressed)
+        .bind(at)
+        .bind(&k.site)
+        .bind(&k.node)
+        .bind(&k.channel)
+        .bind(&k.cause)
+        .fetch_optional(&mut **tx)
+        .await?;
+        let row = match updated {
+            Some(row) => row,
             None => {
-                let id: i64 = query_scalar(
+                query_as(&format!(
                     "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                )
+                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) \
+                     RETURNING {ALARM_COLUMNS}"
+                ))
                 .bind(&k.site)
                 .bind(&k.node)
                 .bind(&k.channel)
@@ -103,31 +108,28 @@ impl Batch {
                 .bind(at)
                 .bind(a.suppressed)
                 .fetch_one(&mut **tx)
-                .await?;
-                (id, None)
+                .await?
             }
         };
-        let outcome = match (ticket, linked) {
-            (_, Some(id)) => Some(TicketOutcome::AlreadyLinked { id }),
-            (None, None) => None,
-            (Some(spec), None) => {
-                let outcome = open_or_attach(tx, k, spec, alarm_id, at).await?;
-                let tid = match &outcome {
-                    TicketOutcome::Opened { id, .. }
-                    | TicketOutcome::Attached { id, .. }
-                    | TicketOutcome::Reopened { id, .. } => *id,
-                    TicketOutcome::AlreadyLinked { id } => *id,
-                };
-                query("UPDATE alarms SET ticket_id = ? WHERE id = ?")
-                    .bind(tid)
-                    .bind(alarm_id)
-                    .execute(&mut **tx)
-                    .await?;
-                Some(outcome)
-            }
+        let outcome = match (ticket, row.ticket_id) {
+            (_, Some(id)) => return Ok((row, Some(TicketOutcome::AlreadyLinked { id }))),
+            (None, None) => return Ok((row, None)),
+            (Some(spec), None) => open_or_attach(tx, k, spec, row.id, at).await?,
         };
-        let row = alarm_by_id(tx, alarm_id).await?;
-        Ok((row, outcome))
+        let tid = match &outcome {
+            TicketOutcome::Opened { id, .. }
+            | TicketOutcome::Attached { id, .. }
+            | TicketOutcome::Reopened { id, .. }
+            | TicketOutcome::AlreadyLinked { id } => *id,
+        };
+        let row = query_as(&format!(
+            "UPDATE alarms SET ticket_id = ? WHERE id = ? RETURNING {ALARM_COLUMNS}"
+        ))
+        .bind(tid)
+        .bind(row.id)
+        .fetch_one(&mut **tx)
+        .await?;
+        Ok((row, Some(outcome)))
     }
 
     /// Moves the standing alarm for `key` to `latched` or `cleared`. Returns
@@ -139,24 +141,24 @@ impl Batch {
         value: Option<i32>,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
-        let tx = &mut self.tx;
-        let Some((id, _)) = standing_alarm(tx, key).await? else {
-            return Ok(None);
-        };
         let at = at as i64;
-        query(
+        Ok(query_as(&format!(
             "UPDATE alarms SET state = ?, value = COALESCE(?, value), updated_at = ?, \
-             cleared_at = CASE WHEN ? = 'cleared' THEN ? ELSE cleared_at END WHERE id = ?",
-        )
+             cleared_at = CASE WHEN ? = 'cleared' THEN ? ELSE cleared_at END \
+             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared' \
+             RETURNING {ALARM_COLUMNS}"
+        ))
         .bind(state)
         .bind(value)
         .bind(at)
         .bind(state)
         .bind(at)
-        .bind(id)
-        .execute(&mut **tx)
-        .await?;
-        Ok(Some(alarm_by_id(tx, id).await?))
+        .bind(&key.site)
+        .bind(&key.node)
+        .bind(&key.channel)
+        .bind(&key.cause)
+        .fetch_optional(&mut *self.tx)
+        .await?)
     }
 
     /// Changes the level of a standing alarm (e.g. 报警 back to 预警).
@@ -305,17 +307,19 @@ impl Batch {
         flapping: bool,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
-        let tx = &mut self.tx;
-        let Some((id, _)) = standing_alarm(tx, key).await? else {
-            return Ok(None);
-        };
-        query("UPDATE alarms SET flapping = ?, updated_at = ? WHERE id = ?")
-            .bind(flapping)
-            .bind(at as i64)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
-        Ok(Some(alarm_by_id(tx, id).await?))
+        Ok(query_as(&format!(
+            "UPDATE alarms SET flapping = ?, updated_at = ? \
+             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared' \
+             RETURNING {ALARM_COLUMNS}"
+        ))
+        .bind(flapping)
+        .bind(at as i64)
+        .bind(&key.site)
+        .bind(&key.node)
+        .bind(&key.channel)
+        .bind(&key.cause)
+        .fetch_optional(&mut *self.tx)
+        .await?)
     }
 
     /// Standing alarms of a node (or every node of a site) that were
