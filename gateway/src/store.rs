@@ -2465,9 +2465,14 @@ async fn open_or_attach(
     alarm_id: i64,
     at: i64,
 ) -> Result<TicketOutcome, StoreError> {
+    // The open ticket, if any (one per key by a partial unique index),
+    // counted and found in one statement.
     let open: Option<(i64, String)> = query_as(
-        "SELECT id, number FROM tickets WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND status <> 'closed'",
+        "UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = ?, updated_at = ? \
+         WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND status <> 'closed' RETURNING id, number",
     )
+    .bind(at)
+    .bind(at)
     .bind(&k.site)
     .bind(&k.node)
     .bind(&k.channel)
@@ -2475,12 +2480,6 @@ async fn open_or_attach(
     .fetch_optional(&mut **tx)
     .await?;
     if let Some((id, number)) = open {
-        query("UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = ?, updated_at = ? WHERE id = ?")
-            .bind(at)
-            .bind(at)
-            .bind(id)
-            .execute(&mut **tx)
-            .await?;
         add_event(
             tx,
             id,
