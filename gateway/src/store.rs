@@ -915,16 +915,8 @@ impl Store {
         site: &str,
         node: Option<&str>,
     ) -> Result<Vec<AlarmRow>, StoreError> {
-        let sql = format!(
-            "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND (? IS NULL OR node = ?) \
-             AND state <> 'cleared' AND suppressed = TRUE ORDER BY id"
-        );
-        Ok(query_as(&sql)
-            .bind(site)
-            .bind(node)
-            .bind(node)
-            .fetch_all(&self.pool)
-            .await?)
+        // Read in a transaction of its own, rolled back when dropped.
+        self.batch().await?.suppressed_standing(site, node).await
     }
 
     /// Lifts the suppression of a standing alarm once its root cause has

@@ -160,15 +160,23 @@ fn summary(all: &[Effects], core: &Core) -> Summary {
     (parts.join("--\n"), last, rule_states(core))
 }
 
-fn run(msgs: &[Inbound], sizes: &[usize]) -> Summary {
+/// Evaluates `msgs` split by `sizes` (cycled), with the dead-man tick
+/// between batches as the pipeline runs it; `batched` = each split at once,
+/// else one message at a time within it.
+fn run(msgs: &[Inbound], sizes: &[usize], batched: bool) -> Summary {
     let mut core = Core::new(config(), true);
     let mut out = Vec::new();
     let mut i = 0;
     let mut k = 0;
     while i < msgs.len() {
         let n = sizes[k % sizes.len()].max(1).min(msgs.len() - i);
-        out.push(core.step(&msgs[i..i + n]));
-        // The dead-man timers between batches, as the pipeline's tick.
+        if batched {
+            out.push(core.step(&msgs[i..i + n]));
+        } else {
+            for m in &msgs[i..i + n] {
+                out.push(core.step(std::slice::from_ref(m)));
+            }
+        }
         out.push(core.tick(msgs[i + n - 1].arrived_ms));
         i += n;
         k += 1;
@@ -186,23 +194,8 @@ proptest! {
     ) {
         let msgs = inbound(&seq);
         // Ticks come between batches: compare with ticks at the same points.
-        let one_by_one = {
-            let mut core = Core::new(config(), true);
-            let mut out = Vec::new();
-            let mut i = 0;
-            let mut k = 0;
-            while i < msgs.len() {
-                let n = sizes[k % sizes.len()].max(1).min(msgs.len() - i);
-                for m in &msgs[i..i + n] {
-                    out.push(core.step(std::slice::from_ref(m)));
-                }
-                out.push(core.tick(msgs[i + n - 1].arrived_ms));
-                i += n;
-                k += 1;
-            }
-            summary(&out, &core)
-        };
-        let batched = run(&msgs, &sizes);
+        let one_by_one = run(&msgs, &sizes, false);
+        let batched = run(&msgs, &sizes, true);
         prop_assert_eq!(&one_by_one.0, &batched.0);
         // The same channels' states are saved; a batch saves each one's
         // state as the batch leaves it (later, never earlier, than one at a

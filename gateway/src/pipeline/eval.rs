@@ -829,16 +829,7 @@ impl Core {
                 } else {
                     level
                 };
-                let fallback = input(
-                    key.clone(),
-                    alarm_kind(q),
-                    level_code(l),
-                    Some(q),
-                    None,
-                    None,
-                    at,
-                    suppressed,
-                );
+                let fallback = level_input(key.clone(), q, l, at, suppressed);
                 self.push(Effect::FlappingStarted { key, fallback, at });
             }
             Transition::FlappingEnded { level } => {
@@ -852,17 +843,7 @@ impl Core {
                     l => {
                         let ticket = (l == Level::Alarm && !suppressed)
                             .then(|| specs::hazard(&self.config, &key, q, "抖动后持续报警".into()));
-                        let input = input(
-                            key,
-                            alarm_kind(q),
-                            level_code(l),
-                            Some(q),
-                            None,
-                            None,
-                            at,
-                            suppressed,
-                        );
-                        self.raise(input, ticket);
+                        self.raise(level_input(key, q, l, at, suppressed), ticket);
                     }
                 }
             }
@@ -996,6 +977,26 @@ pub(super) fn input(
         at,
         suppressed,
     }
+}
+
+/// A channel's alarm at level `l` with no value to show (flapping).
+fn level_input(
+    key: AlarmKey,
+    q: wire::Quantity,
+    l: Level,
+    at: u64,
+    suppressed: bool,
+) -> AlarmInput {
+    input(
+        key,
+        alarm_kind(q),
+        level_code(l),
+        Some(q),
+        None,
+        None,
+        at,
+        suppressed,
+    )
 }
 
 /// A node's or a site's offline alarm.

@@ -396,36 +396,8 @@ impl Batch {
         state: &str,
         at: u64,
     ) -> Result<(), StoreError> {
-        query(
-            "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) VALUES (?, ?, ?, ?, ?, ?) \
-             ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
-             updated_at = excluded.updated_at",
-        )
-        .bind(site)
-        .bind(node)
-        .bind(channel)
-        .bind(quantity)
-        .bind(state)
-        .bind(at as i64)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
-    }
-
-    /// Forgets a channel's saved rule state (it starts afresh).
-    pub async fn forget_channel_state(
-        &mut self,
-        site: &str,
-        node: &str,
-        channel: &str,
-    ) -> Result<(), StoreError> {
-        query("DELETE FROM channel_state WHERE site = ? AND node = ? AND channel = ?")
-            .bind(site)
-            .bind(node)
-            .bind(channel)
-            .execute(&mut *self.tx)
-            .await?;
-        Ok(())
+        self.save_channel_states(&[(site, node, channel, quantity, state, at)])
+            .await
     }
 
     /// Keeps a reading with every open ticket on its channel; returns how
