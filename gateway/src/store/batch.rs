@@ -24,6 +24,15 @@ use tokio::sync::OwnedMutexGuard;
 /// Rows in one multi-row statement (SQLite allows 32,766 parameters).
 const ROWS_PER_STATEMENT: usize = 200;
 
+/// A many-row statement, placeholders as the backend takes them best.
+fn many(sqlite: bool, sql: &str) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+    if sqlite {
+        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
+    } else {
+        query(sql)
+    }
+}
+
 /// `(?, ?, …), (?, ?, …)…`: `rows` groups of `columns` placeholders.
 fn values(columns: usize, rows: usize) -> String {
     let one = format!("({})", vec!["?"; columns].join(", "));
@@ -33,6 +42,11 @@ fn values(columns: usize, rows: usize) -> String {
 /// An open write transaction (see the module docs).
 pub struct Batch {
     tx: Transaction<'static, Any>,
+    /// SQLite takes the many-row statements with plain `?` placeholders:
+    /// it looks each numbered one (`$N`, what [`super::portable`] writes)
+    /// up by a linear scan, which made a 2,000-parameter statement cost
+    /// milliseconds.
+    sqlite: bool,
     _chain: OwnedMutexGuard<()>,
 }
 
@@ -41,7 +55,11 @@ impl Store {
     pub async fn batch(&self) -> Result<Batch, StoreError> {
         let chain = self.audit_lock.clone().lock_owned().await;
         let tx = self.begin().await?;
-        Ok(Batch { tx, _chain: chain })
+        Ok(Batch {
+            tx,
+            sqlite: self.backend == super::Backend::Sqlite,
+            _chain: chain,
+        })
     }
 }
 
@@ -214,7 +232,7 @@ impl Batch {
                 "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) VALUES {}",
                 values(10, chunk.len())
             );
-            let mut q = query(&sql);
+            let mut q = many(self.sqlite, &sql);
             for e in chunk {
                 q = q
                     .bind(e.at as i64)
@@ -246,7 +264,7 @@ impl Batch {
                  updated_at = excluded.updated_at",
                 values(6, chunk.len())
             );
-            let mut q = query(&sql);
+            let mut q = many(self.sqlite, &sql);
             for (site, node, channel, quantity, state, at) in chunk {
                 q = q
                     .bind(site.to_string())
@@ -269,7 +287,7 @@ impl Batch {
                  ON CONFLICT (site, node) DO UPDATE SET state = excluded.state",
                 values(3, chunk.len())
             );
-            let mut q = query(&sql);
+            let mut q = many(self.sqlite, &sql);
             for (site, node, state) in chunk {
                 q = q
                     .bind(site.to_string())
