@@ -185,6 +185,7 @@ pub async fn start_with_source(
     );
     let ingest = tokio::spawn(crate::mqtt::run(
         client_mqtt,
+        config.mqtt.broker != BrokerMode::Embedded,
         mqtt,
         tx,
         metrics.clone(),

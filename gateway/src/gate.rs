@@ -518,6 +518,11 @@ async fn serve(
     }
     drop(access);
 
+    // The Last Will, for the pipeline when the gate hands it messages.
+    let will = connect
+        .last_will
+        .as_ref()
+        .map(|w| (w.topic.clone(), w.message.clone()));
     let mut broker = TcpStream::connect(shared.upstream.addr).await?;
     broker.set_nodelay(true)?;
     connect.login = Some(Login::new(
@@ -535,6 +540,10 @@ async fn serve(
     let client_w = tokio::sync::Mutex::new(client_w);
     let who = principal.label();
 
+    let ingest = shared.upstream.ingest.clone();
+    let will = will.filter(|_| ingest.is_some());
+    let disconnected = std::sync::atomic::AtomicBool::new(false);
+
     // Broker → client: whole frames, so packets the gate writes itself
     // (acks of refused publishes, SUBACKs) never split one.
     let downstream = async {
@@ -544,12 +553,32 @@ async fn serve(
                 return Ok::<(), ConnError>(());
             }
             let mut complete = 0;
+            let mut pubacks = false;
             while let Some(h) = frame(&buf[complete..], usize::MAX)? {
+                pubacks |= ingest.is_some() && h.kind() == 4;
                 complete += h.len();
             }
-            if complete > 0 {
-                let frames = buf.split_to(complete);
+            if complete == 0 {
+                continue;
+            }
+            let frames = buf.split_to(complete);
+            if !pubacks {
                 client_w.lock().await.write_all(&frames).await?;
+                continue;
+            }
+            // The broker's PUBACKs for the node's QoS 1 publishes are not
+            // passed on: the gate acknowledges those itself, once the
+            // pipeline has committed them.
+            let mut keep = BytesMut::with_capacity(frames.len());
+            let mut rest = &frames[..];
+            while let Some(h) = frame(rest, usize::MAX)? {
+                if h.kind() != 4 {
+                    keep.extend_from_slice(&rest[..h.len()]);
+                }
+                rest = &rest[h.len()..];
+            }
+            if !keep.is_empty() {
+                client_w.lock().await.write_all(&keep).await?;
             }
         }
     };
@@ -589,14 +618,12 @@ async fn serve(
                         })?;
                         if !shared.access.borrow().may_publish(&principal, &p.topic) {
                             refused_publish(shared, &who, &p, &mut reply, &mut refused_qos2);
-                        } else if let (Some(ingest), QoS::AtMostOnce | QoS::AtLeastOnce) =
-                            (&shared.upstream.ingest, p.qos)
-                        {
-                            // Whatever was checked before goes first, in order.
-                            if !forward.is_empty() {
-                                broker_w.write_all(&forward).await?;
-                                forward.clear();
-                            }
+                        } else if let Some(ingest) = &shared.upstream.ingest {
+                            // QoS 2 (not the contract's) is handed over at
+                            // once; the broker completes its handshake.
+                            // The broker still routes it to any other
+                            // subscriber (its PUBACK is dropped above).
+                            forward.extend_from_slice(&bytes);
                             let ack = (p.qos == QoS::AtLeastOnce).then(|| {
                                 let acks = acks_tx.clone();
                                 let pkid = p.pkid;
@@ -646,6 +673,10 @@ async fn serve(
                             let _ = SubAck::new(s.pkid, codes).write(&mut reply);
                         }
                     }
+                    14 => {
+                        disconnected.store(true, std::sync::atomic::Ordering::Relaxed);
+                        forward.extend_from_slice(&bytes);
+                    }
                     _ => forward.extend_from_slice(&bytes),
                 }
             }
@@ -687,6 +718,23 @@ async fn serve(
     let mut w = client_w.lock().await;
     let _ = w.shutdown().await;
     let _ = broker_w.shutdown().await;
+    drop(w);
+    // A connection that ends without DISCONNECT (dropped, timed out,
+    // refused later, revoked) publishes its Last Will, as the broker does
+    // for its other subscribers; the gateway's own share goes to the
+    // pipeline from here.
+    if let (Some(ingest), Some((topic, payload))) = (&ingest, will) {
+        if !disconnected.load(std::sync::atomic::Ordering::Relaxed) && !shutdown.is_cancelled() {
+            let _ = ingest
+                .send(crate::pipeline::Inbound {
+                    topic,
+                    payload,
+                    arrived_ms: crate::time::now_ms(),
+                    ack: None,
+                })
+                .await;
+        }
+    }
     result
 }
 

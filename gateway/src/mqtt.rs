@@ -54,9 +54,11 @@ pub fn client(cfg: &MqttConfig) -> (AsyncClient, EventLoop) {
 
 /// Drives the client until `shutdown`; forwards every publish to the
 /// pipeline. Reconnects with backoff (1 s doubling to 30 s) on any
-/// connection error.
+/// connection error. `subscribe` false: the client only sends commands
+/// (the embedded broker's gate hands the nodes' messages to the pipeline).
 pub async fn run(
     cfg: MqttConfig,
+    subscribe: bool,
     (client, mut eventloop): (AsyncClient, EventLoop),
     tx: mpsc::Sender<Inbound>,
     metrics: Arc<Metrics>,
@@ -112,7 +114,7 @@ pub async fn run(
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
                 );
-                if !ack.session_present {
+                if subscribe && !ack.session_present {
                     // New session: (re)subscribe. With a resumed session the
                     // broker kept our subscription and queued messages.
                     if let Err(e) = client.subscribe(filter.clone(), QoS::AtLeastOnce).await {

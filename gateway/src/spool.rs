@@ -29,7 +29,9 @@
 //! When full (`spool_max_bytes`), the oldest segment is deleted and its
 //! undelivered lines are counted in
 //! `gateway_sink_lines_dropped_total{reason="spool_full"}`: see
-//! ARCHITECTURE.md for why the oldest and not the newest.
+//! ARCHITECTURE.md for why the oldest and not the newest. The active
+//! segment is never dropped, so the bound can be exceeded by what one
+//! group commit writes into it (a pipeline batch's lines, or two).
 //!
 //! The spool never holds acknowledgements (alarms do not wait for the
 //! time-series sink): a write or fsync that fails drops the lines it
