@@ -95,6 +95,8 @@ pub enum FrameError {
     BadLength,
     #[error("packet of {0} bytes over the limit")]
     TooLarge(usize),
+    #[error("bytes after the last whole packet")]
+    Truncated,
 }
 
 /// Frames the packet at the start of `buf` by its fixed header: `Ok(None)`
@@ -569,14 +571,7 @@ async fn serve(
             // The broker's PUBACKs for the node's QoS 1 publishes are not
             // passed on: the gate acknowledges those itself, once the
             // pipeline has committed them.
-            let mut keep = BytesMut::with_capacity(frames.len());
-            let mut rest = &frames[..];
-            while let Some(h) = frame(rest, usize::MAX)? {
-                if h.kind() != 4 {
-                    keep.extend_from_slice(&rest[..h.len()]);
-                }
-                rest = &rest[h.len()..];
-            }
+            let keep = without_pubacks(&frames)?;
             if !keep.is_empty() {
                 client_w.lock().await.write_all(&keep).await?;
             }
@@ -736,6 +731,23 @@ async fn serve(
         }
     }
     result
+}
+
+/// Whole frames less every PUBACK, in order; an error for bytes that are
+/// not whole frames. Pure.
+pub fn without_pubacks(frames: &[u8]) -> Result<BytesMut, FrameError> {
+    let mut keep = BytesMut::with_capacity(frames.len());
+    let mut rest = frames;
+    while !rest.is_empty() {
+        let Some(h) = frame(rest, usize::MAX)? else {
+            return Err(FrameError::Truncated);
+        };
+        if h.kind() != 4 {
+            keep.extend_from_slice(&rest[..h.len()]);
+        }
+        rest = &rest[h.len()..];
+    }
+    Ok(keep)
 }
 
 /// A publish the topic ACL refused: dropped and counted, and answered as
