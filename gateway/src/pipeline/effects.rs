@@ -193,17 +193,6 @@ impl Effects {
     pub fn needs_store(&self) -> bool {
         !self.writes.is_empty() || !self.states.is_empty() || !self.seqs.is_empty()
     }
-
-    /// Appends `other` after these.
-    pub fn extend(&mut self, other: Effects) {
-        self.writes.extend(other.writes);
-        self.states.extend(other.states);
-        self.seqs.extend(other.seqs);
-        self.lines.extend(other.lines);
-        self.rollups.extend(other.rollups);
-        self.notes.extend(other.notes);
-        self.push_setpoints.extend(other.push_setpoints);
-    }
 }
 
 /// What to tell the world once a batch is committed.

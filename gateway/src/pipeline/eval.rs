@@ -46,9 +46,9 @@ pub struct Core {
     sink: bool,
     /// Channels whose rule state moved in this evaluation, with the time
     /// of their last output: their state is saved once, at the end.
-    dirty: HashMap<(String, String, String), u64>,
+    dirty: HashMap<(SiteId, NodeId, ChannelId), u64>,
     /// Nodes whose de-duplication window moved in this evaluation.
-    dirty_nodes: std::collections::BTreeSet<(String, String)>,
+    dirty_nodes: std::collections::BTreeSet<(SiteId, NodeId)>,
     fx: Effects,
 }
 
@@ -108,32 +108,26 @@ impl Core {
     /// The effects gathered so far, with the last rule state of every
     /// channel that moved.
     pub fn finish(&mut self) -> Effects {
-        for ((site, node, channel), at) in std::mem::take(&mut self.dirty) {
-            let (Ok(s), Ok(n), Ok(c)) = (
-                SiteId::new(&site),
-                NodeId::new(&node),
-                ChannelId::new(&channel),
-            ) else {
-                continue;
-            };
+        for ((s, n, c), at) in std::mem::take(&mut self.dirty) {
             let Some((q, state)) = self.runtime.channel_state(&s, &n, &c) else {
                 continue;
             };
             self.fx.states.push(StateRow {
-                site,
-                node,
-                channel,
+                site: s.to_string(),
+                node: n.to_string(),
+                channel: c.to_string(),
                 quantity: q.as_str(),
                 state: serde_json::to_string(&state).unwrap_or_default(),
                 at,
             });
         }
-        for (site, node) in std::mem::take(&mut self.dirty_nodes) {
-            let (Ok(s), Ok(n)) = (SiteId::new(&site), NodeId::new(&node)) else {
-                continue;
-            };
+        for (s, n) in std::mem::take(&mut self.dirty_nodes) {
             if let Some(state) = self.runtime.seq_state(&s, &n) {
-                self.fx.seqs.push(SeqRow { site, node, state });
+                self.fx.seqs.push(SeqRow {
+                    site: s.to_string(),
+                    node: n.to_string(),
+                    state,
+                });
             }
         }
         // Deterministic order (the map's is not): by channel.
@@ -369,7 +363,7 @@ impl Core {
     /// else whether the message is in order (gaps counted).
     fn dedup(&mut self, topic: &Topic, boot: u32, seq: u32) -> Option<bool> {
         self.dirty_nodes
-            .insert((topic.site.to_string(), topic.node.to_string()));
+            .insert((topic.site.clone(), topic.node.clone()));
         match self
             .runtime
             .observe_seq(&topic.site, &topic.node, boot, seq)
@@ -481,14 +475,8 @@ impl Core {
                 // it (a pending on-delay, the rate window), so a restart
                 // carries on exactly where the last commit stood.
                 for r in t.ch.iter() {
-                    self.dirty.insert(
-                        (
-                            topic.site.to_string(),
-                            topic.node.to_string(),
-                            r.id.to_string(),
-                        ),
-                        at,
-                    );
+                    self.dirty
+                        .insert((topic.site.clone(), topic.node.clone(), r.id.clone()), at);
                 }
                 self.apply(changes, at);
                 self.link_readings(topic, &t, at);
@@ -612,8 +600,13 @@ impl Core {
     pub(super) fn mark_dirty(&mut self, changes: &[Change], at: u64) {
         for c in changes {
             if let Change::Channel { ch, .. } = c {
-                self.dirty
-                    .insert((ch.site.clone(), ch.node.clone(), ch.channel.clone()), at);
+                if let (Ok(s), Ok(n), Ok(id)) = (
+                    SiteId::new(&ch.site),
+                    NodeId::new(&ch.node),
+                    ChannelId::new(&ch.channel),
+                ) {
+                    self.dirty.insert((s, n, id), at);
+                }
             }
         }
     }

@@ -394,7 +394,7 @@ impl Pipeline {
                 msg = rx.recv(), if self.retry.is_none() => match msg {
                     Some(first) => {
                         let batch = self.gather(first, &mut rx).await;
-                        self.process(batch, durable.as_ref()).await;
+                        self.try_batch(batch, 0, durable.as_ref()).await;
                     }
                     None => break,
                 },
@@ -458,10 +458,6 @@ impl Pipeline {
     }
 
     /// Evaluates a batch and commits it; on failure keeps it for a retry.
-    async fn process(&mut self, batch: Vec<Inbound>, durable: Option<&watch::Receiver<u64>>) {
-        self.try_batch(batch, 0, durable).await;
-    }
-
     async fn try_batch(
         &mut self,
         batch: Vec<Inbound>,

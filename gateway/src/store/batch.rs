@@ -205,23 +205,7 @@ impl Batch {
 
     /// Appends a rule transition to the alarm log.
     pub async fn log_transition(&mut self, e: &LogEntry<'_>) -> Result<(), StoreError> {
-        query(
-            "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(e.at as i64)
-        .bind(&e.key.site)
-        .bind(&e.key.node)
-        .bind(&e.key.channel)
-        .bind(&e.key.cause)
-        .bind(e.transition)
-        .bind(e.level)
-        .bind(e.value)
-        .bind(e.disposition)
-        .bind(e.actor)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        self.log_transitions(std::slice::from_ref(e)).await
     }
 
     /// Appends many rule transitions to the alarm log, in order, a few
