@@ -1350,6 +1350,9 @@ async fn run_gateway(plan: &Plan, path: PathKind, storm: bool) -> Value {
         "tickets_opened": m.tickets_opened.load(Ordering::Relaxed),
         "tickets_attached": m.tickets_attached.load(Ordering::Relaxed),
         "store_errors": m.store_errors.load(Ordering::Relaxed),
+        "gateway_batches": m.batches.load(Ordering::Relaxed),
+        "gateway_mean_batch_messages": r1(m.batch_messages.load(Ordering::Relaxed) as f64
+            / m.batches.load(Ordering::Relaxed).max(1) as f64),
         "duplicates": m.dropped("duplicate"),
         "readings_late": m.readings_late.load(Ordering::Relaxed),
         "reconnects": done["reconnects"],
