@@ -19,7 +19,11 @@ use super::{specs, Inbound, MAX_CLOCK_AHEAD_MS};
 use crate::config::Config;
 use crate::dedup::Verdict;
 use crate::labels;
-use crate::runtime::{alarm_kind, Change, ChannelRef, Runtime, CAUSE_DEVICE_ALARM, SUPPLY_CHANNEL};
+use crate::node_limits::Admission;
+use crate::runtime::{
+    alarm_kind, Change, ChannelRef, Runtime, CAUSE_DEVICE_ALARM, CAUSE_QUANTITY_CHANGED,
+    CAUSE_SEQ_RESTART, SUPPLY_CHANNEL,
+};
 use crate::selftest::SelfTest;
 use crate::sink::encode_line_into;
 use crate::store::{AlarmInput, AlarmKey, TicketSpec};
@@ -49,7 +53,20 @@ pub struct Core {
     dirty: HashMap<(SiteId, NodeId, ChannelId), u64>,
     /// Nodes whose de-duplication window moved in this evaluation.
     dirty_nodes: std::collections::BTreeSet<(SiteId, NodeId)>,
+    /// Counts since start that `/metrics` shows once committed.
+    pub(super) counts: SeqCounts,
     fx: Effects,
+}
+
+/// What the de-duplicator saw of sequences it could not follow, since
+/// start (the pipeline copies them to `/metrics` after each commit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqCounts {
+    /// Sequences accepted as a restart (`gateway_seq_restarts_total`).
+    pub restarts: u64,
+    /// Messages outside the window, not (yet) confirmed
+    /// (`gateway_seq_unconfirmed_total`).
+    pub unconfirmed: u64,
 }
 
 fn level_code(l: Level) -> &'static str {
@@ -78,6 +95,7 @@ impl Core {
             sink,
             dirty: HashMap::new(),
             dirty_nodes: Default::default(),
+            counts: SeqCounts::default(),
             fx: Effects::default(),
         }
     }
@@ -206,7 +224,7 @@ impl Core {
             }
             TopicKind::Event => {
                 let e: Event = decode!(Event);
-                if self.dedup(&topic, e.boot, e.seq).is_some() {
+                if self.dedup(&topic, e.boot, e.seq, now).is_some() {
                     self.seen(&topic, now);
                     tracing::info!(node = %source, ch = %e.ch, level = %e.level, v = e.v, "node-side event");
                     if e.ch.as_str() == SUPPLY_CHANNEL {
@@ -360,8 +378,10 @@ impl Core {
     }
 
     /// De-duplicates on `(boot, seq)`: `None` for a duplicate (counted),
-    /// else whether the message is in order (gaps counted).
-    fn dedup(&mut self, topic: &Topic, boot: u32, seq: u32) -> Option<bool> {
+    /// else whether the message is in order (gaps counted). A sequence the
+    /// window could not follow, accepted as a restart, is in order and
+    /// told to the duty desk.
+    fn dedup(&mut self, topic: &Topic, boot: u32, seq: u32, now: u64) -> Option<bool> {
         self.dirty_nodes
             .insert((topic.site.clone(), topic.node.clone()));
         match self
@@ -383,14 +403,126 @@ impl Core {
                 Some(true)
             }
             Verdict::Late => Some(false),
+            Verdict::Unconfirmed => {
+                // Stored, not judged; counted (a flood of them would flood a log).
+                self.counts.unconfirmed += 1;
+                tracing::debug!(site = %topic.site, node = %topic.node, boot, seq, "message outside the de-duplication window: stored, not judged until its sequence is confirmed");
+                Some(false)
+            }
+            Verdict::Restarted { from } => {
+                self.counts.restarts += 1;
+                self.seq_restarted(topic, from, (boot, seq), now);
+                Some(true)
+            }
         }
     }
 
-    fn telemetry(&mut self, topic: &Topic, t: Telemetry, now: u64) {
-        let Some(in_order) = self.dedup(topic, t.boot, t.seq) else {
+    /// The duty desk's notice that a node's sequence restarted where the
+    /// window could not follow it: a log row and a node-level record of
+    /// kind 设备故障, raised and settled at once (nothing to reset).
+    fn seq_restarted(&mut self, topic: &Topic, from: (u32, u32), to: (u32, u32), now: u64) {
+        tracing::warn!(
+            site = %topic.site, node = %topic.node,
+            from_boot = from.0, from_seq = from.1, boot = to.0, seq = to.1,
+            "node's (boot, seq) sequence restarted where the window could not follow it (board swap, boot counter reset, or a leap): accepted after consistent messages"
+        );
+        let key = AlarmKey {
+            site: topic.site.to_string(),
+            node: topic.node.to_string(),
+            channel: String::new(),
+            cause: CAUSE_SEQ_RESTART.to_string(),
+        };
+        self.notice(key, None, None, now);
+    }
+
+    /// A record for the duty desk that needs no action of the rules:
+    /// logged, raised (kind 设备故障, no ticket) and settled at once.
+    fn notice(&mut self, key: AlarmKey, q: Option<wire::Quantity>, value: Option<i32>, now: u64) {
+        let transition = if key.cause == CAUSE_SEQ_RESTART {
+            "seq_restart"
+        } else {
+            "quantity_changed"
+        };
+        self.log(
+            &key,
+            transition,
+            Some("fault"),
+            value,
+            Disposition::Notify,
+            now,
+            "system",
+        );
+        let raised = input(key.clone(), "fault", "fault", q, value, None, now, false);
+        self.raise(raised, None);
+        self.settle(&key, "cleared", value, now);
+    }
+
+    /// Takes out of a telemetry message the readings the rules must not
+    /// take ([`crate::node_limits`]): new channels past the node's cap, and
+    /// another quantity on a channel where an alarm stands. Each reason is
+    /// counted once per message and logged; the first refused quantity
+    /// change on a channel is told to the duty desk.
+    fn admit(&mut self, topic: &Topic, t: &mut Telemetry, now: u64) {
+        let mut refused: [Option<String>; 2] = [None, None];
+        let mut notices = Vec::new();
+        let runtime = &mut self.runtime;
+        t.ch.retain(|r| {
+            let a = runtime.admit(&topic.site, &topic.node, r);
+            match a {
+                Admission::Known | Admission::Fresh => return true,
+                Admission::ChannelLimit => {
+                    refused[0].get_or_insert_with(|| {
+                        format!(
+                            "channel {} refused: the node already has {} channels",
+                            r.id,
+                            crate::node_limits::MAX_NODE_CHANNELS
+                        )
+                    });
+                }
+                Admission::QuantityChanged { first } => {
+                    refused[1].get_or_insert_with(|| {
+                        format!(
+                            "channel {} now reports {} while an alarm stands on it: refused until the alarm is reset",
+                            r.id,
+                            r.q.as_str()
+                        )
+                    });
+                    if first {
+                        notices.push((r.id.clone(), r.q, r.v));
+                    }
+                }
+            }
+            false
+        });
+        for (detail, reason) in refused
+            .into_iter()
+            .zip(["channel_limit", "quantity_changed"])
+        {
+            if let Some(detail) = detail {
+                self.note(Note::Drop {
+                    source: format!("{}/{}", topic.site, topic.node),
+                    reason,
+                    detail,
+                });
+            }
+        }
+        for (ch, q, v) in notices {
+            let key = AlarmKey {
+                site: topic.site.to_string(),
+                node: topic.node.to_string(),
+                channel: ch.to_string(),
+                cause: CAUSE_QUANTITY_CHANGED.to_string(),
+            };
+            self.notice(key, Some(q), Some(v), now);
+        }
+    }
+
+    fn telemetry(&mut self, topic: &Topic, mut t: Telemetry, now: u64) {
+        let Some(in_order) = self.dedup(topic, t.boot, t.seq, now) else {
             return;
         };
         self.seen(topic, now);
+        self.admit(topic, &mut t, now);
         if !in_order {
             self.note(Note::ReadingsLate(t.ch.len() as u64));
         }
