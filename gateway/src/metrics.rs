@@ -116,6 +116,8 @@ pub struct Metrics {
     pub messages_acked: AtomicU64,
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
+    /// HTTP connection, head and body limits, evidence quotas.
+    pub http_limits: crate::http::limits::Counters,
 }
 
 /// Whether the alarm path's last commit succeeded, since when it has been
@@ -618,6 +620,7 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        self.http_limits.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP gateway_messages_dropped_total Messages dropped, by reason.\n# TYPE gateway_messages_dropped_total counter"
