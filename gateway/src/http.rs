@@ -614,8 +614,10 @@ async fn ack_alarm(
 ///
 /// An authorised reset of a latched alarm: the value is back in band and a
 /// person releases the alarm. Refused while the value is still past the
-/// setpoint. Logged and audited with who did it, and sent to the node as a
-/// `reset` command. Only duty officers and site managers may reset.
+/// setpoint — except on a channel whose node now reports another quantity
+/// (its readings are refused until this reset, which releases the alarm,
+/// latched or not). Logged and audited with who did it, and sent to the
+/// node as a `reset` command. Only duty officers and site managers may reset.
 #[utoipa::path(
     post,
     path = "/api/v1/alarms/{id}/reset",
