@@ -462,23 +462,28 @@ impl Runtime {
         }
     }
 
-    /// Whether the rules take reading `r` of this node (the channel cap and
-    /// quantity changes, decided by [`crate::node_limits::admit`]); a channel
-    /// admitted fresh is put in place, so the next reading in the same
-    /// message counts it.
-    pub fn admit(&mut self, site: &SiteId, node: &NodeId, r: &Reading) -> Admission {
+    /// Whether reading `r` of this node is taken (the channel cap and
+    /// quantity changes, decided by [`crate::node_limits::admit`]); a new
+    /// channel admitted is put in place, so the next reading in the same
+    /// message counts it. `judged`: the reading goes to the rules; a late
+    /// one never replaces a known channel's state.
+    pub fn admit(&mut self, site: &SiteId, node: &NodeId, r: &Reading, judged: bool) -> Admission {
         let id = (site.clone(), node.clone(), r.id.clone());
-        let count = self
-            .nodes
-            .get(&(site.clone(), node.clone()))
-            .map_or(0, |n| n.channels);
         let known = self
             .channels
             .get(&id)
             .map(|c| (c.quantity, &c.state, c.other_quantity));
+        // Only a channel the rules do not know needs the node's count.
+        let count = match known {
+            Some(_) => 0,
+            None => self
+                .nodes
+                .get(&(site.clone(), node.clone()))
+                .map_or(0, |n| n.channels),
+        };
         let a = crate::node_limits::admit(known, count, r.q);
         match a {
-            Admission::Fresh => {
+            Admission::Fresh if judged || !self.channels.contains_key(&id) => {
                 let fresh = ChannelRt::fresh(r.q, self.rule(r.q, site, node, &r.id));
                 self.insert_channel(id, fresh);
             }
@@ -487,7 +492,7 @@ impl Runtime {
                     c.other_quantity = true;
                 }
             }
-            Admission::Known | Admission::ChannelLimit => {}
+            Admission::Fresh | Admission::Known | Admission::ChannelLimit => {}
         }
         a
     }
@@ -1031,5 +1036,50 @@ mod tests {
         let (s, n) = ids();
         assert!(rt.knows(&s, &n));
         assert!(!rt.knows(&s, &NodeId::new("n99").unwrap()));
+    }
+
+    #[test]
+    fn admission_caps_a_nodes_channels_and_late_readings_never_replace_one() {
+        use crate::node_limits::MAX_NODE_CHANNELS;
+        let mut rt = Runtime::new(cfg(""));
+        let (s, n) = ids();
+        let rc = Quantity::ResidualCurrent;
+        for i in 0..MAX_NODE_CHANNELS {
+            let id = format!("c{i}");
+            assert_eq!(
+                rt.admit(&s, &n, &r(&id, rc, 100, ChannelStatus::Ok), true),
+                Admission::Fresh
+            );
+            assert_eq!(
+                rt.admit(&s, &n, &r(&id, rc, 100, ChannelStatus::Ok), false),
+                Admission::Known
+            );
+        }
+        assert_eq!(
+            rt.admit(&s, &n, &r("extra", rc, 100, ChannelStatus::Ok), false),
+            Admission::ChannelLimit
+        );
+        // Another node has channels of its own.
+        let other = NodeId::new("n02").unwrap();
+        assert_eq!(
+            rt.admit(&s, &other, &r("extra", rc, 100, ChannelStatus::Ok), true),
+            Admission::Fresh
+        );
+        // A late reading of another quantity on an idle channel is stored,
+        // but the channel stays what the rules judge.
+        let c0 = ChannelId::new("c0").unwrap();
+        let t = r("c0", Quantity::Temperature, 250, ChannelStatus::Ok);
+        assert_eq!(rt.admit(&s, &n, &t, false), Admission::Fresh);
+        assert_eq!(rt.channel_rule(&s, &n, &c0).map(|c| c.0), Some(rc));
+        assert_eq!(rt.admit(&s, &n, &t, true), Admission::Fresh);
+        assert_eq!(
+            rt.channel_rule(&s, &n, &c0).map(|c| c.0),
+            Some(Quantity::Temperature)
+        );
+        // Still 32 channels: a replaced one is not a new one.
+        assert_eq!(
+            rt.admit(&s, &n, &r("extra", rc, 100, ChannelStatus::Ok), true),
+            Admission::ChannelLimit
+        );
     }
 }

@@ -462,12 +462,12 @@ impl Core {
     /// another quantity on a channel where an alarm stands. Each reason is
     /// counted once per message and logged; the first refused quantity
     /// change on a channel is told to the duty desk.
-    fn admit(&mut self, topic: &Topic, t: &mut Telemetry, now: u64) {
+    fn admit(&mut self, topic: &Topic, t: &mut Telemetry, judged: bool, now: u64) {
         let mut refused: [Option<String>; 2] = [None, None];
         let mut notices = Vec::new();
         let runtime = &mut self.runtime;
         t.ch.retain(|r| {
-            let a = runtime.admit(&topic.site, &topic.node, r);
+            let a = runtime.admit(&topic.site, &topic.node, r, judged);
             match a {
                 Admission::Known | Admission::Fresh => return true,
                 Admission::ChannelLimit => {
@@ -522,7 +522,7 @@ impl Core {
             return;
         };
         self.seen(topic, now);
-        self.admit(topic, &mut t, now);
+        self.admit(topic, &mut t, in_order, now);
         if !in_order {
             self.note(Note::ReadingsLate(t.ch.len() as u64));
         }
