@@ -201,14 +201,15 @@ pub async fn start_with_source(
         commands,
         live: live.clone(),
     });
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    // Our own accept loop rather than `axum::serve`: connection caps (in
+    // all and per address) and hyper's header-read timeout (`http::limits`).
+    let http_task = tokio::spawn(crate::http::limits::serve(
+        http,
+        app,
+        crate::http::limits::Limits::from_config(&config.http),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(%http_addr, "HTTP API listening");
 
     Ok(Running {

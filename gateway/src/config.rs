@@ -125,12 +125,26 @@ pub const DEFAULT_OFFLINE_AFTER_SECS: u32 = 180;
 pub struct HttpConfig {
     /// Address of the HTTP API and `/metrics`.
     pub listen: SocketAddr,
+    /// HTTP connections open at once; more are closed at once (see
+    /// `http::limits`; `deploy/systemd` sizes `LimitNOFILE` with it).
+    pub max_connections: usize,
+    /// HTTP connections open at once from one address.
+    pub max_connections_per_peer: usize,
+    /// A request head (or the next one on an idle connection) must arrive
+    /// in full within this many seconds.
+    pub header_read_timeout_secs: u64,
+    /// Evidence files kept in all, MiB (each file counted once).
+    pub evidence_quota_mib: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 512,
+            max_connections_per_peer: 64,
+            header_read_timeout_secs: 10,
+            evidence_quota_mib: 4096,
         }
     }
 }
@@ -569,6 +583,30 @@ impl Config {
             issue(
                 "commissioning.baseline_hours".into(),
                 "must be 24–2160: at least a day of the building's rhythm, at most a season".into(),
+            );
+        }
+        if self.http.max_connections == 0 || self.http.max_connections > 65_536 {
+            issue(
+                "http.max_connections".into(),
+                "must be 1–65536 (and within the process's LimitNOFILE)".into(),
+            );
+        }
+        if self.http.max_connections_per_peer == 0 {
+            issue(
+                "http.max_connections_per_peer".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=300).contains(&self.http.header_read_timeout_secs) {
+            issue(
+                "http.header_read_timeout_secs".into(),
+                "must be 1–300".into(),
+            );
+        }
+        if self.http.evidence_quota_mib == 0 {
+            issue(
+                "http.evidence_quota_mib".into(),
+                "must be at least 1".into(),
             );
         }
         if !(5..=600).contains(&self.commissioning.selftest_window_secs) {

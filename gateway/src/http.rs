@@ -28,6 +28,8 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+mod evidence;
+pub mod limits;
 mod registration;
 
 /// Shared state of the handlers.
@@ -66,7 +68,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ticket))
         .routes(routes!(transition_ticket))
         .routes(
-            routes!(add_evidence).layer(axum::extract::DefaultBodyLimit::max(
+            routes!(evidence::add_evidence).layer(axum::extract::DefaultBodyLimit::max(
                 crate::evidence::MAX_BYTES + 1,
             )),
         )
@@ -101,7 +103,13 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         authenticate,
     ));
-    Router::from(public_routes().merge(protected)).with_state(state)
+    let metrics = state.metrics.clone();
+    Router::from(public_routes().merge(protected))
+        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            limits::limit_body,
+        ))
 }
 
 /// The OpenAPI document of this API, generated from the routes above once,
@@ -606,8 +614,10 @@ async fn ack_alarm(
 ///
 /// An authorised reset of a latched alarm: the value is back in band and a
 /// person releases the alarm. Refused while the value is still past the
-/// setpoint. Logged and audited with who did it, and sent to the node as a
-/// `reset` command. Only duty officers and site managers may reset.
+/// setpoint — except on a channel whose node now reports another quantity
+/// (its readings are refused until this reset, which releases the alarm,
+/// latched or not). Logged and audited with who did it, and sent to the
+/// node as a `reset` command. Only duty officers and site managers may reset.
 #[utoipa::path(
     post,
     path = "/api/v1/alarms/{id}/reset",
@@ -1036,127 +1046,6 @@ async fn monthly_report(
     }
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct EvidenceParams {
-    /// Caption of a file.
-    #[param(max_length = 2000)]
-    note: Option<String>,
-}
-
-/// A note as evidence.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct EvidenceNote {
-    #[schema(min_length = 1, max_length = 2000)]
-    note: String,
-}
-
-/// Attach evidence (整改佐证): a JSON note, or a photo/document as the body (image/jpeg, image/png, image/webp, application/pdf; ≤ 10 MiB), stored by SHA-256.
-///
-/// The body is the file itself, not a multipart form; its bytes must be
-/// what its `Content-Type` says.
-#[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/evidence",
-    tag = "tickets",
-    params(("id" = i64, Path, description = "The ticket's id"), EvidenceParams),
-    request_body(content(
-        (EvidenceNote = "application/json"),
-        (inline(Binary) = "image/jpeg"),
-        (inline(Binary) = "image/png"),
-        (inline(Binary) = "image/webp"),
-        (inline(Binary) = "application/pdf"),
-    )),
-    responses(
-        (status = OK, description = "Recorded", body = crate::store::EvidenceRow),
-        (status = BAD_REQUEST, response = BadRequest),
-        (status = FORBIDDEN, response = Forbidden),
-        (status = NOT_FOUND, response = NotFound),
-        (status = PAYLOAD_TOO_LARGE, description = "Over 10 MiB (`too_large`)", body = ErrorBody),
-        (
-            status = UNSUPPORTED_MEDIA_TYPE,
-            description = "Not a JPEG/PNG/WebP/PDF, or not what it claims (`bad_media_type`)",
-            body = ErrorBody
-        ),
-        (
-            status = SERVICE_UNAVAILABLE,
-            description = "Storage unavailable (`storage_unavailable`), or the database (`store_unavailable`)",
-            body = ErrorBody
-        ),
-    )
-)]
-async fn add_evidence(
-    State(s): State<AppState>,
-    axum::Extension(user): Caller,
-    id: Result<Path<i64>, PathRejection>,
-    q: Result<Query<EvidenceParams>, QueryRejection>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Json<crate::store::EvidenceRow>, ApiError> {
-    let id = path_id(id)?;
-    let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
-    ticket_in_jurisdiction(&s, &user, id).await?;
-    let role = crate::auth::role_code(user.role);
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let now = crate::time::now_ms();
-    let row = if media.starts_with("application/json") {
-        let n: EvidenceNote =
-            serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
-        let note = n.note.trim();
-        if note.is_empty() || note.chars().count() > 2000 {
-            return Err(bad_request("说明", "须为 1–2000 个字符"));
-        }
-        s.store
-            .add_evidence(id, &user.name, role, None, note, now)
-            .await?
-    } else {
-        if body.len() > crate::evidence::MAX_BYTES {
-            return Err(ApiError(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "文件不能超过 10 MiB".into(),
-            ));
-        }
-        let Some(actual) = crate::evidence::sniff(media, &body) else {
-            return Err(ApiError(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "bad_media_type",
-                "只接受 JPEG、PNG、WebP 照片或 PDF 文件，且内容须与声明的类型一致".into(),
-            ));
-        };
-        let note = q.note.unwrap_or_default();
-        if note.chars().count() > 2000 {
-            return Err(bad_request("说明", "最多 2000 个字符"));
-        }
-        let hash = crate::evidence::store(&s.config.storage.data_dir, &body)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot store an evidence file");
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "文件暂时无法保存，请稍后重试".into(),
-                )
-            })?;
-        s.store
-            .add_evidence(
-                id,
-                &user.name,
-                role,
-                Some((actual, body.len() as i64, &hash)),
-                note.trim(),
-                now,
-            )
-            .await?
-    };
-    Ok(Json(row))
-}
-
 /// An evidence file by its SHA-256, for callers covering a ticket it belongs to.
 #[utoipa::path(
     get,
@@ -1194,9 +1083,12 @@ async fn evidence_file(
             sites.first().map(String::as_str).unwrap_or(""),
         ));
     }
-    let bytes = tokio::fs::read(crate::evidence::path(&s.config.storage.data_dir, &hash))
+    // Re-hashed before it is served: a damaged file is not evidence.
+    let bytes = crate::evidence::read_verified(&s.config.storage.data_dir, &hash)
         .await
-        .map_err(|_| not_found())?;
+        .ok()
+        .flatten()
+        .ok_or_else(not_found)?;
     Ok(([(header::CONTENT_TYPE, media)], bytes).into_response())
 }
 

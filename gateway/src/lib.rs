@@ -31,6 +31,7 @@ pub mod metrics;
 pub mod modbus;
 pub mod mosquitto;
 pub mod mqtt;
+pub mod node_limits;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;

@@ -22,6 +22,11 @@ pub const DROP_REASONS: &[&str] = &[
     "out_of_range",
     "too_many_channels",
     "duplicate",
+    // Readings on a new channel past the node's cap, or of another quantity
+    // on a channel where an alarm stands (see `node_limits`): those readings
+    // are refused, the message's others kept; counted once per message.
+    "channel_limit",
+    "quantity_changed",
 ];
 
 /// Why lines of the metrics sink never reached the time-series DB. Each is
@@ -49,6 +54,11 @@ pub struct Metrics {
     pub readings_late: AtomicU64,
     pub clock_ahead: AtomicU64,
     pub seq_gaps: AtomicU64,
+    /// Node sequences the de-duplication window could not follow, accepted
+    /// as a restart (`dedup::Verdict::Restarted`).
+    pub seq_restarts: AtomicU64,
+    /// Messages outside a node's window, not (yet) confirmed: stored, not judged.
+    pub seq_unconfirmed: AtomicU64,
     pub alarms_raised: AtomicU64,
     pub alarms_cleared: AtomicU64,
     pub faults_raised: AtomicU64,
@@ -106,6 +116,8 @@ pub struct Metrics {
     pub messages_acked: AtomicU64,
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
+    /// HTTP connection, head and body limits, evidence quotas.
+    pub http_limits: crate::http::limits::Counters,
 }
 
 /// Whether the alarm path's last commit succeeded, since when it has been
@@ -479,6 +491,16 @@ impl Metrics {
             &self.seq_gaps,
         );
         counter(
+            "gateway_seq_restarts_total",
+            "Node (boot, seq) sequences the de-duplication window could not follow (board swap, boot counter reset, leap), accepted as a restart after consistent messages.",
+            &self.seq_restarts,
+        );
+        counter(
+            "gateway_seq_unconfirmed_total",
+            "Messages outside a node's (boot, seq) window not (yet) confirmed by the messages after them (a stray or spoofed boot/seq, or the first of a new sequence): stored, not judged.",
+            &self.seq_unconfirmed,
+        );
+        counter(
             "gateway_alarms_raised_total",
             "Alarms raised (pre-alarm and alarm).",
             &self.alarms_raised,
@@ -598,6 +620,7 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        self.http_limits.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP gateway_messages_dropped_total Messages dropped, by reason.\n# TYPE gateway_messages_dropped_total counter"

@@ -21,6 +21,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Transaction};
 use std::time::Duration;
 
 mod batch;
+mod evidence;
 mod registry;
 
 pub use batch::{Batch, Relevel, Settle};
