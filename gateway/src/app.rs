@@ -71,7 +71,8 @@ pub async fn start_with_source(
     let metrics = Arc::new(Metrics::default());
 
     let store = Store::open(&config.storage.database_url()).await?;
-    tracing::info!(url = %config.storage.database_url(), "database ready");
+    // The URL may carry the database password: never into the log.
+    tracing::info!(url = %crate::redact::url(&config.storage.database_url()), "database ready");
 
     // The configuration in force: the file's plus registered nodes.
     let gateway_login = config
@@ -137,7 +138,7 @@ pub async fn start_with_source(
                 sink_shutdown.clone(),
             );
             if !s.is_unavailable() {
-                tracing::info!(url = %c.url, bucket = %c.bucket, "metrics sink on, spooled on disk");
+                tracing::info!(url = %crate::redact::url(&c.url), bucket = %c.bucket, "metrics sink on, spooled on disk");
             }
             (Some(s), Some(t), spooled)
         }

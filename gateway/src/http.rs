@@ -259,7 +259,7 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "store error in an API call");
+        tracing::error!(error = %crate::redact::text(&e.to_string()), "store error in an API call");
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -347,7 +347,8 @@ async fn healthz(State(s): State<AppState>) -> Response {
         (Some((_, reason)), _) => Some(reason.clone()),
         (None, Err(e)) => Some(e),
         (None, Ok(())) => None,
-    };
+    }
+    .map(|e| crate::redact::text(&e).into_owned());
     let mqtt_up = s.metrics.mqtt_connections.load(Ordering::Relaxed) > 0;
     let sink_reason = s.metrics.sink_degraded();
     let body = Health {
@@ -1226,11 +1227,17 @@ async fn notifications(
     q: Result<Query<NotificationQuery>, QueryRejection>,
 ) -> Result<Json<Vec<crate::store::NotificationRow>>, ApiError> {
     let q = query(q)?;
-    Ok(Json(
-        s.store
-            .notifications_in(user.sites.as_deref(), limit(q.limit)?)
-            .await?,
-    ))
+    let mut rows = s
+        .store
+        .notifications_in(user.sites.as_deref(), limit(q.limit)?)
+        .await?;
+    // Rows written before redaction existed may still quote a robot URL.
+    for r in &mut rows {
+        if let std::borrow::Cow::Owned(d) = crate::redact::text(&r.log.detail) {
+            r.log.detail = d;
+        }
+    }
+    Ok(Json(rows))
 }
 
 #[derive(Deserialize, IntoParams)]

@@ -34,6 +34,7 @@ pub mod mqtt;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;
+pub mod redact;
 pub mod registry;
 pub mod report;
 pub mod risk;

@@ -690,7 +690,7 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_string())
         } else {
-            return Err(StoreError::Url(url.to_string()));
+            return Err(StoreError::Url(crate::redact::url(url)));
         };
         let (shared_size, reserved_size) = match backend {
             Backend::Sqlite => (4, RESERVED_SQLITE),
