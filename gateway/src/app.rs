@@ -51,6 +51,7 @@ pub struct Running {
     pipeline: JoinHandle<()>,
     sink: Option<JoinHandle<()>>,
     http: JoinHandle<()>,
+    sessions: JoinHandle<()>,
 }
 
 /// Starts every part of the gateway. `config_source` names where the
@@ -204,13 +205,34 @@ pub async fn start_with_source(
     });
     let http_shutdown = shutdown.clone();
     let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
+        // The peer's address feeds the login throttle.
+        let serve = axum::serve(
+            http,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
         if let Err(e) = serve.await {
             tracing::error!(error = %e, "HTTP server stopped");
         }
     });
     tracing::info!(%http_addr, "HTTP API listening");
+    // Expired sessions are deleted every 10 minutes (and at each login).
+    let sessions_task = {
+        let (store, stop) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if let Err(e) = store.prune_sessions(crate::time::now_ms()).await {
+                            tracing::warn!(error = %e, "expired sessions not pruned");
+                        }
+                    }
+                    _ = stop.cancelled() => break,
+                }
+            }
+        })
+    };
 
     Ok(Running {
         http_addr,
@@ -227,6 +249,7 @@ pub async fn start_with_source(
         pipeline: pipeline_task,
         sink: sink_task,
         http: http_task,
+        sessions: sessions_task,
     })
 }
 
@@ -253,6 +276,7 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(5), g).await;
         }
         let _ = self.live_task.await;
+        let _ = self.sessions.await;
         self.store.close().await;
         tracing::info!("gateway stopped");
     }

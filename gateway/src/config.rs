@@ -123,14 +123,19 @@ pub const DEFAULT_OFFLINE_AFTER_SECS: u32 = 180;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct HttpConfig {
-    /// Address of the HTTP API and `/metrics`.
+    /// Address of the HTTP API (and of `/metrics` unless `metrics_listen` is set).
     pub listen: SocketAddr,
+    /// How often an open event stream checks that its session still holds
+    /// (not expired, logged out, revoked, or its user disabled), seconds,
+    /// 1–60; the stream closes when it does not.
+    pub session_recheck_secs: u64,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            session_recheck_secs: 60,
         }
     }
 }
@@ -552,6 +557,12 @@ impl Config {
         }
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());
+        }
+        if !(1..=60).contains(&self.http.session_recheck_secs) {
+            issue(
+                "http.session_recheck_secs".into(),
+                "must be 1–60: a revoked session's event stream must close within a minute".into(),
+            );
         }
         if !(1..=100_000).contains(&self.storage.batch_max_messages) {
             issue(

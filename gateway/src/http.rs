@@ -28,7 +28,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+mod accounts;
+mod login_throttle;
 mod registration;
+mod session;
+
+pub use session::LoginGuard;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -52,7 +57,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(openapi))
-        .routes(routes!(login))
+        .routes(routes!(session::login))
 }
 
 /// Routes behind the bearer token; each handler then keeps to the caller's
@@ -93,6 +98,12 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
         .routes(routes!(events))
+        .routes(routes!(session::logout))
+        .routes(routes!(accounts::users))
+        .routes(routes!(accounts::disable_user))
+        .routes(routes!(accounts::enable_user))
+        .routes(routes!(accounts::set_password))
+        .routes(routes!(accounts::revoke_sessions))
 }
 
 /// The API's routes.
@@ -101,7 +112,9 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         authenticate,
     ));
-    Router::from(public_routes().merge(protected)).with_state(state)
+    Router::from(public_routes().merge(protected))
+        .layer(axum::Extension(Arc::new(LoginGuard::default())))
+        .with_state(state)
 }
 
 /// The OpenAPI document of this API, generated from the routes above once,
@@ -127,7 +140,8 @@ async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| !t.is_empty());
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     let Some(token) = token else {
         return ApiError(
             StatusCode::UNAUTHORIZED,
@@ -136,9 +150,11 @@ async fn authenticate(
         )
         .into_response();
     };
-    match s.store.user_by_token(token, crate::time::now_ms()).await {
+    match s.store.user_by_token(&token, crate::time::now_ms()).await {
         Ok(Some(user)) => {
+            let token = session::SessionToken(token);
             req.extensions_mut().insert(user);
+            req.extensions_mut().insert(token);
             next.run(req).await
         }
         Ok(None) => ApiError(
@@ -176,60 +192,6 @@ fn act_on_alarms(user: &User) -> Result<(), ApiError> {
             StatusCode::FORBIDDEN,
             "forbidden",
             "只有值班员或机构负责人可以确认或复位报警".into(),
-        )),
-    }
-}
-
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = LoginRequest)]
-struct LoginBody {
-    login: String,
-    password: String,
-}
-
-/// A session.
-#[derive(Serialize, ToSchema)]
-#[schema(as = LoginReply)]
-struct LoginReply {
-    /// The bearer token for `Authorization: Bearer <token>`.
-    token: String,
-    /// When the session ends, ms since the epoch (12 h after login).
-    expires_at: u64,
-    user: User,
-}
-
-/// Log in with login and password; returns a bearer token (12 h) and the user's role and sites.
-#[utoipa::path(
-    post,
-    path = "/api/v1/login",
-    tag = "auth",
-    request_body = LoginBody,
-    responses(
-        (status = OK, description = "Logged in", body = LoginReply),
-        (status = BAD_REQUEST, response = BadRequest),
-        (
-            status = UNAUTHORIZED,
-            description = "Wrong login or password (`bad_credentials`)",
-            body = ErrorBody
-        ),
-        (status = SERVICE_UNAVAILABLE, response = crate::openapi::StoreUnavailable),
-    )
-)]
-async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let body: LoginBody = serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
-    let now = crate::time::now_ms();
-    match s.store.login(&body.login, &body.password, now).await? {
-        Some((token, user)) => Ok(Json(LoginReply {
-            token,
-            expires_at: now + crate::auth::SESSION_MS,
-            user,
-        })
-        .into_response()),
-        None => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "用户名或密码错误".into(),
         )),
     }
 }
@@ -2321,6 +2283,9 @@ enum StreamNotice {
         /// How many events were missed.
         missed: u64,
     },
+    /// The session ended (expired, logged out, revoked, or the user was
+    /// disabled); the stream closes after this. Log in again.
+    SessionEnded,
 }
 
 /// One `data:` line of the event stream; the SSE event name is its `type`.
@@ -2332,10 +2297,24 @@ enum StreamItem {
     Notice(StreamNotice),
 }
 
+/// What an event stream holds between items.
+struct StreamState {
+    rx: broadcast::Receiver<GatewayEvent>,
+    user: User,
+    token: String,
+    store: Store,
+    metrics: Arc<Metrics>,
+    recheck: tokio::time::Interval,
+    ended: bool,
+}
+
 /// Server-sent events: alarm_raised, alarm_updated, ticket_updated (and lagged when a slow client missed some).
 ///
 /// Only what happens within the caller's jurisdiction. A comment line is
-/// sent every 15 s to keep the connection open.
+/// sent every 15 s to keep the connection open. The session is checked
+/// again every `http.session_recheck_secs` (at most a minute): once it has
+/// expired, been logged out or revoked, or its user disabled, a
+/// `session_ended` event is sent and the stream closes.
 #[utoipa::path(
     get,
     path = "/api/v1/events",
@@ -2349,14 +2328,39 @@ enum StreamItem {
 async fn events(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
+    axum::Extension(session::SessionToken(token)): axum::Extension<session::SessionToken>,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
-    let rx = s.events.subscribe();
-    let stream = futures_util::stream::unfold((rx, user), |(mut rx, user)| async move {
+    let every = Duration::from_secs(s.config.http.session_recheck_secs.clamp(1, 60));
+    let state = StreamState {
+        rx: s.events.subscribe(),
+        user,
+        token,
+        store: s.store.clone(),
+        metrics: s.metrics.clone(),
+        recheck: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.ended {
+            return None;
+        }
         let event = loop {
-            match rx.recv().await {
-                // Only what happens within the caller's jurisdiction.
-                Ok(ev) if !user.covers(ev.site()) => continue,
-                other => break other,
+            tokio::select! {
+                ev = st.rx.recv() => match ev {
+                    // Only what happens within the caller's jurisdiction.
+                    Ok(ev) if !st.user.covers(ev.site()) => continue,
+                    other => break other.map_err(Some),
+                },
+                _ = st.recheck.tick() => {
+                    match st.store.user_by_token(&st.token, crate::time::now_ms()).await {
+                        // Role and sites may have changed: follow them.
+                        Ok(Some(user)) => st.user = user,
+                        Ok(None) => break Err(None),
+                        // The database is away: keep the stream; the next
+                        // check decides.
+                        Err(_) => {}
+                    }
+                }
             }
         };
         let (name, item) = match event {
@@ -2369,16 +2373,27 @@ async fn events(
                 (name, StreamItem::Event(Box::new(ev)))
             }
             // A slow client missed events; tell it to reload the lists.
-            Err(broadcast::error::RecvError::Lagged(n)) => (
+            Err(Some(broadcast::error::RecvError::Lagged(n))) => (
                 "lagged",
                 StreamItem::Notice(StreamNotice::Lagged { missed: n }),
             ),
-            Err(broadcast::error::RecvError::Closed) => return None,
+            Err(Some(broadcast::error::RecvError::Closed)) => return None,
+            Err(None) => {
+                st.ended = true;
+                st.metrics
+                    .auth
+                    .streams_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                (
+                    "session_ended",
+                    StreamItem::Notice(StreamNotice::SessionEnded),
+                )
+            }
         };
         let event = SseEvent::default()
             .event(name)
             .data(serde_json::to_string(&item).unwrap_or_default());
-        Some((Ok(event), (rx, user)))
+        Some((Ok(event), st))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -46,4 +46,5 @@ pub mod spool;
 pub mod store;
 pub mod ticket;
 pub mod time;
+pub mod user_admin;
 pub mod views;

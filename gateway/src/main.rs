@@ -130,6 +130,86 @@ enum UserCommand {
         #[arg(long)]
         sites: String,
     },
+    /// List users: role, active or disabled, live sessions, sites.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Disable a user: no more logins, every session closed now.
+    Disable {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+    /// Set a user's password (from GATEWAY_NEW_PASSWORD or the first line
+    /// of standard input); every session of the user is closed.
+    Passwd {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+    /// A user's sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Close every session of a user: its tokens get 401 from now on.
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+}
+
+/// The new password: GATEWAY_NEW_PASSWORD, or the first line of standard input.
+fn new_password() -> Result<String, ExitCode> {
+    match std::env::var("GATEWAY_NEW_PASSWORD") {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("no password: set GATEWAY_NEW_PASSWORD or pipe it on standard input");
+                return Err(ExitCode::from(2));
+            }
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+    }
+}
+
+/// `gateway user list|disable|enable|passwd|sessions revoke`.
+async fn user_admin(config: &std::path::Path, op: gateway::user_admin::UserOp) -> ExitCode {
+    let config = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match gateway::user_admin::run(&store, op, gateway::time::now_ms()).await {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err((message, code)) => {
+            eprintln!("{message}");
+            ExitCode::from(code)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -597,18 +677,9 @@ async fn main() -> ExitCode {
                 eprintln!("site {unknown:?} is not in the configuration");
                 return ExitCode::from(2);
             }
-            let password = match std::env::var("GATEWAY_NEW_PASSWORD") {
+            let password = match new_password() {
                 Ok(p) => p,
-                Err(_) => {
-                    let mut line = String::new();
-                    if std::io::stdin().read_line(&mut line).is_err() {
-                        eprintln!(
-                            "no password: set GATEWAY_NEW_PASSWORD or pipe it on standard input"
-                        );
-                        return ExitCode::from(2);
-                    }
-                    line.trim_end_matches(['\r', '\n']).to_string()
-                }
+                Err(code) => return code,
             };
             match store
                 .add_user(
@@ -630,6 +701,23 @@ async fn main() -> ExitCode {
                     ExitCode::from(2)
                 }
             }
+        }
+        Command::User { command } => {
+            use gateway::user_admin::UserOp;
+            let (config, op) = match command {
+                UserCommand::Add { .. } => unreachable!("matched above"),
+                UserCommand::List { config } => (config, UserOp::List),
+                UserCommand::Disable { config, login } => (config, UserOp::Disable(login)),
+                UserCommand::Enable { config, login } => (config, UserOp::Enable(login)),
+                UserCommand::Passwd { config, login } => match new_password() {
+                    Ok(p) => (config, UserOp::Passwd(login, p)),
+                    Err(code) => return code,
+                },
+                UserCommand::Sessions {
+                    command: SessionsCommand::Revoke { config, login },
+                } => (config, UserOp::RevokeSessions(login)),
+            };
+            user_admin(&config, op).await
         }
         Command::Audit {
             command: AuditCommand::Verify { config },

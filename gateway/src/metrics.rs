@@ -8,6 +8,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod auth;
+pub use auth::{AuthMetrics, LOGIN_OUTCOMES};
+
 /// Why a message was dropped. Each is a label value of
 /// `gateway_messages_dropped_total{reason=…}`.
 pub const DROP_REASONS: &[&str] = &[
@@ -106,6 +109,8 @@ pub struct Metrics {
     pub messages_acked: AtomicU64,
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
+    /// Logins, lockouts, event streams closed by their session's end.
+    pub auth: AuthMetrics,
 }
 
 /// Whether the alarm path's last commit succeeded, since when it has been
@@ -680,6 +685,7 @@ impl Metrics {
             "From a message handled to its acknowledgement to the broker (spool durable).",
         );
         self.modbus.render(&mut out);
+        self.auth.render(&mut out);
         out
     }
 }

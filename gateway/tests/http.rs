@@ -150,6 +150,12 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
     ("get", "/api/v1/events"),
+    ("post", "/api/v1/logout"),
+    ("get", "/api/v1/users"),
+    ("post", "/api/v1/users/{login}/disable"),
+    ("post", "/api/v1/users/{login}/enable"),
+    ("post", "/api/v1/users/{login}/password"),
+    ("post", "/api/v1/users/{login}/sessions/revoke"),
 ];
 
 /// Open without a token.
@@ -267,7 +273,7 @@ async fn the_router_serves_the_documented_operations_and_no_others() {
         "/console/..%2Fsrc%2Fhttp.rs",
         "/api/v1",
         "/api/v1/openapi.yaml",
-        "/api/v1/users",
+        "/api/v1/user",
     ] {
         let (status, _) = call(&api, "get", path, Some(&api.tokens["admin"]), None).await;
         assert_eq!(status, 404, "{path}");
