@@ -129,6 +129,11 @@ pub struct HttpConfig {
     /// (not expired, logged out, revoked, or its user disabled), seconds,
     /// 1–60; the stream closes when it does not.
     pub session_recheck_secs: u64,
+    /// Where `/metrics` is served instead, e.g. `127.0.0.1:9464` beside an
+    /// API listening on `0.0.0.0:8080` (its labels name sites and nodes).
+    /// Unset: `/metrics` stays on the API listener and answers only
+    /// loopback peers (others get 404).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -136,6 +141,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             session_recheck_secs: 60,
+            metrics_listen: None,
         }
     }
 }

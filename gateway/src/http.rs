@@ -348,17 +348,58 @@ async fn healthz(State(s): State<AppState>) -> Response {
             description = "Prometheus exposition (text format 0.0.4): messages received, dropped by reason, duplicates, sequence gaps, alarms, tickets, sink backlog",
             body = String, content_type = "text/plain"
         ),
+        (
+            status = NOT_FOUND,
+            description = "Served on `http.metrics_listen` instead, or asked from an address that is not loopback (`not_found`)",
+            body = ErrorBody
+        ),
     )
 )]
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(
+    State(s): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> Response {
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip());
+    if !metrics_visible(s.config.http.metrics_listen.is_some(), peer) {
+        return ApiError(StatusCode::NOT_FOUND, "not_found", "不存在".into()).into_response();
+    }
+    metrics_text(&s.metrics)
+}
+
+fn metrics_text(m: &Metrics) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        m.render(),
     )
         .into_response()
+}
+
+/// Whether `/metrics` on the API listener answers a peer: not when it has
+/// a listener of its own (`http.metrics_listen`), else only loopback
+/// peers — its labels name sites and nodes. A router served without peer
+/// addresses (in-process tests) answers.
+pub fn metrics_visible(separate_listener: bool, peer: Option<std::net::IpAddr>) -> bool {
+    !separate_listener && peer.is_none_or(|p| p.to_canonical().is_loopback())
+}
+
+/// The router of the separate `/metrics` listener (`http.metrics_listen`):
+/// `/metrics` for every peer, nothing else.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::from(OpenApiRouter::default().routes(routes!(own_listener_metrics))).with_state(metrics)
+}
+
+/// The gateway's own counters on the listener of their own (`http.metrics_listen`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses((status = OK, description = "Prometheus exposition (text format 0.0.4)", body = String, content_type = "text/plain")),
+)]
+async fn own_listener_metrics(State(m): State<Arc<Metrics>>) -> Response {
+    metrics_text(&m)
 }
 
 /// Values of the alarm list's `state` filter.
@@ -502,10 +543,12 @@ fn ticket_not_found(id: i64) -> ApiError {
 }
 
 /// Checks that ticket `id` exists and lies within the caller's jurisdiction.
+/// A record outside it answers exactly as one that does not exist (404):
+/// a 403 would tell that the id exists at another site.
 async fn ticket_in_jurisdiction(s: &AppState, user: &User, id: i64) -> Result<(), ApiError> {
     match s.store.ticket(id).await? {
-        Some((t, _, _)) => within(user, &t.site),
-        None => Err(ticket_not_found(id)),
+        Some((t, _, _)) if user.covers(&t.site) => Ok(()),
+        _ => Err(ticket_not_found(id)),
     }
 }
 
@@ -515,13 +558,12 @@ async fn alarm_in_jurisdiction(
     user: &User,
     id: i64,
 ) -> Result<crate::store::AlarmRow, ApiError> {
-    let row = s
-        .store
+    // Outside the jurisdiction = not found (a 403 would reveal the id).
+    s.store
         .alarm(id)
         .await?
-        .ok_or_else(|| alarm_not_found(id))?;
-    within(user, &row.site)?;
-    Ok(row)
+        .filter(|row| user.covers(&row.site))
+        .ok_or_else(|| alarm_not_found(id))
 }
 
 /// Acknowledge (确认) an alarm; the first acknowledgement counts.
@@ -691,8 +733,7 @@ struct TicketDetail {
     responses(
         (status = OK, description = "The ticket", body = TicketDetail),
         (status = BAD_REQUEST, response = BadRequest),
-        (status = FORBIDDEN, response = Forbidden),
-        (status = NOT_FOUND, response = NotFound),
+        (status = NOT_FOUND, description = "No such ticket within your jurisdiction (`not_found`)", body = ErrorBody),
     )
 )]
 async fn ticket(
@@ -702,8 +743,8 @@ async fn ticket(
 ) -> Result<Json<TicketDetail>, ApiError> {
     let id = path_id(id)?;
     match s.store.ticket(id).await? {
-        Some((t, _, _)) if !user.covers(&t.site) => Err(forbidden_site(&t.site)),
-        Some((t, events, alarms)) => {
+        // Outside the jurisdiction = not found (a 403 would reveal the id).
+        Some((t, events, alarms)) if user.covers(&t.site) => {
             let evidence = s.store.evidence(id).await?;
             let readings = s.store.ticket_readings(id, 2_000).await?;
             let actions = crate::ticket::offered(
@@ -721,7 +762,7 @@ async fn ticket(
                 actions,
             }))
         }
-        None => Err(ticket_not_found(id)),
+        _ => Err(ticket_not_found(id)),
     }
 }
 
@@ -756,7 +797,7 @@ struct TransitionBody {
         (status = BAD_REQUEST, response = BadRequest),
         (
             status = FORBIDDEN,
-            description = "Outside the caller's jurisdiction, or the role may not take this step (`forbidden`)",
+            description = "The role may not take this step (`forbidden`)",
             body = ErrorBody
         ),
         (status = NOT_FOUND, response = NotFound),
@@ -783,6 +824,13 @@ async fn transition_ticket(
             StatusCode::BAD_REQUEST,
             "bad_note",
             "说明最多 2000 个字符".into(),
+        ));
+    }
+    if let Err(too_long) = crate::ticket::limits::check(&body.step) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "too_long",
+            too_long.to_string(),
         ));
     }
     ticket_in_jurisdiction(&s, &user, id).await?;
@@ -1138,8 +1186,7 @@ async fn add_evidence(
             (inline(Binary) = "image/webp"),
             (inline(Binary) = "application/pdf"),
         )),
-        (status = FORBIDDEN, response = Forbidden),
-        (status = NOT_FOUND, response = NotFound),
+        (status = NOT_FOUND, description = "No such file on a ticket within your jurisdiction (`not_found`)", body = ErrorBody),
     )
 )]
 async fn evidence_file(
@@ -1152,10 +1199,10 @@ async fn evidence_file(
         return Err(not_found());
     }
     let (media, sites) = s.store.evidence_file(&hash).await?.ok_or_else(not_found)?;
+    // Outside the jurisdiction = not found: a 403 would tell that the file
+    // exists (and name its site).
     if !sites.iter().any(|site| user.covers(site)) {
-        return Err(forbidden_site(
-            sites.first().map(String::as_str).unwrap_or(""),
-        ));
+        return Err(not_found());
     }
     let bytes = tokio::fs::read(crate::evidence::path(&s.config.storage.data_dir, &hash))
         .await

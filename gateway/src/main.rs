@@ -329,7 +329,9 @@ async fn write_artefact(
         .await
         .map_err(|e| format!("无法读取定值：{e}"))?;
     let bytes = gateway::artefact::for_node(config, &applied, node, issued, (&host, port))?;
-    std::fs::write(out, &bytes).map_err(|e| format!("无法写入 {}：{e}", out.display()))?;
+    // It holds the node's password: owner-only (0600).
+    gateway::artefact::write_private(out, &bytes)
+        .map_err(|e| format!("无法写入 {}：{e}", out.display()))?;
     println!(
         "节点配置文件已写入 {}（{} 字节，连接 {host}:{port}）；烧录到节点后即可上电",
         out.display(),
@@ -782,6 +784,12 @@ async fn main() -> ExitCode {
 }
 
 async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> ExitCode {
+    // Never a real installation's database: the demo would add its
+    // accounts (published passwords) and simulated alarms to it.
+    if let Err(e) = gateway::demo::claim_data_dir(&data_dir) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     let listener = match tokio::net::TcpListener::bind(http).await {
         Ok(l) => l,
         Err(_) => match tokio::net::TcpListener::bind((http.ip(), 0)).await {
