@@ -52,7 +52,16 @@ async fn follow_events(base: &str, token: &str) -> Arrivals {
 }
 
 async fn login(base: &str, login: &str, password: &str) -> (u16, String) {
-    let resp = reqwest::Client::new()
+    login_with(&reqwest::Client::new(), base, login, password).await
+}
+
+async fn login_with(
+    client: &reqwest::Client,
+    base: &str,
+    login: &str,
+    password: &str,
+) -> (u16, String) {
+    let resp = client
         .post(format!("{base}/api/v1/login"))
         .header("content-type", "application/json")
         .body(serde_json::json!({"login": login, "password": password}).to_string())
@@ -143,16 +152,34 @@ async fn a_login_flood_locks_the_login_and_does_not_slow_alarms() {
     }
 
     // 200 wrong passwords at once, while the node keeps raising alarms.
-    let flood: Vec<_> = (0..200)
-        .map(|i| {
-            let base = base.clone();
-            tokio::spawn(async move { login(&base, "duty", &format!("wrong-{i}")).await })
+    // The attacker runs on a thread of its own, as another machine would:
+    // its client's work does not share the gateway's async workers.
+    let attack_base = base.clone();
+    let flood = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let attacker = reqwest::Client::new();
+            let mut set = tokio::task::JoinSet::new();
+            for i in 0..200 {
+                let (base, attacker) = (attack_base.clone(), attacker.clone());
+                set.spawn(async move {
+                    login_with(&attacker, &base, "duty", &format!("wrong-{i}")).await
+                });
+            }
+            let mut answers = Vec::new();
+            while let Some(a) = set.join_next().await {
+                answers.push(a.unwrap());
+            }
+            answers
         })
-        .collect();
+    });
     let mut during = Vec::new();
     let mut k = 0;
     let flood_started = Instant::now();
-    while k < 5 || !flood.iter().all(|f| f.is_finished()) {
+    while k < 5 || !flood.is_finished() {
         seq += 1;
         let ch = format!("d{k}");
         let sent = probe(&node, seq, &ch).await;
@@ -162,8 +189,7 @@ async fn a_login_flood_locks_the_login_and_does_not_slow_alarms() {
         assert!(flood_started.elapsed() < WITHIN, "the flood never ended");
     }
     let mut answers: HashMap<u16, usize> = HashMap::new();
-    for f in flood {
-        let (status, body) = f.await.unwrap();
+    for (status, body) in flood.join().unwrap() {
         assert!(status == 401 || status == 429, "{status} {body}");
         if status == 429 {
             assert!(body.contains("登录失败次数过多"), "{body}");

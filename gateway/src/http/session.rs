@@ -164,7 +164,8 @@ pub(super) async fn login(
         auth.lockout(scope == super::login_throttle::Scope::Peer);
         tracing::warn!(
             scope = scope.code(),
-            login = %body.login.chars().take(64).collect::<String>(),
+            // Debug-quoted: a login with line breaks cannot forge log lines.
+            login = ?body.login.chars().take(64).collect::<String>(),
             peer = ?peer,
             "repeated failed logins: locked"
         );
