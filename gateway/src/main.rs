@@ -190,6 +190,72 @@ fn new_password() -> Result<String, ExitCode> {
     }
 }
 
+/// `gateway user add`.
+async fn user_add(
+    config: PathBuf,
+    login: String,
+    name: String,
+    role: String,
+    sites: String,
+) -> ExitCode {
+    let config = match load_config(&config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(role) = gateway::auth::parse_role(&role) else {
+        eprintln!("unknown role {role:?}: duty, site_manager, inspector, installer or admin");
+        return ExitCode::from(2);
+    };
+    let sites = gateway::auth::parse_sites(&sites);
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Sites of the file and registered ones; an installer may also
+    // be given a site that is yet to be registered.
+    let registered = match store.registry().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot read the registry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let known = gateway::registry::effective(&config, &registered);
+    if let Some(unknown) = sites
+        .iter()
+        .flatten()
+        .find(|s| known.sites.iter().all(|c| &c.id != *s))
+        .filter(|_| role != gateway::ticket::Role::Installer)
+    {
+        eprintln!("site {unknown:?} is not in the configuration");
+        return ExitCode::from(2);
+    }
+    let password = match new_password() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match store
+        .add_user(
+            &login,
+            &name,
+            role,
+            sites.as_deref(),
+            &password,
+            gateway::time::now_ms(),
+        )
+        .await
+    {
+        Ok(id) => {
+            println!("user {login} created (id {id})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot create user {login}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 /// `gateway user list|disable|enable|passwd|sessions revoke`.
 async fn user_admin(config: &std::path::Path, op: gateway::user_admin::UserOp) -> ExitCode {
     let config = match load_config(config) {
@@ -635,79 +701,16 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::User {
-            command:
+        Command::User { command } => {
+            use gateway::user_admin::UserOp;
+            let (config, op) = match command {
                 UserCommand::Add {
                     config,
                     login,
                     name,
                     role,
                     sites,
-                },
-        } => {
-            let config = match load_config(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
-            };
-            let Some(role) = gateway::auth::parse_role(&role) else {
-                eprintln!(
-                    "unknown role {role:?}: duty, site_manager, inspector, installer or admin"
-                );
-                return ExitCode::from(2);
-            };
-            let sites = gateway::auth::parse_sites(&sites);
-            let store = match open_store(&config).await {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            // Sites of the file and registered ones; an installer may also
-            // be given a site that is yet to be registered.
-            let registered = match store.registry().await {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot read the registry: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let known = gateway::registry::effective(&config, &registered);
-            if let Some(unknown) = sites
-                .iter()
-                .flatten()
-                .find(|s| known.sites.iter().all(|c| &c.id != *s))
-                .filter(|_| role != gateway::ticket::Role::Installer)
-            {
-                eprintln!("site {unknown:?} is not in the configuration");
-                return ExitCode::from(2);
-            }
-            let password = match new_password() {
-                Ok(p) => p,
-                Err(code) => return code,
-            };
-            match store
-                .add_user(
-                    &login,
-                    &name,
-                    role,
-                    sites.as_deref(),
-                    &password,
-                    gateway::time::now_ms(),
-                )
-                .await
-            {
-                Ok(id) => {
-                    println!("user {login} created (id {id})");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("cannot create user {login}: {e}");
-                    ExitCode::from(2)
-                }
-            }
-        }
-        Command::User { command } => {
-            use gateway::user_admin::UserOp;
-            let (config, op) = match command {
-                UserCommand::Add { .. } => unreachable!("matched above"),
+                } => return user_add(config, login, name, role, sites).await,
                 UserCommand::List { config } => (config, UserOp::List),
                 UserCommand::Disable { config, login } => (config, UserOp::Disable(login)),
                 UserCommand::Enable { config, login } => (config, UserOp::Enable(login)),
