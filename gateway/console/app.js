@@ -259,6 +259,7 @@ function openStream() {
 
 function onEvent(name, ev) {
   if (name === "lagged") { reloadAlarms(); return; }
+  if (name === "session_ended") { logout("登录已失效，请重新登录"); return; }
   if (ev.alarm) {
     const a = ev.alarm;
     const known = S.alarms.has(a.id);
@@ -971,7 +972,13 @@ window.addEventListener("DOMContentLoaded", async () => {
     showMute();
     unlockAudio();
   });
-  $("#logout").addEventListener("click", () => logout());
+  $("#logout").addEventListener("click", () => {
+    // End the session on the server too: the token stops working at once.
+    if (S.session) {
+      fetch("/api/v1/logout", { method: "POST", headers: { Authorization: "Bearer " + S.session.token } }).catch(() => {});
+    }
+    logout();
+  });
   loadSession();
   if (S.session) {
     try { await start(); } catch (_) { return; }

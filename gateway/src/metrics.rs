@@ -8,6 +8,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod auth;
+pub use auth::{AuthMetrics, LOGIN_OUTCOMES};
+
 /// Why a message was dropped. Each is a label value of
 /// `gateway_messages_dropped_total{reason=…}`.
 pub const DROP_REASONS: &[&str] = &[
@@ -118,6 +121,8 @@ pub struct Metrics {
     pub modbus: ModbusMetrics,
     /// HTTP connection, head and body limits, evidence quotas.
     pub http_limits: crate::http::limits::Counters,
+    /// Logins, lockouts, event streams closed by their session's end.
+    pub auth: AuthMetrics,
 }
 
 /// Whether the alarm path's last commit succeeded, since when it has been
@@ -703,6 +708,7 @@ impl Metrics {
             "From a message handled to its acknowledgement to the broker (spool durable).",
         );
         self.modbus.render(&mut out);
+        self.auth.render(&mut out);
         out
     }
 }
