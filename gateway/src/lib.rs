@@ -45,4 +45,5 @@ pub mod spool;
 pub mod store;
 pub mod ticket;
 pub mod time;
+pub mod tls;
 pub mod views;
