@@ -48,8 +48,21 @@ impl TestCa {
 
     /// A server certificate for `names` (DNS names or IP addresses).
     pub fn server(&self, names: &[&str]) -> ServerCert {
+        self.server_valid(names, false)
+    }
+
+    /// A server certificate for `names` that expired in 2020.
+    pub fn expired_server(&self, names: &[&str]) -> ServerCert {
+        self.server_valid(names, true)
+    }
+
+    fn server_valid(&self, names: &[&str], expired: bool) -> ServerCert {
         let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let mut params = rcgen::CertificateParams::new(names.clone()).expect("server params");
+        if expired {
+            params.not_before = rcgen::date_time_ymd(2019, 1, 1);
+            params.not_after = rcgen::date_time_ymd(2020, 1, 1);
+        }
         params
             .distinguished_name
             .push(rcgen::DnType::CommonName, names[0].clone());
