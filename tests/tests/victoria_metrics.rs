@@ -665,3 +665,67 @@ async fn the_sink_writes_to_victoria_metrics_over_https() {
     assert_eq!(gw.metrics.sink_lines_dropped.load(Ordering::Relaxed), 0);
     peer.disconnect().await;
 }
+
+/// A TSDB whose CA the gateway does not trust: every write fails at the
+/// handshake (counted), nothing is written, the lines wait in the disk
+/// spool; the gateway restarted with the CA as `[tls] extra_ca_file`
+/// writes every one of them, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_tsdb_holds_the_lines_until_its_ca_is_configured() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let tls = test_certificates(certs.path());
+    let ca_file = tls.ca_file.clone();
+    let vm = VictoriaMetrics::start_tls(tls);
+    let sink = SinkConfig {
+        url: vm.url(),
+        batch_size: 20,
+        flush_interval_ms: 100,
+        timeout_ms: 2000,
+        retry_max_ms: 500,
+        ..Default::default()
+    };
+    let Stack {
+        broker,
+        config,
+        gw,
+        dir: _dir,
+        token: _,
+    } = stack(&[], "", |c| c.sink = Some(sink)).await;
+    let users = node_users(&config);
+    let (user, pass) = &users[0];
+    let (site, node) = user.split_once('.').unwrap();
+    let peer = MqttPeer::connect(broker.addr(), user, (user, pass), None).await;
+    let mut expected = Vec::new();
+    for seq in 0..20u32 {
+        publish_reading(&peer, site, node, seq, &mut expected).await;
+    }
+    expected.sort();
+    wait_until(Duration::from_secs(30), "40 lines spooled", || {
+        gw.metrics.spool_lines_appended.load(Ordering::Relaxed) >= 40
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "writes refused by the handshake",
+        || gw.metrics.sink_write_errors.load(Ordering::Relaxed) >= 3,
+    )
+    .await;
+    assert_eq!(gw.metrics.sink_lines_written.load(Ordering::Relaxed), 0);
+    gw.shutdown().await;
+
+    let mut trusting = config.clone();
+    trusting.tls.extra_ca_file = Some(ca_file);
+    let gw = start_gateway(trusting).await;
+    wait_until(
+        Duration::from_secs(30),
+        "40 lines written over https",
+        || gw.metrics.sink_lines_written.load(Ordering::Relaxed) >= 40,
+    )
+    .await;
+    let got = vm
+        .samples_at_least(SELECTOR, expected.len(), Duration::from_secs(30))
+        .await;
+    assert_eq!(got, expected, "every reading once");
+    peer.disconnect().await;
+    gw.shutdown().await;
+}
