@@ -83,9 +83,9 @@ pub async fn start_with_source(
         None => None,
     };
 
-    let store = Store::open(&config.storage.database_url()).await?;
+    let store = Store::open(&config.database_url()).await?;
     // The URL may carry the database password: never into the log.
-    tracing::info!(url = %crate::redact::url(&config.storage.database_url()), "database ready");
+    tracing::info!(url = %crate::redact::url(&config.database_url()), "database ready");
 
     // The configuration in force: the file's plus registered nodes.
     let gateway_login = config
@@ -144,8 +144,9 @@ pub async fn start_with_source(
             // Never fails: a broken spool is set aside, and without any the
             // sink runs degraded (its lines dropped and counted) rather than
             // keeping the gateway, and its alarms, down.
-            let (s, t, spooled) = crate::sink::start(
+            let (s, t, spooled) = crate::sink::start_with_tls(
                 c.clone(),
+                &config.tls,
                 &config.storage.data_dir,
                 metrics.clone(),
                 sink_shutdown.clone(),

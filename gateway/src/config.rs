@@ -38,6 +38,9 @@ pub struct Config {
     pub notify: Option<crate::notify::config::NotifyConfig>,
     /// Installer commissioning (安装调试).
     pub commissioning: CommissioningConfig,
+    /// What outgoing TLS connections trust (notification channels, the
+    /// sink, PostgreSQL): the system store plus an optional extra CA file.
+    pub tls: crate::tls::TlsConfig,
 }
 
 /// Installer commissioning (安装调试).
@@ -113,6 +116,7 @@ impl Default for Config {
             modbus: Default::default(),
             notify: None,
             commissioning: CommissioningConfig::default(),
+            tls: Default::default(),
         }
     }
 }
@@ -187,7 +191,8 @@ impl Default for StorageConfig {
 }
 
 impl StorageConfig {
-    /// The database URL in force.
+    /// The database URL in force, as written (see [`Config::database_url`]
+    /// for the one the gateway connects with).
     pub fn database_url(&self) -> String {
         self.database_url
             .clone()
@@ -639,6 +644,31 @@ impl Config {
                     "storage.database_url".into(),
                     "must start with sqlite:// or postgres://".into(),
                 );
+            } else if !url.starts_with("sqlite://") {
+                if let Err(e) = crate::tls::postgres_url(url, None) {
+                    issue("storage.database_url".into(), e);
+                }
+                if let Some(ca) = crate::tls::postgres_root_cert(url) {
+                    if let Err(e) = crate::tls::read_ca_file(&ca) {
+                        issue("storage.database_url".into(), format!("sslrootcert: {e}"));
+                    }
+                }
+            }
+        }
+        if let Some(ca) = &self.tls.extra_ca_file {
+            if let Err(e) = crate::tls::read_ca_file(ca) {
+                issue("tls.extra_ca_file".into(), e.to_string());
+            }
+        } else if self.uses_tls() {
+            // Only the system store to trust: it had better hold something
+            // (slim images come without `ca-certificates`).
+            if crate::tls::roots(&self.tls).is_ok_and(|r| r.store.is_empty()) {
+                issue(
+                    "tls".into(),
+                    "https/TLS is configured but no CA is trusted: the system store is empty \
+                     (apt-get install -y ca-certificates) and tls.extra_ca_file is not set"
+                        .into(),
+                );
             }
         }
         if let Some(sink) = &self.sink {
@@ -646,12 +676,6 @@ impl Config {
                 issue(
                     "sink.url".into(),
                     "must be an http:// or https:// URL".into(),
-                );
-            }
-            if sink.url.starts_with("https://") {
-                issue(
-                    "sink.url".into(),
-                    "https is not supported by this build yet; put a TLS proxy in front".into(),
                 );
             }
             if sink.bucket.is_empty() {
@@ -803,6 +827,36 @@ impl Config {
             n.validate(&mut out);
         }
         out
+    }
+
+    /// The database URL the gateway connects with: `storage.database_url`
+    /// (or the SQLite default) with what TLS needs ([`crate::tls::postgres_url`]:
+    /// `sslmode=disable` when no mode is given, `[tls] extra_ca_file` as the
+    /// `sslrootcert` of `sslmode=verify-full`).
+    pub fn database_url(&self) -> String {
+        let url = self.storage.database_url();
+        if url.starts_with("sqlite://") {
+            return url;
+        }
+        crate::tls::postgres_url(&url, self.tls.extra_ca_file.as_deref()).unwrap_or(url)
+    }
+
+    /// Whether any outgoing connection is configured with TLS.
+    fn uses_tls(&self) -> bool {
+        let sink = self
+            .sink
+            .as_ref()
+            .is_some_and(|s| s.url.starts_with("https://"));
+        let notify = self
+            .notify
+            .as_ref()
+            .is_some_and(|n| n.channels.iter().any(|c| c.url.starts_with("https://")));
+        let db = self
+            .storage
+            .database_url
+            .as_deref()
+            .is_some_and(|u| u.contains("sslmode=verify-full"));
+        sink || notify || db
     }
 
     /// The rule in force for a channel: the quantity's defaults (DOMAIN.md

@@ -47,5 +47,6 @@ pub mod spool;
 pub mod store;
 pub mod ticket;
 pub mod time;
+pub mod tls;
 pub mod user_admin;
 pub mod views;

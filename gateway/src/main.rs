@@ -90,7 +90,7 @@ fn load_config(path: &std::path::Path) -> Result<Config, ExitCode> {
 
 /// Opens the configured database (running its migrations).
 async fn open_store(config: &Config) -> Result<gateway::store::Store, ExitCode> {
-    gateway::store::Store::open(&config.storage.database_url())
+    gateway::store::Store::open(&config.database_url())
         .await
         .map_err(|e| {
             eprintln!("cannot open the database: {e}");

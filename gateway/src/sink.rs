@@ -23,6 +23,7 @@
 use crate::config::SinkConfig;
 use crate::metrics::Metrics;
 use crate::spool::{Batch, Record, Spool, SpoolConfig};
+use crate::tls::{HttpClient, TlsConfig};
 use std::collections::{HashMap, VecDeque};
 use std::io::Write as _;
 use std::path::Path;
@@ -289,6 +290,19 @@ pub fn start(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) -> (Sink, tokio::task::JoinHandle<()>, Spooled) {
+    start_with_tls(config, &TlsConfig::default(), data_dir, metrics, shutdown)
+}
+
+/// [`start`], an `https://` TSDB verified against the system store plus
+/// `[tls] extra_ca_file`.
+pub fn start_with_tls(
+    config: SinkConfig,
+    tls: &TlsConfig,
+    data_dir: &Path,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> (Sink, tokio::task::JoinHandle<()>, Spooled) {
+    let client = HttpClient::new_or_system(tls, Duration::from_millis(config.timeout_ms), "sink");
     let cfg = SpoolConfig {
         dir: data_dir.join("spool"),
         max_bytes: config.spool_max_bytes,
@@ -331,7 +345,7 @@ pub fn start(
     let sink = Sink {
         inner: Inner::Spool(spool.clone()),
     };
-    let task = tokio::spawn(writer(config, spool, metrics, shutdown));
+    let task = tokio::spawn(writer(config, client, spool, metrics, shutdown));
     (sink, task, seen.into_spooled())
 }
 
@@ -358,7 +372,7 @@ fn write_url(c: &SinkConfig) -> String {
 }
 
 async fn post(
-    client: &reqwest::Client,
+    client: &HttpClient,
     url: &str,
     token: Option<&str>,
     gzip: bool,
@@ -389,9 +403,7 @@ async fn post(
                 WriteResult::Retry(msg)
             }
         }
-        Err(e) => {
-            WriteResult::Retry(crate::redact::text(&e.without_url().to_string()).into_owned())
-        }
+        Err(e) => WriteResult::Retry(crate::redact::text(&e.to_string()).into_owned()),
     }
 }
 
@@ -440,20 +452,11 @@ async fn blocking<T: Send + 'static>(
 
 async fn writer(
     config: SinkConfig,
+    client: HttpClient,
     spool: Spool,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let client = match reqwest::Client::builder()
-        .timeout(Duration::from_millis(config.timeout_ms))
-        .build()
-    {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!(error = %e, "sink: cannot build HTTP client; lines stay in the spool");
-            return;
-        }
-    };
     let url = write_url(&config);
     let batch_lines = config.batch_size as u64;
     let mut tick = tokio::time::interval(Duration::from_millis(config.flush_interval_ms));
@@ -523,7 +526,7 @@ async fn writer(
 /// it. `false` if the shutdown deadline passed first.
 async fn deliver(
     config: &SinkConfig,
-    client: &reqwest::Client,
+    client: &HttpClient,
     url: &str,
     batch: &Batch,
     metrics: &Metrics,

@@ -44,6 +44,9 @@ pub enum StoreError {
     },
     #[error("database: no answer within the commit timeout")]
     Timeout,
+    /// A PostgreSQL URL whose `sslmode` would not verify the server.
+    #[error("database URL: {0}")]
+    Tls(String),
 }
 
 /// Identity of an alarm cause on a channel (or a node, with `channel` empty).
@@ -691,7 +694,9 @@ impl Store {
             };
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            (Backend::Postgres, url.to_string())
+            // TLS verified (`sslmode=verify-full`) or none, never unverified.
+            let url = crate::tls::postgres_url(url, None).map_err(StoreError::Tls)?;
+            (Backend::Postgres, url)
         } else {
             return Err(StoreError::Url(crate::redact::url(url)));
         };

@@ -1,6 +1,8 @@
 //! Configuration loading: the shipped sample is valid, and a bad file gets
 //! every problem at once, each with its path.
 
+mod common;
+
 use gateway::config::Config;
 
 #[test]
@@ -135,4 +137,88 @@ fn notification_settings_are_checked_with_their_paths() {
             "missing {want:?} in {got:#?}"
         );
     }
+}
+
+/// https everywhere is accepted (no "put a TLS proxy in front"); the extra
+/// CA file must exist and hold certificates; PostgreSQL's sslmode must
+/// verify the server or not use TLS at all.
+#[test]
+fn outgoing_tls_settings_are_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = common::tls::TestCa::new("bureau private CA").write(dir.path(), "ca.pem");
+    let garbage = dir.path().join("garbage.pem");
+    std::fs::write(
+        &garbage,
+        "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let text = |extra_ca: &std::path::Path, db: &str| {
+        format!(
+            r#"
+            [storage]
+            database_url = "{db}"
+            [sink]
+            url = "https://tsdb.bureau.example:8428"
+            [notify]
+            [[notify.channels]]
+            name = "ding"
+            kind = "dingtalk"
+            url = "https://oapi.dingtalk.com/robot/send?access_token=t"
+            [[notify.channels]]
+            name = "wecom"
+            kind = "wecom"
+            url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=k"
+            [[notify.channels]]
+            name = "feishu"
+            kind = "feishu"
+            url = "https://open.feishu.cn/open-apis/bot/v2/hook/x"
+            [tls]
+            extra_ca_file = "{}"
+            "#,
+            extra_ca.display()
+        )
+    };
+    let good_db = format!(
+        "postgres://g@db.bureau.example/fire?sslmode=verify-full&sslrootcert={}",
+        ca.display()
+    );
+    let c = Config::from_toml(&text(&ca, &good_db)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(c.database_url(), good_db);
+    // The extra CA stands in for a missing sslrootcert; no sslmode = no TLS.
+    let c = Config::from_toml(&text(&ca, "postgres://g@db/fire?sslmode=verify-full"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        c.database_url()
+            .starts_with("postgres://g@db/fire?sslmode=verify-full&sslrootcert=%2F"),
+        "{}",
+        c.database_url()
+    );
+    let c = Config::from_toml(&text(&ca, "postgres://g@127.0.0.1/fire")).unwrap();
+    assert_eq!(
+        c.database_url(),
+        "postgres://g@127.0.0.1/fire?sslmode=disable"
+    );
+
+    let bad_db = format!(
+        "postgres://g@db/fire?sslmode=require&sslrootcert={}",
+        dir.path().join("missing.pem").display()
+    );
+    let err = Config::from_toml(&text(&garbage, &bad_db)).expect_err("invalid");
+    let got: Vec<String> = err.0.iter().map(|i| i.to_string()).collect();
+    assert_eq!(got.len(), 3, "{got:#?}");
+    assert_eq!(
+        got[0],
+        "storage.database_url: sslmode=require does not verify the server's certificate and name; \
+         use sslmode=verify-full (or sslmode=disable on a local socket or loopback)"
+    );
+    assert!(
+        got[1].starts_with("storage.database_url: sslrootcert: cannot read ")
+            && got[1].ends_with("missing.pem: No such file or directory (os error 2)"),
+        "{got:#?}"
+    );
+    assert!(
+        got[2].starts_with("tls.extra_ca_file: ")
+            && got[2].ends_with("garbage.pem: certificate 1 does not parse as an X.509 CA certificate (BadEncoding)"),
+        "{got:#?}"
+    );
 }

@@ -11,13 +11,16 @@ mod common;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::routing::post;
+use axum::serve::Listener as _;
 use axum::{Json, Router};
 use common::db::TestDb;
+use common::tls::{TestCa, TlsListener};
 use gateway::config::Config;
 use gateway::notify::vendor;
 use gateway::store::{AlarmInput, AlarmKey, Store};
 use gateway::views::{AlarmView, GatewayEvent};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -141,15 +144,31 @@ async fn vendor_api(
     Json(answer)
 }
 
+fn vendor_app(seen: &Shared) -> Router {
+    Router::new()
+        .route("/{which}", post(vendor_api))
+        .with_state(seen.clone())
+}
+
 async fn vendors() -> (String, Shared) {
     let seen: Shared = Default::default();
-    let app = Router::new()
-        .route("/{which}", post(vendor_api))
-        .with_state(seen.clone());
+    let app = vendor_app(&seen);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
     (base, seen)
+}
+
+/// The same stand-ins over HTTPS, with a certificate for 127.0.0.1 signed
+/// by `ca`; also the count of handshakes that failed.
+async fn vendors_over_https(ca: &TestCa) -> (String, Shared, Arc<AtomicUsize>) {
+    let seen: Shared = Default::default();
+    let app = vendor_app(&seen);
+    let listener = TlsListener::bind(&ca.server(&["127.0.0.1"])).await;
+    let failed = listener.failed_handshakes.clone();
+    let base = format!("https://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (base, seen, failed)
 }
 
 fn config(base: &str, notify: &str) -> Arc<Config> {
@@ -385,4 +404,131 @@ async fn an_unacknowledged_alarm_escalates_and_an_acknowledged_one_does_not() {
     );
     stop.cancel();
     task.await.unwrap();
+}
+
+/// Every vendor's robot over HTTPS, its certificate signed by a CA made
+/// here and given as `[tls] extra_ca_file`: each signed request arrives and
+/// is accepted (the stand-ins check the 钉钉/飞书 signatures and the
+/// webhook's HMAC), one alarm reaching all five.
+#[tokio::test]
+async fn every_vendor_is_reached_over_https_trusting_the_extra_ca() {
+    let ca = TestCa::new("fire-gateway test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = ca.write(dir.path(), "ca.pem");
+    let (base, seen, failed) = vendors_over_https(&ca).await;
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let cfg = config(
+        &base,
+        &format!(
+            "[[notify.channels]]\nname = \"ding\"\nkind = \"dingtalk\"\nurl = \"BASE/dingtalk?access_token=t\"\nsecret = \"{DINGTALK_SECRET}\"\n\
+             [[notify.channels]]\nname = \"feishu\"\nkind = \"feishu\"\nurl = \"BASE/feishu\"\nsecret = \"{FEISHU_SECRET}\"\n\
+             [[notify.channels]]\nname = \"wecom\"\nkind = \"wecom\"\nurl = \"BASE/wecom?key=k\"\n\
+             [[notify.channels]]\nname = \"hook\"\nkind = \"webhook\"\nurl = \"BASE/webhook\"\nsecret = \"{WEBHOOK_SECRET}\"\n\
+             [[notify.channels]]\nname = \"sms\"\nkind = \"sms\"\nurl = \"BASE/sms\"\nphones = [\"13800000000\"]\n\
+             [[notify.routes]]\nsites = [\"*\"]\nduty = [\"ding\", \"feishu\", \"wecom\", \"hook\", \"sms\"]\n\
+             [tls]\nextra_ca_file = \"{}\"\n",
+            ca_file.display()
+        ),
+    );
+    let db = TestDb::sqlite();
+    let store = Store::open(&db.url).await.unwrap();
+    let (tx, rx) = broadcast::channel(64);
+    let stop = CancellationToken::new();
+    let task = gateway::notify::start(cfg, store.clone(), rx, stop.clone()).unwrap();
+    let alarm = raise(&store, 1, gateway::time::now_ms()).await;
+    tx.send(GatewayEvent::AlarmRaised {
+        alarm,
+        ticket: None,
+    })
+    .unwrap();
+    let vendors = ["dingtalk", "feishu", "wecom", "webhook", "sms"];
+    until(&seen, Duration::from_secs(10), |s| {
+        vendors
+            .iter()
+            .all(|v| s.requests.iter().any(|(w, _, _)| w == v))
+    })
+    .await;
+    {
+        let s = seen.lock().unwrap();
+        for (vendor, text, code) in &s.requests {
+            assert_eq!(*code, 0, "{vendor} refused: {text}");
+            assert!(text.contains("n01/rc1 "), "{vendor}: {text}");
+        }
+    }
+    stop.cancel();
+    task.await.unwrap();
+    let log = store.notifications_in(None, 100).await.unwrap();
+    let mut delivered: Vec<&str> = log
+        .iter()
+        .filter(|r| r.log.outcome == "delivered")
+        .map(|r| r.log.channel.as_str())
+        .collect();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        ["ding", "feishu", "hook", "sms", "wecom"],
+        "{log:?}"
+    );
+    assert_eq!(failed.load(Ordering::SeqCst), 0, "failed handshakes");
+}
+
+/// The same HTTPS robot without its CA: the system's store does not know
+/// it, so the handshake fails, the log says it was the certificate, and
+/// the alarm goes to the next channel at once (no request ever reached
+/// the robot).
+#[tokio::test]
+async fn an_untrusted_certificate_fails_over_with_a_certificate_error() {
+    let ca = TestCa::new("a CA nobody configured");
+    let (https, https_seen, failed) = vendors_over_https(&ca).await;
+    let (http, http_seen) = vendors().await;
+    let cfg = config(
+        &https,
+        &format!(
+            "[[notify.channels]]\nname = \"ding\"\nkind = \"dingtalk\"\nurl = \"BASE/dingtalk?access_token=t\"\nsecret = \"{DINGTALK_SECRET}\"\nfailover = \"wecom\"\n\
+             [[notify.channels]]\nname = \"wecom\"\nkind = \"wecom\"\nurl = \"{http}/wecom?key=k\"\n\
+             [[notify.routes]]\nsites = [\"*\"]\nduty = [\"ding\"]\n"
+        ),
+    );
+    let db = TestDb::sqlite();
+    let store = Store::open(&db.url).await.unwrap();
+    let (tx, rx) = broadcast::channel(64);
+    let stop = CancellationToken::new();
+    let task = gateway::notify::start(cfg, store.clone(), rx, stop.clone()).unwrap();
+    let alarm = raise(&store, 1, gateway::time::now_ms()).await;
+    tx.send(GatewayEvent::AlarmRaised {
+        alarm,
+        ticket: None,
+    })
+    .unwrap();
+    until(&http_seen, Duration::from_secs(10), |s| {
+        s.requests.iter().any(|(v, _, c)| v == "wecom" && *c == 0)
+    })
+    .await;
+    stop.cancel();
+    task.await.unwrap();
+    assert!(https_seen.lock().unwrap().requests.is_empty());
+    assert!(
+        failed.load(Ordering::SeqCst) >= 1,
+        "no handshake was refused"
+    );
+    let log = store.notifications_in(None, 100).await.unwrap();
+    let outcomes: Vec<(&str, &str)> = log
+        .iter()
+        .rev()
+        .map(|r| (r.log.channel.as_str(), r.log.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("ding", "refused"), ("wecom", "delivered")],
+        "{}",
+        log[log.len() - 1].log.detail
+    );
+    let detail = &log[1].log.detail;
+    assert!(
+        detail.contains("TLS: the server's certificate is not accepted")
+            && detail.contains("UnknownIssuer"),
+        "{detail}"
+    );
+    // The robot's key (the URL's query) is not in the log.
+    assert!(!detail.contains("access_token"), "{detail}");
 }

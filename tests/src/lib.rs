@@ -249,6 +249,15 @@ pub struct VictoriaMetrics {
     pub port: u16,
     dir: TempDir,
     child: Option<Child>,
+    tls: Option<VmTls>,
+}
+
+/// VictoriaMetrics serving https (`-tls`): its certificate and key, and
+/// the CA the test's own queries trust.
+pub struct VmTls {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    pub ca_file: PathBuf,
 }
 
 impl VictoriaMetrics {
@@ -258,14 +267,58 @@ impl VictoriaMetrics {
 
     /// Starts a fresh server (empty storage) on `port`.
     pub fn start_on(port: u16) -> VictoriaMetrics {
+        Self::start_with(port, None)
+    }
+
+    /// Starts a fresh server serving only https
+    /// (`-tls -tlsCertFile -tlsKeyFile`) on a free port.
+    pub fn start_tls(tls: VmTls) -> VictoriaMetrics {
+        Self::start_with(free_port(), Some(tls))
+    }
+
+    fn start_with(port: u16, tls: Option<VmTls>) -> VictoriaMetrics {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut vm = VictoriaMetrics {
             port,
             dir,
             child: None,
+            tls,
         };
         vm.start_again();
         vm
+    }
+
+    /// A POST to this server (https trusting the test's CA, or http).
+    async fn post_text(&self, path: &str, content_type: &str, body: String) -> String {
+        let url = format!("{}{path}", self.url());
+        match &self.tls {
+            Some(t) => {
+                let tls = gateway::tls::TlsConfig {
+                    extra_ca_file: Some(t.ca_file.clone()),
+                };
+                gateway::tls::HttpClient::new(&tls, Duration::from_secs(10))
+                    .expect("https client")
+                    .post(&url)
+                    .header("Content-Type", content_type)
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("{path}: {e}"))
+                    .text()
+                    .await
+                    .expect("body")
+            }
+            None => reqwest::Client::new()
+                .post(url)
+                .header("Content-Type", content_type)
+                .body(body)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{path}: {e}"))
+                .text()
+                .await
+                .expect("body"),
+        }
     }
 
     /// Starts the server (again) on the same port and storage.
@@ -286,6 +339,13 @@ impl VictoriaMetrics {
             ))
             .arg("-retentionPeriod=100y")
             .arg("-search.latencyOffset=0s")
+            .args(self.tls.iter().flat_map(|t| {
+                [
+                    "-tls".to_string(),
+                    format!("-tlsCertFile={}", t.cert_file.display()),
+                    format!("-tlsKeyFile={}", t.key_file.display()),
+                ]
+            }))
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .stdin(Stdio::null())
@@ -303,7 +363,8 @@ impl VictoriaMetrics {
     }
 
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
     }
 
     /// The server's process id, while it runs.
@@ -313,20 +374,13 @@ impl VictoriaMetrics {
 
     /// Every series matching `selector`, as `/api/v1/export` JSON lines.
     pub async fn export(&self, selector: &str) -> Vec<serde_json::Value> {
-        let url = format!("{}/api/v1/export", self.url());
-        let body = reqwest::Client::new()
-            .post(url)
-            .header("Content-Type", "application/x-www-form-urlencoded")
-            .body(format!(
-                "match[]={}",
-                gateway::sink::percent_encode(selector)
-            ))
-            .send()
-            .await
-            .expect("export request")
-            .text()
-            .await
-            .expect("export body");
+        let body = self
+            .post_text(
+                "/api/v1/export",
+                "application/x-www-form-urlencoded",
+                format!("match[]={}", gateway::sink::percent_encode(selector)),
+            )
+            .await;
         body.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| serde_json::from_str(l).expect("export line"))
@@ -337,7 +391,15 @@ impl VictoriaMetrics {
     /// included: `((metric name, site, node, ch), timestamp ms, value)`.
     pub async fn samples(&self, selector: &str) -> Vec<(Series, u64, i64)> {
         // Make everything ingested so far searchable.
-        let _ = reqwest::get(format!("{}/internal/force_flush", self.url())).await;
+        match &self.tls {
+            Some(_) => {
+                self.post_text("/internal/force_flush", "text/plain", String::new())
+                    .await;
+            }
+            None => {
+                let _ = reqwest::get(format!("{}/internal/force_flush", self.url())).await;
+            }
+        }
         let mut out = Vec::new();
         for s in self.export(selector).await {
             let m = &s["metric"];

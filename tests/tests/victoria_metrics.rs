@@ -583,3 +583,149 @@ async fn a_full_spool_drops_the_oldest_and_counts_exactly() {
     eprintln!("full spool: {N} published, {dropped} dropped (oldest), {kept} delivered ({b} from the batch in hand)");
     gw.shutdown().await;
 }
+
+/// A CA made here and a certificate for 127.0.0.1 it signs, as files in
+/// `dir`: (certificate, key, CA).
+fn test_certificates(dir: &std::path::Path) -> VmTls {
+    let mut ca = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+    ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(rcgen::DnType::CommonName, "bureau TSDB test CA");
+    ca.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = rcgen::KeyPair::generate().expect("CA key");
+    let ca = ca.self_signed(&ca_key).expect("CA certificate");
+    let mut server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+    server.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
+    let key = rcgen::KeyPair::generate().expect("server key");
+    let cert = server
+        .signed_by(&key, &ca, &ca_key)
+        .expect("server certificate");
+    let files = VmTls {
+        cert_file: dir.join("vm.crt"),
+        key_file: dir.join("vm.key"),
+        ca_file: dir.join("ca.pem"),
+    };
+    std::fs::write(&files.cert_file, cert.pem()).expect("write");
+    std::fs::write(&files.key_file, key.serialize_pem()).expect("write");
+    std::fs::write(&files.ca_file, ca.pem()).expect("write");
+    files
+}
+
+/// The sink over https: VictoriaMetrics with `-tls` and a certificate from
+/// a CA made here, given to the gateway as `[tls] extra_ca_file`; every
+/// reading arrives, exactly as over http.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_writes_to_victoria_metrics_over_https() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let tls = test_certificates(certs.path());
+    let ca_file = tls.ca_file.clone();
+    let vm = VictoriaMetrics::start_tls(tls);
+    assert!(vm.url().starts_with("https://127.0.0.1:"), "{}", vm.url());
+    let sink = SinkConfig {
+        url: vm.url(),
+        batch_size: 20,
+        flush_interval_ms: 100,
+        timeout_ms: 2000,
+        retry_max_ms: 1000,
+        ..Default::default()
+    };
+    let Stack {
+        broker,
+        config,
+        gw,
+        dir: _dir,
+        token: _,
+    } = stack(&[], "", |c| {
+        c.sink = Some(sink);
+        c.tls.extra_ca_file = Some(ca_file);
+    })
+    .await;
+    let users = node_users(&config);
+    let (user, pass) = &users[0];
+    let (site, node) = user.split_once('.').unwrap();
+    let peer = MqttPeer::connect(broker.addr(), user, (user, pass), None).await;
+    let mut expected = Vec::new();
+    for seq in 0..50u32 {
+        publish_reading(&peer, site, node, seq, &mut expected).await;
+    }
+    expected.sort();
+    wait_until(
+        Duration::from_secs(30),
+        "100 lines written over https",
+        || gw.metrics.sink_lines_written.load(Ordering::Relaxed) >= 100,
+    )
+    .await;
+    let got = vm
+        .samples_at_least(SELECTOR, expected.len(), Duration::from_secs(30))
+        .await;
+    assert_eq!(got, expected);
+    assert_eq!(gw.metrics.sink_lines_dropped.load(Ordering::Relaxed), 0);
+    peer.disconnect().await;
+}
+
+/// A TSDB whose CA the gateway does not trust: every write fails at the
+/// handshake (counted), nothing is written, the lines wait in the disk
+/// spool; the gateway restarted with the CA as `[tls] extra_ca_file`
+/// writes every one of them, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_tsdb_holds_the_lines_until_its_ca_is_configured() {
+    let certs = tempfile::tempdir().expect("temp dir");
+    let tls = test_certificates(certs.path());
+    let ca_file = tls.ca_file.clone();
+    let vm = VictoriaMetrics::start_tls(tls);
+    let sink = SinkConfig {
+        url: vm.url(),
+        batch_size: 20,
+        flush_interval_ms: 100,
+        timeout_ms: 2000,
+        retry_max_ms: 500,
+        ..Default::default()
+    };
+    let Stack {
+        broker,
+        config,
+        gw,
+        dir: _dir,
+        token: _,
+    } = stack(&[], "", |c| c.sink = Some(sink)).await;
+    let users = node_users(&config);
+    let (user, pass) = &users[0];
+    let (site, node) = user.split_once('.').unwrap();
+    let peer = MqttPeer::connect(broker.addr(), user, (user, pass), None).await;
+    let mut expected = Vec::new();
+    for seq in 0..20u32 {
+        publish_reading(&peer, site, node, seq, &mut expected).await;
+    }
+    expected.sort();
+    wait_until(Duration::from_secs(30), "40 lines spooled", || {
+        gw.metrics.spool_lines_appended.load(Ordering::Relaxed) >= 40
+    })
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "writes refused by the handshake",
+        || gw.metrics.sink_write_errors.load(Ordering::Relaxed) >= 3,
+    )
+    .await;
+    assert_eq!(gw.metrics.sink_lines_written.load(Ordering::Relaxed), 0);
+    gw.shutdown().await;
+
+    let mut trusting = config.clone();
+    trusting.tls.extra_ca_file = Some(ca_file);
+    let gw = start_gateway(trusting).await;
+    wait_until(
+        Duration::from_secs(30),
+        "40 lines written over https",
+        || gw.metrics.sink_lines_written.load(Ordering::Relaxed) >= 40,
+    )
+    .await;
+    let got = vm
+        .samples_at_least(SELECTOR, expected.len(), Duration::from_secs(30))
+        .await;
+    assert_eq!(got, expected, "every reading once");
+    peer.disconnect().await;
+    gw.shutdown().await;
+}

@@ -148,12 +148,6 @@ impl NotifyConfig {
             if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
                 issue(format!("{p}.url"), "must be an http:// or https:// URL");
             }
-            if c.url.starts_with("https://") {
-                issue(
-                    format!("{p}.url"),
-                    "https is not supported by this build yet; put a TLS proxy in front",
-                );
-            }
             if matches!(c.kind, Kind::Sms) && c.phones.is_empty() {
                 issue(
                     format!("{p}.phones"),

@@ -138,7 +138,7 @@ pub struct Notifier {
     config: Arc<Config>,
     nc: NotifyConfig,
     store: Store,
-    http: reqwest::Client,
+    http: crate::tls::HttpClient,
     escalator: Escalator,
     channels: BTreeMap<String, Channel>,
     /// Open alarms being followed, for their text at each step.
@@ -169,10 +169,8 @@ impl Notifier {
             bureau_after_ms: nc.bureau_after_secs * 1000,
             remind_every_ms: nc.remind_every_secs * 1000,
         });
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_millis(nc.timeout_ms))
-            .build()
-            .unwrap_or_default();
+        let timeout = Duration::from_millis(nc.timeout_ms);
+        let http = crate::tls::HttpClient::new_or_system(&config.tls, timeout, "notify");
         Notifier {
             config,
             nc,
@@ -545,7 +543,7 @@ impl Notifier {
 
 /// Sends each request (several for SMS); the worst answer counts.
 async fn send_all(
-    http: &reqwest::Client,
+    http: &crate::tls::HttpClient,
     kind: vendor::Kind,
     requests: Vec<vendor::Request>,
 ) -> Answer {
@@ -561,12 +559,18 @@ async fn send_all(
                 let body = resp.bytes().await.unwrap_or_default();
                 vendor::answer(kind, status, &body)
             }
-            // The URL carries the robot's token (`access_token=`, `key=`,
-            // `sign=`): never into the error text, hence the log and the
-            // notification log.
+            // An untrusted certificate, like a refused signature, stays
+            // wrong however often it is retried: fail over at once. The
+            // error names scheme, host and port only, and is redacted all
+            // the same: the URL carries the robot's token (`access_token=`,
+            // `key=`, `sign=`).
+            Err(e) if e.is_certificate() => Answer::Refused(format!(
+                "request failed: {}",
+                crate::redact::text(&e.to_string())
+            )),
             Err(e) => Answer::Failed(format!(
                 "request failed: {}",
-                crate::redact::text(&e.without_url().to_string())
+                crate::redact::text(&e.to_string())
             )),
         };
         if answer != Answer::Delivered {

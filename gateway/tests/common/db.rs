@@ -88,7 +88,7 @@ fn server() -> &'static Server {
     SERVER.get_or_init(start_server)
 }
 
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     let mut found: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
         .into_iter()
         .flatten()
@@ -111,7 +111,7 @@ fn bin_dir() -> PathBuf {
     })
 }
 
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::env::var("USER").map(|u| u == "root").unwrap_or(false)
         || Command::new("id")
             .arg("-u")
@@ -122,7 +122,7 @@ fn is_root() -> bool {
 
 /// A command run as the `postgres` user when we are root (PostgreSQL
 /// refuses to run as root), else as ourselves.
-fn as_pg_user(program: &Path, root: bool) -> Command {
+pub fn as_pg_user(program: &Path, root: bool) -> Command {
     if root {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);

@@ -3,6 +3,7 @@
 
 pub mod db;
 pub mod node;
+pub mod tls;
 
 use std::process::{Child, Command, ExitStatus};
 use std::time::{Duration, Instant};
