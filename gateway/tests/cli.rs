@@ -75,7 +75,7 @@ async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n[mqtt]\nembedded_listen = \"127.0.0.1:{mqtt}\"\n\
+            "[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n[mqtt]\nembedded_listen = \"127.0.0.1:{mqtt}\"\nanonymous_config_nodes = true\n\
              [[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
             dir.path().join("data").display()
         ),

@@ -38,6 +38,8 @@ async fn start() -> Gw {
     let broker = SocketAddr::from(([127, 0, 0, 1], gateway::demo::free_port().unwrap()));
     config.mqtt.embedded_listen = broker;
     config.mqtt.client_id = "registration-test".into();
+    // The node of the file without credentials logs in as itself.
+    config.mqtt.anonymous_config_nodes = true;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
     let now = gateway::time::now_ms();
