@@ -30,7 +30,8 @@ async fn the_session_takeover_is_refused_and_the_gateway_receives_every_message(
     let mut gw = gw.start(None);
     gw.wait_metric("gateway_mqtt_connections_total", 1, 20 * SECOND);
     // (client id, login, CONNACK code: 5 not authorised, 4 bad login)
-    let attacks: [(&str, Option<(&str, &str)>, u8); 5] = [
+    type Attack<'a> = (&'a str, Option<(&'a str, &'a str)>, u8);
+    let attacks: [Attack; 5] = [
         ("fire-gateway", None, 5),
         (
             "fire-gateway",
