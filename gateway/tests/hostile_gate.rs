@@ -12,6 +12,10 @@ use std::time::{Duration, Instant};
 
 const SECOND: Duration = Duration::from_secs(1);
 
+/// One attack at a time: each floods its own gateway, and the floods
+/// measure memory and timeouts that a neighbour's flood would blur.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// CONNACK with `code`, then the gate closes the connection.
 async fn refused_with(r: &mut Raw, code: u8, what: &str) {
     let got = r.closed_within(10 * SECOND).await;
@@ -25,6 +29,7 @@ async fn refused_with(r: &mut Raw, code: u8, what: &str) {
 /// client is never knocked off.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_session_takeover_is_refused_and_the_gateway_receives_every_message() {
+    let _serial = SERIAL.lock().await;
     let gw = Gw::prepare("anonymous_config_nodes = true");
     let n02_password = gw.rotate("n02");
     let mut gw = gw.start(None);
@@ -94,6 +99,7 @@ async fn the_session_takeover_is_refused_and_the_gateway_receives_every_message(
 /// gateway; after each the gate has closed (or refused) and counted it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_clients_are_closed_and_counted_and_harm_no_one() {
+    let _serial = SERIAL.lock().await;
     let mut gw = Gw::prepare(
         "anonymous_config_nodes = true\n[mqtt.limits]\nconnect_timeout_secs = 2\nmax_keep_alive_secs = 2",
     )
@@ -245,6 +251,7 @@ async fn hostile_clients_are_closed_and_counted_and_harm_no_one() {
 /// the log, and the gateway's RSS within a few MB of where it started.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connects_with_huge_distinct_usernames_leave_memory_and_logs_bounded() {
+    let _serial = SERIAL.lock().await;
     const TASKS: usize = 16;
     async fn flood(gw_mqtt: std::net::SocketAddr, from: usize, to: usize) {
         let mut tasks = Vec::new();
@@ -317,6 +324,7 @@ async fn connects_with_huge_distinct_usernames_leave_memory_and_logs_bounded() {
 /// on 127.0.0.2 connects and gets its reading through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_connections_from_one_address_do_not_stop_a_node_on_another() {
+    let _serial = SERIAL.lock().await;
     let mut gw = Gw::prepare("anonymous_config_nodes = true").start(Some(1024));
     let rss_before = gw.rss_kib();
     // In waves of 250, each accepted by the gate before the next: past the

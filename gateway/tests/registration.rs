@@ -424,8 +424,13 @@ async fn a_registered_node_speaks_only_for_itself_until_revoked() {
     );
 
     // A node of the file without credentials still logs in anonymously
-    // (mqtt.anonymous_config_nodes), but only for itself.
-    let (anon, mut aev) = connect(gw.broker, "home_a-n01", None).await.unwrap();
+    // (mqtt.anonymous_config_nodes), but only as itself: under its client
+    // id `{site}.{node}`, never another (issue 14), and only for its topics.
+    refused_with(
+        connect(gw.broker, "home_a-n01", None).await,
+        ConnectReturnCode::NotAuthorized,
+    );
+    let (anon, mut aev) = connect(gw.broker, "home_a.n01", None).await.unwrap();
     publish(
         &anon,
         &mut aev,

@@ -296,8 +296,11 @@ async fn serve(
     }
     drop(access);
     // A client is held to its keep-alive, capped; "none" (0) is the cap.
-    connect.keep_alive = effective_keep_alive(connect.keep_alive, limits.max_keep_alive_secs);
-    let idle = idle_timeout(connect.keep_alive);
+    // The broker behind is given twice as long, so that the gate, which
+    // counts why it closes, is the one that closes a silent client.
+    let keep_alive = effective_keep_alive(connect.keep_alive, limits.max_keep_alive_secs);
+    let idle = idle_timeout(keep_alive);
+    connect.keep_alive = keep_alive.saturating_mul(2);
     buf = BytesMut::from(&buf[..]);
 
     // The Last Will, for the pipeline when the gate hands it messages.
