@@ -259,6 +259,7 @@ function openStream() {
 
 function onEvent(name, ev) {
   if (name === "lagged") { reloadAlarms(); return; }
+  if (name === "session_ended") { logout("登录已失效，请重新登录"); return; }
   if (ev.alarm) {
     const a = ev.alarm;
     const known = S.alarms.has(a.id);
@@ -268,7 +269,9 @@ function onEvent(name, ev) {
       const urgent = a.level === "alarm" && (a.kind === "electrical_fire" || a.kind === "fire_facility");
       cue(urgent);
       if (!known) S.fresh.add(a.id);
-      toast(`【${a.level_label}】${siteName(a.site)} ${nodePlace(a.site, a.node)} ${a.quantity_label || a.kind_label} ${a.value_display || ""}`);
+      toast(a.notice_label
+        ? `【提示】${siteName(a.site)} ${nodePlace(a.site, a.node)} ${a.channel} ${a.notice_label}`
+        : `【${a.level_label}】${siteName(a.site)} ${nodePlace(a.site, a.node)} ${a.quantity_label || a.kind_label} ${a.value_display || ""}`);
     }
     if (S.page === "desk") renderAlarms();
   }
@@ -580,7 +583,7 @@ async function renderTicket(id) {
     h("section", { class: "panel", id: "linked-alarms" }, h("h2", {}, `关联报警（${d.alarms.length}）`),
       d.alarms.length ? h("table", {}, h("tbody", {}, d.alarms.map((a) => h("tr", {},
         h("td", {}, h("span", { class: "badge " + a.level }, a.level_label)), h("td", {}, cst(a.raised_at)),
-        h("td", {}, `${a.quantity_label || a.kind_label} ${a.value_display || ""}`), h("td", {}, a.state_label),
+        h("td", {}, a.notice_label || `${a.quantity_label || a.kind_label} ${a.value_display || ""}`), h("td", {}, a.state_label),
         h("td", {}, a.acked_at ? `已确认（${a.acked_by}，用时 ${duration(a.time_to_ack_s)}）` : "未确认")))))
         : h("div", { class: "empty" }, "无")),
     evidencePanel(t, d.evidence)));
@@ -969,7 +972,13 @@ window.addEventListener("DOMContentLoaded", async () => {
     showMute();
     unlockAudio();
   });
-  $("#logout").addEventListener("click", () => logout());
+  $("#logout").addEventListener("click", () => {
+    // End the session on the server too: the token stops working at once.
+    if (S.session) {
+      fetch("/api/v1/logout", { method: "POST", headers: { Authorization: "Bearer " + S.session.token } }).catch(() => {});
+    }
+    logout();
+  });
   loadSession();
   if (S.session) {
     try { await start(); } catch (_) { return; }

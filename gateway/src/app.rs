@@ -37,6 +37,8 @@ pub enum StartError {
 pub struct Running {
     /// Where the HTTP API listens.
     pub http_addr: SocketAddr,
+    /// Where `/metrics` listens on its own (`http.metrics_listen`), if set.
+    pub metrics_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub events: broadcast::Sender<GatewayEvent>,
@@ -51,6 +53,8 @@ pub struct Running {
     pipeline: JoinHandle<()>,
     sink: Option<JoinHandle<()>>,
     http: JoinHandle<()>,
+    metrics_listener: Option<JoinHandle<()>>,
+    sessions: JoinHandle<()>,
 }
 
 /// Starts every part of the gateway. `config_source` names where the
@@ -69,9 +73,19 @@ pub async fn start_with_source(
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
+    // Bound before anything starts, so that a taken address stops nothing.
+    let metrics_listener = match config.http.metrics_listen {
+        Some(addr) => Some(TcpListener::bind(addr).await.map_err(StartError::Http)?),
+        None => None,
+    };
+    let metrics_addr = match &metrics_listener {
+        Some(l) => Some(l.local_addr().map_err(StartError::Http)?),
+        None => None,
+    };
 
     let store = Store::open(&config.storage.database_url()).await?;
-    tracing::info!(url = %config.storage.database_url(), "database ready");
+    // The URL may carry the database password: never into the log.
+    tracing::info!(url = %crate::redact::url(&config.storage.database_url()), "database ready");
 
     // The configuration in force: the file's plus registered nodes.
     let gateway_login = config
@@ -138,7 +152,7 @@ pub async fn start_with_source(
                 sink_shutdown.clone(),
             );
             if !s.is_unavailable() {
-                tracing::info!(url = %c.url, bucket = %c.bucket, "metrics sink on, spooled on disk");
+                tracing::info!(url = %crate::redact::url(&c.url), bucket = %c.bucket, "metrics sink on, spooled on disk");
             }
             (Some(s), Some(t), spooled)
         }
@@ -202,18 +216,52 @@ pub async fn start_with_source(
         commands,
         live: live.clone(),
     });
-    let http_shutdown = shutdown.clone();
-    let http_task = tokio::spawn(async move {
-        let serve = axum::serve(http, app)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await });
-        if let Err(e) = serve.await {
-            tracing::error!(error = %e, "HTTP server stopped");
-        }
-    });
+    // Our own accept loop rather than `axum::serve`: connection caps (in
+    // all and per address) and hyper's header-read timeout (`http::limits`).
+    let http_task = tokio::spawn(crate::http::limits::serve(
+        http,
+        app,
+        crate::http::limits::Limits::from_config(&config.http),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     tracing::info!(%http_addr, "HTTP API listening");
+    // `/metrics` on a listener of its own (loopback, typically).
+    let mut metrics_task = None;
+    if let Some(listener) = metrics_listener {
+        let app = crate::http::metrics_router(metrics.clone());
+        let stop = shutdown.clone();
+        metrics_task = Some(tokio::spawn(async move {
+            let serve = axum::serve(listener, app)
+                .with_graceful_shutdown(async move { stop.cancelled().await });
+            if let Err(e) = serve.await {
+                tracing::error!(error = %e, "metrics listener stopped");
+            }
+        }));
+        tracing::info!(addr = ?metrics_addr, "/metrics listening on its own address");
+    }
+    // Expired sessions are deleted every 10 minutes (and at each login).
+    let sessions_task = {
+        let (store, stop) = (store.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(600));
+            loop {
+                tokio::select! {
+                    _ = every.tick() => {
+                        if let Err(e) = store.prune_sessions(crate::time::now_ms()).await {
+                            tracing::warn!(error = %e, "expired sessions not pruned");
+                        }
+                    }
+                    _ = stop.cancelled() => break,
+                }
+            }
+        })
+    };
 
     Ok(Running {
         http_addr,
+        metrics_addr,
+        metrics_listener: metrics_task,
         metrics,
         store,
         events,
@@ -227,6 +275,7 @@ pub async fn start_with_source(
         pipeline: pipeline_task,
         sink: sink_task,
         http: http_task,
+        sessions: sessions_task,
     })
 }
 
@@ -249,10 +298,14 @@ impl Running {
             let _ = tokio::time::timeout(Duration::from_secs(10), s).await;
         }
         let _ = tokio::time::timeout(Duration::from_secs(5), self.http).await;
+        if let Some(m) = self.metrics_listener {
+            let _ = tokio::time::timeout(Duration::from_secs(5), m).await;
+        }
         if let Some(g) = self.gate {
             let _ = tokio::time::timeout(Duration::from_secs(5), g).await;
         }
         let _ = self.live_task.await;
+        let _ = self.sessions.await;
         self.store.close().await;
         tracing::info!("gateway stopped");
     }

@@ -178,6 +178,38 @@ pub fn label(site: &str, node: &str) -> Option<String> {
     Some(provision::label(&SiteId::new(site).ok()?, &NodeId::new(node).ok()?).to_string())
 }
 
+/// Writes an artefact (it holds the node's MQTT password) readable by its
+/// owner only: a new file created 0600 beside `path`, then renamed over it,
+/// so neither a half-written file nor an older file's wider permissions
+/// ever show the password to another local user.
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "artefact".into());
+    let tmp = path.with_file_name(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let result = options.open(&tmp).and_then(|mut f| {
+        f.write_all(bytes)?;
+        f.sync_all()
+    });
+    match result.and_then(|()| std::fs::rename(&tmp, path)) {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -123,14 +123,39 @@ pub const DEFAULT_OFFLINE_AFTER_SECS: u32 = 180;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct HttpConfig {
-    /// Address of the HTTP API and `/metrics`.
+    /// Address of the HTTP API (and of `/metrics` unless `metrics_listen` is set).
     pub listen: SocketAddr,
+    /// HTTP connections open at once; more are closed at once (see
+    /// `http::limits`; `deploy/systemd` sizes `LimitNOFILE` with it).
+    pub max_connections: usize,
+    /// HTTP connections open at once from one address.
+    pub max_connections_per_peer: usize,
+    /// A request head (or the next one on an idle connection) must arrive
+    /// in full within this many seconds.
+    pub header_read_timeout_secs: u64,
+    /// Evidence files kept in all, MiB (each file counted once).
+    pub evidence_quota_mib: u64,
+    /// How often an open event stream checks that its session still holds
+    /// (not expired, logged out, revoked, or its user disabled), seconds,
+    /// 1–60; the stream closes when it does not.
+    pub session_recheck_secs: u64,
+    /// Where `/metrics` is served instead, e.g. `127.0.0.1:9464` beside an
+    /// API listening on `0.0.0.0:8080` (its labels name sites and nodes).
+    /// Unset: `/metrics` stays on the API listener and answers only
+    /// loopback peers (others get 404).
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 512,
+            max_connections_per_peer: 64,
+            header_read_timeout_secs: 10,
+            evidence_quota_mib: 4096,
+            session_recheck_secs: 60,
+            metrics_listen: None,
         }
     }
 }
@@ -577,6 +602,12 @@ impl Config {
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());
         }
+        if !(1..=60).contains(&self.http.session_recheck_secs) {
+            issue(
+                "http.session_recheck_secs".into(),
+                "must be 1–60: a revoked session's event stream must close within a minute".into(),
+            );
+        }
         if !(1..=100_000).contains(&self.storage.batch_max_messages) {
             issue(
                 "storage.batch_max_messages".into(),
@@ -593,6 +624,30 @@ impl Config {
             issue(
                 "commissioning.baseline_hours".into(),
                 "must be 24–2160: at least a day of the building's rhythm, at most a season".into(),
+            );
+        }
+        if self.http.max_connections == 0 || self.http.max_connections > 65_536 {
+            issue(
+                "http.max_connections".into(),
+                "must be 1–65536 (and within the process's LimitNOFILE)".into(),
+            );
+        }
+        if self.http.max_connections_per_peer == 0 {
+            issue(
+                "http.max_connections_per_peer".into(),
+                "must be at least 1".into(),
+            );
+        }
+        if !(1..=300).contains(&self.http.header_read_timeout_secs) {
+            issue(
+                "http.header_read_timeout_secs".into(),
+                "must be 1–300".into(),
+            );
+        }
+        if self.http.evidence_quota_mib == 0 {
+            issue(
+                "http.evidence_quota_mib".into(),
+                "must be at least 1".into(),
             );
         }
         if !(5..=600).contains(&self.commissioning.selftest_window_secs) {

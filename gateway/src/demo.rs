@@ -208,6 +208,58 @@ pub fn demo_nodes() -> Vec<SimNode> {
     vec![steady_node("yangguang", "n01", 3), kitchen, hovering]
 }
 
+/// The file that marks a data directory as the demo's own.
+pub const DEMO_MARKER: &str = "DEMO";
+
+/// What the demo may do with a data directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataDir {
+    /// No database yet: the demo creates one and marks the directory.
+    Fresh,
+    /// A database the demo made before.
+    Demo,
+    /// A database the demo did not make (a real installation's): the demo
+    /// must not touch it — it would add its accounts with published
+    /// passwords, its sites and its simulated alarms.
+    Foreign,
+}
+
+/// Judges a data directory from whether it holds the gateway's database
+/// and the demo's marker (pure).
+pub fn judge_data_dir(database_exists: bool, marker_exists: bool) -> DataDir {
+    match (database_exists, marker_exists) {
+        (false, _) => DataDir::Fresh,
+        (true, true) => DataDir::Demo,
+        (true, false) => DataDir::Foreign,
+    }
+}
+
+/// Takes `dir` for the demo: refused (with the reason, in Chinese) when it
+/// holds a database the demo did not make; otherwise created if needed and
+/// marked as the demo's.
+pub fn claim_data_dir(dir: &std::path::Path) -> Result<(), String> {
+    let database = dir.join("gateway.db");
+    let marker = dir.join(DEMO_MARKER);
+    match judge_data_dir(database.exists(), marker.exists()) {
+        DataDir::Demo => Ok(()),
+        DataDir::Foreign => Err(format!(
+            "目录 {} 中已有不是演示模式创建的数据库（{}）；演示模式不会使用它，以免把演示账号和模拟报警写入真实数据。请用 --data-dir 指定另一个目录。",
+            dir.display(),
+            database.display()
+        )),
+        DataDir::Fresh => {
+            std::fs::create_dir_all(dir)
+                .and_then(|()| {
+                    std::fs::write(
+                        &marker,
+                        "This data directory belongs to `gateway demo`: simulated data and demo accounts with published passwords.\n",
+                    )
+                })
+                .map_err(|e| format!("无法使用目录 {}：{e}", dir.display()))
+        }
+    }
+}
+
 /// The demo's configuration: embedded broker on `mqtt`, data under `data_dir`.
 pub fn demo_config(mqtt: SocketAddr, http: SocketAddr, data_dir: PathBuf) -> Config {
     let node = |id: &str, location: &str| NodeConfig {
@@ -475,4 +527,17 @@ pub async fn ensure_demo_users(store: &crate::store::Store) -> Result<DemoAccoun
             .collect(),
         duty_token,
     })
+}
+
+#[cfg(test)]
+mod data_dir_tests {
+    use super::*;
+
+    #[test]
+    fn only_a_fresh_directory_or_the_demos_own_is_taken() {
+        assert_eq!(judge_data_dir(false, false), DataDir::Fresh);
+        assert_eq!(judge_data_dir(false, true), DataDir::Fresh);
+        assert_eq!(judge_data_dir(true, true), DataDir::Demo);
+        assert_eq!(judge_data_dir(true, false), DataDir::Foreign);
+    }
 }

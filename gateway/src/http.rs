@@ -28,7 +28,14 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
 
+mod accounts;
+mod evidence;
+pub mod limits;
+mod login_throttle;
 mod registration;
+mod session;
+
+pub use session::LoginGuard;
 
 /// Shared state of the handlers.
 #[derive(Clone)]
@@ -52,7 +59,7 @@ fn public_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(healthz))
         .routes(routes!(metrics))
         .routes(routes!(openapi))
-        .routes(routes!(login))
+        .routes(routes!(session::login))
 }
 
 /// Routes behind the bearer token; each handler then keeps to the caller's
@@ -66,7 +73,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ticket))
         .routes(routes!(transition_ticket))
         .routes(
-            routes!(add_evidence).layer(axum::extract::DefaultBodyLimit::max(
+            routes!(evidence::add_evidence).layer(axum::extract::DefaultBodyLimit::max(
                 crate::evidence::MAX_BYTES + 1,
             )),
         )
@@ -93,6 +100,12 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(ledger))
         .routes(routes!(monthly_report))
         .routes(routes!(events))
+        .routes(routes!(session::logout))
+        .routes(routes!(accounts::users))
+        .routes(routes!(accounts::disable_user))
+        .routes(routes!(accounts::enable_user))
+        .routes(routes!(accounts::set_password))
+        .routes(routes!(accounts::revoke_sessions))
 }
 
 /// The API's routes.
@@ -101,7 +114,14 @@ pub fn router(state: AppState) -> Router {
         state.clone(),
         authenticate,
     ));
-    Router::from(public_routes().merge(protected)).with_state(state)
+    let metrics = state.metrics.clone();
+    Router::from(public_routes().merge(protected))
+        .layer(axum::Extension(Arc::new(LoginGuard::default())))
+        .with_state(state)
+        .route_layer(axum::middleware::from_fn_with_state(
+            metrics,
+            limits::limit_body,
+        ))
 }
 
 /// The OpenAPI document of this API, generated from the routes above once,
@@ -127,7 +147,8 @@ async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(str::trim)
-        .filter(|t| !t.is_empty());
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
     let Some(token) = token else {
         return ApiError(
             StatusCode::UNAUTHORIZED,
@@ -136,9 +157,11 @@ async fn authenticate(
         )
         .into_response();
     };
-    match s.store.user_by_token(token, crate::time::now_ms()).await {
+    match s.store.user_by_token(&token, crate::time::now_ms()).await {
         Ok(Some(user)) => {
+            let token = session::SessionToken(token);
             req.extensions_mut().insert(user);
+            req.extensions_mut().insert(token);
             next.run(req).await
         }
         Ok(None) => ApiError(
@@ -180,60 +203,6 @@ fn act_on_alarms(user: &User) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-#[schema(as = LoginRequest)]
-struct LoginBody {
-    login: String,
-    password: String,
-}
-
-/// A session.
-#[derive(Serialize, ToSchema)]
-#[schema(as = LoginReply)]
-struct LoginReply {
-    /// The bearer token for `Authorization: Bearer <token>`.
-    token: String,
-    /// When the session ends, ms since the epoch (12 h after login).
-    expires_at: u64,
-    user: User,
-}
-
-/// Log in with login and password; returns a bearer token (12 h) and the user's role and sites.
-#[utoipa::path(
-    post,
-    path = "/api/v1/login",
-    tag = "auth",
-    request_body = LoginBody,
-    responses(
-        (status = OK, description = "Logged in", body = LoginReply),
-        (status = BAD_REQUEST, response = BadRequest),
-        (
-            status = UNAUTHORIZED,
-            description = "Wrong login or password (`bad_credentials`)",
-            body = ErrorBody
-        ),
-        (status = SERVICE_UNAVAILABLE, response = crate::openapi::StoreUnavailable),
-    )
-)]
-async fn login(State(s): State<AppState>, body: axum::body::Bytes) -> Result<Response, ApiError> {
-    let body: LoginBody = serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
-    let now = crate::time::now_ms();
-    match s.store.login(&body.login, &body.password, now).await? {
-        Some((token, user)) => Ok(Json(LoginReply {
-            token,
-            expires_at: now + crate::auth::SESSION_MS,
-            user,
-        })
-        .into_response()),
-        None => Err(ApiError(
-            StatusCode::UNAUTHORIZED,
-            "bad_credentials",
-            "用户名或密码错误".into(),
-        )),
-    }
-}
-
 /// An API error: status plus a message in Chinese and a stable code.
 pub struct ApiError(StatusCode, &'static str, String);
 
@@ -259,7 +228,7 @@ impl IntoResponse for ApiError {
 
 impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
-        tracing::error!(error = %e, "store error in an API call");
+        tracing::error!(error = %crate::redact::text(&e.to_string()), "store error in an API call");
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
@@ -347,7 +316,8 @@ async fn healthz(State(s): State<AppState>) -> Response {
         (Some((_, reason)), _) => Some(reason.clone()),
         (None, Err(e)) => Some(e),
         (None, Ok(())) => None,
-    };
+    }
+    .map(|e| crate::redact::text(&e).into_owned());
     let mqtt_up = s.metrics.mqtt_connections.load(Ordering::Relaxed) > 0;
     let sink_reason = s.metrics.sink_degraded();
     let body = Health {
@@ -385,17 +355,58 @@ async fn healthz(State(s): State<AppState>) -> Response {
             description = "Prometheus exposition (text format 0.0.4): messages received, dropped by reason, duplicates, sequence gaps, alarms, tickets, sink backlog",
             body = String, content_type = "text/plain"
         ),
+        (
+            status = NOT_FOUND,
+            description = "Served on `http.metrics_listen` instead, or asked from an address that is not loopback (`not_found`)",
+            body = ErrorBody
+        ),
     )
 )]
-async fn metrics(State(s): State<AppState>) -> Response {
+async fn metrics(
+    State(s): State<AppState>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+) -> Response {
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(a))| a.ip());
+    if !metrics_visible(s.config.http.metrics_listen.is_some(), peer) {
+        return ApiError(StatusCode::NOT_FOUND, "not_found", "不存在".into()).into_response();
+    }
+    metrics_text(&s.metrics)
+}
+
+fn metrics_text(m: &Metrics) -> Response {
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        s.metrics.render(),
+        m.render(),
     )
         .into_response()
+}
+
+/// Whether `/metrics` on the API listener answers a peer: not when it has
+/// a listener of its own (`http.metrics_listen`), else only loopback
+/// peers — its labels name sites and nodes. A router served without peer
+/// addresses (in-process tests) answers.
+pub fn metrics_visible(separate_listener: bool, peer: Option<std::net::IpAddr>) -> bool {
+    !separate_listener && peer.is_none_or(|p| p.to_canonical().is_loopback())
+}
+
+/// The router of the separate `/metrics` listener (`http.metrics_listen`):
+/// `/metrics` for every peer, nothing else.
+pub fn metrics_router(metrics: Arc<Metrics>) -> Router {
+    Router::from(OpenApiRouter::default().routes(routes!(own_listener_metrics))).with_state(metrics)
+}
+
+/// The gateway's own counters on the listener of their own (`http.metrics_listen`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "system",
+    responses((status = OK, description = "Prometheus exposition (text format 0.0.4)", body = String, content_type = "text/plain")),
+)]
+async fn own_listener_metrics(State(m): State<Arc<Metrics>>) -> Response {
+    metrics_text(&m)
 }
 
 /// Values of the alarm list's `state` filter.
@@ -539,10 +550,12 @@ fn ticket_not_found(id: i64) -> ApiError {
 }
 
 /// Checks that ticket `id` exists and lies within the caller's jurisdiction.
+/// A record outside it answers exactly as one that does not exist (404):
+/// a 403 would tell that the id exists at another site.
 async fn ticket_in_jurisdiction(s: &AppState, user: &User, id: i64) -> Result<(), ApiError> {
     match s.store.ticket(id).await? {
-        Some((t, _, _)) => within(user, &t.site),
-        None => Err(ticket_not_found(id)),
+        Some((t, _, _)) if user.covers(&t.site) => Ok(()),
+        _ => Err(ticket_not_found(id)),
     }
 }
 
@@ -552,13 +565,12 @@ async fn alarm_in_jurisdiction(
     user: &User,
     id: i64,
 ) -> Result<crate::store::AlarmRow, ApiError> {
-    let row = s
-        .store
+    // Outside the jurisdiction = not found (a 403 would reveal the id).
+    s.store
         .alarm(id)
         .await?
-        .ok_or_else(|| alarm_not_found(id))?;
-    within(user, &row.site)?;
-    Ok(row)
+        .filter(|row| user.covers(&row.site))
+        .ok_or_else(|| alarm_not_found(id))
 }
 
 /// Acknowledge (确认) an alarm; the first acknowledgement counts.
@@ -606,8 +618,10 @@ async fn ack_alarm(
 ///
 /// An authorised reset of a latched alarm: the value is back in band and a
 /// person releases the alarm. Refused while the value is still past the
-/// setpoint. Logged and audited with who did it, and sent to the node as a
-/// `reset` command. Only duty officers and site managers may reset.
+/// setpoint — except on a channel whose node now reports another quantity
+/// (its readings are refused until this reset, which releases the alarm,
+/// latched or not). Logged and audited with who did it, and sent to the
+/// node as a `reset` command. Only duty officers and site managers may reset.
 #[utoipa::path(
     post,
     path = "/api/v1/alarms/{id}/reset",
@@ -728,8 +742,7 @@ struct TicketDetail {
     responses(
         (status = OK, description = "The ticket", body = TicketDetail),
         (status = BAD_REQUEST, response = BadRequest),
-        (status = FORBIDDEN, response = Forbidden),
-        (status = NOT_FOUND, response = NotFound),
+        (status = NOT_FOUND, description = "No such ticket within your jurisdiction (`not_found`)", body = ErrorBody),
     )
 )]
 async fn ticket(
@@ -739,8 +752,8 @@ async fn ticket(
 ) -> Result<Json<TicketDetail>, ApiError> {
     let id = path_id(id)?;
     match s.store.ticket(id).await? {
-        Some((t, _, _)) if !user.covers(&t.site) => Err(forbidden_site(&t.site)),
-        Some((t, events, alarms)) => {
+        // Outside the jurisdiction = not found (a 403 would reveal the id).
+        Some((t, events, alarms)) if user.covers(&t.site) => {
             let evidence = s.store.evidence(id).await?;
             let readings = s.store.ticket_readings(id, 2_000).await?;
             let actions = crate::ticket::offered(
@@ -758,7 +771,7 @@ async fn ticket(
                 actions,
             }))
         }
-        None => Err(ticket_not_found(id)),
+        _ => Err(ticket_not_found(id)),
     }
 }
 
@@ -793,7 +806,7 @@ struct TransitionBody {
         (status = BAD_REQUEST, response = BadRequest),
         (
             status = FORBIDDEN,
-            description = "Outside the caller's jurisdiction, or the role may not take this step (`forbidden`)",
+            description = "The role may not take this step (`forbidden`)",
             body = ErrorBody
         ),
         (status = NOT_FOUND, response = NotFound),
@@ -820,6 +833,13 @@ async fn transition_ticket(
             StatusCode::BAD_REQUEST,
             "bad_note",
             "说明最多 2000 个字符".into(),
+        ));
+    }
+    if let Err(too_long) = crate::ticket::limits::check(&body.step) {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "too_long",
+            too_long.to_string(),
         ));
     }
     ticket_in_jurisdiction(&s, &user, id).await?;
@@ -1036,127 +1056,6 @@ async fn monthly_report(
     }
 }
 
-#[derive(Deserialize, IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-struct EvidenceParams {
-    /// Caption of a file.
-    #[param(max_length = 2000)]
-    note: Option<String>,
-}
-
-/// A note as evidence.
-#[derive(Deserialize, ToSchema)]
-#[serde(deny_unknown_fields)]
-struct EvidenceNote {
-    #[schema(min_length = 1, max_length = 2000)]
-    note: String,
-}
-
-/// Attach evidence (整改佐证): a JSON note, or a photo/document as the body (image/jpeg, image/png, image/webp, application/pdf; ≤ 10 MiB), stored by SHA-256.
-///
-/// The body is the file itself, not a multipart form; its bytes must be
-/// what its `Content-Type` says.
-#[utoipa::path(
-    post,
-    path = "/api/v1/tickets/{id}/evidence",
-    tag = "tickets",
-    params(("id" = i64, Path, description = "The ticket's id"), EvidenceParams),
-    request_body(content(
-        (EvidenceNote = "application/json"),
-        (inline(Binary) = "image/jpeg"),
-        (inline(Binary) = "image/png"),
-        (inline(Binary) = "image/webp"),
-        (inline(Binary) = "application/pdf"),
-    )),
-    responses(
-        (status = OK, description = "Recorded", body = crate::store::EvidenceRow),
-        (status = BAD_REQUEST, response = BadRequest),
-        (status = FORBIDDEN, response = Forbidden),
-        (status = NOT_FOUND, response = NotFound),
-        (status = PAYLOAD_TOO_LARGE, description = "Over 10 MiB (`too_large`)", body = ErrorBody),
-        (
-            status = UNSUPPORTED_MEDIA_TYPE,
-            description = "Not a JPEG/PNG/WebP/PDF, or not what it claims (`bad_media_type`)",
-            body = ErrorBody
-        ),
-        (
-            status = SERVICE_UNAVAILABLE,
-            description = "Storage unavailable (`storage_unavailable`), or the database (`store_unavailable`)",
-            body = ErrorBody
-        ),
-    )
-)]
-async fn add_evidence(
-    State(s): State<AppState>,
-    axum::Extension(user): Caller,
-    id: Result<Path<i64>, PathRejection>,
-    q: Result<Query<EvidenceParams>, QueryRejection>,
-    headers: axum::http::HeaderMap,
-    body: axum::body::Bytes,
-) -> Result<Json<crate::store::EvidenceRow>, ApiError> {
-    let id = path_id(id)?;
-    let Query(q) = q.map_err(|e| bad_request("查询参数", e.body_text()))?;
-    ticket_in_jurisdiction(&s, &user, id).await?;
-    let role = crate::auth::role_code(user.role);
-    let media = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let now = crate::time::now_ms();
-    let row = if media.starts_with("application/json") {
-        let n: EvidenceNote =
-            serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
-        let note = n.note.trim();
-        if note.is_empty() || note.chars().count() > 2000 {
-            return Err(bad_request("说明", "须为 1–2000 个字符"));
-        }
-        s.store
-            .add_evidence(id, &user.name, role, None, note, now)
-            .await?
-    } else {
-        if body.len() > crate::evidence::MAX_BYTES {
-            return Err(ApiError(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                "文件不能超过 10 MiB".into(),
-            ));
-        }
-        let Some(actual) = crate::evidence::sniff(media, &body) else {
-            return Err(ApiError(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "bad_media_type",
-                "只接受 JPEG、PNG、WebP 照片或 PDF 文件，且内容须与声明的类型一致".into(),
-            ));
-        };
-        let note = q.note.unwrap_or_default();
-        if note.chars().count() > 2000 {
-            return Err(bad_request("说明", "最多 2000 个字符"));
-        }
-        let hash = crate::evidence::store(&s.config.storage.data_dir, &body)
-            .await
-            .map_err(|e| {
-                tracing::error!(error = %e, "cannot store an evidence file");
-                ApiError(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage_unavailable",
-                    "文件暂时无法保存，请稍后重试".into(),
-                )
-            })?;
-        s.store
-            .add_evidence(
-                id,
-                &user.name,
-                role,
-                Some((actual, body.len() as i64, &hash)),
-                note.trim(),
-                now,
-            )
-            .await?
-    };
-    Ok(Json(row))
-}
-
 /// An evidence file by its SHA-256, for callers covering a ticket it belongs to.
 #[utoipa::path(
     get,
@@ -1175,8 +1074,7 @@ async fn add_evidence(
             (inline(Binary) = "image/webp"),
             (inline(Binary) = "application/pdf"),
         )),
-        (status = FORBIDDEN, response = Forbidden),
-        (status = NOT_FOUND, response = NotFound),
+        (status = NOT_FOUND, description = "No such file on a ticket within your jurisdiction (`not_found`)", body = ErrorBody),
     )
 )]
 async fn evidence_file(
@@ -1189,14 +1087,17 @@ async fn evidence_file(
         return Err(not_found());
     }
     let (media, sites) = s.store.evidence_file(&hash).await?.ok_or_else(not_found)?;
+    // Outside the jurisdiction = not found: a 403 would tell that the file
+    // exists (and name its site).
     if !sites.iter().any(|site| user.covers(site)) {
-        return Err(forbidden_site(
-            sites.first().map(String::as_str).unwrap_or(""),
-        ));
+        return Err(not_found());
     }
-    let bytes = tokio::fs::read(crate::evidence::path(&s.config.storage.data_dir, &hash))
+    // Re-hashed before it is served: a damaged file is not evidence.
+    let bytes = crate::evidence::read_verified(&s.config.storage.data_dir, &hash)
         .await
-        .map_err(|_| not_found())?;
+        .ok()
+        .flatten()
+        .ok_or_else(not_found)?;
     Ok(([(header::CONTENT_TYPE, media)], bytes).into_response())
 }
 
@@ -1226,11 +1127,17 @@ async fn notifications(
     q: Result<Query<NotificationQuery>, QueryRejection>,
 ) -> Result<Json<Vec<crate::store::NotificationRow>>, ApiError> {
     let q = query(q)?;
-    Ok(Json(
-        s.store
-            .notifications_in(user.sites.as_deref(), limit(q.limit)?)
-            .await?,
-    ))
+    let mut rows = s
+        .store
+        .notifications_in(user.sites.as_deref(), limit(q.limit)?)
+        .await?;
+    // Rows written before redaction existed may still quote a robot URL.
+    for r in &mut rows {
+        if let std::borrow::Cow::Owned(d) = crate::redact::text(&r.log.detail) {
+            r.log.detail = d;
+        }
+    }
+    Ok(Json(rows))
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -2314,6 +2221,9 @@ enum StreamNotice {
         /// How many events were missed.
         missed: u64,
     },
+    /// The session ended (expired, logged out, revoked, or the user was
+    /// disabled); the stream closes after this. Log in again.
+    SessionEnded,
 }
 
 /// One `data:` line of the event stream; the SSE event name is its `type`.
@@ -2325,10 +2235,24 @@ enum StreamItem {
     Notice(StreamNotice),
 }
 
+/// What an event stream holds between items.
+struct StreamState {
+    rx: broadcast::Receiver<GatewayEvent>,
+    user: User,
+    token: String,
+    store: Store,
+    metrics: Arc<Metrics>,
+    recheck: tokio::time::Interval,
+    ended: bool,
+}
+
 /// Server-sent events: alarm_raised, alarm_updated, ticket_updated (and lagged when a slow client missed some).
 ///
 /// Only what happens within the caller's jurisdiction. A comment line is
-/// sent every 15 s to keep the connection open.
+/// sent every 15 s to keep the connection open. The session is checked
+/// again every `http.session_recheck_secs` (at most a minute): once it has
+/// expired, been logged out or revoked, or its user disabled, a
+/// `session_ended` event is sent and the stream closes.
 #[utoipa::path(
     get,
     path = "/api/v1/events",
@@ -2342,14 +2266,39 @@ enum StreamItem {
 async fn events(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
+    axum::Extension(session::SessionToken(token)): axum::Extension<session::SessionToken>,
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
-    let rx = s.events.subscribe();
-    let stream = futures_util::stream::unfold((rx, user), |(mut rx, user)| async move {
+    let every = Duration::from_secs(s.config.http.session_recheck_secs.clamp(1, 60));
+    let state = StreamState {
+        rx: s.events.subscribe(),
+        user,
+        token,
+        store: s.store.clone(),
+        metrics: s.metrics.clone(),
+        recheck: tokio::time::interval_at(tokio::time::Instant::now() + every, every),
+        ended: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut st| async move {
+        if st.ended {
+            return None;
+        }
         let event = loop {
-            match rx.recv().await {
-                // Only what happens within the caller's jurisdiction.
-                Ok(ev) if !user.covers(ev.site()) => continue,
-                other => break other,
+            tokio::select! {
+                ev = st.rx.recv() => match ev {
+                    // Only what happens within the caller's jurisdiction.
+                    Ok(ev) if !st.user.covers(ev.site()) => continue,
+                    other => break other.map_err(Some),
+                },
+                _ = st.recheck.tick() => {
+                    match st.store.user_by_token(&st.token, crate::time::now_ms()).await {
+                        // Role and sites may have changed: follow them.
+                        Ok(Some(user)) => st.user = user,
+                        Ok(None) => break Err(None),
+                        // The database is away: keep the stream; the next
+                        // check decides.
+                        Err(_) => {}
+                    }
+                }
             }
         };
         let (name, item) = match event {
@@ -2362,16 +2311,27 @@ async fn events(
                 (name, StreamItem::Event(Box::new(ev)))
             }
             // A slow client missed events; tell it to reload the lists.
-            Err(broadcast::error::RecvError::Lagged(n)) => (
+            Err(Some(broadcast::error::RecvError::Lagged(n))) => (
                 "lagged",
                 StreamItem::Notice(StreamNotice::Lagged { missed: n }),
             ),
-            Err(broadcast::error::RecvError::Closed) => return None,
+            Err(Some(broadcast::error::RecvError::Closed)) => return None,
+            Err(None) => {
+                st.ended = true;
+                st.metrics
+                    .auth
+                    .streams_closed
+                    .fetch_add(1, Ordering::Relaxed);
+                (
+                    "session_ended",
+                    StreamItem::Notice(StreamNotice::SessionEnded),
+                )
+            }
         };
         let event = SseEvent::default()
             .event(name)
             .data(serde_json::to_string(&item).unwrap_or_default());
-        Some((Ok(event), (rx, user)))
+        Some((Ok(event), st))
     });
     Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
 }

@@ -63,6 +63,16 @@ pub fn alarm_kind(k: &str) -> &'static str {
     }
 }
 
+/// What a notice record tells the duty desk (a record raised and settled
+/// at once, not an alarm), by its cause; `None` for alarms.
+pub fn notice(cause: &str) -> Option<&'static str> {
+    match cause {
+        "seq_restart" => Some("节点消息序号重新开始（换板或计数归零），已确认后恢复判定"),
+        "quantity_changed" => Some("通道测量量变更：报警复位前不接收新读数，请核实后复位"),
+        _ => None,
+    }
+}
+
 /// Ticket category.
 pub fn category(c: &str) -> &'static str {
     match c {

@@ -130,6 +130,152 @@ enum UserCommand {
         #[arg(long)]
         sites: String,
     },
+    /// List users: role, active or disabled, live sessions, sites.
+    List {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Disable a user: no more logins, every session closed now.
+    Disable {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+    /// Enable a disabled user.
+    Enable {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+    /// Set a user's password (from GATEWAY_NEW_PASSWORD or the first line
+    /// of standard input); every session of the user is closed.
+    Passwd {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+    /// A user's sessions.
+    Sessions {
+        #[command(subcommand)]
+        command: SessionsCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// Close every session of a user: its tokens get 401 from now on.
+    Revoke {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        login: String,
+    },
+}
+
+/// The new password: GATEWAY_NEW_PASSWORD, or the first line of standard input.
+fn new_password() -> Result<String, ExitCode> {
+    match std::env::var("GATEWAY_NEW_PASSWORD") {
+        Ok(p) => Ok(p),
+        Err(_) => {
+            let mut line = String::new();
+            if std::io::stdin().read_line(&mut line).is_err() {
+                eprintln!("no password: set GATEWAY_NEW_PASSWORD or pipe it on standard input");
+                return Err(ExitCode::from(2));
+            }
+            Ok(line.trim_end_matches(['\r', '\n']).to_string())
+        }
+    }
+}
+
+/// `gateway user add`.
+async fn user_add(
+    config: PathBuf,
+    login: String,
+    name: String,
+    role: String,
+    sites: String,
+) -> ExitCode {
+    let config = match load_config(&config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let Some(role) = gateway::auth::parse_role(&role) else {
+        eprintln!("unknown role {role:?}: duty, site_manager, inspector, installer or admin");
+        return ExitCode::from(2);
+    };
+    let sites = gateway::auth::parse_sites(&sites);
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    // Sites of the file and registered ones; an installer may also
+    // be given a site that is yet to be registered.
+    let registered = match store.registry().await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot read the registry: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let known = gateway::registry::effective(&config, &registered);
+    if let Some(unknown) = sites
+        .iter()
+        .flatten()
+        .find(|s| known.sites.iter().all(|c| &c.id != *s))
+        .filter(|_| role != gateway::ticket::Role::Installer)
+    {
+        eprintln!("site {unknown:?} is not in the configuration");
+        return ExitCode::from(2);
+    }
+    let password = match new_password() {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    match store
+        .add_user(
+            &login,
+            &name,
+            role,
+            sites.as_deref(),
+            &password,
+            gateway::time::now_ms(),
+        )
+        .await
+    {
+        Ok(id) => {
+            println!("user {login} created (id {id})");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("cannot create user {login}: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `gateway user list|disable|enable|passwd|sessions revoke`.
+async fn user_admin(config: &std::path::Path, op: gateway::user_admin::UserOp) -> ExitCode {
+    let config = match load_config(config) {
+        Ok(c) => c,
+        Err(code) => return code,
+    };
+    let store = match open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    match gateway::user_admin::run(&store, op, gateway::time::now_ms()).await {
+        Ok(text) => {
+            println!("{}", text.trim_end());
+            ExitCode::SUCCESS
+        }
+        Err((message, code)) => {
+            eprintln!("{message}");
+            ExitCode::from(code)
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -249,7 +395,9 @@ async fn write_artefact(
         .await
         .map_err(|e| format!("无法读取定值：{e}"))?;
     let bytes = gateway::artefact::for_node(config, &applied, node, issued, (&host, port))?;
-    std::fs::write(out, &bytes).map_err(|e| format!("无法写入 {}：{e}", out.display()))?;
+    // It holds the node's password: owner-only (0600).
+    gateway::artefact::write_private(out, &bytes)
+        .map_err(|e| format!("无法写入 {}：{e}", out.display()))?;
     println!(
         "节点配置文件已写入 {}（{} 字节，连接 {host}:{port}）；烧录到节点后即可上电",
         out.display(),
@@ -556,83 +704,28 @@ async fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
-        Command::User {
-            command:
+        Command::User { command } => {
+            use gateway::user_admin::UserOp;
+            let (config, op) = match command {
                 UserCommand::Add {
                     config,
                     login,
                     name,
                     role,
                     sites,
+                } => return user_add(config, login, name, role, sites).await,
+                UserCommand::List { config } => (config, UserOp::List),
+                UserCommand::Disable { config, login } => (config, UserOp::Disable(login)),
+                UserCommand::Enable { config, login } => (config, UserOp::Enable(login)),
+                UserCommand::Passwd { config, login } => match new_password() {
+                    Ok(p) => (config, UserOp::Passwd(login, p)),
+                    Err(code) => return code,
                 },
-        } => {
-            let config = match load_config(&config) {
-                Ok(c) => c,
-                Err(code) => return code,
+                UserCommand::Sessions {
+                    command: SessionsCommand::Revoke { config, login },
+                } => (config, UserOp::RevokeSessions(login)),
             };
-            let Some(role) = gateway::auth::parse_role(&role) else {
-                eprintln!(
-                    "unknown role {role:?}: duty, site_manager, inspector, installer or admin"
-                );
-                return ExitCode::from(2);
-            };
-            let sites = gateway::auth::parse_sites(&sites);
-            let store = match open_store(&config).await {
-                Ok(s) => s,
-                Err(code) => return code,
-            };
-            // Sites of the file and registered ones; an installer may also
-            // be given a site that is yet to be registered.
-            let registered = match store.registry().await {
-                Ok(r) => r,
-                Err(e) => {
-                    eprintln!("cannot read the registry: {e}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            let known = gateway::registry::effective(&config, &registered);
-            if let Some(unknown) = sites
-                .iter()
-                .flatten()
-                .find(|s| known.sites.iter().all(|c| &c.id != *s))
-                .filter(|_| role != gateway::ticket::Role::Installer)
-            {
-                eprintln!("site {unknown:?} is not in the configuration");
-                return ExitCode::from(2);
-            }
-            let password = match std::env::var("GATEWAY_NEW_PASSWORD") {
-                Ok(p) => p,
-                Err(_) => {
-                    let mut line = String::new();
-                    if std::io::stdin().read_line(&mut line).is_err() {
-                        eprintln!(
-                            "no password: set GATEWAY_NEW_PASSWORD or pipe it on standard input"
-                        );
-                        return ExitCode::from(2);
-                    }
-                    line.trim_end_matches(['\r', '\n']).to_string()
-                }
-            };
-            match store
-                .add_user(
-                    &login,
-                    &name,
-                    role,
-                    sites.as_deref(),
-                    &password,
-                    gateway::time::now_ms(),
-                )
-                .await
-            {
-                Ok(id) => {
-                    println!("user {login} created (id {id})");
-                    ExitCode::SUCCESS
-                }
-                Err(e) => {
-                    eprintln!("cannot create user {login}: {e}");
-                    ExitCode::from(2)
-                }
-            }
+            user_admin(&config, op).await
         }
         Command::Audit {
             command: AuditCommand::Verify { config },
@@ -700,6 +793,12 @@ async fn main() -> ExitCode {
 }
 
 async fn demo(http: SocketAddr, data_dir: PathBuf, duration: Option<u64>) -> ExitCode {
+    // Never a real installation's database: the demo would add its
+    // accounts (published passwords) and simulated alarms to it.
+    if let Err(e) = gateway::demo::claim_data_dir(&data_dir) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     let listener = match tokio::net::TcpListener::bind(http).await {
         Ok(l) => l,
         Err(_) => match tokio::net::TcpListener::bind((http.ip(), 0)).await {

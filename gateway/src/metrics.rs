@@ -8,6 +8,9 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 
+mod auth;
+pub use auth::{AuthMetrics, LOGIN_OUTCOMES};
+
 /// Why a message was dropped. Each is a label value of
 /// `gateway_messages_dropped_total{reason=…}`.
 pub const DROP_REASONS: &[&str] = &[
@@ -22,6 +25,11 @@ pub const DROP_REASONS: &[&str] = &[
     "out_of_range",
     "too_many_channels",
     "duplicate",
+    // Readings on a new channel past the node's cap, or of another quantity
+    // on a channel where an alarm stands (see `node_limits`): those readings
+    // are refused, the message's others kept; counted once per message.
+    "channel_limit",
+    "quantity_changed",
 ];
 
 /// Why lines of the metrics sink never reached the time-series DB. Each is
@@ -49,6 +57,11 @@ pub struct Metrics {
     pub readings_late: AtomicU64,
     pub clock_ahead: AtomicU64,
     pub seq_gaps: AtomicU64,
+    /// Node sequences the de-duplication window could not follow, accepted
+    /// as a restart (`dedup::Verdict::Restarted`).
+    pub seq_restarts: AtomicU64,
+    /// Messages outside a node's window, not (yet) confirmed: stored, not judged.
+    pub seq_unconfirmed: AtomicU64,
     pub alarms_raised: AtomicU64,
     pub alarms_cleared: AtomicU64,
     pub faults_raised: AtomicU64,
@@ -108,6 +121,10 @@ pub struct Metrics {
     pub messages_acked: AtomicU64,
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
+    /// HTTP connection, head and body limits, evidence quotas.
+    pub http_limits: crate::http::limits::Counters,
+    /// Logins, lockouts, event streams closed by their session's end.
+    pub auth: AuthMetrics,
 }
 
 /// Whether the alarm path's last commit succeeded, since when it has been
@@ -481,6 +498,16 @@ impl Metrics {
             &self.seq_gaps,
         );
         counter(
+            "gateway_seq_restarts_total",
+            "Node (boot, seq) sequences the de-duplication window could not follow (board swap, boot counter reset, leap), accepted as a restart after consistent messages.",
+            &self.seq_restarts,
+        );
+        counter(
+            "gateway_seq_unconfirmed_total",
+            "Messages outside a node's (boot, seq) window not (yet) confirmed by the messages after them (a stray or spoofed boot/seq, or the first of a new sequence): stored, not judged.",
+            &self.seq_unconfirmed,
+        );
+        counter(
             "gateway_alarms_raised_total",
             "Alarms raised (pre-alarm and alarm).",
             &self.alarms_raised,
@@ -601,6 +628,7 @@ impl Metrics {
             );
         }
         self.gate.render(&mut out);
+        self.http_limits.render(&mut out);
         let _ = writeln!(
             out,
             "# HELP gateway_messages_dropped_total Messages dropped, by reason.\n# TYPE gateway_messages_dropped_total counter"
@@ -683,6 +711,7 @@ impl Metrics {
             "From a message handled to its acknowledgement to the broker (spool durable).",
         );
         self.modbus.render(&mut out);
+        self.auth.render(&mut out);
         out
     }
 }

@@ -169,17 +169,20 @@ impl utoipa::ToSchema for Binary {}
 
 /// Invalid request: a parameter, path segment or body that does not parse
 /// or is out of range (`bad_request`, `bad_limit`, `bad_state`, `bad_status`,
-/// `bad_note`).
+/// `bad_note`, `too_long`).
 #[derive(ToResponse)]
 #[allow(dead_code)] // documentation only
 pub struct BadRequest(ErrorBody);
 
-/// No such record (`not_found`).
+/// No such record (`not_found`), or one outside the caller's jurisdiction:
+/// both answer alike, so an id never tells that it exists at another site.
 #[derive(ToResponse)]
 #[allow(dead_code)]
 pub struct NotFound(ErrorBody);
 
-/// Outside the caller's jurisdiction, or a role that may not act (`forbidden`).
+/// A site (named in the path or query) outside the caller's jurisdiction, or
+/// a role that may not act (`forbidden`). A record asked for by its id
+/// outside the jurisdiction answers 404 instead.
 #[derive(ToResponse)]
 #[allow(dead_code)]
 pub struct Forbidden(ErrorBody);

@@ -9,6 +9,7 @@
 
 use crate::config::Config;
 use crate::dedup::{SeqTracker, Verdict};
+use crate::node_limits::Admission;
 use crate::store::AlarmKey;
 use rules::{
     ChannelRule, ChannelState, Context, Direction, Disposition, FaultKind, Level, Millis, NodeRule,
@@ -34,6 +35,15 @@ pub const CAUSE_DEVICE_ALARM: &str = "device_alarm";
 /// Cause of a loop whose learned natural leakage is itself a hazard
 /// (线路绝缘老化嫌疑).
 pub const CAUSE_INSULATION: &str = "insulation_suspect";
+/// Cause of the duty desk's notice that a node's `(boot, seq)` sequence
+/// restarted where the de-duplication window could not follow it (board
+/// swap, boot counter fallen back, a confirmed leap): raised and settled at
+/// once.
+pub const CAUSE_SEQ_RESTART: &str = "seq_restart";
+/// Cause of the duty desk's notice that a channel reports another quantity
+/// while an alarm stands on it: its readings are refused until the alarm
+/// is reset. Raised and settled at once.
+pub const CAUSE_QUANTITY_CHANGED: &str = "quantity_changed";
 /// Channel id a node uses in an `event` to report its own power supply.
 pub const SUPPLY_CHANNEL: &str = "supply";
 
@@ -150,6 +160,9 @@ struct ChannelRt {
     quantity: Quantity,
     rule: ChannelRule,
     state: ChannelState,
+    /// The node reported another quantity here while an alarm stood
+    /// (refused; an authorised reset releases the channel).
+    other_quantity: bool,
 }
 
 impl ChannelRt {
@@ -158,6 +171,7 @@ impl ChannelRt {
             quantity,
             rule,
             state: ChannelState::default(),
+            other_quantity: false,
         }
     }
 
@@ -191,6 +205,9 @@ struct NodeRt {
     /// A message from the node arrived since the gateway started (the
     /// dead-man timer of a configured node runs from start-up without one).
     heard: bool,
+    /// Channels of this node in `Runtime::channels` (capped, see
+    /// [`crate::node_limits`]).
+    channels: usize,
 }
 
 /// All rule state of one gateway.
@@ -426,14 +443,66 @@ impl Runtime {
         state: ChannelState,
     ) {
         let rule = self.rule(q, site, node, channel);
-        self.channels.insert(
+        self.insert_channel(
             (site.clone(), node.clone(), channel.clone()),
             ChannelRt {
                 quantity: q,
                 rule,
                 state,
+                other_quantity: false,
             },
         );
+    }
+
+    /// Puts a channel's rule state in place, counting the node's channels.
+    fn insert_channel(&mut self, id: (SiteId, NodeId, ChannelId), rt: ChannelRt) {
+        let (site, node) = (id.0.clone(), id.1.clone());
+        if self.channels.insert(id, rt).is_none() {
+            self.node_rt(&site, &node).channels += 1;
+        }
+    }
+
+    /// Whether reading `r` of this node is taken (the channel cap and
+    /// quantity changes, decided by [`crate::node_limits::admit`]); a new
+    /// channel admitted is put in place, so the next reading in the same
+    /// message counts it. `judged`: the reading goes to the rules; a late
+    /// one never replaces a known channel's state.
+    pub fn admit(&mut self, site: &SiteId, node: &NodeId, r: &Reading, judged: bool) -> Admission {
+        let id = (site.clone(), node.clone(), r.id.clone());
+        let known = self
+            .channels
+            .get(&id)
+            .map(|c| (c.quantity, &c.state, c.other_quantity));
+        // Only a channel the rules do not know needs the node's count.
+        let count = match known {
+            Some(_) => 0,
+            None => self
+                .nodes
+                .get(&(site.clone(), node.clone()))
+                .map_or(0, |n| n.channels),
+        };
+        let a = crate::node_limits::admit(known, count, r.q);
+        match a {
+            Admission::Fresh if judged || !self.channels.contains_key(&id) => {
+                let fresh = ChannelRt::fresh(r.q, self.rule(r.q, site, node, &r.id));
+                self.insert_channel(id, fresh);
+            }
+            Admission::QuantityChanged { .. } => {
+                if let Some(c) = self.channels.get_mut(&id) {
+                    c.other_quantity = true;
+                }
+            }
+            Admission::Fresh | Admission::Known | Admission::ChannelLimit => {}
+        }
+        a
+    }
+
+    /// Whether the node reported another quantity on this channel while an
+    /// alarm stood on it (its reset releases the channel whatever its value).
+    pub fn quantity_changed(&self, site: &SiteId, node: &NodeId, channel: &ChannelId) -> bool {
+        self.channels
+            .get(&(site.clone(), node.clone(), channel.clone()))
+            .is_some_and(|c| c.other_quantity)
     }
 
     /// A channel's quantity and current rule state, to be saved.
@@ -457,6 +526,7 @@ impl Runtime {
                 rule: NodeRule { offline_after_ms },
                 live: NodeState::default(),
                 heard: false,
+                channels: 0,
             })
     }
 
@@ -623,9 +693,10 @@ impl Runtime {
         for r in readings {
             let id = (site.clone(), node.clone(), r.id.clone());
             if self.channels.get(&id).is_none_or(|c| c.quantity != r.q) {
-                // New channel, or the node now reports another quantity on it.
+                // New channel, or the node now reports another quantity on
+                // it (the pipeline admits readings first: see `admit`).
                 let fresh = ChannelRt::fresh(r.q, self.rule(r.q, site, node, &r.id));
-                self.channels.insert(id.clone(), fresh);
+                self.insert_channel(id.clone(), fresh);
             }
             let Some(ch) = self.channels.get_mut(&id) else {
                 continue;
@@ -660,7 +731,17 @@ impl Runtime {
             .channels
             .get_mut(&(site.clone(), node.clone(), channel.clone()))
             .ok_or(ResetRefused::UnknownChannel)?;
-        let t = rules::reset(&ch.rule, &mut ch.state, now).ok_or(ResetRefused::NotReleasable)?;
+        let t = if ch.other_quantity {
+            // The node measures something else here now: what stood can no
+            // longer come back in band, so the authorised reset releases
+            // the channel; its next reading starts it under the new quantity.
+            let from = ch.state.level();
+            ch.state = ChannelState::default();
+            ch.other_quantity = false;
+            Transition::Reset { from }
+        } else {
+            rules::reset(&ch.rule, &mut ch.state, now).ok_or(ResetRefused::NotReleasable)?
+        };
         Ok(Change::Channel {
             ch: ChannelRef {
                 site: site.to_string(),
@@ -955,5 +1036,50 @@ mod tests {
         let (s, n) = ids();
         assert!(rt.knows(&s, &n));
         assert!(!rt.knows(&s, &NodeId::new("n99").unwrap()));
+    }
+
+    #[test]
+    fn admission_caps_a_nodes_channels_and_late_readings_never_replace_one() {
+        use crate::node_limits::MAX_NODE_CHANNELS;
+        let mut rt = Runtime::new(cfg(""));
+        let (s, n) = ids();
+        let rc = Quantity::ResidualCurrent;
+        for i in 0..MAX_NODE_CHANNELS {
+            let id = format!("c{i}");
+            assert_eq!(
+                rt.admit(&s, &n, &r(&id, rc, 100, ChannelStatus::Ok), true),
+                Admission::Fresh
+            );
+            assert_eq!(
+                rt.admit(&s, &n, &r(&id, rc, 100, ChannelStatus::Ok), false),
+                Admission::Known
+            );
+        }
+        assert_eq!(
+            rt.admit(&s, &n, &r("extra", rc, 100, ChannelStatus::Ok), false),
+            Admission::ChannelLimit
+        );
+        // Another node has channels of its own.
+        let other = NodeId::new("n02").unwrap();
+        assert_eq!(
+            rt.admit(&s, &other, &r("extra", rc, 100, ChannelStatus::Ok), true),
+            Admission::Fresh
+        );
+        // A late reading of another quantity on an idle channel is stored,
+        // but the channel stays what the rules judge.
+        let c0 = ChannelId::new("c0").unwrap();
+        let t = r("c0", Quantity::Temperature, 250, ChannelStatus::Ok);
+        assert_eq!(rt.admit(&s, &n, &t, false), Admission::Fresh);
+        assert_eq!(rt.channel_rule(&s, &n, &c0).map(|c| c.0), Some(rc));
+        assert_eq!(rt.admit(&s, &n, &t, true), Admission::Fresh);
+        assert_eq!(
+            rt.channel_rule(&s, &n, &c0).map(|c| c.0),
+            Some(Quantity::Temperature)
+        );
+        // Still 32 channels: a replaced one is not a new one.
+        assert_eq!(
+            rt.admit(&s, &n, &r("extra", rc, 100, ChannelStatus::Ok), true),
+            Admission::ChannelLimit
+        );
     }
 }

@@ -379,7 +379,8 @@ async fn post(
         Ok(resp) => {
             let status = resp.status();
             let text = resp.text().await.unwrap_or_default();
-            let msg = format!("{status}: {}", text.chars().take(300).collect::<String>());
+            let text: String = text.chars().take(300).collect();
+            let msg = format!("{status}: {}", crate::redact::text(&text));
             // 400/413/422: this batch will never be accepted. 401/403/404:
             // misconfiguration an operator can fix, so keep the data and retry.
             if matches!(status.as_u16(), 400 | 413 | 422) {
@@ -388,7 +389,9 @@ async fn post(
                 WriteResult::Retry(msg)
             }
         }
-        Err(e) => WriteResult::Retry(e.to_string()),
+        Err(e) => {
+            WriteResult::Retry(crate::redact::text(&e.without_url().to_string()).into_owned())
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! time go in; the new state (or the reason for refusal, in Chinese for the
 //! person who tried) comes out. The store records every accepted step.
 
+pub mod limits;
+
 use serde::{Deserialize, Serialize};
 
 /// Milliseconds since the Unix epoch.
@@ -106,17 +108,22 @@ pub enum Role {
 #[serde(deny_unknown_fields)]
 pub struct Rectification {
     /// 责任单位.
+    #[schema(max_length = 100)]
     pub responsible_unit: String,
     /// 责任人.
+    #[schema(max_length = 100)]
     pub responsible_person: String,
     /// 整改措施.
+    #[schema(max_length = 2000)]
     pub measures: String,
     /// 资金.
+    #[schema(max_length = 100)]
     pub funds: String,
     /// 时限: the deadline, ms since the epoch.
     #[schema(value_type = u64)]
     pub deadline: Millis,
     /// 预案: the interim safety plan until fixed.
+    #[schema(max_length = 2000)]
     pub contingency_plan: String,
 }
 
@@ -129,8 +136,10 @@ pub enum Action {
     /// 挂牌督办: a 重大 hazard listed by the supervising unit.
     List {
         /// 督办单位.
+        #[schema(max_length = 100)]
         supervisor: String,
         /// 督办文号.
+        #[schema(max_length = 100)]
         document_no: String,
         /// 整改时限, ms since the epoch.
         #[schema(value_type = u64)]

@@ -35,6 +35,9 @@ pub struct AlarmView {
     pub acked_at_text: Option<String>,
     /// Seconds from raising to the duty officer's acknowledgement.
     pub time_to_ack_s: Option<f64>,
+    /// For a notice to the duty desk rather than an alarm (a node's
+    /// sequence restarted, a channel's quantity changed): what it means.
+    pub notice_label: Option<&'static str>,
 }
 
 impl From<AlarmRow> for AlarmView {
@@ -50,6 +53,7 @@ impl From<AlarmRow> for AlarmView {
             raised_at_text: rfc3339_cst(row.raised_at.max(0) as u64),
             acked_at_text: t(row.acked_at),
             time_to_ack_s: row.acked_at.map(|a| (a - row.raised_at) as f64 / 1000.0),
+            notice_label: labels::notice(&row.cause),
             row,
         }
     }

@@ -4,6 +4,8 @@
 //! evaluating it one message at a time — and leaves every channel in the
 //! same rule state. No database: `Core::step` does no I/O.
 
+mod common;
+
 use gateway::config::Config;
 use gateway::pipeline::effects::{Effects, StateRow};
 use gateway::pipeline::eval::Core;
@@ -241,4 +243,150 @@ fn a_storm_raises_alarms_and_tickets_in_the_effects() {
     keys.dedup();
     assert_eq!(keys.len(), n, "channel states coalesced per batch");
     assert!(fx.lines.is_empty(), "no sink, no lines");
+}
+
+// ---------------------------------------------------------------------------
+// The effect writer: a batch's effects written at once (in rounds, many
+// rows a statement) leave the database as writing each message's effects
+// in its own transaction does — on SQLite and PostgreSQL.
+
+/// The same two nodes with alarms that do not latch and no flapping
+/// suppression, so a storm is a stream of raises and clears, each with its
+/// ticket attached and its readings linked.
+fn storm_config() -> Arc<Config> {
+    Arc::new(
+        Config::from_toml(
+            "[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n[[sites.nodes]]\nid = \"n02\"\n\
+             [rules.residual_current]\nlatch_alarm = false\nflap_transitions = 0\n\
+             [rules.temperature]\npre_alarm = 500\nalarm = 550\nlatch_alarm = false\nflap_transitions = 0\n",
+        )
+        .unwrap(),
+    )
+}
+
+/// Every row the alarm path writes, without ids (the two runs number rows
+/// in different orders), tickets named by their key; a multiset, sorted.
+async fn database(store: &gateway::store::Store) -> Vec<String> {
+    use sqlx::Row;
+    let pool = store.pool();
+    let mut out = Vec::new();
+    let queries = [
+        "SELECT 'alarm', a.site, a.node, a.channel, a.cause, a.kind, a.level, a.state, a.quantity, \
+         CAST(a.value AS TEXT), CAST(a.setpoint AS TEXT), CAST(a.peak AS TEXT), CAST(a.raised_at AS TEXT), \
+         CAST(a.updated_at AS TEXT), CAST(a.cleared_at AS TEXT), CAST(a.suppressed AS TEXT), \
+         CAST(a.flapping AS TEXT), t.site || '/' || t.node || '/' || t.channel || '/' || t.cause \
+         FROM alarms a LEFT JOIN tickets t ON t.id = a.ticket_id",
+        "SELECT 'ticket', site, node, channel, cause, status, CAST(alarm_count AS TEXT), \
+         CAST(last_alarm_at AS TEXT), CAST(opened_at AS TEXT), CAST(updated_at AS TEXT), source, category, grade \
+         FROM tickets",
+        "SELECT 'event', t.site || '/' || t.node || '/' || t.channel || '/' || t.cause, CAST(e.at AS TEXT), \
+         e.actor, e.action, e.from_status, e.to_status FROM ticket_events e JOIN tickets t ON t.id = e.ticket_id",
+        "SELECT 'reading', t.site || '/' || t.node || '/' || t.channel || '/' || t.cause, CAST(r.at AS TEXT), \
+         r.quantity, CAST(r.value AS TEXT), r.status, r.level, CAST(r.abnormal AS TEXT) \
+         FROM ticket_readings r JOIN tickets t ON t.id = r.ticket_id",
+        "SELECT 'log', CAST(at AS TEXT), site, node, channel, cause, transition, level, CAST(value AS TEXT), \
+         disposition, actor FROM alarm_log",
+        "SELECT 'state', site, node, channel, quantity, state FROM channel_state",
+    ];
+    for q in queries {
+        for row in sqlx::query(q).fetch_all(pool).await.unwrap() {
+            let cols: Vec<String> = (0..row.len())
+                .map(|i| {
+                    row.try_get::<Option<String>, _>(i)
+                        .unwrap()
+                        .unwrap_or_default()
+                })
+                .collect();
+            out.push(cols.join("|"));
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Writes `fx` in one transaction.
+async fn commit(store: &gateway::store::Store, fx: &Effects, config: &Config) {
+    let mut b = store.batch().await.unwrap();
+    gateway::pipeline::effects::write(&mut b, fx, config)
+        .await
+        .unwrap();
+    b.commit().await.unwrap();
+}
+
+/// `msgs` evaluated and written as one batch, and one message at a time,
+/// each into a fresh database from `open`.
+async fn written_both_ways(msgs: &[Inbound], urls: [String; 2]) -> (Vec<String>, Vec<String>) {
+    let config = storm_config();
+    let last = msgs.last().map(|m| m.arrived_ms).unwrap_or(T0);
+    let whole = gateway::store::Store::open(&urls[0]).await.unwrap();
+    let mut core = Core::new(config.clone(), false);
+    commit(&whole, &core.step(msgs), &config).await;
+    commit(&whole, &core.tick(last), &config).await;
+    let single = gateway::store::Store::open(&urls[1]).await.unwrap();
+    let mut core = Core::new(config.clone(), false);
+    for m in msgs {
+        commit(&single, &core.step(std::slice::from_ref(m)), &config).await;
+    }
+    commit(&single, &core.tick(last), &config).await;
+    (database(&whole).await, database(&single).await)
+}
+
+fn storm_strategy() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        12 => (0u8..2, 0i32..800, 150i32..700, proptest::bool::weighted(0.03))
+            .prop_map(|(n, rc, t, fault)| Msg::Telemetry { n, rc, t, fault }),
+        1 => (0u8..2, 0u8..3).prop_map(|(n, level)| Msg::Event { n, level }),
+        1 => (0u8..2, any::<bool>()).prop_map(|(n, online)| Msg::Status { n, online }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_batch_written_at_once_leaves_the_database_as_one_at_a_time_does(
+        seq in proptest::collection::vec(storm_strategy(), 1..160),
+    ) {
+        let msgs = inbound(&seq);
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let (whole, single) = rt.block_on(async {
+            let (a, b) = (common::db::TestDb::sqlite(), common::db::TestDb::sqlite());
+            written_both_ways(&msgs, [a.url.clone(), b.url.clone()]).await
+        });
+        prop_assert!(whole.iter().any(|r| r.starts_with("alarm|")) || seq.len() < 20);
+        prop_assert_eq!(whole, single);
+    }
+}
+
+/// The same on PostgreSQL, for one long storm (a fresh database each way).
+#[tokio::test]
+async fn a_storm_written_at_once_on_postgres_leaves_what_one_at_a_time_does() {
+    let mut rng = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |m: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % m
+    };
+    let seq: Vec<Msg> = (0..400)
+        .map(|_| Msg::Telemetry {
+            n: next(2) as u8,
+            rc: next(800) as i32,
+            t: 150 + next(550) as i32,
+            fault: next(50) == 0,
+        })
+        .collect();
+    let msgs = inbound(&seq);
+    let (a, b) = (
+        common::db::TestDb::postgres().await,
+        common::db::TestDb::postgres().await,
+    );
+    let (whole, single) = written_both_ways(&msgs, [a.url.clone(), b.url.clone()]).await;
+    let alarms = whole.iter().filter(|r| r.starts_with("alarm|")).count();
+    let linked = whole.iter().filter(|r| r.starts_with("reading|")).count();
+    assert!(
+        alarms > 50 && linked > 50,
+        "a storm: {alarms} alarms, {linked} linked readings"
+    );
+    assert_eq!(whole, single);
 }

@@ -1,7 +1,8 @@
 //! The HTTP API against its OpenAPI document and its access rules: every
 //! documented path is served and every served path documented; the document
 //! is well-formed OpenAPI 3.1; every protected path answers 401 without a
-//! valid token and 403 outside the caller's jurisdiction; bad parameters get
+//! valid token; a record of another site answers 404 as a missing one
+//! does, a site outside the jurisdiction 403; bad parameters get
 //! a clear 400 in Chinese.
 
 mod common;
@@ -150,6 +151,12 @@ const SERVED: &[(&str, &str)] = &[
     ("get", "/api/v1/ledger.csv"),
     ("get", "/api/v1/reports/monthly"),
     ("get", "/api/v1/events"),
+    ("post", "/api/v1/logout"),
+    ("get", "/api/v1/users"),
+    ("post", "/api/v1/users/{login}/disable"),
+    ("post", "/api/v1/users/{login}/enable"),
+    ("post", "/api/v1/users/{login}/password"),
+    ("post", "/api/v1/users/{login}/sessions/revoke"),
 ];
 
 /// Open without a token.
@@ -267,7 +274,7 @@ async fn the_router_serves_the_documented_operations_and_no_others() {
         "/console/..%2Fsrc%2Fhttp.rs",
         "/api/v1",
         "/api/v1/openapi.yaml",
-        "/api/v1/users",
+        "/api/v1/user",
     ] {
         let (status, _) = call(&api, "get", path, Some(&api.tokens["admin"]), None).await;
         assert_eq!(status, 404, "{path}");
@@ -676,21 +683,50 @@ async fn every_path_keeps_to_the_callers_jurisdiction(db: TestDb) {
     let api = serve(db).await;
     let outsider = api.tokens["duty_b"].as_str();
     let insider = api.tokens["duty_a"].as_str();
-    // Acting on or reading one record of another site: 403.
+    // A record of another site asked for by its id answers exactly as an id
+    // that does not exist: 404, the same body (a 403 would reveal the id).
     let transition = r#"{"step":{"action":"register","grade":"general"}}"#;
+    let missing = 987_654_321i64;
     for (method, path, body) in [
-        ("get", format!("/api/v1/tickets/{}", api.ticket_a), None),
+        ("get", "/api/v1/tickets/{t}", None),
+        ("post", "/api/v1/tickets/{t}/transitions", Some(transition)),
         (
             "post",
-            format!("/api/v1/tickets/{}/transitions", api.ticket_a),
-            Some(transition),
+            "/api/v1/tickets/{t}/evidence",
+            Some(r#"{"note":"现场照片"}"#),
         ),
-        ("post", format!("/api/v1/alarms/{}/ack", api.alarm_a), None),
-        (
-            "post",
-            format!("/api/v1/alarms/{}/reset", api.alarm_a),
-            None,
-        ),
+        ("post", "/api/v1/alarms/{a}/ack", None),
+        ("post", "/api/v1/alarms/{a}/reset", None),
+    ] {
+        let real = path
+            .replace("{t}", &api.ticket_a.to_string())
+            .replace("{a}", &api.alarm_a.to_string());
+        let absent = path
+            .replace("{t}", &missing.to_string())
+            .replace("{a}", &missing.to_string());
+        let (status, text) = call(&api, method, &real, Some(outsider), body).await;
+        let (status_absent, text_absent) = call(&api, method, &absent, Some(outsider), body).await;
+        assert_eq!(status, 404, "{method} {real}: {text}");
+        assert_eq!(
+            (
+                status,
+                text.replace(&api.ticket_a.to_string(), "ID")
+                    .replace(&api.alarm_a.to_string(), "ID")
+            ),
+            (
+                status_absent,
+                text_absent.replace(&missing.to_string(), "ID")
+            ),
+            "{method} {real} differs from an id that does not exist"
+        );
+        assert!(
+            !text.contains("home_a") && !text.contains("管辖范围"),
+            "{text}"
+        );
+    }
+    // A site named in the query outside the jurisdiction: 403, whether or
+    // not the site exists.
+    for (method, path, body) in [
         ("get", "/api/v1/ledger.csv?site=home_a".to_string(), None),
         (
             "get",
@@ -700,6 +736,11 @@ async fn every_path_keeps_to_the_callers_jurisdiction(db: TestDb) {
         (
             "get",
             "/api/v1/reports/monthly?month=2026-11&site=home_a".to_string(),
+            None,
+        ),
+        (
+            "get",
+            "/api/v1/ledger.csv?site=no_such_home".to_string(),
             None,
         ),
     ] {
@@ -892,23 +933,30 @@ async fn evidence_is_stored_by_hash_checked_and_kept_to_the_jurisdiction(db: Tes
     let mut huge = vec![0xFF, 0xD8, 0xFF];
     huge.resize(10 * 1024 * 1024 + 10, 0);
     assert_eq!(upload(&api, a, "image/jpeg", huge, "").await.0, 413);
-    // Another site's user can neither attach nor read.
+    // Another site's user can neither attach nor read, and is told no more
+    // than for a file or ticket that does not exist.
     assert_eq!(
         upload(&api, b, "image/jpeg", photo.clone(), "").await.0,
-        403
+        404
     );
-    assert_eq!(
-        call(
-            &api,
-            "get",
-            &format!("/api/v1/evidence/{hash}"),
-            Some(b),
-            None
-        )
-        .await
-        .0,
-        403
-    );
+    let (status, theirs) = call(
+        &api,
+        "get",
+        &format!("/api/v1/evidence/{hash}"),
+        Some(b),
+        None,
+    )
+    .await;
+    let absent = call(
+        &api,
+        "get",
+        &format!("/api/v1/evidence/{}", "0".repeat(64)),
+        Some(b),
+        None,
+    )
+    .await;
+    assert_eq!((status, theirs), absent);
+    assert_eq!(absent.0, 404);
     // The owner reads it back byte for byte; the ticket lists both pieces.
     let resp = reqwest::Client::new()
         .get(format!("http://{}/api/v1/evidence/{hash}", api.addr))

@@ -149,6 +149,9 @@ impl Access {
                     return Ok(p);
                 }
             }
+            // An unknown username costs what a wrong password does, so the
+            // time to CONNACK does not tell which usernames exist.
+            crate::credentials::spend_verify(&login.password);
             return Err(ConnectReturnCode::BadUserNamePassword);
         };
         if !crate::credentials::verify(&login.password, hash) {

@@ -443,6 +443,8 @@ impl Notifier {
                 ("failed", d.clone())
             }
         };
+        // A vendor's answer may quote the request URL back (tokens).
+        let detail = crate::redact::text(&detail).into_owned();
         self.log(&out.messages, name, outcome, &detail, n, now)
             .await;
         if outcome != "delivered" {
@@ -559,7 +561,13 @@ async fn send_all(
                 let body = resp.bytes().await.unwrap_or_default();
                 vendor::answer(kind, status, &body)
             }
-            Err(e) => Answer::Failed(format!("request failed: {e}")),
+            // The URL carries the robot's token (`access_token=`, `key=`,
+            // `sign=`): never into the error text, hence the log and the
+            // notification log.
+            Err(e) => Answer::Failed(format!(
+                "request failed: {}",
+                crate::redact::text(&e.without_url().to_string())
+            )),
         };
         if answer != Answer::Delivered {
             worst = answer;

@@ -392,9 +392,6 @@ impl Pipeline {
             .alarm(alarm_id)
             .await?
             .ok_or(ResetError::NotFound)?;
-        if row.state != "latched" || row.channel.is_empty() {
-            return Err(ResetError::NotLatched);
-        }
         let (Ok(s), Ok(n), Ok(c)) = (
             SiteId::new(&row.site),
             NodeId::new(&row.node),
@@ -402,6 +399,15 @@ impl Pipeline {
         ) else {
             return Err(ResetError::NotLatched);
         };
+        // A channel that now reports another quantity cannot come back in
+        // band: its standing alarm, latched or not, is released by this
+        // authorised reset (see `node_limits`).
+        let other_quantity = row.state != "cleared"
+            && !row.channel.is_empty()
+            && self.core.runtime.quantity_changed(&s, &n, &c);
+        if (row.state != "latched" && !other_quantity) || row.channel.is_empty() {
+            return Err(ResetError::NotLatched);
+        }
         let audit = AuditRow {
             at: now,
             actor: by.to_string(),
@@ -417,6 +423,17 @@ impl Pipeline {
                     let changes = vec![change];
                     core.mark_dirty(&changes, now);
                     core.apply_as(changes, now, by);
+                    if other_quantity {
+                        // Whatever stood on the channel (a threshold, a rate
+                        // alarm, a fault) goes with the released state.
+                        let key = AlarmKey {
+                            site: row.site.clone(),
+                            node: row.node.clone(),
+                            channel: row.channel.clone(),
+                            cause: row.cause.clone(),
+                        };
+                        core.settle(&key, "cleared", None, now);
+                    }
                 }
                 // After a gateway restart the rule state is new: the store's
                 // latched record is what stands, and the operator releases it.

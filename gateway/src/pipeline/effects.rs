@@ -13,8 +13,9 @@ use super::specs;
 use crate::config::Config;
 use crate::store::{
     AlarmInput, AlarmKey, AlarmRow, AuditEntry, BaselineRow, Batch, LinkedReading, LogEntry,
-    StoreError, TicketOutcome, TicketSpec,
+    Relevel, Settle, StoreError, TicketOutcome, TicketSpec,
 };
+use std::collections::{HashMap, VecDeque};
 
 /// One alarm-log row (owned).
 #[derive(Debug, Clone, PartialEq)]
@@ -220,7 +221,7 @@ pub async fn write(
     fx: &Effects,
     config: &Config,
 ) -> Result<Vec<Announce>, StoreError> {
-    let mut out = Vec::new();
+    let mut out: Vec<(usize, Announce)> = Vec::new();
     // Log rows are appended many at a time; before anything that reads the
     // log (nothing in a batch does) they would have to be flushed.
     let logs: Vec<LogEntry<'_>> = fx
@@ -240,110 +241,26 @@ pub async fn write(
         })
         .collect();
     b.log_transitions(&logs).await?;
-    for e in &fx.writes {
+    // Raises, settles, level changes and linked readings wait in their
+    // channel's queue and are written in rounds, many rows a statement;
+    // anything else is a barrier that writes them first, then itself.
+    let mut rounds = Rounds::default();
+    for (i, e) in fx.writes.iter().enumerate() {
         match e {
             Effect::Log(_) => {}
-            Effect::Raise { input, ticket } => {
-                let (row, ticket) = b.raise(input, ticket.as_ref()).await?;
-                let counts =
-                    matches!(input.kind, "electrical_fire" | "fire_facility") && !input.suppressed;
-                out.push(Announce::Raised {
-                    row,
-                    ticket,
-                    counts,
-                });
+            Effect::Raise { input, .. } => rounds.push(&input.key, i),
+            Effect::Settle { key, .. } | Effect::SetLevel { key, .. } => rounds.push(key, i),
+            Effect::LinkReading(r) => rounds.push_link(&r.site, &r.node, &r.channel, i),
+            _ => {
+                rounds.write(b, &fx.writes, &mut out).await?;
+                barrier(b, i, e, config, &mut out).await?;
             }
-            Effect::Settle {
-                key,
-                state,
-                value,
-                at,
-            } => {
-                if let Some(row) = b.settle(key, state, *value, *at).await? {
-                    out.push(Announce::Settled { row, state });
-                }
-            }
-            Effect::SetLevel {
-                key,
-                level,
-                value,
-                at,
-            } => b.set_level(key, level, *value, *at).await?,
-            Effect::FlappingStarted { key, fallback, at } => {
-                match b.set_flapping(key, true, *at).await? {
-                    Some(row) => out.push(Announce::Updated { row }),
-                    None => {
-                        // Nothing stands (the last swing cleared it): one
-                        // record for the flapping channel, without a ticket.
-                        let (row, ticket) = b.raise(fallback, None).await?;
-                        let counts = matches!(fallback.kind, "electrical_fire" | "fire_facility")
-                            && !fallback.suppressed;
-                        out.push(Announce::Raised {
-                            row,
-                            ticket,
-                            counts,
-                        });
-                        if let Some(row) = b.set_flapping(key, true, *at).await? {
-                            out.push(Announce::Updated { row });
-                        }
-                    }
-                }
-            }
-            Effect::FlappingEnded { key, at } => {
-                b.set_flapping(key, false, *at).await?;
-            }
-            Effect::SuppressStanding { site, cause, at } => {
-                b.suppress_standing(site, cause, *at).await?;
-            }
-            Effect::ReleaseSuppressed { site, node, at } => {
-                for row in b.suppressed_standing(site, Some(node)).await? {
-                    let spec = specs::released_ticket(config, &row);
-                    let (row, ticket) = b.link_ticket(row.id, spec.as_ref(), true, *at).await?;
-                    out.push(Announce::Raised {
-                        row,
-                        ticket,
-                        counts: false,
-                    });
-                }
-            }
-            Effect::LinkReading(r) => {
-                b.link_reading(&LinkedReading {
-                    site: &r.site,
-                    node: &r.node,
-                    channel: &r.channel,
-                    quantity: r.quantity,
-                    value: r.value,
-                    status: r.status,
-                    level: r.level,
-                    abnormal: r.abnormal,
-                    at: r.at,
-                })
-                .await?;
-            }
-            Effect::FinishSelfTest {
-                id,
-                at,
-                passed,
-                channels,
-                reason,
-            } => {
-                b.finish_selftest(*id, *at, *passed, channels, reason.as_deref())
-                    .await?
-            }
-            Effect::Audit(a) => {
-                b.audit(&AuditEntry {
-                    at: a.at,
-                    actor: &a.actor,
-                    role: &a.role,
-                    action: a.action,
-                    subject: a.subject.clone(),
-                    details: a.details.clone(),
-                })
-                .await?
-            }
-            Effect::SaveBaseline(row) => b.save_baseline(row).await?,
         }
     }
+    rounds.write(b, &fx.writes, &mut out).await?;
+    // Announced in the order decided (rounds reorder across channels).
+    out.sort_by_key(|(i, _)| *i);
+    let out: Vec<Announce> = out.into_iter().map(|(_, a)| a).collect();
     let states: Vec<(&str, &str, &str, &str, &str, u64)> = fx
         .states
         .iter()
@@ -366,4 +283,238 @@ pub async fn write(
         .collect();
     b.save_node_seqs(&seqs).await?;
     Ok(out)
+}
+
+/// A change waiting in its channel's queue: one alarm change, or a run of
+/// readings to link (they do not depend on each other).
+enum Slot {
+    Change(usize),
+    Links(Vec<usize>),
+}
+
+/// Per-channel queues of the batchable writes (see [`write`]). Round `r`
+/// takes the `r`-th slot of every queue: at most one change per channel,
+/// so the rows of a round are independent and each kind goes in one
+/// statement. A channel's own changes keep their order; announcements
+/// carry the effect's index and are put back in order at the end.
+#[derive(Default)]
+struct Rounds<'a> {
+    index: HashMap<(&'a str, &'a str, &'a str), usize>,
+    queues: Vec<VecDeque<Slot>>,
+}
+
+impl<'a> Rounds<'a> {
+    fn queue(&mut self, site: &'a str, node: &'a str, channel: &'a str) -> &mut VecDeque<Slot> {
+        let next = self.queues.len();
+        let q = *self.index.entry((site, node, channel)).or_insert(next);
+        if q == next {
+            self.queues.push(VecDeque::new());
+        }
+        &mut self.queues[q]
+    }
+
+    fn push(&mut self, key: &'a AlarmKey, i: usize) {
+        self.queue(&key.site, &key.node, &key.channel)
+            .push_back(Slot::Change(i));
+    }
+
+    fn push_link(&mut self, site: &'a str, node: &'a str, channel: &'a str, i: usize) {
+        let q = self.queue(site, node, channel);
+        match q.back_mut() {
+            Some(Slot::Links(run)) => run.push(i),
+            _ => q.push_back(Slot::Links(vec![i])),
+        }
+    }
+
+    /// Writes every queued change, round by round, and empties the queues.
+    async fn write(
+        &mut self,
+        b: &mut Batch,
+        writes: &[Effect],
+        out: &mut Vec<(usize, Announce)>,
+    ) -> Result<(), StoreError> {
+        loop {
+            let (mut raises, mut settles, mut levels, mut links) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            for q in &mut self.queues {
+                match q.pop_front() {
+                    Some(Slot::Change(i)) => match &writes[i] {
+                        Effect::Raise { input, ticket } => raises.push((i, input, ticket.as_ref())),
+                        Effect::Settle {
+                            key,
+                            state,
+                            value,
+                            at,
+                        } => settles.push((
+                            i,
+                            Settle {
+                                key,
+                                state,
+                                value: *value,
+                                at: *at,
+                            },
+                        )),
+                        Effect::SetLevel {
+                            key,
+                            level,
+                            value,
+                            at,
+                        } => levels.push(Relevel {
+                            key,
+                            level,
+                            value: *value,
+                            at: *at,
+                        }),
+                        _ => unreachable!("only alarm changes are queued"),
+                    },
+                    Some(Slot::Links(run)) => links.extend(run),
+                    None => {}
+                }
+            }
+            if raises.is_empty() && settles.is_empty() && levels.is_empty() && links.is_empty() {
+                break;
+            }
+            if !settles.is_empty() {
+                let items: Vec<Settle<'_>> = settles.iter().map(|(_, s)| *s).collect();
+                for ((i, s), row) in settles.iter().zip(b.settle_many(&items).await?) {
+                    if let Some(row) = row {
+                        out.push((
+                            *i,
+                            Announce::Settled {
+                                row,
+                                state: s.state,
+                            },
+                        ));
+                    }
+                }
+            }
+            if !levels.is_empty() {
+                b.set_level_many(&levels).await?;
+            }
+            if !raises.is_empty() {
+                let items: Vec<(&AlarmInput, Option<&TicketSpec>)> =
+                    raises.iter().map(|(_, a, t)| (*a, *t)).collect();
+                for ((i, input, _), (row, ticket)) in raises.iter().zip(b.raise_many(&items).await?)
+                {
+                    out.push((
+                        *i,
+                        Announce::Raised {
+                            row,
+                            ticket,
+                            counts: counts(input),
+                        },
+                    ));
+                }
+            }
+            if !links.is_empty() {
+                let rows: Vec<LinkedReading<'_>> = links
+                    .iter()
+                    .filter_map(|&i| match &writes[i] {
+                        Effect::LinkReading(r) => Some(LinkedReading {
+                            site: &r.site,
+                            node: &r.node,
+                            channel: &r.channel,
+                            quantity: r.quantity,
+                            value: r.value,
+                            status: r.status,
+                            level: r.level,
+                            abnormal: r.abnormal,
+                            at: r.at,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                b.link_readings(&rows).await?;
+            }
+        }
+        self.queues.clear();
+        self.index.clear();
+        Ok(())
+    }
+}
+
+/// A fire alarm that counts (`gateway_alarms_raised_total`).
+fn counts(input: &AlarmInput) -> bool {
+    matches!(input.kind, "electrical_fire" | "fire_facility") && !input.suppressed
+}
+
+/// Writes one effect that is not batched by channel, in place.
+async fn barrier(
+    b: &mut Batch,
+    i: usize,
+    e: &Effect,
+    config: &Config,
+    out: &mut Vec<(usize, Announce)>,
+) -> Result<(), StoreError> {
+    match e {
+        Effect::FlappingStarted { key, fallback, at } => {
+            match b.set_flapping(key, true, *at).await? {
+                Some(row) => out.push((i, Announce::Updated { row })),
+                None => {
+                    // Nothing stands (the last swing cleared it): one record
+                    // for the flapping channel, without a ticket.
+                    let (row, ticket) = b.raise(fallback, None).await?;
+                    out.push((
+                        i,
+                        Announce::Raised {
+                            row,
+                            ticket,
+                            counts: counts(fallback),
+                        },
+                    ));
+                    if let Some(row) = b.set_flapping(key, true, *at).await? {
+                        out.push((i, Announce::Updated { row }));
+                    }
+                }
+            }
+        }
+        Effect::FlappingEnded { key, at } => {
+            b.set_flapping(key, false, *at).await?;
+        }
+        Effect::SuppressStanding { site, cause, at } => {
+            b.suppress_standing(site, cause, *at).await?;
+        }
+        Effect::ReleaseSuppressed { site, node, at } => {
+            for row in b.suppressed_standing(site, Some(node)).await? {
+                let spec = specs::released_ticket(config, &row);
+                let (row, ticket) = b.link_ticket(row.id, spec.as_ref(), true, *at).await?;
+                out.push((
+                    i,
+                    Announce::Raised {
+                        row,
+                        ticket,
+                        counts: false,
+                    },
+                ));
+            }
+        }
+        Effect::FinishSelfTest {
+            id,
+            at,
+            passed,
+            channels,
+            reason,
+        } => {
+            b.finish_selftest(*id, *at, *passed, channels, reason.as_deref())
+                .await?
+        }
+        Effect::Audit(a) => {
+            b.audit(&AuditEntry {
+                at: a.at,
+                actor: &a.actor,
+                role: &a.role,
+                action: a.action,
+                subject: a.subject.clone(),
+                details: a.details.clone(),
+            })
+            .await?
+        }
+        Effect::SaveBaseline(row) => b.save_baseline(row).await?,
+        Effect::Log(_)
+        | Effect::Raise { .. }
+        | Effect::Settle { .. }
+        | Effect::SetLevel { .. }
+        | Effect::LinkReading(_) => unreachable!("written in rounds"),
+    }
+    Ok(())
 }

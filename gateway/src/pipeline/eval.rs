@@ -31,6 +31,7 @@ use wire::{
     TopicKind,
 };
 
+mod admission;
 mod transitions;
 
 /// The alarm path's in-memory state (see the module docs).
@@ -49,7 +50,20 @@ pub struct Core {
     dirty: HashMap<(SiteId, NodeId, ChannelId), u64>,
     /// Nodes whose de-duplication window moved in this evaluation.
     dirty_nodes: std::collections::BTreeSet<(SiteId, NodeId)>,
+    /// Counts since start that `/metrics` shows once committed.
+    pub(super) counts: SeqCounts,
     fx: Effects,
+}
+
+/// What the de-duplicator saw of sequences it could not follow, since
+/// start (the pipeline copies them to `/metrics` after each commit).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SeqCounts {
+    /// Sequences accepted as a restart (`gateway_seq_restarts_total`).
+    pub restarts: u64,
+    /// Messages outside the window, not (yet) confirmed
+    /// (`gateway_seq_unconfirmed_total`).
+    pub unconfirmed: u64,
 }
 
 fn level_code(l: Level) -> &'static str {
@@ -78,6 +92,7 @@ impl Core {
             sink,
             dirty: HashMap::new(),
             dirty_nodes: Default::default(),
+            counts: SeqCounts::default(),
             fx: Effects::default(),
         }
     }
@@ -206,7 +221,7 @@ impl Core {
             }
             TopicKind::Event => {
                 let e: Event = decode!(Event);
-                if self.dedup(&topic, e.boot, e.seq).is_some() {
+                if self.dedup(&topic, e.boot, e.seq, now).is_some() {
                     self.seen(&topic, now);
                     tracing::info!(node = %source, ch = %e.ch, level = %e.level, v = e.v, "node-side event");
                     if e.ch.as_str() == SUPPLY_CHANNEL {
@@ -360,8 +375,10 @@ impl Core {
     }
 
     /// De-duplicates on `(boot, seq)`: `None` for a duplicate (counted),
-    /// else whether the message is in order (gaps counted).
-    fn dedup(&mut self, topic: &Topic, boot: u32, seq: u32) -> Option<bool> {
+    /// else whether the message is in order (gaps counted). A sequence the
+    /// window could not follow, accepted as a restart, is in order and
+    /// told to the duty desk.
+    fn dedup(&mut self, topic: &Topic, boot: u32, seq: u32, now: u64) -> Option<bool> {
         self.dirty_nodes
             .insert((topic.site.clone(), topic.node.clone()));
         match self
@@ -383,14 +400,26 @@ impl Core {
                 Some(true)
             }
             Verdict::Late => Some(false),
+            Verdict::Unconfirmed => {
+                // Stored, not judged; counted (a flood of them would flood a log).
+                self.counts.unconfirmed += 1;
+                tracing::debug!(site = %topic.site, node = %topic.node, boot, seq, "message outside the de-duplication window: stored, not judged until its sequence is confirmed");
+                Some(false)
+            }
+            Verdict::Restarted { from } => {
+                self.counts.restarts += 1;
+                self.seq_restarted(topic, from, (boot, seq), now);
+                Some(true)
+            }
         }
     }
 
-    fn telemetry(&mut self, topic: &Topic, t: Telemetry, now: u64) {
-        let Some(in_order) = self.dedup(topic, t.boot, t.seq) else {
+    fn telemetry(&mut self, topic: &Topic, mut t: Telemetry, now: u64) {
+        let Some(in_order) = self.dedup(topic, t.boot, t.seq, now) else {
             return;
         };
         self.seen(topic, now);
+        self.admit(topic, &mut t, in_order, now);
         if !in_order {
             self.note(Note::ReadingsLate(t.ch.len() as u64));
         }

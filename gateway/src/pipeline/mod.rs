@@ -509,6 +509,13 @@ impl Pipeline {
         let fx = f(&mut next);
         let out = self.commit(&fx).await?;
         self.core = next;
+        let seq = self.core.counts;
+        self.metrics
+            .seq_restarts
+            .store(seq.restarts, Ordering::Relaxed);
+        self.metrics
+            .seq_unconfirmed
+            .store(seq.unconfirmed, Ordering::Relaxed);
         self.after_commit(fx, out).await;
         Ok(())
     }

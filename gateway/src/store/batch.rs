@@ -19,10 +19,31 @@ use super::{
     ALARM_COLUMNS,
 };
 use sqlx::{Any, Transaction};
+
+mod many;
+pub use many::{Relevel, Settle};
 use tokio::sync::OwnedMutexGuard;
 
-/// Rows in one multi-row statement (SQLite allows 32,766 parameters).
-const ROWS_PER_STATEMENT: usize = 200;
+/// Most rows in one many-row statement (SQLite takes 32,766 parameters).
+const ROWS_PER_STATEMENT: usize = 256;
+
+/// Splits `rows` into chunks of at most [`ROWS_PER_STATEMENT`], each with
+/// the number of rows its statement has: the next power of two, the rows
+/// after the chunk's own being copies of its first row that the statement
+/// skips (a last column, `keep`, is false for them). A many-row statement
+/// costs more to prepare than to run: with nine shapes per kind they stay
+/// in each connection's prepared-statement cache, and a round of changes
+/// is still one statement.
+fn chunked<T>(rows: &[T]) -> impl Iterator<Item = (&[T], usize)> {
+    rows.chunks(ROWS_PER_STATEMENT)
+        .map(|chunk| (chunk, chunk.len().next_power_of_two()))
+}
+
+/// A chunk's rows then its padding, each with `keep`.
+fn padded<T>(chunk: &[T], shape: usize) -> impl Iterator<Item = (&T, bool)> {
+    let pad = std::iter::repeat_n((&chunk[0], false), shape - chunk.len());
+    chunk.iter().map(|r| (r, true)).chain(pad)
+}
 
 /// A many-row statement, placeholders as the backend takes them best.
 fn many(sqlite: bool, sql: &str) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
@@ -54,10 +75,22 @@ impl Store {
     /// Begins one write transaction for many changes.
     pub async fn batch(&self) -> Result<Batch, StoreError> {
         let chain = self.audit_lock.clone().lock_owned().await;
-        let tx = self.begin().await?;
+        let mut tx = self.begin().await?;
+        let sqlite = self.backend == super::Backend::Sqlite;
+        if !sqlite {
+            // Every statement of a batch finds its rows by key through an
+            // index (the standing alarm, the open ticket). With a list of
+            // keys PostgreSQL would rather hash-join a sequential scan of
+            // the whole alarms table, dead row versions and all: in an
+            // alarm storm that made its CPU 250 us a message. Index probes
+            // per key it is, for this transaction only.
+            sqlx::raw_sql("SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off")
+                .execute(&mut *tx)
+                .await?;
+        }
         Ok(Batch {
             tx,
-            sqlite: self.backend == super::Backend::Sqlite,
+            sqlite,
             _chain: chain,
         })
     }
@@ -78,76 +111,8 @@ impl Batch {
         a: &AlarmInput,
         ticket: Option<&TicketSpec>,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
-        let tx = &mut self.tx;
-        let k = &a.key;
-        let at = a.at as i64;
-        // One statement each way: the standing row updated in place (the
-        // partial unique index allows one), or a new one inserted.
-        let updated: Option<AlarmRow> = query_as(&format!(
-            "UPDATE alarms SET level = ?, state = 'active', value = ?, setpoint = ?, \
-             peak = CASE WHEN ? IS NULL THEN peak WHEN peak IS NULL OR ? > peak THEN ? ELSE peak END, \
-             suppressed = suppressed AND ?, updated_at = ? \
-             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared' \
-             RETURNING {ALARM_COLUMNS}"
-        ))
-        .bind(a.level)
-        .bind(a.value)
-        .bind(a.setpoint)
-        .bind(a.value)
-        .bind(a.value)
-        .bind(a.value)
-        .bind(a.suppressed)
-        .bind(at)
-        .bind(&k.site)
-        .bind(&k.node)
-        .bind(&k.channel)
-        .bind(&k.cause)
-        .fetch_optional(&mut **tx)
-        .await?;
-        let row = match updated {
-            Some(row) => row,
-            None => {
-                query_as(&format!(
-                    "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                     raised_at, updated_at, suppressed) VALUES (?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?) \
-                     RETURNING {ALARM_COLUMNS}"
-                ))
-                .bind(&k.site)
-                .bind(&k.node)
-                .bind(&k.channel)
-                .bind(&k.cause)
-                .bind(a.kind)
-                .bind(a.level)
-                .bind(a.quantity)
-                .bind(a.value)
-                .bind(a.setpoint)
-                .bind(a.value)
-                .bind(at)
-                .bind(at)
-                .bind(a.suppressed)
-                .fetch_one(&mut **tx)
-                .await?
-            }
-        };
-        let outcome = match (ticket, row.ticket_id) {
-            (_, Some(id)) => return Ok((row, Some(TicketOutcome::AlreadyLinked { id }))),
-            (None, None) => return Ok((row, None)),
-            (Some(spec), None) => open_or_attach(tx, k, spec, row.id, at).await?,
-        };
-        let tid = match &outcome {
-            TicketOutcome::Opened { id, .. }
-            | TicketOutcome::Attached { id, .. }
-            | TicketOutcome::Reopened { id, .. }
-            | TicketOutcome::AlreadyLinked { id } => *id,
-        };
-        let row = query_as(&format!(
-            "UPDATE alarms SET ticket_id = ? WHERE id = ? RETURNING {ALARM_COLUMNS}"
-        ))
-        .bind(tid)
-        .bind(row.id)
-        .fetch_one(&mut **tx)
-        .await?;
-        Ok((row, Some(outcome)))
+        let mut out = self.raise_many(&[(a, ticket)]).await?;
+        Ok(out.remove(0))
     }
 
     /// Moves the standing alarm for `key` to `latched` or `cleared`. Returns
@@ -159,24 +124,13 @@ impl Batch {
         value: Option<i32>,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
-        let at = at as i64;
-        Ok(query_as(&format!(
-            "UPDATE alarms SET state = ?, value = COALESCE(?, value), updated_at = ?, \
-             cleared_at = CASE WHEN ? = 'cleared' THEN ? ELSE cleared_at END \
-             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared' \
-             RETURNING {ALARM_COLUMNS}"
-        ))
-        .bind(state)
-        .bind(value)
-        .bind(at)
-        .bind(state)
-        .bind(at)
-        .bind(&key.site)
-        .bind(&key.node)
-        .bind(&key.channel)
-        .bind(&key.cause)
-        .fetch_optional(&mut *self.tx)
-        .await?)
+        let item = Settle {
+            key,
+            state,
+            value,
+            at,
+        };
+        Ok(self.settle_many(&[item]).await?.remove(0))
     }
 
     /// Changes the level of a standing alarm (e.g. 报警 back to 预警).
@@ -187,20 +141,13 @@ impl Batch {
         value: i32,
         at: u64,
     ) -> Result<(), StoreError> {
-        query(
-            "UPDATE alarms SET level = ?, value = ?, updated_at = ? \
-             WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared'",
-        )
-        .bind(level)
-        .bind(value)
-        .bind(at as i64)
-        .bind(&key.site)
-        .bind(&key.node)
-        .bind(&key.channel)
-        .bind(&key.cause)
-        .execute(&mut *self.tx)
-        .await?;
-        Ok(())
+        let item = Relevel {
+            key,
+            level,
+            value,
+            at,
+        };
+        self.set_level_many(&[item]).await
     }
 
     /// Appends a rule transition to the alarm log.
@@ -211,13 +158,15 @@ impl Batch {
     /// Appends many rule transitions to the alarm log, in order, a few
     /// statements for all of them.
     pub async fn log_transitions(&mut self, rows: &[LogEntry<'_>]) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for (chunk, shape) in chunked(rows) {
             let sql = format!(
-                "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) VALUES {}",
-                values(10, chunk.len())
+                "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
+                 SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 \
+                 FROM (VALUES {}) AS v WHERE v.column11",
+                values(11, shape)
             );
             let mut q = many(self.sqlite, &sql);
-            for e in chunk {
+            for (e, keep) in padded(chunk, shape) {
                 q = q
                     .bind(e.at as i64)
                     .bind(e.key.site.clone())
@@ -228,7 +177,8 @@ impl Batch {
                     .bind(e.level)
                     .bind(e.value)
                     .bind(e.disposition)
-                    .bind(e.actor.to_string());
+                    .bind(e.actor.to_string())
+                    .bind(keep);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -241,22 +191,24 @@ impl Batch {
         &mut self,
         rows: &[(&str, &str, &str, &str, &str, u64)],
     ) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for (chunk, shape) in chunked(rows) {
             let sql = format!(
-                "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) VALUES {} \
+                "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) \
+                 SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES {}) AS v WHERE v.column7 \
                  ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
                  updated_at = excluded.updated_at",
-                values(6, chunk.len())
+                values(7, shape)
             );
             let mut q = many(self.sqlite, &sql);
-            for (site, node, channel, quantity, state, at) in chunk {
+            for ((site, node, channel, quantity, state, at), keep) in padded(chunk, shape) {
                 q = q
                     .bind(site.to_string())
                     .bind(node.to_string())
                     .bind(channel.to_string())
                     .bind(quantity.to_string())
                     .bind(state.to_string())
-                    .bind(*at as i64);
+                    .bind(*at as i64)
+                    .bind(keep);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -265,18 +217,20 @@ impl Batch {
 
     /// Saves nodes' de-duplication windows (site, node, state), one row each.
     pub async fn save_node_seqs(&mut self, rows: &[(&str, &str, &str)]) -> Result<(), StoreError> {
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+        for (chunk, shape) in chunked(rows) {
             let sql = format!(
-                "INSERT INTO node_seq (site, node, state) VALUES {} \
+                "INSERT INTO node_seq (site, node, state) \
+                 SELECT column1, column2, column3 FROM (VALUES {}) AS v WHERE v.column4 \
                  ON CONFLICT (site, node) DO UPDATE SET state = excluded.state",
-                values(3, chunk.len())
+                values(4, shape)
             );
             let mut q = many(self.sqlite, &sql);
-            for (site, node, state) in chunk {
+            for ((site, node, state), keep) in padded(chunk, shape) {
                 q = q
                     .bind(site.to_string())
                     .bind(node.to_string())
-                    .bind(state.to_string());
+                    .bind(state.to_string())
+                    .bind(keep);
             }
             q.execute(&mut *self.tx).await?;
         }
@@ -405,23 +359,7 @@ impl Batch {
     /// Keeps a reading with every open ticket on its channel; returns how
     /// many tickets it was linked to (0 when none is open).
     pub async fn link_reading(&mut self, r: &LinkedReading<'_>) -> Result<u64, StoreError> {
-        Ok(query(
-            "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
-             SELECT id, ?, ?, ?, ?, ?, ? FROM tickets \
-             WHERE site = ? AND node = ? AND channel = ? AND status <> 'closed'",
-        )
-        .bind(r.at as i64)
-        .bind(r.quantity)
-        .bind(r.value)
-        .bind(r.status)
-        .bind(r.level)
-        .bind(r.abnormal)
-        .bind(r.site)
-        .bind(r.node)
-        .bind(r.channel)
-        .execute(&mut *self.tx)
-        .await?
-        .rows_affected())
+        self.link_readings(std::slice::from_ref(r)).await
     }
 
     /// Records a self-test's end, once.
@@ -469,5 +407,29 @@ impl Batch {
     /// Appends one record to the hash-chained audit log.
     pub async fn audit(&mut self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
         append_audit(&mut self.tx, e).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{chunked, padded};
+
+    #[test]
+    fn chunks_keep_every_row_in_order_and_pad_to_a_power_of_two() {
+        for n in 0..700usize {
+            let rows: Vec<usize> = (0..n).collect();
+            let mut kept = Vec::new();
+            for (chunk, shape) in chunked(&rows) {
+                assert!(shape.is_power_of_two() && shape <= 256 && shape >= chunk.len());
+                let all: Vec<(&usize, bool)> = padded(chunk, shape).collect();
+                assert_eq!(all.len(), shape);
+                // Padding repeats the first row and is never kept.
+                assert!(all[chunk.len()..]
+                    .iter()
+                    .all(|(r, k)| **r == chunk[0] && !k));
+                kept.extend(all.iter().filter(|(_, k)| *k).map(|(r, _)| **r));
+            }
+            assert_eq!(kept, rows);
+        }
     }
 }

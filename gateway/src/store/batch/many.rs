@@ -1,0 +1,367 @@
+//! Set-based writes: many alarms raised, settled or re-levelled, many
+//! readings linked, each in a few statements however many rows there are.
+//!
+//! The alarm path writes a batch's effects in rounds (see
+//! `pipeline::effects`): within a round every channel has at most one
+//! change, so the rows of a round are independent of each other and one
+//! `UPDATE … FROM (VALUES …)` (SQLite ≥ 3.33 and PostgreSQL alike) can
+//! take all of them. Each statement costs a round trip to the database's
+//! worker (SQLite) or server (PostgreSQL); an alarm storm that wrote one
+//! statement per change spent most of its time in those round trips.
+//!
+//! Rows are matched back to their inputs by key, never by the order of
+//! `RETURNING` rows (which neither database promises).
+
+use super::{chunked, padded, values, Batch};
+use crate::store::{
+    open_or_attach, query_as, AlarmInput, AlarmKey, AlarmRow, LinkedReading, StoreError,
+    TicketOutcome, TicketSpec, ALARM_COLUMNS,
+};
+use sqlx::any::{AnyArguments, AnyRow};
+use sqlx::{Any, AssertSqlSafe};
+use std::collections::HashMap;
+
+/// A standing alarm to latch or clear.
+#[derive(Debug, Clone, Copy)]
+pub struct Settle<'a> {
+    pub key: &'a AlarmKey,
+    /// `latched` or `cleared`.
+    pub state: &'static str,
+    pub value: Option<i32>,
+    pub at: u64,
+}
+
+/// A standing alarm's new level (e.g. 报警 back to 预警).
+#[derive(Debug, Clone, Copy)]
+pub struct Relevel<'a> {
+    pub key: &'a AlarmKey,
+    pub level: &'static str,
+    pub value: i32,
+    pub at: u64,
+}
+
+/// A many-row statement answering rows, placeholders as the backend
+/// takes them best (see [`super::many`]).
+fn many_as<T>(sqlite: bool, sql: &str) -> sqlx::query::QueryAs<'static, Any, T, AnyArguments>
+where
+    T: for<'r> sqlx::FromRow<'r, AnyRow>,
+{
+    if sqlite {
+        sqlx::query_as(AssertSqlSafe(sql.to_string()))
+    } else {
+        query_as(sql)
+    }
+}
+
+fn key_of(row: &AlarmRow) -> AlarmKey {
+    AlarmKey {
+        site: row.site.clone(),
+        node: row.node.clone(),
+        channel: row.channel.clone(),
+        cause: row.cause.clone(),
+    }
+}
+
+/// Where each key sits in the input (keys of one call are distinct).
+fn positions<'a>(keys: impl Iterator<Item = &'a AlarmKey>) -> HashMap<&'a AlarmKey, usize> {
+    let map: HashMap<_, _> = keys.enumerate().map(|(i, k)| (k, i)).collect();
+    map
+}
+
+impl Batch {
+    /// Raises (or updates) the standing alarm of each input, linking those
+    /// with a ticket spec to the open ticket of their key (opening or
+    /// reopening one where there is none). The keys must be distinct.
+    /// Answers in the order of `items`.
+    pub async fn raise_many(
+        &mut self,
+        items: &[(&AlarmInput, Option<&TicketSpec>)],
+    ) -> Result<Vec<(AlarmRow, Option<TicketOutcome>)>, StoreError> {
+        let at_of = |i: usize| items[i].0.at as i64;
+        let pos = positions(items.iter().map(|(a, _)| &a.key));
+        debug_assert_eq!(pos.len(), items.len(), "raise_many: keys must be distinct");
+        let mut rows: Vec<Option<AlarmRow>> = vec![None; items.len()];
+        // 1. Standing rows updated in place (the partial unique index
+        //    allows one per key).
+        for (chunk, shape) in chunked(items) {
+            let sql = format!(
+                "UPDATE alarms SET level = v.column5, state = 'active', value = v.column6, setpoint = v.column7, \
+                 peak = CASE WHEN v.column6 IS NULL THEN peak WHEN peak IS NULL OR v.column6 > peak THEN v.column6 ELSE peak END, \
+                 suppressed = suppressed AND v.column8, updated_at = v.column9 \
+                 FROM (VALUES {}) AS v \
+                 WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                 AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column10 \
+                 RETURNING {ALARM_COLUMNS}",
+                values(10, shape)
+            );
+            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            for ((a, _), keep) in padded(chunk, shape) {
+                q = q
+                    .bind(a.key.site.clone())
+                    .bind(a.key.node.clone())
+                    .bind(a.key.channel.clone())
+                    .bind(a.key.cause.clone())
+                    .bind(a.level)
+                    .bind(a.value)
+                    .bind(a.setpoint)
+                    .bind(a.suppressed)
+                    .bind(a.at as i64)
+                    .bind(keep);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                if let Some(&i) = pos.get(&key_of(&row)) {
+                    rows[i] = Some(row);
+                }
+            }
+        }
+        // 2. New rows for the keys with nothing standing.
+        let fresh: Vec<usize> = (0..items.len()).filter(|&i| rows[i].is_none()).collect();
+        for (chunk, shape) in chunked(&fresh) {
+            let sql = format!(
+                "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
+                 raised_at, updated_at, suppressed) \
+                 SELECT column1, column2, column3, column4, column5, column6, 'active', column7, column8, column9, \
+                 column10, column11, column12, column13 FROM (VALUES {}) AS v WHERE v.column14 \
+                 RETURNING {ALARM_COLUMNS}",
+                values(14, shape)
+            );
+            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            for (&i, keep) in padded(chunk, shape) {
+                let a = items[i].0;
+                q = q
+                    .bind(a.key.site.clone())
+                    .bind(a.key.node.clone())
+                    .bind(a.key.channel.clone())
+                    .bind(a.key.cause.clone())
+                    .bind(a.kind)
+                    .bind(a.level)
+                    .bind(a.quantity)
+                    .bind(a.value)
+                    .bind(a.setpoint)
+                    .bind(a.value)
+                    .bind(a.at as i64)
+                    .bind(a.at as i64)
+                    .bind(a.suppressed)
+                    .bind(keep);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                if let Some(&i) = pos.get(&key_of(&row)) {
+                    rows[i] = Some(row);
+                }
+            }
+        }
+        let mut rows: Vec<AlarmRow> = rows
+            .into_iter()
+            .map(|r| r.ok_or(StoreError::Db(sqlx::Error::RowNotFound)))
+            .collect::<Result<_, _>>()?;
+        // 3. Tickets: already linked, none wanted, or to link.
+        let mut outcomes: Vec<Option<TicketOutcome>> = rows
+            .iter()
+            .map(|r| r.ticket_id.map(|id| TicketOutcome::AlreadyLinked { id }))
+            .collect();
+        let wanted: Vec<usize> = (0..items.len())
+            .filter(|&i| rows[i].ticket_id.is_none() && items[i].1.is_some())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(rows.into_iter().zip(outcomes).collect());
+        }
+        // 3a. Attached to the open ticket of the key, counted, in one
+        //     statement; an event each.
+        for (chunk, shape) in chunked(&wanted) {
+            let sql = format!(
+                "UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = v.column5, updated_at = v.column5 \
+                 FROM (VALUES {}) AS v \
+                 WHERE tickets.site = v.column1 AND tickets.node = v.column2 AND tickets.channel = v.column3 \
+                 AND tickets.cause = v.column4 AND tickets.status <> 'closed' AND v.column6 \
+                 RETURNING id, number, site, node, channel, cause",
+                values(6, shape)
+            );
+            let mut q = many_as::<(i64, String, String, String, String, String)>(self.sqlite, &sql);
+            for (&i, keep) in padded(chunk, shape) {
+                let k = &items[i].0.key;
+                q = q
+                    .bind(k.site.clone())
+                    .bind(k.node.clone())
+                    .bind(k.channel.clone())
+                    .bind(k.cause.clone())
+                    .bind(at_of(i))
+                    .bind(keep);
+            }
+            for (id, number, site, node, channel, cause) in q.fetch_all(&mut *self.tx).await? {
+                let key = AlarmKey {
+                    site,
+                    node,
+                    channel,
+                    cause,
+                };
+                if let Some(&i) = pos.get(&key) {
+                    outcomes[i] = Some(TicketOutcome::Attached { id, number });
+                }
+            }
+        }
+        let attached: Vec<(i64, i64, i64)> = wanted
+            .iter()
+            .filter_map(|&i| match &outcomes[i] {
+                Some(TicketOutcome::Attached { id, .. }) => Some((*id, at_of(i), rows[i].id)),
+                _ => None,
+            })
+            .collect();
+        for (chunk, shape) in chunked(&attached) {
+            let sql = format!(
+                "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note) \
+                 SELECT column1, column2, 'system', 'alarm_attached', NULL, NULL, column3 \
+                 FROM (VALUES {}) AS v WHERE v.column4",
+                values(4, shape)
+            );
+            let mut q = super::many(self.sqlite, &sql);
+            for ((ticket, at, alarm), keep) in padded(chunk, shape) {
+                q = q
+                    .bind(*ticket)
+                    .bind(*at)
+                    .bind(format!("alarm #{alarm}"))
+                    .bind(keep);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        // 3b. No open ticket: reopened within its window, or opened (rare:
+        //     once per hazard), one key at a time.
+        for &i in &wanted {
+            if outcomes[i].is_none() {
+                let (a, spec) = items[i];
+                let spec = spec.expect("wanted has a spec");
+                outcomes[i] =
+                    Some(open_or_attach(&mut self.tx, &a.key, spec, rows[i].id, at_of(i)).await?);
+            }
+        }
+        // 4. The alarms point at their tickets.
+        let links: Vec<(i64, i64)> = wanted
+            .iter()
+            .filter_map(|&i| match &outcomes[i] {
+                Some(
+                    TicketOutcome::Opened { id, .. }
+                    | TicketOutcome::Attached { id, .. }
+                    | TicketOutcome::Reopened { id, .. }
+                    | TicketOutcome::AlreadyLinked { id },
+                ) => Some((rows[i].id, *id)),
+                None => None,
+            })
+            .collect();
+        let by_id: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
+        for (chunk, shape) in chunked(&links) {
+            let sql = format!(
+                "UPDATE alarms SET ticket_id = v.column2 FROM (VALUES {}) AS v \
+                 WHERE alarms.id = v.column1 AND v.column3 RETURNING {ALARM_COLUMNS}",
+                values(3, shape)
+            );
+            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            for ((alarm, ticket), keep) in padded(chunk, shape) {
+                q = q.bind(*alarm).bind(*ticket).bind(keep);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                if let Some(&i) = by_id.get(&row.id) {
+                    rows[i] = row;
+                }
+            }
+        }
+        Ok(rows.into_iter().zip(outcomes).collect())
+    }
+
+    /// Latches or clears the standing alarm of each key (distinct keys).
+    /// Answers, in the order of `items`, each row or `None` where nothing
+    /// was standing.
+    pub async fn settle_many(
+        &mut self,
+        items: &[Settle<'_>],
+    ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
+        let pos = positions(items.iter().map(|s| s.key));
+        let mut out = vec![None; items.len()];
+        for (chunk, shape) in chunked(items) {
+            let sql = format!(
+                "UPDATE alarms SET state = v.column5, value = COALESCE(v.column6, alarms.value), updated_at = v.column7, \
+                 cleared_at = CASE WHEN v.column5 = 'cleared' THEN v.column7 ELSE cleared_at END \
+                 FROM (VALUES {}) AS v \
+                 WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                 AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8 \
+                 RETURNING {ALARM_COLUMNS}",
+                values(8, shape)
+            );
+            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            for (s, keep) in padded(chunk, shape) {
+                q = q
+                    .bind(s.key.site.clone())
+                    .bind(s.key.node.clone())
+                    .bind(s.key.channel.clone())
+                    .bind(s.key.cause.clone())
+                    .bind(s.state)
+                    .bind(s.value)
+                    .bind(s.at as i64)
+                    .bind(keep);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                if let Some(&i) = pos.get(&key_of(&row)) {
+                    out[i] = Some(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Changes the level of each key's standing alarm (distinct keys).
+    pub async fn set_level_many(&mut self, items: &[Relevel<'_>]) -> Result<(), StoreError> {
+        for (chunk, shape) in chunked(items) {
+            let sql = format!(
+                "UPDATE alarms SET level = v.column5, value = v.column6, updated_at = v.column7 \
+                 FROM (VALUES {}) AS v \
+                 WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                 AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8",
+                values(8, shape)
+            );
+            let mut q = super::many(self.sqlite, &sql);
+            for (r, keep) in padded(chunk, shape) {
+                q = q
+                    .bind(r.key.site.clone())
+                    .bind(r.key.node.clone())
+                    .bind(r.key.channel.clone())
+                    .bind(r.key.cause.clone())
+                    .bind(r.level)
+                    .bind(r.value)
+                    .bind(r.at as i64)
+                    .bind(keep);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Keeps each reading with every open ticket on its channel; answers
+    /// how many links were made.
+    pub async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<u64, StoreError> {
+        let mut linked = 0;
+        for (chunk, shape) in chunked(rows) {
+            let sql = format!(
+                "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
+                 SELECT t.id, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9 \
+                 FROM (VALUES {}) AS v JOIN tickets t \
+                 ON t.site = v.column1 AND t.node = v.column2 AND t.channel = v.column3 \
+                 WHERE t.status <> 'closed' AND v.column10",
+                values(10, shape)
+            );
+            let mut q = super::many(self.sqlite, &sql);
+            for (r, keep) in padded(chunk, shape) {
+                q = q
+                    .bind(r.site.to_string())
+                    .bind(r.node.to_string())
+                    .bind(r.channel.to_string())
+                    .bind(r.at as i64)
+                    .bind(r.quantity.to_string())
+                    .bind(r.value)
+                    .bind(r.status.to_string())
+                    .bind(r.level.to_string())
+                    .bind(r.abnormal)
+                    .bind(keep);
+            }
+            linked += q.execute(&mut *self.tx).await?.rows_affected();
+        }
+        Ok(linked)
+    }
+}
