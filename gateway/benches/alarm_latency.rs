@@ -94,6 +94,7 @@ async fn main() {
     let mqtt_port = free_port();
     let mut toml = format!(
         "[storage]\ndata_dir = \"{}\"\n[mqtt]\nembedded_listen = \"127.0.0.1:{mqtt_port}\"\nport = {mqtt_port}\n\
+         username = \"bench-publisher\"\npassword = \"bench-pw\"\n\
          [rules.residual_current]\non_delay_ms = 0\n[notify]\nremind_every_secs = 0\n",
         dir.path().display()
     );
@@ -164,8 +165,10 @@ async fn main() {
         }
     });
 
-    // The nodes: one MQTT client publishing for all of them.
+    // The nodes: one MQTT client publishing for all of them, as the
+    // configured login the gate lets publish anywhere.
     let mut opts = MqttOptions::new("bench-nodes", "127.0.0.1", mqtt_port);
+    opts.set_credentials("bench-publisher", "bench-pw");
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_max_packet_size(1 << 20, 1 << 20);
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);

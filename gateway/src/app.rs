@@ -125,6 +125,7 @@ pub async fn start_with_source(
                 password: login.1.clone(),
                 ingest: Some(tx.clone()),
             },
+            config.mqtt.limits.clone(),
             metrics.clone(),
             shutdown.clone(),
         )));

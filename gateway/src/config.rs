@@ -229,13 +229,17 @@ pub struct MqttConfig {
     pub keep_alive_secs: u64,
     /// Subscription prefix; replicas behind EMQX use `$share/gateways/`.
     pub subscription_prefix: String,
-    /// Embedded broker: a login without a username may publish as (and
-    /// subscribe to the commands of) nodes of this file that have no
-    /// credentials, as before registration existed. On by default for the
-    /// demo and existing installations; switch off once every node has its
-    /// own credentials (`gateway node rotate` gives a node of the file some).
-    /// Nodes with credentials must always use them.
+    /// Embedded broker: a node of this file that has no credentials may
+    /// log in without a password (or without a username) under its client
+    /// id `{site}.{node}`, and publish and subscribe as that node only, as
+    /// before registration existed. Off by default (`check-config` warns
+    /// while it is on); the demo turns it on for its simulated nodes. Give
+    /// nodes of the file credentials with `gateway node rotate`. Nodes
+    /// with credentials must always use them.
     pub anonymous_config_nodes: bool,
+    /// `[mqtt.limits]`: the embedded broker gate's connection caps,
+    /// CONNECT timeout and keep-alive cap.
+    pub limits: crate::gate::GateLimits,
 }
 
 impl Default for MqttConfig {
@@ -250,7 +254,8 @@ impl Default for MqttConfig {
             password: None,
             keep_alive_secs: 30,
             subscription_prefix: String::new(),
-            anonymous_config_nodes: true,
+            anonymous_config_nodes: false,
+            limits: Default::default(),
         }
     }
 }
@@ -566,6 +571,22 @@ impl Config {
         Config::from_toml(&text)
     }
 
+    /// What is allowed but weakens the installation, as (path, warning):
+    /// `check-config` prints them and `run` logs them.
+    pub fn warnings(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if self.mqtt.anonymous_config_nodes && self.mqtt.broker == BrokerMode::Embedded {
+            out.push((
+                "mqtt.anonymous_config_nodes".to_string(),
+                "on: nodes of this file without credentials log in without a password, \
+                 and anyone on the network can log in as them; give them credentials \
+                 (gateway node rotate) and switch it off"
+                    .to_string(),
+            ));
+        }
+        out
+    }
+
     /// Every semantic problem, each with its path.
     pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut out = Vec::new();
@@ -579,6 +600,9 @@ impl Config {
                 "mqtt.host".into(),
                 "is required for an external broker".into(),
             );
+        }
+        for (field, message) in self.mqtt.limits.issues() {
+            issue(format!("mqtt.limits.{field}"), message);
         }
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());

@@ -74,7 +74,9 @@ pub struct SimNode {
 impl SimNode {
     /// Runs until `stop`, publishing to the broker at `broker`.
     pub async fn run(self, broker: SocketAddr, stop: CancellationToken) {
-        let client_id = format!("{}-{}", self.site, self.node);
+        // A node's client id is `{site}.{node}`: the gate admits an
+        // anonymous login under no other.
+        let client_id = format!("{}.{}", self.site, self.node);
         let status_topic =
             Topic::new(self.site.clone(), self.node.clone(), TopicKind::Status).to_string();
         let telemetry_topic =
@@ -271,6 +273,9 @@ pub fn demo_config(mqtt: SocketAddr, http: SocketAddr, data_dir: PathBuf) -> Con
     c.mqtt = MqttConfig {
         embedded_listen: mqtt,
         client_id: "fire-gateway-demo".into(),
+        // The simulated nodes have no credentials: they log in as
+        // themselves, without a password (client id `{site}.{node}`).
+        anonymous_config_nodes: true,
         ..Default::default()
     };
     c.sites = vec![

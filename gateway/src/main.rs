@@ -673,6 +673,9 @@ async fn main() -> ExitCode {
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 let nodes: usize = c.sites.iter().map(|s| s.nodes.len()).sum();
+                for (path, warning) in c.warnings() {
+                    eprintln!("warning: {path}: {warning}");
+                }
                 println!(
                     "{}: OK ({} sites, {nodes} nodes)",
                     file.display(),
@@ -756,6 +759,9 @@ async fn main() -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
+            for (path, warning) in config.warnings() {
+                tracing::warn!(%path, "{warning}");
+            }
             let listener = match tokio::net::TcpListener::bind(config.http.listen).await {
                 Ok(l) => l,
                 Err(e) => {

@@ -82,6 +82,8 @@ pub struct Metrics {
     pub mqtt_acl_denied_subscribe: AtomicU64,
     /// Connections the gate closed for bytes that are not MQTT 3.1.1.
     pub mqtt_gate_malformed: AtomicU64,
+    /// The gate's caps and closed connections by reason.
+    pub gate: crate::gate::GateMetrics,
     pub sink_lines_written: AtomicU64,
     /// Every line dropped, whatever the reason (the sum of the labelled
     /// series; count through [`Metrics::drop_sink_lines`]).
@@ -625,6 +627,7 @@ impl Metrics {
                 n.load(Ordering::Relaxed)
             );
         }
+        self.gate.render(&mut out);
         self.http_limits.render(&mut out);
         let _ = writeln!(
             out,

@@ -53,6 +53,36 @@ fn check_config_lists_every_problem_and_exits_2() {
     );
 }
 
+/// Anonymous logins are off unless asked for, and `check-config` warns
+/// (exit 0) while they are on.
+#[test]
+fn check_config_warns_while_anonymous_logins_are_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("gateway.toml");
+    let check = |text: &str| {
+        std::fs::write(&file, text).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_gateway"))
+            .arg("check-config")
+            .arg(&file)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let nodes = "[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n";
+    assert!(
+        !gateway::config::Config::default()
+            .mqtt
+            .anonymous_config_nodes
+    );
+    assert_eq!(check(nodes), "");
+    let on = check(&format!("[mqtt]\nanonymous_config_nodes = true\n{nodes}"));
+    assert!(
+        on.contains("warning: mqtt.anonymous_config_nodes: on:"),
+        "{on}"
+    );
+}
+
 fn http_get(port: u16, path: &str) -> Option<String> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
@@ -75,7 +105,7 @@ async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
     std::fs::write(
         &config,
         format!(
-            "[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n[mqtt]\nembedded_listen = \"127.0.0.1:{mqtt}\"\n\
+            "[http]\nlisten = \"127.0.0.1:{http}\"\n[storage]\ndata_dir = \"{}\"\n[mqtt]\nembedded_listen = \"127.0.0.1:{mqtt}\"\nanonymous_config_nodes = true\n\
              [[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
             dir.path().join("data").display()
         ),

@@ -296,6 +296,8 @@ async fn gateway(dir: &tempfile::TempDir) -> (gateway::app::Running, SocketAddr)
     let mqtt = SocketAddr::from(([127, 0, 0, 1], gateway::demo::free_port().unwrap()));
     config.mqtt.embedded_listen = mqtt;
     config.mqtt.client_id = "console-test".into();
+    // home_a/n01 publishes without credentials, as itself.
+    config.mqtt.anonymous_config_nodes = true;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
     let now = gateway::time::now_ms();
@@ -345,7 +347,7 @@ async fn gateway(dir: &tempfile::TempDir) -> (gateway::app::Running, SocketAddr)
 /// broker's PUBACK.
 async fn publish_leakage(broker: SocketAddr, milliamps: i64) {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut o = MqttOptions::new("home_a-n01", broker.ip().to_string(), broker.port());
+    let mut o = MqttOptions::new("home_a.n01", broker.ip().to_string(), broker.port());
     o.set_keep_alive(Duration::from_secs(15));
     let (client, mut events) = AsyncClient::new(o, 10);
     let payload = json!({

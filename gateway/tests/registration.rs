@@ -38,6 +38,8 @@ async fn start() -> Gw {
     let broker = SocketAddr::from(([127, 0, 0, 1], gateway::demo::free_port().unwrap()));
     config.mqtt.embedded_listen = broker;
     config.mqtt.client_id = "registration-test".into();
+    // The node of the file without credentials logs in as itself.
+    config.mqtt.anonymous_config_nodes = true;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
     let now = gateway::time::now_ms();
@@ -422,8 +424,13 @@ async fn a_registered_node_speaks_only_for_itself_until_revoked() {
     );
 
     // A node of the file without credentials still logs in anonymously
-    // (mqtt.anonymous_config_nodes), but only for itself.
-    let (anon, mut aev) = connect(gw.broker, "home_a-n01", None).await.unwrap();
+    // (mqtt.anonymous_config_nodes), but only as itself: under its client
+    // id `{site}.{node}`, never another (issue 14), and only for its topics.
+    refused_with(
+        connect(gw.broker, "home_a-n01", None).await,
+        ConnectReturnCode::NotAuthorized,
+    );
+    let (anon, mut aev) = connect(gw.broker, "home_a.n01", None).await.unwrap();
     publish(
         &anon,
         &mut aev,

@@ -166,10 +166,9 @@ async fn add_duplicate_rotate_revoke(db: TestDb) {
         .unwrap();
     let reg = store.registry().await.unwrap();
     let access = gateway::gate::Access::build(&effective(&base2, &reg), &reg, None, true);
-    assert!(!access.may_publish(
-        &gateway::gate::Principal::Anonymous,
-        "fire/v1/home_a/n02/telemetry"
-    ));
+    let mut anonymous = rumqttc::mqttbytes::v4::Connect::new("home_a.n02");
+    anonymous.login = None;
+    assert!(access.authenticate(&anonymous).is_err());
 
     // Listing: the file's node and the registered one, with their state.
     let listed = list(&store, &base, None).await.unwrap();

@@ -46,6 +46,8 @@ async fn gateway() -> Gateway {
     let broker = SocketAddr::from(([127, 0, 0, 1], gateway::demo::free_port().unwrap()));
     config.mqtt.embedded_listen = broker;
     config.mqtt.client_id = "selftest-gw".into();
+    // The simulated nodes have no credentials: they log in as themselves.
+    config.mqtt.anonymous_config_nodes = true;
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
     let now = gateway::time::now_ms();

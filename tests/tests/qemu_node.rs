@@ -446,6 +446,7 @@ async fn qemu_node_over_the_embedded_broker_raises_the_alarm() {
     let mut config = gateway_config(0, dir.path());
     config.mqtt.broker = BrokerMode::Embedded;
     config.mqtt.embedded_listen = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    config.mqtt.anonymous_config_nodes = true;
     // Through the gate, the observer reading every topic logs in as the
     // gateway's configured user; the node, a node of the file without
     // registered credentials, logs in as it always did.

@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 pub mod db;
+pub mod gw;
 pub mod node;
 pub mod tls;
 

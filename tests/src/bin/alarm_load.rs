@@ -180,6 +180,9 @@ fn bench_config(dir: &Path, nodes: usize, shipped_rules: bool) -> Config {
     let mut c = Config::default();
     c.storage.data_dir = dir.to_path_buf();
     c.offline_after_secs = 600;
+    // `--auth anonymous` (the default): nodes of the file without
+    // credentials log in through the embedded gate as themselves.
+    c.mqtt.anonymous_config_nodes = true;
     let mut sites: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (s, n) in node_ids(nodes) {
         sites.entry(s).or_default().push(n);
