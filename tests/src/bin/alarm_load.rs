@@ -47,11 +47,12 @@
 //!   not yet acknowledged by the gateway) each second and how long the
 //!   gateway took to drain after the last publish.
 //!
-//! In both modes a probe node (`s00.probe`, a 101st connection) publishes,
-//! from the start until the gateway has acknowledged the whole load, one
-//! 700 mA residual-current reading every `--probe-interval-ms` (1000)
-//! on a fresh channel (`p0`, `p1`, …, so no latch or hysteresis is in the
-//! way); each is an `alarm_raised` on the gateway's SSE stream
+//! In both modes probe nodes (`s00.probe0` … `s00.probe11`, a connection
+//! each) publish, from the start until the gateway has acknowledged the
+//! whole load, one 700 mA residual-current reading every
+//! `--probe-interval-ms` (1000) on a fresh channel (`p0`, `p1`, …, so no
+//! latch or hysteresis is in the way; 30 channels a probe node, under the
+//! gateway's cap of 32 channels a node); each is an `alarm_raised` on the gateway's SSE stream
 //! `/api/v1/events` (as the duty desk sees it, logged in as an
 //! administrator). Latency: from the probe's publish call to that event
 //! arriving at the SSE client; p50/p99 and how many took longer than
@@ -168,7 +169,18 @@ fn node_ids(n: usize) -> Vec<(String, String)> {
         .collect()
 }
 
-const PROBE: (&str, &str) = ("s00", "probe");
+/// The probe nodes' site; probe `k` is channel `p{k}` of node
+/// `probe{k / PROBE_CHANNELS}`: a node keeps at most 32 channels (the
+/// contract's cap, enforced by the gateway), so each probe node takes 30
+/// fresh channels and the next probe node the next 30.
+const PROBE_SITE: &str = "s00";
+const PROBE_CHANNELS: u32 = 30;
+/// Probe nodes: 360 probes, one a second, more than any run's deadline.
+const PROBE_NODES: u32 = 12;
+
+fn probe_node(k: u32) -> String {
+    format!("probe{}", k / PROBE_CHANNELS)
+}
 
 fn user(site: &str, node: &str) -> String {
     gateway::mosquitto::node_username(site, node)
@@ -187,10 +199,12 @@ fn bench_config(dir: &Path, nodes: usize, shipped_rules: bool) -> Config {
     for (s, n) in node_ids(nodes) {
         sites.entry(s).or_default().push(n);
     }
-    sites
-        .entry(PROBE.0.to_string())
-        .or_default()
-        .push(PROBE.1.to_string());
+    for i in 0..PROBE_NODES {
+        sites
+            .entry(PROBE_SITE.to_string())
+            .or_default()
+            .push(probe_node(i * PROBE_CHANNELS));
+    }
     c.sites = sites
         .into_iter()
         .map(|(id, nodes)| SiteConfig {
@@ -668,20 +682,21 @@ async fn watch_events(url: String, token: String, seen: Arc<Mutex<Seen>>) {
                     }
                     continue;
                 }
-                if !data.contains("\"alarm_raised\"") || !data.contains(PROBE.1) {
+                if !data.contains("\"alarm_raised\"") || !data.contains("probe") {
                     continue;
                 }
                 let Ok(v) = serde_json::from_str::<Value>(data.trim()) else {
                     continue;
                 };
                 let a = &v["alarm"];
-                if a["node"] != PROBE.1 || a["site"] != PROBE.0 {
+                if a["site"] != PROBE_SITE {
                     continue;
                 }
                 let k = a["channel"]
                     .as_str()
                     .and_then(|c| c.strip_prefix('p'))
-                    .and_then(|k| k.parse::<u32>().ok());
+                    .and_then(|k| k.parse::<u32>().ok())
+                    .filter(|k| a["node"].as_str() == Some(probe_node(*k).as_str()));
                 if let Some(k) = k {
                     seen.lock().expect("seen").probes.entry(k).or_insert(at);
                 }
@@ -710,9 +725,15 @@ async fn nodes_role(a: &Args) {
 
     let reconnects = Arc::new(AtomicU64::new(0));
     let mut connecting = Vec::new();
+    // All from one address, as a fleet behind one NAT: a few connecting at
+    // a time, as nodes with jittered back-off do; the gate allows 32
+    // connections per address that have not yet sent CONNECT.
+    let gate = Arc::new(tokio::sync::Semaphore::new(16));
     for (site, node) in node_ids(nodes) {
         let r = reconnects.clone();
+        let gate = gate.clone();
         connecting.push(tokio::spawn(async move {
+            let _turn = gate.acquire_owned().await.expect("semaphore");
             Conn::connect(broker, &site, &node, password, inflight, r).await
         }));
     }
@@ -724,17 +745,22 @@ async fn nodes_role(a: &Args) {
     let probe = match &events {
         Some(url) => {
             watch_events(url.clone(), token.clone(), seen.clone()).await;
-            Some(
-                Conn::connect(
-                    broker,
-                    PROBE.0,
-                    PROBE.1,
-                    password,
-                    inflight,
-                    reconnects.clone(),
-                )
-                .await,
-            )
+            let mut probes = Vec::new();
+            for i in 0..PROBE_NODES {
+                let node = probe_node(i * PROBE_CHANNELS);
+                probes.push(
+                    Conn::connect(
+                        broker,
+                        PROBE_SITE,
+                        &node,
+                        password,
+                        inflight,
+                        reconnects.clone(),
+                    )
+                    .await,
+                );
+            }
+            Some(probes)
         }
         None => None,
     };
@@ -841,7 +867,7 @@ async fn nodes_role(a: &Args) {
     let probe_task = probe.map(|conn| {
         let sending_done = probes_stop.clone();
         tokio::spawn(async move {
-            let mut conn = conn;
+            let mut conns = conn;
             let mut sends: Vec<(u32, Instant)> = Vec::new();
             let first = t0 + probe_interval / 2;
             let mut k = 0u32;
@@ -850,12 +876,12 @@ async fn nodes_role(a: &Args) {
                     first + probe_interval * k,
                 ))
                 .await;
-                if sending_done.load(Ordering::Relaxed) {
+                if sending_done.load(Ordering::Relaxed) || k >= PROBE_NODES * PROBE_CHANNELS {
                     break;
                 }
                 let p = telemetry(
                     1,
-                    k + 1,
+                    k % PROBE_CHANNELS + 1,
                     now_ms(),
                     &[(
                         &format!("p{k}"),
@@ -865,11 +891,14 @@ async fn nodes_role(a: &Args) {
                     )],
                 );
                 sends.push((k, Instant::now()));
-                let topic = format!("fire/v1/{}/{}/telemetry", PROBE.0, PROBE.1);
-                conn.publish_to(&topic, &p).await;
+                let node = probe_node(k);
+                let topic = format!("fire/v1/{PROBE_SITE}/{node}/telemetry");
+                conns[(k / PROBE_CHANNELS) as usize]
+                    .publish_to(&topic, &p)
+                    .await;
                 k += 1;
             }
-            (conn, sends)
+            (conns, sends)
         })
     });
 
@@ -901,7 +930,7 @@ async fn nodes_role(a: &Args) {
     let mut probe_out = Value::Null;
     let mut probe_msgs = 0u64;
     if let Some(task) = probe_task {
-        let (conn, sends) = task.await.expect("probe task");
+        let (probe_conns, sends) = task.await.expect("probe task");
         probe_msgs = sends.len() as u64;
         // Late alarms: wait up to the window after the last probe.
         if let Some((_, last)) = sends.last() {
@@ -936,7 +965,9 @@ async fn nodes_role(a: &Args) {
                 "stream_ended_early": s.ended,
             })
         };
-        conn.disconnect().await;
+        for conn in probe_conns {
+            conn.disconnect().await;
+        }
     }
     let cpu = cpu_secs(std::process::id()) - cpu0;
     emit(&json!({
