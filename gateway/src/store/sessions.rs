@@ -198,20 +198,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         let (id,) = id.ok_or(UserAdminError::NotFound)?;
-        let closed = query("DELETE FROM sessions WHERE user_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let entry = AuditEntry {
-            at: now,
-            actor: by.name,
-            role: by.role,
-            action: "user.password",
-            subject: format!("user:{login}"),
-            details: serde_json::json!({ "sessions_closed": closed }).to_string(),
-        };
-        append_audit(&mut tx, &entry).await?;
+        close_sessions(&mut tx, id, login, by, now, "user.password").await?;
         tx.commit().await?;
         Ok(())
     }
@@ -230,21 +217,35 @@ impl Store {
             .fetch_optional(&mut *tx)
             .await?;
         let (id,) = id.ok_or(UserAdminError::NotFound)?;
-        let closed = query("DELETE FROM sessions WHERE user_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let entry = AuditEntry {
-            at: now,
-            actor: by.name,
-            role: by.role,
-            action: "user.sessions.revoke",
-            subject: format!("user:{login}"),
-            details: serde_json::json!({ "sessions_closed": closed }).to_string(),
-        };
-        append_audit(&mut tx, &entry).await?;
+        let closed = close_sessions(&mut tx, id, login, by, now, "user.sessions.revoke").await?;
         tx.commit().await?;
         Ok(closed)
     }
+}
+
+/// Deletes every session of user `id` and audits it as `action` (a new
+/// password, a revocation); returns how many were closed.
+async fn close_sessions(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    id: i64,
+    login: &str,
+    by: By<'_>,
+    now: u64,
+    action: &'static str,
+) -> Result<u64, UserAdminError> {
+    let closed = query("DELETE FROM sessions WHERE user_id = ?")
+        .bind(id)
+        .execute(&mut **tx)
+        .await?
+        .rows_affected();
+    let entry = AuditEntry {
+        at: now,
+        actor: by.name,
+        role: by.role,
+        action,
+        subject: format!("user:{login}"),
+        details: serde_json::json!({ "sessions_closed": closed }).to_string(),
+    };
+    append_audit(tx, &entry).await?;
+    Ok(closed)
 }
