@@ -8,12 +8,12 @@
 
 mod common;
 
-use common::db::{as_pg_user, bin_dir, is_root};
+use common::db::{as_pg_user, bin_dir, init_cluster, is_root};
 use common::tls::TestCa;
 use gateway::config::Config;
 use gateway::store::Store;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 /// A PostgreSQL server with `ssl = on`, stopped when dropped.
 struct SslServer {
@@ -45,26 +45,7 @@ impl SslServer {
             std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))
                 .expect("chmod");
         }
-        if root {
-            let ok = Command::new("chown")
-                .args(["-R", "postgres:postgres"])
-                .arg(dir.path())
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "chown {} to postgres", dir.path().display());
-        }
-        let data = dir.path().join("data");
-        let out = as_pg_user(&bin.join("initdb"), root)
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"])
-            .output()
-            .expect("run initdb");
-        assert!(
-            out.status.success(),
-            "initdb failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let data = init_cluster(&bin, dir.path(), root);
         let pg_ctl = bin.join("pg_ctl");
         let log = dir.path().join("server.log");
         for _ in 0..5 {

@@ -132,24 +132,18 @@ pub fn as_pg_user(program: &Path, root: bool) -> Command {
     }
 }
 
-fn start_server() -> Server {
-    let bin = bin_dir();
-    let root = is_root();
-    let dir = tempfile::Builder::new()
-        .prefix("gateway-test-pg")
-        .tempdir()
-        .expect("temp dir")
-        .keep();
-    let data = dir.join("data");
+/// A fresh cluster in `dir/data` (trust authentication, superuser
+/// `postgres`), `dir` handed to the `postgres` user first when we are root.
+pub fn init_cluster(bin: &Path, dir: &Path, root: bool) -> PathBuf {
     if root {
         let ok = Command::new("chown")
             .args(["-R", "postgres:postgres"])
-            .arg(&dir)
+            .arg(dir)
             .status()
-            .map(|s| s.success())
-            .unwrap_or(false);
+            .is_ok_and(|s| s.success());
         assert!(ok, "chown {} to postgres", dir.display());
     }
+    let data = dir.join("data");
     let out = as_pg_user(&bin.join("initdb"), root)
         .arg("-D")
         .arg(&data)
@@ -161,6 +155,18 @@ fn start_server() -> Server {
         "initdb failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    data
+}
+
+fn start_server() -> Server {
+    let bin = bin_dir();
+    let root = is_root();
+    let dir = tempfile::Builder::new()
+        .prefix("gateway-test-pg")
+        .tempdir()
+        .expect("temp dir")
+        .keep();
+    let data = init_cluster(&bin, &dir, root);
 
     // The watchdog first, so that the server never outlives us.
     let pg_ctl = bin.join("pg_ctl");
