@@ -120,6 +120,44 @@ impl SeqTracker {
         self.seen[w] & (1 << b) != 0
     }
 
+    /// Where `(boot, seq)` sits in the window, if it does.
+    fn back_of(&self, boot: u32, seq: u32) -> Option<u32> {
+        if !self.started || boot != self.boot || seq > self.highest {
+            return None;
+        }
+        Some(self.highest - seq).filter(|b| *b < WINDOW)
+    }
+
+    /// Whether `(boot, seq)` is marked seen in the window (no change).
+    pub fn contains(&self, boot: u32, seq: u32) -> bool {
+        self.back_of(boot, seq).is_some_and(|b| self.is_seen(b))
+    }
+
+    /// Unmarks `(boot, seq)`; returns whether it was marked. Used on a copy
+    /// of a restored window to keep the messages committed before a
+    /// restart whose lines the spool does not hold (see
+    /// [`crate::runtime::Runtime::restore_seq`]); never on the live window.
+    pub fn take(&mut self, boot: u32, seq: u32) -> bool {
+        match self.back_of(boot, seq) {
+            Some(b) if self.is_seen(b) => {
+                let (w, bit) = ((b / 64) as usize, b % 64);
+                self.seen[w] &= !(1 << bit);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether any sequence number is marked.
+    pub fn is_empty(&self) -> bool {
+        self.seen.iter().all(|w| *w == 0)
+    }
+
+    /// How many sequence numbers are marked.
+    pub fn count(&self) -> usize {
+        self.seen.iter().map(|w| w.count_ones() as usize).sum()
+    }
+
     /// Shifts the window so that `highest` grows by `by`.
     fn advance(&mut self, by: u32) {
         if by >= WINDOW {
@@ -563,5 +601,25 @@ mod tests {
                 proptest::prop_assert_eq!(*v, Verdict::InOrder { gap: step - 1 });
             }
         }
+    }
+
+    #[test]
+    fn take_unmarks_once_and_only_inside_the_window() {
+        let mut t = SeqTracker::default();
+        for seq in 0..10 {
+            t.observe(1, seq);
+        }
+        assert_eq!(t.count(), 10);
+        assert!(t.contains(1, 3));
+        assert!(t.take(1, 3));
+        assert!(!t.take(1, 3), "once");
+        assert!(!t.contains(1, 3));
+        assert!(!t.take(2, 4), "another boot");
+        assert!(!t.take(1, 11), "ahead of the window");
+        assert_eq!(t.count(), 9);
+        for seq in (0..10).filter(|s| *s != 3) {
+            assert!(t.take(1, seq));
+        }
+        assert!(t.is_empty());
     }
 }

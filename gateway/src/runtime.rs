@@ -208,6 +208,12 @@ struct NodeRt {
     /// Channels of this node in `Runtime::channels` (capped, see
     /// [`crate::node_limits`]).
     channels: usize,
+    /// Messages committed before the gateway restarted whose lines the
+    /// spool does not hold (a kill between the commit and the spool
+    /// append): marked in the restored window, so their redelivery is a
+    /// duplicate for the rules, but their readings must still reach the
+    /// TSDB once. `None` once there are none.
+    unspooled: Option<Box<SeqTracker>>,
 }
 
 /// All rule state of one gateway.
@@ -527,6 +533,7 @@ impl Runtime {
                 live: NodeState::default(),
                 heard: false,
                 channels: 0,
+                unspooled: None,
             })
     }
 
@@ -551,6 +558,50 @@ impl Runtime {
             }
             None => false,
         }
+    }
+
+    /// After [`Runtime::restore_seq`]: the messages of the restored window
+    /// that are not among `spooled` (those the spool holds) are kept as
+    /// committed-but-unspooled (see [`Runtime::take_unspooled`]). Returns
+    /// how many the window marks that the spool lacks (an upper bound:
+    /// lines already delivered and their segment removed count too; a
+    /// redelivery of one of those writes an exact copy, never a loss).
+    pub fn keep_unspooled(
+        &mut self,
+        site: &SiteId,
+        node: &NodeId,
+        spooled: impl IntoIterator<Item = (u32, u32)>,
+    ) -> usize {
+        let Some(rt) = self.nodes.get_mut(&(site.clone(), node.clone())) else {
+            return 0;
+        };
+        let mut left = rt.seq.clone();
+        for (boot, seq) in spooled {
+            left.take(boot, seq);
+        }
+        if left.is_empty() {
+            rt.unspooled = None;
+            return 0;
+        }
+        let n = left.count();
+        rt.unspooled = Some(Box::new(left));
+        n
+    }
+
+    /// Whether a duplicate `(boot, seq)` was committed before the restart
+    /// without its lines reaching the spool; true once per message.
+    pub fn take_unspooled(&mut self, site: &SiteId, node: &NodeId, boot: u32, seq: u32) -> bool {
+        let Some(rt) = self.nodes.get_mut(&(site.clone(), node.clone())) else {
+            return false;
+        };
+        let Some(left) = rt.unspooled.as_mut() else {
+            return false;
+        };
+        let taken = left.take(boot, seq);
+        if left.is_empty() {
+            rt.unspooled = None;
+        }
+        taken
     }
 
     /// De-duplicates a telemetry or event message on `(boot, seq)`.

@@ -416,6 +416,16 @@ impl Core {
 
     fn telemetry(&mut self, topic: &Topic, mut t: Telemetry, now: u64) {
         let Some(in_order) = self.dedup(topic, t.boot, t.seq, now) else {
+            if self.sink
+                && self
+                    .runtime
+                    .take_unspooled(&topic.site, &topic.node, t.boot, t.seq)
+            {
+                // Committed before a restart, its lines never reached the
+                // spool: judged and stored already, so only the lines.
+                let at = self.reading_time(topic, &t, now);
+                self.sink_lines(topic, &t, at);
+            }
             return;
         };
         self.seen(topic, now);
@@ -423,18 +433,7 @@ impl Core {
         if !in_order {
             self.note(Note::ReadingsLate(t.ch.len() as u64));
         }
-        // No wall clock on the node (ts 0), or a clock running ahead: stamp
-        // arrival time. Old timestamps are legitimate (backfill after an outage).
-        let at = if t.ts == 0 {
-            now
-        } else if t.ts > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
-            self.note(Note::ClockAhead {
-                source: format!("{}/{}", topic.site, topic.node),
-            });
-            now
-        } else {
-            t.ts
-        };
+        let at = self.reading_time(topic, &t, now);
         self.note(Note::ReadingsAccepted(t.ch.len() as u64));
         let testing = self.runtime.under_test(&topic.site, &topic.node);
         if testing {
@@ -460,6 +459,48 @@ impl Core {
                 });
             }
         }
+        self.sink_lines(topic, &t, at);
+        if in_order {
+            let changes = self.runtime.readings(&topic.site, &topic.node, &t.ch, at);
+            if testing {
+                for c in &changes {
+                    if let Change::Test { ch, transition } = c {
+                        self.selftest_change(ch, transition, now);
+                    }
+                }
+                self.finish_selftests(now);
+            } else {
+                // Every judged channel's state is kept as the batch leaves
+                // it (a pending on-delay, the rate window), so a restart
+                // carries on exactly where the last commit stood.
+                for r in t.ch.iter() {
+                    self.dirty
+                        .insert((topic.site.clone(), topic.node.clone(), r.id.clone()), at);
+                }
+                self.apply(changes, at);
+                self.link_readings(topic, &t, at);
+            }
+        }
+    }
+
+    /// When a reading was taken. No wall clock on the node (ts 0), or a
+    /// clock running ahead: arrival time. Old timestamps are legitimate
+    /// (backfill after an outage).
+    fn reading_time(&mut self, topic: &Topic, t: &Telemetry, now: u64) -> u64 {
+        if t.ts == 0 {
+            now
+        } else if t.ts > now.saturating_add(MAX_CLOCK_AHEAD_MS) {
+            self.note(Note::ClockAhead {
+                source: format!("{}/{}", topic.site, topic.node),
+            });
+            now
+        } else {
+            t.ts
+        }
+    }
+
+    /// The message's line-protocol lines for the metrics sink.
+    fn sink_lines(&mut self, topic: &Topic, t: &Telemetry, at: u64) {
         if self.sink {
             // A faulted channel's value is not a measurement: it is shown as a
             // fault, not written as a data point.
@@ -488,27 +529,6 @@ impl Core {
                     count,
                     text,
                 });
-            }
-        }
-        if in_order {
-            let changes = self.runtime.readings(&topic.site, &topic.node, &t.ch, at);
-            if testing {
-                for c in &changes {
-                    if let Change::Test { ch, transition } = c {
-                        self.selftest_change(ch, transition, now);
-                    }
-                }
-                self.finish_selftests(now);
-            } else {
-                // Every judged channel's state is kept as the batch leaves
-                // it (a pending on-delay, the rate window), so a restart
-                // carries on exactly where the last commit stood.
-                for r in t.ch.iter() {
-                    self.dirty
-                        .insert((topic.site.clone(), topic.node.clone(), r.id.clone()), at);
-                }
-                self.apply(changes, at);
-                self.link_readings(topic, &t, at);
             }
         }
     }

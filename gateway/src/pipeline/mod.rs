@@ -225,6 +225,9 @@ pub struct Pipeline {
     baseline_hours: u32,
     /// A batch whose commit failed, waiting to be tried again.
     retry: Option<Retry>,
+    /// The messages found in the spool at start-up, by source, until
+    /// [`Pipeline::start`] has compared them with the restored windows.
+    spooled_at_start: HashMap<String, VecDeque<(u32, u32)>>,
 }
 
 /// A batch whose commit failed.
@@ -268,6 +271,7 @@ impl Pipeline {
             selftest_window_ms: crate::selftest::DEFAULT_WINDOW_MS,
             baseline_hours: crate::baseline::DEFAULT_WINDOW_HOURS,
             retry: None,
+            spooled_at_start: HashMap::new(),
         }
     }
 
@@ -292,6 +296,7 @@ impl Pipeline {
     /// a counted duplicate, not a second copy in the TSDB.
     pub fn mark_spooled(&mut self, spooled: crate::sink::Spooled) {
         for (source, ids) in spooled {
+            self.spooled_at_start.insert(source.clone(), ids.clone());
             let Some((site, node)) = source.split_once('/') else {
                 continue;
             };
@@ -353,6 +358,12 @@ impl Pipeline {
         // Each node's de-duplication window as the last commit left it: a
         // message committed whose acknowledgement a crash cut off is a
         // counted duplicate when it comes again, not a second evaluation.
+        // The window is saved with the commit, and the batch's lines reach
+        // the spool just after it: a kill between the two leaves messages
+        // the window marks but the spool lacks. Their redelivery is not
+        // judged again, but its lines go to the spool (once).
+        let spooled = std::mem::take(&mut self.spooled_at_start);
+        let mut unspooled = 0;
         for (site, node, state) in self.store.node_seqs().await? {
             if let (Ok(s), Ok(n)) = (SiteId::new(&site), NodeId::new(&node)) {
                 if !self.core.runtime.restore_seq(&s, &n, &state) {
@@ -361,8 +372,21 @@ impl Pipeline {
                         node,
                         "saved de-duplication window unreadable; starting afresh"
                     );
+                } else if self.sink.is_some() {
+                    let ids = spooled.get(&format!("{site}/{node}"));
+                    unspooled += self.core.runtime.keep_unspooled(
+                        &s,
+                        &n,
+                        ids.into_iter().flatten().copied(),
+                    );
                 }
             }
+        }
+        if unspooled > 0 {
+            tracing::info!(
+                messages = unspooled,
+                "committed messages not in the spool: a redelivery of one is written to the TSDB, not judged again"
+            );
         }
         self.restore_channels(now).await?;
         let changes = self
