@@ -14,6 +14,8 @@
 //! the listeners that come later (MQTT over TLS, HTTPS console) add their
 //! server side beside it rather than a second notion of trust.
 
+pub mod server;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::connect::HttpConnector;
