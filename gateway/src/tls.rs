@@ -64,8 +64,8 @@ pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
-/// Reads a PEM file of CA certificates, each checked as a trust anchor.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// Reads a PEM file of certificates: at least one, every block parsed.
+pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let shown = path.display().to_string();
     let data = std::fs::read(path).map_err(|source| TlsError::Read {
         path: shown.clone(),
@@ -80,6 +80,13 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsErro
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: shown });
     }
+    Ok(certs)
+}
+
+/// Reads a PEM file of CA certificates, each checked as a trust anchor.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let shown = path.display().to_string();
+    let certs = read_certificates(path)?;
     for (i, cert) in certs.iter().enumerate() {
         if let Err(e) = RootCertStore::empty().add(cert.clone()) {
             let reason = match e {

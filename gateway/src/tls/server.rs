@@ -15,7 +15,7 @@
 //! ([`Material`] → `ServerConfig`): ALPN for HTTP, optional client
 //! certificates for nodes on the gate.
 
-use super::{provider, read_ca_file, TlsError};
+use super::{provider, read_ca_file, read_certificates, TlsError};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::ServerConfig;
@@ -54,17 +54,7 @@ pub struct Material {
 impl ServerFiles {
     /// Reads and parses the files.
     pub fn read(&self) -> Result<Material, TlsError> {
-        let shown = self.cert_file.display().to_string();
-        let data = read(&self.cert_file)?;
-        let certs = CertificateDer::pem_slice_iter(&data)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| TlsError::Pem {
-                path: shown.clone(),
-                reason: e.to_string(),
-            })?;
-        if certs.is_empty() {
-            return Err(TlsError::NoCertificate { path: shown });
-        }
+        let certs = read_certificates(&self.cert_file)?;
         let key_shown = self.key_file.display().to_string();
         let key =
             PrivateKeyDer::from_pem_slice(&read(&self.key_file)?).map_err(|e| TlsError::Pem {
