@@ -170,6 +170,17 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
     let report = sync(&store, cluster.nodes[0].mgmt_url()).await;
     assert_eq!(report.users, 3, "{report:?}");
     assert!(report.without_hash.is_empty(), "{report:?}");
+    // `rabbitmq-export`'s definitions file is one RabbitMQ 3.10 imports
+    // (the same users again; the logins below still work).
+    let plan = gateway::rabbitmq::plan_from_store(&store, &config)
+        .await
+        .unwrap();
+    let defs = gateway::rabbitmq::definitions(&plan, "/").to_string();
+    let (code, body) = cluster.mgmt(1, "POST", "/api/definitions", Some(&defs));
+    assert!(
+        (200..300).contains(&code),
+        "definitions import: {code} {body}"
+    );
 
     // haproxy in front of the three brokers' MQTT listeners.
     let servers: Vec<(&str, String)> = ["mq1", "mq2", "mq3"]
