@@ -25,7 +25,7 @@ const HASH_BYTES: usize = 64;
 /// Why no password could be made.
 #[derive(Debug, thiserror::Error)]
 #[error("no randomness from the operating system: {0}")]
-pub struct NoRandomness(String);
+pub struct NoRandomness(pub(crate) String);
 
 /// A new random password: 192 bits, URL-safe base64 without padding (32
 /// characters from `A–Z a–z 0–9 - _`), so it survives a shell, a URL and a

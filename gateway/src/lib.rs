@@ -35,6 +35,7 @@ pub mod node_limits;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;
+pub mod rabbitmq;
 pub mod redact;
 pub mod registry;
 pub mod report;

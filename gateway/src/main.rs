@@ -69,6 +69,34 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Bring a RabbitMQ cluster's users in line with the registry through
+    /// its management API (issue 16): a user per node with active
+    /// credentials, limited to its own topics; the gateway's own user;
+    /// revoked nodes' users deleted and their connections closed. The
+    /// administrator's password comes from FIRE_RABBITMQ_ADMIN_PASSWORD.
+    RabbitmqSync {
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Management API, e.g. http://10.0.0.11:15672; repeat for each
+        /// broker: the first that answers is used.
+        #[arg(long, required = true)]
+        url: Vec<String>,
+        #[arg(long, default_value = "admin")]
+        admin_user: String,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
+    /// Write the same users as a RabbitMQ definitions file (for
+    /// `rabbitmqctl import_definitions`). Importing never deletes users:
+    /// use rabbitmq-sync for revocations.
+    RabbitmqExport {
+        #[arg(long, short)]
+        config: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, default_value = "/")]
+        vhost: String,
+    },
     /// Print the Mosquitto ACL for a configuration: each node may publish
     /// only under its own fire/v1/{site}/{node}/.
     MosquittoAcl {
@@ -421,6 +449,9 @@ async fn registry_command(command: Command) -> ExitCode {
             | NodeCommand::List { config, .. } => config.clone(),
         },
         Command::MosquittoExport { config, .. } => config.clone(),
+        Command::RabbitmqSync { config, .. } | Command::RabbitmqExport { config, .. } => {
+            config.clone()
+        }
         _ => return ExitCode::FAILURE,
     };
     let config = match load_config(&path) {
@@ -591,10 +622,97 @@ async fn registry_command(command: Command) -> ExitCode {
             Err(e) => refused(e),
         },
         Command::MosquittoExport { out, .. } => mosquitto_export(&store, &config, &out).await,
+        c @ (Command::RabbitmqSync { .. } | Command::RabbitmqExport { .. }) => {
+            rabbitmq_command(&store, &config, c).await
+        }
         _ => ExitCode::FAILURE,
     };
     store.close().await;
     code
+}
+
+/// `rabbitmq-sync` and `rabbitmq-export` (gateway/src/rabbitmq.rs).
+async fn rabbitmq_command(
+    store: &gateway::store::Store,
+    config: &Config,
+    command: Command,
+) -> ExitCode {
+    let plan = match gateway::rabbitmq::plan_from_store(store, config).await {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if config.mqtt.password.is_none() {
+        eprintln!("注意：配置中没有 mqtt.password，网关自身的用户未写入 RabbitMQ");
+    }
+    if !plan.without_hash.is_empty() {
+        eprintln!(
+            "注意：以下节点的凭据签发于支持 RabbitMQ 之前，没有 RabbitMQ 密码散列，未写入；请用 node rotate 重新签发：{}",
+            plan.without_hash.join(", ")
+        );
+    }
+    match command {
+        Command::RabbitmqExport { out, vhost, .. } => {
+            let text = gateway::rabbitmq::definitions(&plan, &vhost).to_string();
+            if let Err(e) = std::fs::write(&out, text) {
+                eprintln!("无法写入 {}：{e}", out.display());
+                return ExitCode::FAILURE;
+            }
+            println!(
+                "已写入 {}（{} 个用户）；用 rabbitmqctl import_definitions 导入。导入不会删除已注销节点的用户：注销后请用 rabbitmq-sync",
+                out.display(),
+                plan.users.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Command::RabbitmqSync {
+            url,
+            admin_user,
+            vhost,
+            ..
+        } => {
+            let Ok(password) = std::env::var("FIRE_RABBITMQ_ADMIN_PASSWORD") else {
+                eprintln!("请在环境变量 FIRE_RABBITMQ_ADMIN_PASSWORD 中给出 RabbitMQ 管理员 {admin_user} 的密码");
+                return ExitCode::from(2);
+            };
+            let client = gateway::tls::HttpClient::new_or_system(
+                &config.tls,
+                std::time::Duration::from_secs(15),
+                "rabbitmq-sync",
+            );
+            let mut last = String::new();
+            for base in &url {
+                match gateway::rabbitmq::sync(
+                    &client,
+                    base,
+                    (&admin_user, &password),
+                    &vhost,
+                    &plan,
+                )
+                .await
+                {
+                    Ok(r) => {
+                        println!(
+                            "RabbitMQ（{base}）已同步：{} 个用户；删除已注销节点的用户 {} 个，断开其连接 {} 个",
+                            r.users,
+                            r.deleted.len(),
+                            r.connections_closed
+                        );
+                        return ExitCode::SUCCESS;
+                    }
+                    Err(e) => {
+                        eprintln!("{base}：{e}");
+                        last = e;
+                    }
+                }
+            }
+            eprintln!("RabbitMQ 未同步：{last}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::FAILURE,
+    }
 }
 
 /// Writes `passwd` and `acl` for an external Mosquitto into `out`.
@@ -667,9 +785,11 @@ enum AuditCommand {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        c @ (Command::Site { .. } | Command::Node { .. } | Command::MosquittoExport { .. }) => {
-            registry_command(c).await
-        }
+        c @ (Command::Site { .. }
+        | Command::Node { .. }
+        | Command::MosquittoExport { .. }
+        | Command::RabbitmqSync { .. }
+        | Command::RabbitmqExport { .. }) => registry_command(c).await,
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 let nodes: usize = c.sites.iter().map(|s| s.nodes.len()).sum();

@@ -396,6 +396,16 @@ fn issue(site: &str, node: &str) -> Result<(Issued, String), RegError> {
     ))
 }
 
+/// Keeps RabbitMQ's hash of a password just issued (`crate::rabbitmq`):
+/// the only moment the gateway sees the password. A failure here leaves the
+/// credential working everywhere but RabbitMQ, where `rabbitmq-sync` names
+/// it for rotation; it does not undo the issue.
+async fn keep_rabbit_hash(store: &Store, issued: &Issued, now: u64) -> Result<(), RegError> {
+    let hash = crate::rabbitmq::password_hash(&issued.password)?;
+    store.set_rabbit_hash(&issued.username, &hash, now).await?;
+    Ok(())
+}
+
 /// Adds a site. Refused: a malformed id or name, an id already in the file
 /// or registered.
 pub async fn add_site(
@@ -470,6 +480,7 @@ pub async fn add_node(
     if !store.add_registered_node(&row, &hash, actor.role).await? {
         return Err(duplicate());
     }
+    keep_rabbit_hash(store, &issued, now).await?;
     Ok((row, issued))
 }
 
@@ -496,6 +507,7 @@ pub async fn rotate(
     }
     let (issued, hash) = issue(site, node)?;
     store.set_credential(site, node, &hash, actor, now).await?;
+    keep_rabbit_hash(store, &issued, now).await?;
     Ok(issued)
 }
 

@@ -22,6 +22,7 @@ use std::time::Duration;
 
 mod batch;
 mod evidence;
+mod rabbit;
 mod registry;
 mod sessions;
 

@@ -286,8 +286,14 @@ impl HttpClient {
 
     /// A POST to `url`.
     pub fn post(&self, url: &str) -> RequestBuilder {
+        self.request(hyper::Method::POST, url)
+    }
+
+    /// A request with any method (`rabbitmq-sync`: GET, PUT, DELETE).
+    pub fn request(&self, method: hyper::Method, url: &str) -> RequestBuilder {
         RequestBuilder {
             client: self.clone(),
+            method,
             url: url.to_string(),
             headers: Vec::new(),
             body: Bytes::new(),
@@ -298,6 +304,7 @@ impl HttpClient {
 /// A request being put together ([`HttpClient::post`]).
 pub struct RequestBuilder {
     client: HttpClient,
+    method: hyper::Method,
     url: String,
     headers: Vec<(String, String)>,
     body: Bytes,
@@ -329,7 +336,7 @@ impl RequestBuilder {
             .url
             .parse()
             .map_err(|e| fail(format!("bad URL: {e}"), false))?;
-        let mut req = hyper::Request::post(uri);
+        let mut req = hyper::Request::builder().method(self.method).uri(uri);
         for (k, v) in &self.headers {
             req = req.header(k.as_str(), v.as_str());
         }

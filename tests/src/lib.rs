@@ -5,6 +5,8 @@
 //! temporary directory, and stops them when dropped. A missing server binary
 //! is a loud failure naming the install command — never a silent skip.
 
+pub mod rabbitmq;
+
 use gateway::config::{BrokerMode, Config, NodeConfig, SiteConfig};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
 use std::net::{SocketAddr, TcpStream};
@@ -60,6 +62,11 @@ fn wait_listening(port: u16, child: &mut Child, what: &str, log: &Path) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// [`wait_listening`] for the harness modules beside this one.
+pub(crate) fn wait_listening_pub(port: u16, child: &mut Child, what: &str, log: &Path) {
+    wait_listening(port, child, what, log)
 }
 
 fn terminate(child: &mut Child) {
