@@ -148,6 +148,10 @@ pub struct HttpConfig {
     /// Unset: `/metrics` stays on the API listener and answers only
     /// loopback peers (others get 404).
     pub metrics_listen: Option<SocketAddr>,
+    /// `[http.tls]`: serve the console and API over HTTPS with this
+    /// certificate and key (PEM files, reloaded when they change or on
+    /// `SIGHUP`). Unset: plain http. `metrics_listen` stays plain.
+    pub tls: Option<crate::tls::server::ServerFiles>,
 }
 
 impl Default for HttpConfig {
@@ -160,6 +164,7 @@ impl Default for HttpConfig {
             evidence_quota_mib: 4096,
             session_recheck_secs: 60,
             metrics_listen: None,
+            tls: None,
         }
     }
 }
@@ -240,6 +245,11 @@ pub struct MqttConfig {
     /// `[mqtt.limits]`: the embedded broker gate's connection caps,
     /// CONNECT timeout and keep-alive cap.
     pub limits: crate::gate::GateLimits,
+    /// External broker: connect over TLS (Mosquitto's TLS listener, port
+    /// 8884 in `deploy/mosquitto/tls.conf`), verifying the broker's
+    /// certificate and its name (`mqtt.host`) against the system store plus
+    /// `[tls] extra_ca_file`. Ignored in embedded mode.
+    pub external_tls: bool,
 }
 
 impl Default for MqttConfig {
@@ -256,6 +266,7 @@ impl Default for MqttConfig {
             subscription_prefix: String::new(),
             anonymous_config_nodes: false,
             limits: Default::default(),
+            external_tls: false,
         }
     }
 }
@@ -677,6 +688,20 @@ impl Config {
                         issue("storage.database_url".into(), format!("sslrootcert: {e}"));
                     }
                 }
+            }
+        }
+        if let Some(files) = &self.http.tls {
+            if files.client_ca_file.is_some() {
+                issue(
+                    "http.tls.client_ca_file".into(),
+                    "the console and API ask for no client certificates; remove it".into(),
+                );
+            }
+            if let Err(e) = files
+                .read()
+                .and_then(|m| crate::http::tls::server_config(&m))
+            {
+                issue("http.tls".into(), e.to_string());
             }
         }
         if let Some(ca) = &self.tls.extra_ca_file {
