@@ -419,3 +419,48 @@ async fn a_handshake_that_never_finishes_is_cut_and_gives_its_slot_back() {
     assert_eq!(parse(&until_closed(&mut s).await).status, 200);
     gw.running.shutdown().await;
 }
+
+#[test]
+fn check_config_reads_the_https_files() {
+    let ca = TestCa::new("https test CA");
+    let dir = tempfile::tempdir().unwrap();
+    let (cert_file, key_file) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+    write_cert(&ca.server(&["gw.example"]), &cert_file, &key_file);
+    let other_key = dir.path().join("other.key");
+    std::fs::write(&other_key, ca.server(&["x.example"]).key_pem).unwrap();
+    let issues = |cert: &Path, key: &Path, extra: &str| -> Vec<(String, String)> {
+        let found = match Config::from_toml(&format!(
+            "[http.tls]\ncert_file = \"{}\"\nkey_file = \"{}\"\n{extra}",
+            cert.display(),
+            key.display()
+        )) {
+            Ok(c) => c.validate(),
+            Err(gateway::config::ConfigErrors(issues)) => issues,
+        };
+        found
+            .into_iter()
+            .filter(|i| i.path.starts_with("http"))
+            .map(|i| (i.path, i.message))
+            .collect()
+    };
+    assert_eq!(issues(&cert_file, &key_file, ""), []);
+    let mismatch = issues(&cert_file, &other_key, "");
+    assert_eq!(mismatch.len(), 1, "{mismatch:?}");
+    assert_eq!(mismatch[0].0, "http.tls");
+    let missing = issues(&dir.path().join("nope.pem"), &key_file, "");
+    assert_eq!(missing.len(), 1, "{missing:?}");
+    assert!(
+        missing[0].1.starts_with("cannot read") && missing[0].1.contains("nope.pem"),
+        "{missing:?}"
+    );
+    let client_ca = issues(
+        &cert_file,
+        &key_file,
+        &format!(
+            "client_ca_file = \"{}\"\n",
+            ca.write(dir.path(), "ca.pem").display()
+        ),
+    );
+    assert_eq!(client_ca.len(), 1, "{client_ca:?}");
+    assert_eq!(client_ca[0].0, "http.tls.client_ca_file");
+}
