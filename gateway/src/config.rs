@@ -248,7 +248,7 @@ pub struct MqttConfig {
     /// External broker: connect over TLS (Mosquitto's TLS listener, port
     /// 8884 in `deploy/mosquitto/tls.conf`), verifying the broker's
     /// certificate and its name (`mqtt.host`) against the system store plus
-    /// `[tls] extra_ca_file`. Ignored in embedded mode.
+    /// `[tls] extra_ca_file`. Refused with the embedded broker.
     pub external_tls: bool,
 }
 
@@ -606,6 +606,14 @@ impl Config {
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
             issue("mqtt.client_id".into(), "must be 1–64 characters".into());
         }
+        if self.mqtt.external_tls && self.mqtt.broker != BrokerMode::External {
+            issue(
+                "mqtt.external_tls".into(),
+                "applies to an external broker only (mqtt.broker = \"external\"); \
+                 the embedded broker's TLS listener is configured under [mqtt.tls]"
+                    .into(),
+            );
+        }
         if self.mqtt.broker == BrokerMode::External && self.mqtt.host.is_empty() {
             issue(
                 "mqtt.host".into(),
@@ -905,7 +913,8 @@ impl Config {
             .database_url
             .as_deref()
             .is_some_and(|u| u.contains("sslmode=verify-full"));
-        sink || notify || db
+        let mqtt = self.mqtt.broker == BrokerMode::External && self.mqtt.external_tls;
+        sink || notify || db || mqtt
     }
 
     /// The rule in force for a channel: the quantity's defaults (DOMAIN.md

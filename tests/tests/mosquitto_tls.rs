@@ -278,3 +278,27 @@ async fn the_gateway_refuses_a_broker_whose_certificate_it_does_not_trust() {
     gw.shutdown().await;
     drop(s.broker);
 }
+
+#[test]
+fn external_tls_is_refused_with_the_embedded_broker() {
+    let err =
+        gateway::config::Config::from_toml("[mqtt]\nbroker = \"embedded\"\nexternal_tls = true\n")
+            .expect_err("external_tls with the embedded broker");
+    assert_eq!(err.0.len(), 1, "{err}");
+    assert_eq!(err.0[0].path, "mqtt.external_tls");
+    // With an external broker it is taken (other issues, such as an empty
+    // system trust store on a slim machine, are not this test's subject).
+    let issues = match gateway::config::Config::from_toml(
+        "[mqtt]\nbroker = \"external\"\nhost = \"mqtt.example\"\nport = 8884\nexternal_tls = true\n",
+    ) {
+        Ok(c) => {
+            assert!(c.mqtt.external_tls);
+            Vec::new()
+        }
+        Err(e) => e.0,
+    };
+    assert!(
+        issues.iter().all(|i| i.path != "mqtt.external_tls"),
+        "{issues:?}"
+    );
+}
