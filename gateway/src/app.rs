@@ -243,6 +243,7 @@ pub async fn start_with_source(
     if let Some(https) = &https {
         // New certificate files (or SIGHUP) are taken for new connections.
         https.clone().watch(shutdown.clone());
+        let _ = metrics.http_limits.https.set(https.clone());
     }
     let scheme = if https.is_some() { "https" } else { "http" };
     let http_task = tokio::spawn(crate::http::limits::serve_tls(

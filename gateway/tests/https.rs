@@ -338,6 +338,10 @@ async fn a_replaced_certificate_reaches_new_connections_and_the_event_stream_sta
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(presented(&sse), first, "the open stream keeps its session");
+    assert!(
+        metric(&ca, &gw, "gateway_http_tls_reloads_total{result=\"ok\"} ").await >= 1,
+        "the reload is counted"
+    );
 
     // The stream still delivers: an alarm raised now reaches it.
     let alarm = raise_alarm(&gw).await;

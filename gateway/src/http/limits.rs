@@ -156,6 +156,9 @@ pub struct Counters {
     pub tls_handshakes_failed: AtomicU64,
     /// HTTPS: handshakes not finished within the header-read timeout.
     pub tls_handshakes_timed_out: AtomicU64,
+    /// HTTPS: the listener's reloadable configuration, for its reload
+    /// counts on `/metrics` (set once at start when `[http.tls]` is).
+    pub https: std::sync::OnceLock<Arc<crate::tls::server::Reloadable>>,
 }
 
 impl Counters {
@@ -179,6 +182,14 @@ impl Counters {
             get(&self.tls_handshakes_failed),
             get(&self.tls_handshakes_timed_out)
         );
+        if let Some(https) = self.https.get() {
+            let _ = writeln!(
+                out,
+                "# HELP gateway_http_tls_reloads_total HTTPS certificate reloads: taken (new connections use it) or failed (the previous one stays in force).\n# TYPE gateway_http_tls_reloads_total counter\ngateway_http_tls_reloads_total{{result=\"ok\"}} {}\ngateway_http_tls_reloads_total{{result=\"failed\"}} {}",
+                https.reloads(),
+                https.failures()
+            );
+        }
         for (name, help, v) in [
             (
                 "gateway_http_header_timeouts_total",
