@@ -31,6 +31,10 @@ pub enum StartError {
     },
     #[error("HTTP listener: {0}")]
     Http(std::io::Error),
+    #[error("[http.tls]: {0}")]
+    HttpTls(crate::tls::TlsError),
+    #[error("MQTT over TLS (mqtt.external_tls): {0}")]
+    MqttTls(crate::tls::TlsError),
 }
 
 /// A running gateway.
@@ -83,6 +87,13 @@ pub async fn start_with_source(
         None => None,
     };
 
+    // HTTPS: certificate and key read before anything starts; a broken
+    // pair stops the start rather than serving the console in clear text.
+    let https = match &config.http.tls {
+        Some(files) => Some(crate::http::tls::load(files).map_err(StartError::HttpTls)?),
+        None => None,
+    };
+
     let store = Store::open(&config.database_url()).await?;
     // The URL may carry the database password: never into the log.
     tracing::info!(url = %crate::redact::url(&config.database_url()), "database ready");
@@ -130,6 +141,8 @@ pub async fn start_with_source(
             shutdown.clone(),
         )));
         client_mqtt.broker = BrokerMode::External;
+        // The internal broker is plain, on loopback.
+        client_mqtt.external_tls = false;
         client_mqtt.host = internal.ip().to_string();
         client_mqtt.port = internal.port();
         client_mqtt.username = Some(login.0);
@@ -165,7 +178,15 @@ pub async fn start_with_source(
 
     let (events, _) = broadcast::channel(1024);
     let (commands, commands_rx) = mpsc::channel(64);
-    let mqtt = crate::mqtt::client(&client_mqtt);
+    // An external broker over TLS: the one rustls client configuration of
+    // the gateway (ring, system store plus `[tls] extra_ca_file`).
+    let mqtt_tls = match client_mqtt.external_tls {
+        true => Some(Arc::new(
+            crate::tls::client_config(&config.tls).map_err(StartError::MqttTls)?,
+        )),
+        false => None,
+    };
+    let mqtt = crate::mqtt::client_with_tls(&client_mqtt, mqtt_tls);
     // The pipeline writes alarms and tickets on connections of its own
     // ([`Store::reserved`]): API requests cannot starve it of them.
     let mut pipeline = Pipeline::new(
@@ -219,14 +240,21 @@ pub async fn start_with_source(
     });
     // Our own accept loop rather than `axum::serve`: connection caps (in
     // all and per address) and hyper's header-read timeout (`http::limits`).
-    let http_task = tokio::spawn(crate::http::limits::serve(
+    if let Some(https) = &https {
+        // New certificate files (or SIGHUP) are taken for new connections.
+        https.clone().watch(shutdown.clone());
+        let _ = metrics.http_limits.https.set(https.clone());
+    }
+    let scheme = if https.is_some() { "https" } else { "http" };
+    let http_task = tokio::spawn(crate::http::limits::serve_tls(
         http,
         app,
         crate::http::limits::Limits::from_config(&config.http),
+        https,
         metrics.clone(),
         shutdown.clone(),
     ));
-    tracing::info!(%http_addr, "HTTP API listening");
+    tracing::info!(%http_addr, scheme, "HTTP API listening");
     // `/metrics` on a listener of its own (loopback, typically).
     let mut metrics_task = None;
     if let Some(listener) = metrics_listener {

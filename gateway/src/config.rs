@@ -148,6 +148,10 @@ pub struct HttpConfig {
     /// Unset: `/metrics` stays on the API listener and answers only
     /// loopback peers (others get 404).
     pub metrics_listen: Option<SocketAddr>,
+    /// `[http.tls]`: serve the console and API over HTTPS with this
+    /// certificate and key (PEM files, reloaded when they change or on
+    /// `SIGHUP`). Unset: plain http. `metrics_listen` stays plain.
+    pub tls: Option<crate::tls::server::ServerFiles>,
 }
 
 impl Default for HttpConfig {
@@ -160,6 +164,7 @@ impl Default for HttpConfig {
             evidence_quota_mib: 4096,
             session_recheck_secs: 60,
             metrics_listen: None,
+            tls: None,
         }
     }
 }
@@ -240,6 +245,11 @@ pub struct MqttConfig {
     /// `[mqtt.limits]`: the embedded broker gate's connection caps,
     /// CONNECT timeout and keep-alive cap.
     pub limits: crate::gate::GateLimits,
+    /// External broker: connect over TLS (Mosquitto's TLS listener, port
+    /// 8884 in `deploy/mosquitto/tls.conf`), verifying the broker's
+    /// certificate and its name (`mqtt.host`) against the system store plus
+    /// `[tls] extra_ca_file`. Refused with the embedded broker.
+    pub external_tls: bool,
 }
 
 impl Default for MqttConfig {
@@ -256,6 +266,7 @@ impl Default for MqttConfig {
             subscription_prefix: String::new(),
             anonymous_config_nodes: false,
             limits: Default::default(),
+            external_tls: false,
         }
     }
 }
@@ -595,6 +606,14 @@ impl Config {
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
             issue("mqtt.client_id".into(), "must be 1–64 characters".into());
         }
+        if self.mqtt.external_tls && self.mqtt.broker != BrokerMode::External {
+            issue(
+                "mqtt.external_tls".into(),
+                "applies to an external broker only (mqtt.broker = \"external\"); \
+                 the embedded broker's TLS listener is configured under [mqtt.tls]"
+                    .into(),
+            );
+        }
         if self.mqtt.broker == BrokerMode::External && self.mqtt.host.is_empty() {
             issue(
                 "mqtt.host".into(),
@@ -677,6 +696,20 @@ impl Config {
                         issue("storage.database_url".into(), format!("sslrootcert: {e}"));
                     }
                 }
+            }
+        }
+        if let Some(files) = &self.http.tls {
+            if files.client_ca_file.is_some() {
+                issue(
+                    "http.tls.client_ca_file".into(),
+                    "the console and API ask for no client certificates; remove it".into(),
+                );
+            }
+            if let Err(e) = files
+                .read()
+                .and_then(|m| crate::http::tls::server_config(&m))
+            {
+                issue("http.tls".into(), e.to_string());
             }
         }
         if let Some(ca) = &self.tls.extra_ca_file {
@@ -880,7 +913,8 @@ impl Config {
             .database_url
             .as_deref()
             .is_some_and(|u| u.contains("sslmode=verify-full"));
-        sink || notify || db
+        let mqtt = self.mqtt.broker == BrokerMode::External && self.mqtt.external_tls;
+        sink || notify || db || mqtt
     }
 
     /// The rule in force for a channel: the quantity's defaults (DOMAIN.md

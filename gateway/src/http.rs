@@ -34,6 +34,7 @@ pub mod limits;
 mod login_throttle;
 mod registration;
 mod session;
+pub mod tls;
 
 pub use session::LoginGuard;
 
@@ -289,6 +290,10 @@ struct Health {
     database_unavailable_since: Option<u64>,
     /// Whether the MQTT client has been connected since the start.
     mqtt_connected_once: bool,
+    /// Why the MQTT client is not connected now (e.g. the broker's
+    /// certificate is not accepted), until it connects again.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    mqtt_error: Option<String>,
     /// The metrics sink (never degraded without one).
     metrics_sink: SinkHealth,
     /// The gateway's version.
@@ -330,6 +335,12 @@ async fn healthz(State(s): State<AppState>) -> Response {
         database_error,
         database_unavailable_since: outage.map(|(since, _)| since),
         mqtt_connected_once: mqtt_up,
+        mqtt_error: s
+            .metrics
+            .mqtt_last_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone(),
         metrics_sink: SinkHealth {
             degraded: sink_reason.is_some(),
             reason: sink_reason,

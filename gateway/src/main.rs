@@ -61,7 +61,8 @@ enum Command {
         command: NodeCommand,
     },
     /// Write `passwd` and `acl` for an external Mosquitto into a directory:
-    /// every node with active credentials, each limited to its own topics.
+    /// every node with active credentials, each limited to its own topics;
+    /// and the node CA's certificate as `ca.pem`, when there is one.
     MosquittoExport {
         #[arg(long, short)]
         config: PathBuf,
@@ -715,7 +716,8 @@ async fn rabbitmq_command(
     }
 }
 
-/// Writes `passwd` and `acl` for an external Mosquitto into `out`.
+/// Writes `passwd`, `acl` and the node CA (`ca.pem`) for an external
+/// Mosquitto into `out`.
 async fn mosquitto_export(
     store: &gateway::store::Store,
     config: &Config,
@@ -769,6 +771,18 @@ async fn mosquitto_export(
         out.display(),
         passwd.lines().count()
     );
+    // The node CA, for Mosquitto's certificate listener (tls.conf: cafile).
+    match gateway::mosquitto::export_node_ca(&config.storage.data_dir, out) {
+        Ok(Some(path)) => println!(
+            "已写入节点 CA 证书 {}（tls.conf 中 8883 监听的 cafile）",
+            path.display()
+        ),
+        Ok(None) => println!("no node CA: run `gateway ca init`（尚无节点 CA，未写入 ca.pem）"),
+        Err(e) => {
+            eprintln!("无法写入 {}/ca.pem：{e}", out.display());
+            return ExitCode::FAILURE;
+        }
+    }
     ExitCode::SUCCESS
 }
 

@@ -73,6 +73,10 @@ pub struct Metrics {
     pub store_errors: AtomicU64,
     pub mqtt_connections: AtomicU64,
     pub mqtt_connection_errors: AtomicU64,
+    /// Why the gateway's MQTT client is not connected (the broker's
+    /// certificate refused, the broker unreachable…), until it connects
+    /// again; shown on `/healthz`.
+    pub mqtt_last_error: std::sync::Mutex<Option<String>>,
     /// Acknowledgements that could not be queued to the MQTT client.
     pub mqtt_ack_failures: AtomicU64,
     /// Refused by the embedded broker's gate: logins (credentials, Last

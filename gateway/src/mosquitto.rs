@@ -4,10 +4,13 @@
 //! `{site}.{node}`, may publish only under its own `fire/v1/{site}/{node}/`
 //! and read only its own commands. The password file carries the `$7$`
 //! hashes the registry stores (`crate::credentials`), so Mosquitto checks
-//! the same passwords the embedded broker's gate does.
+//! the same passwords the embedded broker's gate does. The node CA's
+//! certificate goes beside them as `ca.pem`, the `cafile` of Mosquitto's
+//! certificate listener (`deploy/mosquitto/tls.conf`).
 
 use crate::config::Config;
 use std::fmt::Write;
+use std::path::{Path, PathBuf};
 use wire::TopicKind;
 
 /// The username a node logs in with: `{site}.{node}` (ids never contain dots).
@@ -70,9 +73,63 @@ pub fn passwd(
     Ok(out)
 }
 
+/// Where the node CA's certificate lives: `{data_dir}/ca/ca.pem`.
+///
+/// Design: the same path as `gateway::ca::ca_cert_path` of `gateway ca
+/// init` (written on another branch); computed here so that this module
+/// does not depend on it. Keep the two in step.
+pub fn node_ca_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("ca").join("ca.pem")
+}
+
+/// Copies the node CA's certificate (`gateway ca init`) beside `passwd` and
+/// `acl` in `out`, as `ca.pem` (Mosquitto's `cafile` of the certificate
+/// listener, 8883). `Ok(None)`: there is no node CA yet. The file is
+/// written whole (a temporary file renamed), readable by all: it is a
+/// certificate, not a secret.
+pub fn export_node_ca(data_dir: &Path, out: &Path) -> std::io::Result<Option<PathBuf>> {
+    let from = node_ca_path(data_dir);
+    let pem = match std::fs::read(&from) {
+        Ok(p) => p,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    std::fs::create_dir_all(out)?;
+    let to = out.join("ca.pem");
+    let tmp = out.join(".ca.pem.tmp");
+    std::fs::write(&tmp, pem)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))?;
+    }
+    std::fs::rename(&tmp, &to)?;
+    Ok(Some(to))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_node_ca_is_exported_when_there_is_one() {
+        let data = tempfile::tempdir().unwrap();
+        let out = data.path().join("mosquitto");
+        assert_eq!(export_node_ca(data.path(), &out).unwrap(), None);
+        assert!(!out.join("ca.pem").exists());
+        std::fs::create_dir_all(data.path().join("ca")).unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n";
+        std::fs::write(data.path().join("ca/ca.pem"), pem).unwrap();
+        std::fs::write(data.path().join("ca/ca.key"), "secret").unwrap();
+        let written = export_node_ca(data.path(), &out).unwrap().unwrap();
+        assert_eq!(written, out.join("ca.pem"));
+        assert_eq!(std::fs::read_to_string(&written).unwrap(), pem);
+        let names: Vec<_> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(names, ["ca.pem"], "the CA's key is never exported");
+    }
 
     #[test]
     fn password_file_has_active_credentials_only() {

@@ -41,7 +41,23 @@ pub fn options(cfg: &MqttConfig) -> MqttOptions {
 /// The gateway's MQTT client: the handle (also used to send commands to
 /// nodes) and the event loop that [`run`] drives.
 pub fn client(cfg: &MqttConfig) -> (AsyncClient, EventLoop) {
-    let (client, mut eventloop) = AsyncClient::new(options(cfg), 1000);
+    client_with_tls(cfg, None)
+}
+
+/// [`client`], over TLS with `tls` when given (`mqtt.external_tls`): the
+/// broker's certificate is checked by that rustls configuration, its name
+/// against `mqtt.host`.
+pub fn client_with_tls(
+    cfg: &MqttConfig,
+    tls: Option<Arc<rustls::ClientConfig>>,
+) -> (AsyncClient, EventLoop) {
+    let mut options = options(cfg);
+    if let Some(tls) = tls {
+        options.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(tls),
+        ));
+    }
+    let (client, mut eventloop) = AsyncClient::new(options, 1000);
     // Design: acks leave in bursts (every message covered by one spool
     // fsync at once); with Nagle's algorithm on, all but the first of a
     // burst waited for the broker's delayed TCP ACK (~40 ms), which capped
@@ -110,6 +126,10 @@ pub async fn run(
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 failures = 0;
                 inc(&metrics.mqtt_connections);
+                *metrics
+                    .mqtt_last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = None;
                 tracing::info!(
                     session_present = ack.session_present,
                     "connected to the MQTT broker"
@@ -150,7 +170,18 @@ pub async fn run(
                 inc(&metrics.mqtt_connection_errors);
                 let wait = Duration::from_millis((1000u64 << failures.min(5)).min(30_000));
                 failures = failures.saturating_add(1);
-                tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
+                let reason = match crate::tls::certificate_error(&e) {
+                    Some(c) => format!(
+                        "TLS: the broker's certificate is not accepted: {c} \
+                         (trusted: the system store and tls.extra_ca_file)"
+                    ),
+                    None => e.to_string(),
+                };
+                tracing::warn!(error = %reason, retry_in_ms = wait.as_millis() as u64, "MQTT connection lost");
+                *metrics
+                    .mqtt_last_error
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(reason);
                 tokio::select! {
                     _ = shutdown.cancelled() => break,
                     _ = tokio::time::sleep(wait) => {}

@@ -436,7 +436,7 @@ fn origin(url: &str) -> String {
 
 /// The rustls certificate error inside a connection error, if that is
 /// what it was.
-fn certificate_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub fn certificate_error(e: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         // tokio-rustls wraps the rustls error in an io::Error, which the

@@ -6,6 +6,7 @@
 //! is a loud failure naming the install command — never a silent skip.
 
 pub mod rabbitmq;
+pub mod mosquitto_tls;
 
 use gateway::config::{BrokerMode, Config, NodeConfig, SiteConfig};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};

@@ -19,6 +19,10 @@
 //!   `Content-Length` over it is refused with 413 before anything is read,
 //!   and a chunked body is cut off at the limit (413 as well), counted in
 //!   `gateway_http_bodies_refused_total`.
+//! - **TLS** (`[http.tls]`, [`serve_tls`]): the handshake runs inside the
+//!   connection's slot and within the header-read timeout; failed and
+//!   timed-out handshakes are counted
+//!   (`gateway_http_tls_handshakes_failed_total{reason}`).
 
 use crate::metrics::inc;
 use axum::extract::{ConnectInfo, MatchedPath, Request};
@@ -147,6 +151,14 @@ pub struct Counters {
     pub bodies_refused: AtomicU64,
     /// Evidence uploads refused for a quota (per ticket or in all).
     pub evidence_quota_refused: AtomicU64,
+    /// HTTPS: handshakes that failed (a client not trusting the
+    /// certificate, not speaking TLS).
+    pub tls_handshakes_failed: AtomicU64,
+    /// HTTPS: handshakes not finished within the header-read timeout.
+    pub tls_handshakes_timed_out: AtomicU64,
+    /// HTTPS: the listener's reloadable configuration, for its reload
+    /// counts on `/metrics` (set once at start when `[http.tls]` is).
+    pub https: std::sync::OnceLock<Arc<crate::tls::server::Reloadable>>,
 }
 
 impl Counters {
@@ -164,6 +176,20 @@ impl Counters {
             get(&self.refused_total),
             get(&self.refused_per_peer)
         );
+        let _ = writeln!(
+            out,
+            "# HELP gateway_http_tls_handshakes_failed_total HTTPS connections closed before a request: the TLS handshake failed or did not finish in time.\n# TYPE gateway_http_tls_handshakes_failed_total counter\ngateway_http_tls_handshakes_failed_total{{reason=\"error\"}} {}\ngateway_http_tls_handshakes_failed_total{{reason=\"timeout\"}} {}",
+            get(&self.tls_handshakes_failed),
+            get(&self.tls_handshakes_timed_out)
+        );
+        if let Some(https) = self.https.get() {
+            let _ = writeln!(
+                out,
+                "# HELP gateway_http_tls_reloads_total HTTPS certificate reloads: taken (new connections use it) or failed (the previous one stays in force).\n# TYPE gateway_http_tls_reloads_total counter\ngateway_http_tls_reloads_total{{result=\"ok\"}} {}\ngateway_http_tls_reloads_total{{result=\"failed\"}} {}",
+                https.reloads(),
+                https.failures()
+            );
+        }
         for (name, help, v) in [
             (
                 "gateway_http_header_timeouts_total",
@@ -264,6 +290,23 @@ pub async fn serve(
     metrics: Arc<crate::metrics::Metrics>,
     shutdown: CancellationToken,
 ) {
+    serve_tls(listener, app, limits, None, metrics, shutdown).await
+}
+
+/// [`serve`], over TLS when `tls` is given (HTTPS, `[http.tls]`): each
+/// connection takes the configuration in force when it is accepted; its
+/// handshake runs inside its slot and must finish within the header-read
+/// timeout, else the connection is closed and counted
+/// (`gateway_http_tls_handshakes_failed_total{reason="timeout"}`). Answers
+/// over TLS get HSTS and `Secure` cookies ([`super::tls::harden`]).
+pub async fn serve_tls(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    tls: Option<Arc<crate::tls::server::Reloadable>>,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: CancellationToken,
+) {
     let table = Arc::new(Mutex::new(ConnTable::new(
         limits.max_connections,
         limits.max_connections_per_peer,
@@ -313,41 +356,110 @@ pub async fn serve(
             metrics: metrics.clone(),
         };
         let _ = stream.set_nodelay(true);
+        let secure = tls.is_some();
         let service = tower::ServiceExt::map_request(app.clone(), move |mut req: Request<_>| {
             req.extensions_mut().insert(ConnectInfo(peer));
             req
         });
+        let service = tower::ServiceExt::map_response(service, move |mut resp: Response| {
+            if secure {
+                super::tls::harden(resp.headers_mut());
+            }
+            resp
+        });
+        let acceptor = tls.as_ref().map(|t| t.acceptor());
         let shutdown = shutdown.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             let _slot = slot;
-            let mut builder = hyper::server::conn::http1::Builder::new();
-            builder
-                .timer(TokioTimer::new())
-                .header_read_timeout(limits.header_read_timeout);
-            let conn = builder
-                .serve_connection(TokioIo::new(stream), TowerToHyperService::new(service))
-                .with_upgrades();
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                _ = shutdown.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
+            let Some(acceptor) = acceptor else {
+                serve_connection(
+                    TokioIo::new(stream),
+                    service,
+                    peer,
+                    limits,
+                    metrics,
+                    shutdown,
+                )
+                .await;
+                return;
             };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    inc(&metrics.http_limits.header_timeouts);
-                    tracing::debug!(%peer, "HTTP: request head not in time; connection closed");
-                } else {
-                    tracing::trace!(%peer, error = %e, "HTTP connection ended");
+            // Design: the handshake is bounded like a request head; a
+            // client that opens TCP and stalls holds its slot no longer.
+            let handshake = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                r = tokio::time::timeout(limits.header_read_timeout, acceptor.accept(stream)) => r,
+            };
+            let c = &metrics.http_limits;
+            match handshake {
+                Ok(Ok(stream)) => {
+                    serve_connection(
+                        TokioIo::new(stream),
+                        service,
+                        peer,
+                        limits,
+                        metrics,
+                        shutdown,
+                    )
+                    .await
+                }
+                Ok(Err(e)) => {
+                    inc(&c.tls_handshakes_failed);
+                    tracing::debug!(%peer, error = %e, "HTTPS: TLS handshake failed");
+                }
+                Err(_) => {
+                    inc(&c.tls_handshakes_timed_out);
+                    tracing::debug!(%peer, "HTTPS: TLS handshake not done in time; connection closed");
                 }
             }
         });
     }
     drop(listener);
     let _ = tokio::time::timeout(Duration::from_secs(5), open_rx.wait_for(|n| *n == 0)).await;
+}
+
+/// Serves one connection (plain or TLS) until it ends or `shutdown`.
+async fn serve_connection<I, S>(
+    io: I,
+    service: S,
+    peer: SocketAddr,
+    limits: Limits,
+    metrics: Arc<crate::metrics::Metrics>,
+    shutdown: CancellationToken,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    S: tower::Service<
+            Request<hyper::body::Incoming>,
+            Response = Response,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = builder
+        .serve_connection(io, TowerToHyperService::new(service))
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = shutdown.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            inc(&metrics.http_limits.header_timeouts);
+            tracing::debug!(%peer, "HTTP: request head not in time; connection closed");
+        } else {
+            tracing::trace!(%peer, error = %e, "HTTP connection ended");
+        }
+    }
 }
 
 /// Where to find a [`SocketAddr`] type for handlers taking the peer's address.
