@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// The node CA (节点证书): client certificates for MQTT over TLS.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Write `passwd` and `acl` for an external Mosquitto into a directory:
     /// every node with active credentials, each limited to its own topics.
     MosquittoExport {
@@ -294,6 +299,16 @@ enum SiteCommand {
 }
 
 #[derive(Subcommand)]
+enum CaCommand {
+    /// Make the node CA under {storage.data_dir}/ca/ (ca.pem, ca.key);
+    /// refused if one exists.
+    Init {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum NodeCommand {
     /// Register a node and print its MQTT credentials (shown only once).
     Add {
@@ -330,6 +345,15 @@ enum NodeCommand {
         /// configured broker).
         #[arg(long)]
         broker: Option<String>,
+        /// Also issue a client certificate (CN {site}.{node}) from the node
+        /// CA, for MQTT over TLS without a password: writes
+        /// {site}.{node}.crt, {site}.{node}.key and ca.pem into this
+        /// directory, for the node's cellular module.
+        #[arg(long = "cert", value_name = "DIR")]
+        cert: Option<PathBuf>,
+        /// Validity of that certificate, in days.
+        #[arg(long, default_value_t = gateway::ca::NODE_DAYS)]
+        cert_days: u32,
     },
     /// Issue new credentials to a node; the old password stops working.
     Rotate {
@@ -345,6 +369,15 @@ enum NodeCommand {
         /// The broker address the node connects to, HOST:PORT.
         #[arg(long)]
         broker: Option<String>,
+        /// Also issue a client certificate (CN {site}.{node}) from the node
+        /// CA, for MQTT over TLS without a password: writes
+        /// {site}.{node}.crt, {site}.{node}.key and ca.pem into this
+        /// directory, for the node's cellular module.
+        #[arg(long = "cert", value_name = "DIR")]
+        cert: Option<PathBuf>,
+        /// Validity of that certificate, in days.
+        #[arg(long, default_value_t = gateway::ca::NODE_DAYS)]
+        cert_days: u32,
     },
     /// Revoke a node: its credentials stop working, a registered node leaves service.
     Revoke {
@@ -409,6 +442,79 @@ async fn write_artefact(
     Ok(())
 }
 
+/// Issues a node its client certificate and writes the module's files.
+async fn issue_cert(
+    store: &gateway::store::Store,
+    config: &Config,
+    site: &str,
+    node: &str,
+    days: u32,
+    dir: &std::path::Path,
+    actor: gateway::registry::Actor<'_>,
+) -> ExitCode {
+    let data_dir = &config.storage.data_dir;
+    let now = gateway::time::now_ms();
+    let issued =
+        gateway::ca::issue_for_node(store, config, data_dir, site, node, days, actor, now).await;
+    let written = issued.and_then(|cert| {
+        let ca =
+            std::fs::read_to_string(gateway::ca::ca_cert_path(data_dir)).map_err(|source| {
+                gateway::ca::CaError::Io {
+                    path: gateway::ca::ca_cert_path(data_dir).display().to_string(),
+                    source,
+                }
+            })?;
+        Ok((gateway::ca::write_node_files(dir, &ca, &cert)?, cert))
+    });
+    match written {
+        Ok((paths, cert)) => {
+            println!(
+                "节点证书已签发（CN {}，有效 {days} 天，指纹 SHA-256 {}），该节点此前的证书立即作废；文件（私钥只显示这一次，请写入节点的通信模组后删除）：",
+                cert.username, cert.sha256
+            );
+            for p in paths {
+                println!("  {}", p.display());
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("节点证书未签发：{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `gateway ca init`.
+fn ca_command(command: CaCommand) -> ExitCode {
+    let CaCommand::Init { config: path } = command;
+    // Only `storage.data_dir` is needed, and `[mqtt.tls] client_ca_file`
+    // may already name the CA this makes: parsed, not validated.
+    let data_dir = match gateway::ca::data_dir_of(&path) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("{}: {e}", path.display());
+            return ExitCode::from(2);
+        }
+    };
+    let now = gateway::time::now_ms() / 1000;
+    match gateway::ca::init(&data_dir, now) {
+        Ok(info) => {
+            println!("节点 CA 已建立：{}", info.cert_path.display());
+            println!("CA 证书指纹 SHA-256：{}", info.fingerprint);
+            println!(
+                "在 [mqtt.tls] 中设置 client_ca_file = \"{}\" 以接受节点证书；私钥 {} 仅本机保存（0600）",
+                info.cert_path.display(),
+                gateway::ca::ca_key_path(&data_dir).display()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("失败：{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn registry_command(command: Command) -> ExitCode {
     let path = match &command {
         Command::Site {
@@ -437,6 +543,17 @@ async fn registry_command(command: Command) -> ExitCode {
         role: "admin",
     };
     let now = gateway::time::now_ms();
+    // `--cert` needs the node CA: checked before any credential changes.
+    if let Command::Node {
+        command: NodeCommand::Add { cert: Some(_), .. } | NodeCommand::Rotate { cert: Some(_), .. },
+    } = &command
+    {
+        if let Err(e) = gateway::ca::load(&config.storage.data_dir) {
+            eprintln!("失败：{e}");
+            store.close().await;
+            return ExitCode::from(2);
+        }
+    }
     let refused = |e: gateway::registry::RegError| {
         eprintln!("失败：{e}");
         ExitCode::from(2)
@@ -463,6 +580,8 @@ async fn registry_command(command: Command) -> ExitCode {
                     channels,
                     artefact,
                     broker,
+                    cert,
+                    cert_days,
                     ..
                 },
         } => {
@@ -495,6 +614,14 @@ async fn registry_command(command: Command) -> ExitCode {
                         n.channels.len()
                     );
                     print_credentials(&issued);
+                    if let Some(dir) = &cert {
+                        let code =
+                            issue_cert(&store, &config, &n.site, &n.id, cert_days, dir, actor)
+                                .await;
+                        if code != ExitCode::SUCCESS {
+                            return code;
+                        }
+                    }
                     match artefact {
                         Some(out) => match write_artefact(
                             &config,
@@ -525,12 +652,20 @@ async fn registry_command(command: Command) -> ExitCode {
                     id,
                     artefact,
                     broker,
+                    cert,
+                    cert_days,
                     ..
                 },
         } => match gateway::registry::rotate(&store, &config, &site, &id, actor, now).await {
             Ok(issued) => {
                 println!("节点 {site}/{id} 的新凭据已生效，旧密码立即作废");
                 print_credentials(&issued);
+                if let Some(dir) = &cert {
+                    let code = issue_cert(&store, &config, &site, &id, cert_days, dir, actor).await;
+                    if code != ExitCode::SUCCESS {
+                        return code;
+                    }
+                }
                 let Some(out) = artefact else {
                     return ExitCode::SUCCESS;
                 };
@@ -670,6 +805,7 @@ async fn main() -> ExitCode {
         c @ (Command::Site { .. } | Command::Node { .. } | Command::MosquittoExport { .. }) => {
             registry_command(c).await
         }
+        Command::Ca { command } => ca_command(command),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 let nodes: usize = c.sites.iter().map(|s| s.nodes.len()).sum();
