@@ -474,3 +474,58 @@ fn a_certificate_replaced_on_disk_is_used_by_new_handshakes_and_sessions_stay_up
     // The plain listener is still there beside TLS (mqtt.plain = true).
     assert!(std::net::TcpStream::connect(t.gw.mqtt).is_ok());
 }
+
+/// `node_certificates` on both backends: issuing records the fingerprint,
+/// a second certificate replaces the first, revoking the node moves it to
+/// the refused ones.
+async fn certificates_recorded(db: common::db::TestDb) {
+    let store = gateway::store::Store::open(&db.url).await.unwrap();
+    let config = gateway::config::Config::from_toml(
+        "[[sites]]\nid = \"home_a\"\nname = \"甲\"\n[[sites.nodes]]\nid = \"n01\"\n",
+    )
+    .unwrap();
+    let data = db.dir.path().join("data");
+    gateway::ca::init(&data, gateway::time::now_ms() / 1000).unwrap();
+    let actor = gateway::registry::Actor {
+        name: "cli:test",
+        role: "admin",
+    };
+    let now = gateway::time::now_ms();
+    let issue =
+        || gateway::ca::issue_for_node(&store, &config, &data, "home_a", "n01", 30, actor, now);
+    let first = issue().await.unwrap();
+    let second = issue().await.unwrap();
+    let reg = store.registry().await.unwrap();
+    assert_eq!(reg.certificates.len(), 1);
+    assert_eq!(reg.certificates[0].sha256, second.sha256);
+    assert_eq!(reg.certificates[0].username, "home_a.n01");
+    assert!(reg.certificates[0].not_after > now);
+    let access = gateway::gate::Access::build(&config, &reg, None, false);
+    assert!(access.certs.contains_key(&second.sha256));
+    assert!(!access.certs.contains_key(&first.sha256));
+    assert!(matches!(
+        gateway::ca::issue_for_node(&store, &config, &data, "home_a", "n09", 30, actor, now).await,
+        Err(gateway::ca::CaError::Registry(_))
+    ));
+
+    gateway::registry::revoke(&store, &config, "home_a", "n01", actor, now)
+        .await
+        .unwrap();
+    let reg = store.registry().await.unwrap();
+    let access = gateway::gate::Access::build(&config, &reg, None, false);
+    assert!(access.revoked_certs.contains(&second.sha256));
+    assert!(access.certs.is_empty());
+    // A revoked node is issued nothing more.
+    assert!(issue().await.is_err());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn certificates_recorded_sqlite() {
+    certificates_recorded(common::db::TestDb::sqlite()).await;
+}
+
+#[tokio::test]
+async fn certificates_recorded_postgres() {
+    certificates_recorded(common::db::TestDb::postgres().await).await;
+}
