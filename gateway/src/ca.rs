@@ -323,6 +323,54 @@ pub fn write_node_files(
     Ok(vec![crt, key, ca])
 }
 
+/// `gateway ca init -c FILE`: what to print, or the message (简体中文).
+pub fn cli_init(config: &Path, now: u64) -> Result<String, String> {
+    let data_dir = data_dir_of(config).map_err(|e| format!("{}: {e}", config.display()))?;
+    let info = init(&data_dir, now).map_err(|e| format!("失败：{e}"))?;
+    Ok(format!(
+        "节点 CA 已建立：{}\nCA 证书指纹 SHA-256：{}\n\
+         在 [mqtt.tls] 中设置 client_ca_file = \"{}\" 以接受节点证书；私钥 {} 仅本机保存（0600）\n",
+        info.cert_path.display(),
+        info.fingerprint,
+        info.cert_path.display(),
+        ca_key_path(&data_dir).display()
+    ))
+}
+
+/// `node add|rotate --cert DIR`: issues the certificate, writes the
+/// module's files; what to print, or the message (简体中文).
+#[allow(clippy::too_many_arguments)]
+pub async fn cli_issue(
+    store: &Store,
+    config: &crate::config::Config,
+    site: &str,
+    node: &str,
+    days: u32,
+    dir: &Path,
+    actor: Actor<'_>,
+    now: u64,
+) -> Result<String, String> {
+    let data_dir = &config.storage.data_dir;
+    let failed = |e: CaError| format!("节点证书未签发：{e}");
+    let cert = issue_for_node(store, config, data_dir, site, node, days, actor, now)
+        .await
+        .map_err(failed)?;
+    let ca_path = ca_cert_path(data_dir);
+    let ca = std::fs::read_to_string(&ca_path)
+        .map_err(io(&ca_path))
+        .map_err(failed)?;
+    let paths = write_node_files(dir, &ca, &cert).map_err(failed)?;
+    let mut out = format!(
+        "节点证书已签发（CN {}，有效 {days} 天，指纹 SHA-256 {}），该节点此前的证书立即作废；\
+         文件（私钥只在此一次，写入节点的通信模组后请删除）：\n",
+        cert.username, cert.sha256
+    );
+    for p in paths {
+        out.push_str(&format!("  {}\n", p.display()));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

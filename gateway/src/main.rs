@@ -452,33 +452,14 @@ async fn issue_cert(
     dir: &std::path::Path,
     actor: gateway::registry::Actor<'_>,
 ) -> ExitCode {
-    let data_dir = &config.storage.data_dir;
     let now = gateway::time::now_ms();
-    let issued =
-        gateway::ca::issue_for_node(store, config, data_dir, site, node, days, actor, now).await;
-    let written = issued.and_then(|cert| {
-        let ca =
-            std::fs::read_to_string(gateway::ca::ca_cert_path(data_dir)).map_err(|source| {
-                gateway::ca::CaError::Io {
-                    path: gateway::ca::ca_cert_path(data_dir).display().to_string(),
-                    source,
-                }
-            })?;
-        Ok((gateway::ca::write_node_files(dir, &ca, &cert)?, cert))
-    });
-    match written {
-        Ok((paths, cert)) => {
-            println!(
-                "节点证书已签发（CN {}，有效 {days} 天，指纹 SHA-256 {}），该节点此前的证书立即作废；文件（私钥只显示这一次，请写入节点的通信模组后删除）：",
-                cert.username, cert.sha256
-            );
-            for p in paths {
-                println!("  {}", p.display());
-            }
+    match gateway::ca::cli_issue(store, config, site, node, days, dir, actor, now).await {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("节点证书未签发：{e}");
+            eprintln!("{e}");
             ExitCode::from(2)
         }
     }
@@ -486,30 +467,14 @@ async fn issue_cert(
 
 /// `gateway ca init`.
 fn ca_command(command: CaCommand) -> ExitCode {
-    let CaCommand::Init { config: path } = command;
-    // Only `storage.data_dir` is needed, and `[mqtt.tls] client_ca_file`
-    // may already name the CA this makes: parsed, not validated.
-    let data_dir = match gateway::ca::data_dir_of(&path) {
-        Ok(d) => d,
-        Err(e) => {
-            eprintln!("{}: {e}", path.display());
-            return ExitCode::from(2);
-        }
-    };
-    let now = gateway::time::now_ms() / 1000;
-    match gateway::ca::init(&data_dir, now) {
-        Ok(info) => {
-            println!("节点 CA 已建立：{}", info.cert_path.display());
-            println!("CA 证书指纹 SHA-256：{}", info.fingerprint);
-            println!(
-                "在 [mqtt.tls] 中设置 client_ca_file = \"{}\" 以接受节点证书；私钥 {} 仅本机保存（0600）",
-                info.cert_path.display(),
-                gateway::ca::ca_key_path(&data_dir).display()
-            );
+    let CaCommand::Init { config } = command;
+    match gateway::ca::cli_init(&config, gateway::time::now_ms() / 1000) {
+        Ok(text) => {
+            print!("{text}");
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("失败：{e}");
+            eprintln!("{e}");
             ExitCode::from(2)
         }
     }
