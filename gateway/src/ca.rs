@@ -323,6 +323,15 @@ pub fn write_node_files(
     Ok(vec![crt, key, ca])
 }
 
+/// What `--cert` needs, checked before a node's credentials change: the
+/// CA, and a validity within bounds.
+pub fn precheck(data_dir: &Path, days: u32) -> Result<(), CaError> {
+    if days == 0 || days > MAX_NODE_DAYS {
+        return Err(CaError::Days(days));
+    }
+    load(data_dir).map(|_| ())
+}
+
 /// `gateway ca init -c FILE`: what to print, or the message (简体中文).
 pub fn cli_init(config: &Path, now: u64) -> Result<String, String> {
     let data_dir = data_dir_of(config).map_err(|e| format!("{}: {e}", config.display()))?;

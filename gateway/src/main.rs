@@ -508,12 +508,23 @@ async fn registry_command(command: Command) -> ExitCode {
         role: "admin",
     };
     let now = gateway::time::now_ms();
-    // `--cert` needs the node CA: checked before any credential changes.
+    // `--cert` needs the node CA and a valid validity: checked before any
+    // credential changes.
     if let Command::Node {
-        command: NodeCommand::Add { cert: Some(_), .. } | NodeCommand::Rotate { cert: Some(_), .. },
+        command:
+            NodeCommand::Add {
+                cert: Some(_),
+                cert_days,
+                ..
+            }
+            | NodeCommand::Rotate {
+                cert: Some(_),
+                cert_days,
+                ..
+            },
     } = &command
     {
-        if let Err(e) = gateway::ca::load(&config.storage.data_dir) {
+        if let Err(e) = gateway::ca::precheck(&config.storage.data_dir, *cert_days) {
             eprintln!("失败：{e}");
             store.close().await;
             return ExitCode::from(2);
