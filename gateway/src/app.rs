@@ -43,6 +43,8 @@ pub struct Running {
     pub http_addr: SocketAddr,
     /// Where `/metrics` listens on its own (`http.metrics_listen`), if set.
     pub metrics_addr: Option<SocketAddr>,
+    /// Where the gate listens for MQTT over TLS (`[mqtt.tls]`), if set.
+    pub mqtt_tls_addr: Option<SocketAddr>,
     pub metrics: Arc<Metrics>,
     pub store: Store,
     pub events: broadcast::Sender<GatewayEvent>,
@@ -116,6 +118,7 @@ pub async fn start_with_source(
     // on the public broker port checking every node's credentials and topics.
     let mut client_mqtt = config.mqtt.clone();
     let mut gate = None;
+    let mut mqtt_tls_addr = None;
     if config.mqtt.broker == BrokerMode::Embedded {
         let addr = config.mqtt.embedded_listen;
         let broker_err = |source| StartError::Broker { addr, source };
@@ -126,9 +129,7 @@ pub async fn start_with_source(
             .map_err(|e| broker_err(std::io::Error::other(e.to_string())))?;
         let login = ("gateway-internal".to_string(), secret);
         crate::broker::start(internal, Some(login.clone())).map_err(broker_err)?;
-        let listener = TcpListener::bind(addr).await.map_err(broker_err)?;
-        gate = Some(tokio::spawn(crate::gate::run(
-            listener,
+        let gate_front = crate::gate::Gate::new(
             live.access(),
             crate::gate::Upstream {
                 addr: internal,
@@ -138,8 +139,49 @@ pub async fn start_with_source(
             },
             config.mqtt.limits.clone(),
             metrics.clone(),
-            shutdown.clone(),
-        )));
+        );
+        // Plain MQTT unless switched off (`mqtt.plain = false`), MQTT over
+        // TLS with `[mqtt.tls]`: one gate, one set of caps, behind both.
+        let plain = if config.mqtt.plain {
+            Some(TcpListener::bind(addr).await.map_err(broker_err)?)
+        } else {
+            None
+        };
+        let tls = match &config.mqtt.tls {
+            Some(t) => {
+                let tls_err = |source| StartError::Broker {
+                    addr: t.listen,
+                    source,
+                };
+                let reloadable = crate::tls::server::Reloadable::load(
+                    "mqtt",
+                    t.files(),
+                    Box::new(crate::gate::tls::server_config),
+                )
+                .map_err(|e| tls_err(std::io::Error::other(e.to_string())))?;
+                let listener = TcpListener::bind(t.listen).await.map_err(tls_err)?;
+                mqtt_tls_addr = Some(listener.local_addr().map_err(tls_err)?);
+                tracing::info!(addr = %t.listen, client_certificates = t.client_ca_file.is_some(), "MQTT over TLS on the gate");
+                Some((listener, reloadable))
+            }
+            None => None,
+        };
+        let gate_shutdown = shutdown.clone();
+        gate = Some(tokio::spawn(async move {
+            let plain = async {
+                if let Some(l) = plain {
+                    gate_front.run(l, None, gate_shutdown.clone()).await;
+                }
+            };
+            let tls = async {
+                if let Some((l, r)) = tls {
+                    let watcher = r.clone().watch(gate_shutdown.clone());
+                    gate_front.run(l, Some(r), gate_shutdown.clone()).await;
+                    let _ = watcher.await;
+                }
+            };
+            tokio::join!(plain, tls);
+        }));
         client_mqtt.broker = BrokerMode::External;
         // The internal broker is plain, on loopback.
         client_mqtt.external_tls = false;
@@ -290,6 +332,7 @@ pub async fn start_with_source(
     Ok(Running {
         http_addr,
         metrics_addr,
+        mqtt_tls_addr,
         metrics_listener: metrics_task,
         metrics,
         store,

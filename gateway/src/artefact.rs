@@ -126,7 +126,11 @@ pub fn broker_addr(
             Ok((h.to_string(), p))
         }
         None => {
-            let (h, p) = config.mqtt.connect_addr();
+            // Nodes over TLS only (`mqtt.plain = false`): the TLS port.
+            let (h, p) = match &config.mqtt.tls {
+                Some(t) if !config.mqtt.plain => (t.listen.ip().to_string(), t.listen.port()),
+                _ => config.mqtt.connect_addr(),
+            };
             if h == "0.0.0.0" || h == "::" {
                 return Err(
                     "网关监听所有地址，请给出节点应连接的地址（CLI：--broker 主机:端口）".into(),

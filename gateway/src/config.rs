@@ -250,6 +250,13 @@ pub struct MqttConfig {
     /// certificate and its name (`mqtt.host`) against the system store plus
     /// `[tls] extra_ca_file`. Refused with the embedded broker.
     pub external_tls: bool,
+    /// Embedded broker: whether the gate listens for plain MQTT on
+    /// `embedded_listen` (default on). Off: nodes connect over TLS only
+    /// (`[mqtt.tls]`); the gateway's own client does not use this port.
+    pub plain: bool,
+    /// `[mqtt.tls]`: MQTT over TLS on the gate (port 8883), with node
+    /// client certificates optional beside passwords. Unset: no TLS.
+    pub tls: Option<crate::gate::GateTls>,
 }
 
 impl Default for MqttConfig {
@@ -267,6 +274,8 @@ impl Default for MqttConfig {
             anonymous_config_nodes: false,
             limits: Default::default(),
             external_tls: false,
+            plain: true,
+            tls: None,
         }
     }
 }
@@ -595,6 +604,20 @@ impl Config {
                     .to_string(),
             ));
         }
+        if self.mqtt.broker == BrokerMode::Embedded
+            && self.mqtt.plain
+            && !self.mqtt.embedded_listen.ip().is_loopback()
+        {
+            out.push((
+                "mqtt.embedded_listen".to_string(),
+                format!(
+                    "plain MQTT (no TLS) on {}, a non-loopback address: passwords and \
+                     readings cross the network in the clear; configure [mqtt.tls] \
+                     (port 8883) for the nodes and set mqtt.plain = false, or listen on 127.0.0.1",
+                    self.mqtt.embedded_listen
+                ),
+            ));
+        }
         out
     }
 
@@ -622,6 +645,23 @@ impl Config {
         }
         for (field, message) in self.mqtt.limits.issues() {
             issue(format!("mqtt.limits.{field}"), message);
+        }
+        if let Some(tls) = &self.mqtt.tls {
+            if self.mqtt.broker != BrokerMode::Embedded {
+                issue(
+                    "mqtt.tls".into(),
+                    "is for the embedded broker's gate; an external broker has its own TLS".into(),
+                );
+            }
+            for message in tls.issues() {
+                issue("mqtt.tls".into(), message);
+            }
+        } else if !self.mqtt.plain && self.mqtt.broker == BrokerMode::Embedded {
+            issue(
+                "mqtt.plain".into(),
+                "is off and [mqtt.tls] is not configured: nodes would have no port to connect to"
+                    .into(),
+            );
         }
         if self.mqtt.keep_alive_secs < 5 {
             issue("mqtt.keep_alive_secs".into(), "must be at least 5".into());

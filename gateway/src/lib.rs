@@ -14,6 +14,7 @@ pub mod audit;
 pub mod auth;
 pub mod baseline;
 pub mod broker;
+pub mod ca;
 pub mod commissioning;
 pub mod config;
 pub mod console;

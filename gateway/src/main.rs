@@ -60,6 +60,11 @@ enum Command {
         #[command(subcommand)]
         command: NodeCommand,
     },
+    /// The node CA (节点证书): client certificates for MQTT over TLS.
+    Ca {
+        #[command(subcommand)]
+        command: CaCommand,
+    },
     /// Write `passwd` and `acl` for an external Mosquitto into a directory:
     /// every node with active credentials, each limited to its own topics;
     /// and the node CA's certificate as `ca.pem`, when there is one.
@@ -323,6 +328,16 @@ enum SiteCommand {
 }
 
 #[derive(Subcommand)]
+enum CaCommand {
+    /// Make the node CA under {storage.data_dir}/ca/ (ca.pem, ca.key);
+    /// refused if one exists.
+    Init {
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
 enum NodeCommand {
     /// Register a node and print its MQTT credentials (shown only once).
     Add {
@@ -359,6 +374,15 @@ enum NodeCommand {
         /// configured broker).
         #[arg(long)]
         broker: Option<String>,
+        /// Also issue a client certificate (CN {site}.{node}) from the node
+        /// CA, for MQTT over TLS without a password: writes
+        /// {site}.{node}.crt, {site}.{node}.key and ca.pem into this
+        /// directory, for the node's cellular module.
+        #[arg(long = "cert", value_name = "DIR")]
+        cert: Option<PathBuf>,
+        /// Validity of that certificate, in days.
+        #[arg(long, default_value_t = gateway::ca::NODE_DAYS)]
+        cert_days: u32,
     },
     /// Issue new credentials to a node; the old password stops working.
     Rotate {
@@ -374,6 +398,15 @@ enum NodeCommand {
         /// The broker address the node connects to, HOST:PORT.
         #[arg(long)]
         broker: Option<String>,
+        /// Also issue a client certificate (CN {site}.{node}) from the node
+        /// CA, for MQTT over TLS without a password: writes
+        /// {site}.{node}.crt, {site}.{node}.key and ca.pem into this
+        /// directory, for the node's cellular module.
+        #[arg(long = "cert", value_name = "DIR")]
+        cert: Option<PathBuf>,
+        /// Validity of that certificate, in days.
+        #[arg(long, default_value_t = gateway::ca::NODE_DAYS)]
+        cert_days: u32,
     },
     /// Revoke a node: its credentials stop working, a registered node leaves service.
     Revoke {
@@ -438,6 +471,44 @@ async fn write_artefact(
     Ok(())
 }
 
+/// Issues a node its client certificate and writes the module's files.
+async fn issue_cert(
+    store: &gateway::store::Store,
+    config: &Config,
+    site: &str,
+    node: &str,
+    days: u32,
+    dir: &std::path::Path,
+    actor: gateway::registry::Actor<'_>,
+) -> ExitCode {
+    let now = gateway::time::now_ms();
+    match gateway::ca::cli_issue(store, config, site, node, days, dir, actor, now).await {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `gateway ca init`.
+fn ca_command(command: CaCommand) -> ExitCode {
+    let CaCommand::Init { config } = command;
+    match gateway::ca::cli_init(&config, gateway::time::now_ms() / 1000) {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
 async fn registry_command(command: Command) -> ExitCode {
     let path = match &command {
         Command::Site {
@@ -469,6 +540,28 @@ async fn registry_command(command: Command) -> ExitCode {
         role: "admin",
     };
     let now = gateway::time::now_ms();
+    // `--cert` needs the node CA and a valid validity: checked before any
+    // credential changes.
+    if let Command::Node {
+        command:
+            NodeCommand::Add {
+                cert: Some(_),
+                cert_days,
+                ..
+            }
+            | NodeCommand::Rotate {
+                cert: Some(_),
+                cert_days,
+                ..
+            },
+    } = &command
+    {
+        if let Err(e) = gateway::ca::precheck(&config.storage.data_dir, *cert_days) {
+            eprintln!("失败：{e}");
+            store.close().await;
+            return ExitCode::from(2);
+        }
+    }
     let refused = |e: gateway::registry::RegError| {
         eprintln!("失败：{e}");
         ExitCode::from(2)
@@ -495,6 +588,8 @@ async fn registry_command(command: Command) -> ExitCode {
                     channels,
                     artefact,
                     broker,
+                    cert,
+                    cert_days,
                     ..
                 },
         } => {
@@ -527,6 +622,14 @@ async fn registry_command(command: Command) -> ExitCode {
                         n.channels.len()
                     );
                     print_credentials(&issued);
+                    if let Some(dir) = &cert {
+                        let code =
+                            issue_cert(&store, &config, &n.site, &n.id, cert_days, dir, actor)
+                                .await;
+                        if code != ExitCode::SUCCESS {
+                            return code;
+                        }
+                    }
                     match artefact {
                         Some(out) => match write_artefact(
                             &config,
@@ -557,12 +660,20 @@ async fn registry_command(command: Command) -> ExitCode {
                     id,
                     artefact,
                     broker,
+                    cert,
+                    cert_days,
                     ..
                 },
         } => match gateway::registry::rotate(&store, &config, &site, &id, actor, now).await {
             Ok(issued) => {
                 println!("节点 {site}/{id} 的新凭据已生效，旧密码立即作废");
                 print_credentials(&issued);
+                if let Some(dir) = &cert {
+                    let code = issue_cert(&store, &config, &site, &id, cert_days, dir, actor).await;
+                    if code != ExitCode::SUCCESS {
+                        return code;
+                    }
+                }
                 let Some(out) = artefact else {
                     return ExitCode::SUCCESS;
                 };
@@ -804,6 +915,7 @@ async fn main() -> ExitCode {
         | Command::MosquittoExport { .. }
         | Command::RabbitmqSync { .. }
         | Command::RabbitmqExport { .. }) => registry_command(c).await,
+        Command::Ca { command } => ca_command(command),
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 let nodes: usize = c.sites.iter().map(|s| s.nodes.len()).sum();

@@ -324,6 +324,23 @@ pub struct Registry {
     pub sites: Vec<RegisteredSite>,
     pub nodes: Vec<RegisteredNode>,
     pub credentials: Vec<Credential>,
+    /// Node certificates issued by the node CA (`crate::ca`), one per node.
+    pub certificates: Vec<NodeCertificate>,
+}
+
+/// The client certificate a node was last issued: the gate accepts a
+/// certificate of the node CA only by this fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCertificate {
+    pub username: String,
+    pub site: String,
+    pub node: String,
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    pub sha256: String,
+    pub serial: String,
+    /// Valid until, ms since the epoch.
+    pub not_after: u64,
+    pub issued_at: u64,
 }
 
 /// The configuration in force: the file's, plus registered sites and the
@@ -731,6 +748,7 @@ mod tests {
                 node("home_a", "n01", None),
             ],
             credentials: vec![],
+            certificates: vec![],
         };
         let c = effective(&base, &reg);
         assert_eq!(c.node("home_a", "n01").unwrap().1.location, "file");

@@ -23,11 +23,14 @@ pub enum Principal {
     /// The configured `mqtt.username`/`mqtt.password`: everything.
     Gateway,
     /// A node, and the hash it logged in with (empty: logged in without
-    /// credentials, as a node allowed to log in anonymously).
+    /// credentials, as a node allowed to log in anonymously, or with a
+    /// certificate), or the fingerprint of the node certificate it
+    /// presented over TLS.
     Node {
         site: String,
         node: String,
         hash: String,
+        cert: Option<String>,
     },
 }
 
@@ -55,6 +58,10 @@ pub struct Access {
     pub revoked: HashSet<String>,
     /// Nodes that may log in anonymously.
     pub anonymous: HashSet<(String, String)>,
+    /// Node certificates in force, by SHA-256 of the DER: (site, node).
+    pub certs: HashMap<String, (String, String)>,
+    /// Certificates of revoked nodes (refused with their own reason).
+    pub revoked_certs: HashSet<String>,
     /// Nodes that have credentials (even revoked): never anonymous.
     pub anonymous_blocked: HashSet<(String, String)>,
     /// Any node without credentials may log in anonymously
@@ -104,9 +111,58 @@ impl Access {
                 }
             }
         }
+        for cert in &reg.certificates {
+            let revoked =
+                reg.credentials
+                    .iter()
+                    .any(|c| c.username == cert.username && c.revoked_at.is_some())
+                    || reg.nodes.iter().any(|n| {
+                        n.site == cert.site && n.id == cert.node && n.revoked_at.is_some()
+                    });
+            if revoked {
+                a.revoked_certs.insert(cert.sha256.clone());
+            } else {
+                a.certs
+                    .insert(cert.sha256.clone(), (cert.site.clone(), cert.node.clone()));
+            }
+        }
         // Nodes with credentials, even revoked, are never anonymous.
         a.anonymous_blocked = with_credentials;
         a
+    }
+
+    /// Checks a CONNECT that came over TLS with a client certificate of
+    /// the node CA (fingerprint `fp`): that node, without a password, if
+    /// the registry knows the certificate and the CONNECT names that node
+    /// (client id `{site}.{node}`; the username, if any, the same).
+    pub fn authenticate_cert(
+        &self,
+        c: &Connect,
+        fp: &str,
+    ) -> Result<Principal, (ConnectReturnCode, super::TlsRefused)> {
+        use super::TlsRefused;
+        let refused = |why| Err((ConnectReturnCode::NotAuthorized, why));
+        if self.revoked_certs.contains(fp) {
+            return refused(TlsRefused::Revoked);
+        }
+        let Some((site, node)) = self.certs.get(fp) else {
+            return refused(TlsRefused::UnknownCertificate);
+        };
+        let username = crate::mosquitto::node_username(site, node);
+        let named_other = c
+            .login
+            .as_ref()
+            .is_some_and(|l| !l.username.is_empty() && l.username != username);
+        if c.client_id != username || named_other || self.reserved_client_ids.contains(&c.client_id)
+        {
+            return refused(TlsRefused::Identity);
+        }
+        Ok(Principal::Node {
+            site: site.clone(),
+            node: node.clone(),
+            hash: String::new(),
+            cert: Some(fp.to_string()),
+        })
     }
 
     /// Checks a CONNECT: who it is, or the CONNACK code refusing it
@@ -164,6 +220,7 @@ impl Access {
             site: site.clone(),
             node: node.clone(),
             hash: hash.clone(),
+            cert: None,
         })
     }
 
@@ -174,6 +231,7 @@ impl Access {
             site: site.to_string(),
             node: node.to_string(),
             hash: String::new(),
+            cert: None,
         })
     }
 
@@ -181,12 +239,24 @@ impl Access {
     /// still be the one it logged in with.
     pub fn still_valid(&self, p: &Principal) -> bool {
         match p {
+            // With a certificate: while it is the node's, not revoked.
+            Principal::Node {
+                site,
+                node,
+                cert: Some(fp),
+                ..
+            } => self
+                .certs
+                .get(fp)
+                .is_some_and(|(s, n)| s == site && n == node),
             // Logged in without credentials: valid until it is given some
             // or anonymous logins are switched off.
-            Principal::Node { site, node, hash } if hash.is_empty() => {
-                self.anonymous_may(site, node)
-            }
-            Principal::Node { site, node, hash } => self
+            Principal::Node {
+                site, node, hash, ..
+            } if hash.is_empty() => self.anonymous_may(site, node),
+            Principal::Node {
+                site, node, hash, ..
+            } => self
                 .nodes
                 .get(&crate::mosquitto::node_username(site, node))
                 .is_some_and(|(_, _, h)| h == hash),
@@ -269,6 +339,7 @@ pub(crate) mod tests {
             site: "home_a".into(),
             node: "n01".into(),
             hash: String::new(),
+            cert: None,
         }
     }
 
@@ -398,6 +469,7 @@ pub(crate) mod tests {
             site: "home_a".into(),
             node: "n02".into(),
             hash: String::new(),
+            cert: None,
         };
         for ok in [
             "fire/v1/home_a/n02/telemetry",
@@ -434,6 +506,88 @@ pub(crate) mod tests {
         assert!(!a.may_subscribe(&n01, "fire/v1/home_a/n02/cmd"));
         assert!(a.may_publish(&Principal::Gateway, "fire/v1/home_a/n01/cmd"));
         assert!(a.may_subscribe(&Principal::Gateway, "fire/v1/#"));
+    }
+
+    #[test]
+    fn a_node_certificate_is_its_node_only_while_the_registry_says_so() {
+        use crate::gate::TlsRefused;
+        use crate::registry::NodeCertificate;
+        let config = Config::from_toml(
+            "[mqtt]\nclient_id = \"fire-gateway\"\n\
+             [[sites]]\nid = \"home_a\"\nname = \"甲\"\n\
+             [[sites.nodes]]\nid = \"n01\"\n[[sites.nodes]]\nid = \"n02\"\n",
+        )
+        .unwrap();
+        let cert = |node: &str, fp: &str| NodeCertificate {
+            username: format!("home_a.{node}"),
+            site: "home_a".into(),
+            node: node.into(),
+            sha256: fp.into(),
+            serial: "01".into(),
+            not_after: 2,
+            issued_at: 1,
+        };
+        let cred = |node: &str, revoked: bool| Credential {
+            username: format!("home_a.{node}"),
+            site: "home_a".into(),
+            node: node.into(),
+            password_hash: crate::credentials::hash_with("pw", b"saltsaltsalt", 101),
+            created_at: 1,
+            rotated_at: 1,
+            revoked_at: revoked.then_some(2),
+        };
+        let mut reg = Registry {
+            version: 1,
+            credentials: vec![cred("n01", false), cred("n02", true)],
+            certificates: vec![cert("n01", "aa"), cert("n02", "bb")],
+            ..Default::default()
+        };
+        let a = Access::build(&config, &reg, None, false);
+        use ConnectReturnCode::NotAuthorized;
+        let p = a
+            .authenticate_cert(&connect("home_a.n01", None), "aa")
+            .unwrap();
+        assert!(a.may_publish(&p, "fire/v1/home_a/n01/telemetry"));
+        assert!(!a.may_publish(&p, "fire/v1/home_a/n02/telemetry"));
+        assert!(a.may_subscribe(&p, "fire/v1/home_a/n01/cmd"));
+        assert!(!a.may_subscribe(&p, "fire/v1/home_a/n02/cmd"));
+        assert!(a.still_valid(&p));
+        // The username, if sent, must be the certificate's; no password needed.
+        assert!(a
+            .authenticate_cert(&connect("home_a.n01", Some(("home_a.n01", ""))), "aa")
+            .is_ok());
+        for (c, fp, why) in [
+            (connect("home_a.n02", None), "aa", TlsRefused::Identity),
+            (
+                connect("home_a.n01", Some(("home_a.n02", "x"))),
+                "aa",
+                TlsRefused::Identity,
+            ),
+            (connect("fire-gateway", None), "aa", TlsRefused::Identity),
+            (connect("home_a.n02", None), "bb", TlsRefused::Revoked),
+            (
+                connect("home_a.n01", None),
+                "cc",
+                TlsRefused::UnknownCertificate,
+            ),
+        ] {
+            assert_eq!(
+                a.authenticate_cert(&c, fp),
+                Err((NotAuthorized, why)),
+                "{c:?} {fp}"
+            );
+        }
+        // A new certificate supersedes the old: the session on it ends.
+        reg.certificates[0].sha256 = "dd".into();
+        assert!(!Access::build(&config, &reg, None, false).still_valid(&p));
+        // Revoking the node ends it too; a password rotation does not.
+        reg.certificates[0].sha256 = "aa".into();
+        reg.credentials[0].revoked_at = Some(3);
+        assert!(!Access::build(&config, &reg, None, false).still_valid(&p));
+        reg.credentials[0].revoked_at = None;
+        reg.credentials[0].password_hash =
+            crate::credentials::hash_with("new", b"saltsaltsalt", 101);
+        assert!(Access::build(&config, &reg, None, false).still_valid(&p));
     }
 
     #[test]

@@ -150,10 +150,13 @@ pub enum Closed {
     Qos2Unreleased,
     /// The node's credential was revoked or rotated.
     Revoked,
+    /// The TLS handshake failed (port 8883; why, in
+    /// `gateway_mqtt_gate_tls_refused_total`).
+    Tls,
 }
 
 impl Closed {
-    pub const ALL: [Closed; 11] = [
+    pub const ALL: [Closed; 12] = [
         Closed::Connections,
         Closed::ConnectionsPerAddress,
         Closed::HalfOpen,
@@ -165,6 +168,7 @@ impl Closed {
         Closed::Refused,
         Closed::Qos2Unreleased,
         Closed::Revoked,
+        Closed::Tls,
     ];
 
     pub fn label(self) -> &'static str {
@@ -180,6 +184,7 @@ impl Closed {
             Closed::Refused => "refused",
             Closed::Qos2Unreleased => "qos2_unreleased",
             Closed::Revoked => "revoked",
+            Closed::Tls => "tls",
         }
     }
 }
@@ -448,6 +453,8 @@ pub struct GateMetrics {
     pub half_open: AtomicU64,
     /// Refusal log lines left out (a flood of refusals).
     pub log_suppressed: AtomicU64,
+    /// The TLS listener's (port 8883).
+    pub tls: super::tls::TlsMetrics,
 }
 
 impl GateMetrics {
@@ -501,6 +508,7 @@ impl GateMetrics {
             "# HELP gateway_mqtt_gate_log_suppressed_total Refusals at the gate not logged (once a minute per login, a bounded number of lines a minute).\n# TYPE gateway_mqtt_gate_log_suppressed_total counter\ngateway_mqtt_gate_log_suppressed_total {}",
             self.log_suppressed.load(Ordering::Relaxed)
         );
+        self.tls.render(out);
     }
 }
 

@@ -37,12 +37,15 @@
 pub mod access;
 pub mod frame;
 pub mod limits;
+pub mod tls;
 
 pub use access::{Access, Principal};
 pub use frame::{frame, without_pubacks, FrameError, FrameHeader, MAX_CONNECT, MAX_PACKET};
 pub use limits::{Closed, GateLimits, GateMetrics};
+pub use tls::{GateTls, TlsRefused};
 
 use crate::metrics::{inc, Metrics};
+use crate::tls::server::Reloadable;
 use bytes::BytesMut;
 use frame::{connect_fault, protocol_level, publish_topic_fault, pubrel_pkid};
 use limits::{effective_keep_alive, for_log, idle_timeout, Limiter, RefusalLog};
@@ -55,7 +58,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -118,52 +121,137 @@ pub async fn run(
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 ) {
-    let shared = Arc::new(Shared {
-        access,
-        upstream,
-        limiter: Arc::new(Limiter::new(limits, Some(metrics.clone()))),
-        metrics,
-        refusals: Mutex::new(RefusalLog::new(LOG_ENTRIES, LOG_INTERVAL, LOG_LINES)),
-    });
-    loop {
-        let accepted = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            a = listener.accept() => a,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                // Over a cap: closed at once (dropped), before a byte is read.
-                let slot = match shared.limiter.admit(peer.ip()) {
-                    Ok(slot) => slot,
-                    Err(why) => {
-                        shared.metrics.gate.closed(why);
-                        if let Some(n) = shared.should_log(&format!("cap:{}", peer.ip())) {
-                            tracing::warn!(%peer, cap = why.label(), suppressed = n, "MQTT connection refused: over the gate's connection cap");
-                        }
-                        drop(stream);
-                        continue;
-                    }
-                };
-                let shared = shared.clone();
-                let shutdown = shutdown.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = serve(stream, slot, &shared, shutdown).await {
-                        if let Some(why) = e.closed() {
+    Gate::new(access, upstream, limits, metrics)
+        .run(listener, None, shutdown)
+        .await
+}
+
+/// The gate: its listeners (plain MQTT, MQTT over TLS) share one
+/// [`Access`], one set of connection caps and one refusal log.
+#[derive(Clone)]
+pub struct Gate(Arc<Shared>);
+
+impl Gate {
+    pub fn new(
+        access: watch::Receiver<Arc<Access>>,
+        upstream: Upstream,
+        limits: GateLimits,
+        metrics: Arc<Metrics>,
+    ) -> Gate {
+        Gate(Arc::new(Shared {
+            access,
+            upstream,
+            limiter: Arc::new(Limiter::new(limits, Some(metrics.clone()))),
+            metrics,
+            refusals: Mutex::new(RefusalLog::new(LOG_ENTRIES, LOG_INTERVAL, LOG_LINES)),
+        }))
+    }
+
+    /// Accepts connections on `listener` until `shutdown`: plain MQTT, or
+    /// MQTT over TLS on the configuration `tls` holds at each handshake.
+    pub async fn run(
+        &self,
+        listener: TcpListener,
+        tls: Option<Arc<Reloadable>>,
+        shutdown: CancellationToken,
+    ) {
+        let shared = &self.0;
+        if let Some(t) = &tls {
+            let _ = shared.metrics.gate.tls.config.set(t.clone());
+        }
+        loop {
+            let accepted = tokio::select! {
+                _ = shutdown.cancelled() => break,
+                a = listener.accept() => a,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    // Over a cap: closed at once (dropped), before a byte is read.
+                    let slot = match shared.limiter.admit(peer.ip()) {
+                        Ok(slot) => slot,
+                        Err(why) => {
                             shared.metrics.gate.closed(why);
-                            if why == Closed::Malformed {
-                                inc(&shared.metrics.mqtt_gate_malformed);
+                            if let Some(n) = shared.should_log(&format!("cap:{}", peer.ip())) {
+                                tracing::warn!(%peer, cap = why.label(), suppressed = n, "MQTT connection refused: over the gate's connection cap");
                             }
+                            drop(stream);
+                            continue;
                         }
-                        tracing::debug!(%peer, error = %e, "MQTT gate connection ended");
-                    }
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "MQTT gate: accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                    };
+                    let shared = shared.clone();
+                    let shutdown = shutdown.clone();
+                    let tls = tls.clone();
+                    tokio::spawn(async move {
+                        let r = match tls {
+                            None => serve_plain(stream, slot, &shared, shutdown).await,
+                            Some(tls) => serve_tls(stream, &tls, slot, &shared, shutdown).await,
+                        };
+                        if let Err(e) = r {
+                            if let Some(why) = e.closed() {
+                                shared.metrics.gate.closed(why);
+                                if why == Closed::Malformed {
+                                    inc(&shared.metrics.mqtt_gate_malformed);
+                                }
+                            }
+                            tracing::debug!(%peer, error = %e, "MQTT gate connection ended");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "MQTT gate: accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
             }
         }
     }
+}
+
+async fn serve_plain(
+    client: TcpStream,
+    slot: limits::Slot,
+    shared: &Shared,
+    shutdown: CancellationToken,
+) -> Result<(), ConnError> {
+    client.set_nodelay(true)?;
+    serve(client, None, slot, shared, shutdown).await
+}
+
+/// The TLS handshake (within the CONNECT timeout), then the relay. A
+/// failed handshake is counted by its reason.
+async fn serve_tls(
+    client: TcpStream,
+    tls: &Reloadable,
+    slot: limits::Slot,
+    shared: &Shared,
+    shutdown: CancellationToken,
+) -> Result<(), ConnError> {
+    client.set_nodelay(true)?;
+    let timeout = Duration::from_secs(shared.limiter.limits().connect_timeout_secs);
+    let stream = match tokio::time::timeout(timeout, tls.acceptor().accept(client)).await {
+        Err(_) => return Err(ConnError::Timeout(timeout)),
+        Ok(Err(e)) => {
+            let why = TlsRefused::of_handshake(&e);
+            shared.metrics.gate.tls.refused(why);
+            if why != TlsRefused::Handshake {
+                if let Some(n) = shared.should_log(&format!("tls:{}", why.label())) {
+                    tracing::warn!(reason = why.label(), error = %e, suppressed = n, "MQTT over TLS refused: client certificate");
+                }
+            }
+            return Err(ConnError::Tls(e));
+        }
+        Ok(Ok(s)) => s,
+    };
+    inc(&shared.metrics.gate.tls.handshakes);
+    let cert = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|c| c.first())
+        .map(|c| tls::fingerprint(c));
+    if cert.is_some() {
+        inc(&shared.metrics.gate.tls.client_certificates);
+    }
+    serve(stream, cert, slot, shared, shutdown).await
 }
 
 /// Why a relayed connection ended.
@@ -187,6 +275,8 @@ enum ConnError {
     Qos2Unreleased,
     #[error("credential revoked or rotated")]
     Revoked,
+    #[error("TLS handshake: {0}")]
+    Tls(std::io::Error),
 }
 
 impl ConnError {
@@ -205,6 +295,7 @@ impl ConnError {
             ConnError::Refused(_) => Closed::Refused,
             ConnError::Qos2Unreleased => Closed::Qos2Unreleased,
             ConnError::Revoked => Closed::Revoked,
+            ConnError::Tls(_) => Closed::Tls,
         })
     }
 }
@@ -229,7 +320,10 @@ async fn read_connect(
     }
 }
 
-async fn refuse(client: &mut TcpStream, code: ConnectReturnCode) -> Result<(), ConnError> {
+async fn refuse(
+    client: &mut (impl AsyncWrite + Unpin),
+    code: ConnectReturnCode,
+) -> Result<(), ConnError> {
     let mut out = BytesMut::new();
     let _ = ConnAck::new(code, false).write(&mut out);
     client.write_all(&out).await?;
@@ -237,13 +331,15 @@ async fn refuse(client: &mut TcpStream, code: ConnectReturnCode) -> Result<(), C
     Err(ConnError::Refused(code))
 }
 
-async fn serve(
-    mut client: TcpStream,
+/// Relays one connection; `cert`: the fingerprint of the client
+/// certificate presented over TLS, if any.
+async fn serve<S: AsyncRead + AsyncWrite + Unpin + Send>(
+    mut client: S,
+    cert: Option<String>,
     mut slot: limits::Slot,
     shared: &Shared,
     shutdown: CancellationToken,
 ) -> Result<(), ConnError> {
-    client.set_nodelay(true)?;
     let limits = shared.limiter.limits().clone();
     let mut buf = BytesMut::with_capacity(1024);
     let connect_timeout = Duration::from_secs(limits.connect_timeout_secs);
@@ -271,7 +367,18 @@ async fn serve(
     // read buffer need not stay CONNECT-sized.
     slot.connected();
     let access = shared.access.borrow().clone();
-    let principal = match access.authenticate(&connect) {
+    let authenticated = match &cert {
+        // A node certificate: that node, no password (TLS only).
+        Some(fp) => access.authenticate_cert(&connect, fp).map_err(|(code, why)| {
+            shared.metrics.gate.tls.refused(why);
+            if let Some(n) = shared.should_log(&format!("tls:{}", why.label())) {
+                tracing::warn!(reason = why.label(), client_id = %for_log(&connect.client_id), suppressed = n, "MQTT over TLS refused: node certificate");
+            }
+            code
+        }),
+        None => access.authenticate(&connect),
+    };
+    let principal = match authenticated {
         Ok(p) => p,
         Err(code) => {
             shared.metrics.acl_denied("connect");
@@ -320,7 +427,7 @@ async fn serve(
         .map_err(|_| ConnError::Malformed("CONNECT"))?;
     broker.write_all(&out).await?;
 
-    let (mut client_r, client_w) = client.into_split();
+    let (mut client_r, client_w) = tokio::io::split(client);
     let (mut broker_r, mut broker_w) = broker.into_split();
     let client_w = tokio::sync::Mutex::new(client_w);
     let who = principal.label();
@@ -591,6 +698,7 @@ mod tests {
             site: "home_a".into(),
             node: "n01".into(),
             hash: String::new(),
+            cert: None,
         };
         for round in 0..9_000 {
             let mut bytes = valid.to_vec();

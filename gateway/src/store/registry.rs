@@ -4,7 +4,9 @@
 //! `crate::registry` before it calls these.
 
 use super::{append_audit, query, query_as, query_scalar, AuditEntry, Store, StoreError};
-use crate::registry::{Actor, Credential, Location, RegisteredNode, RegisteredSite, Registry};
+use crate::registry::{
+    Actor, Credential, Location, NodeCertificate, RegisteredNode, RegisteredSite, Registry,
+};
 
 type NodeRow = (
     String,
@@ -20,6 +22,8 @@ type NodeRow = (
 );
 
 type CredentialRow = (String, String, String, String, i64, i64, Option<i64>);
+
+type CertificateRow = (String, String, String, String, String, i64, i64);
 
 fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
@@ -63,6 +67,12 @@ impl Store {
         let credentials: Vec<CredentialRow> = query_as(
             "SELECT username, site, node, password_hash, created_at, rotated_at, revoked_at \
              FROM node_credentials ORDER BY username",
+        )
+        .fetch_all(&mut *tx)
+        .await?;
+        let certificates: Vec<CertificateRow> = query_as(
+            "SELECT username, site, node, sha256, serial, not_after, issued_at \
+             FROM node_certificates ORDER BY username",
         )
         .fetch_all(&mut *tx)
         .await?;
@@ -117,7 +127,70 @@ impl Store {
                 },
             )
             .collect();
+        out.certificates = certificates
+            .into_iter()
+            .map(
+                |(username, site, node, sha256, serial, not_after, issued_at)| NodeCertificate {
+                    username,
+                    site,
+                    node,
+                    sha256,
+                    serial,
+                    not_after: not_after.max(0) as u64,
+                    issued_at: issued_at.max(0) as u64,
+                },
+            )
+            .collect();
         Ok(out)
+    }
+
+    /// Records the certificate just issued to a node, replacing its
+    /// previous one (which the gate then refuses). `at`: ms since the epoch.
+    pub async fn set_node_certificate(
+        &self,
+        site: &str,
+        node: &str,
+        cert: &crate::ca::NodeCert,
+        actor: Actor<'_>,
+        at: u64,
+    ) -> Result<(), StoreError> {
+        let username = crate::mosquitto::node_username(site, node);
+        let not_after = cert.not_after.saturating_mul(1000) as i64;
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        query(
+            "INSERT INTO node_certificates (username, site, node, sha256, serial, not_after, issued_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (username) DO UPDATE SET \
+             sha256 = excluded.sha256, serial = excluded.serial, \
+             not_after = excluded.not_after, issued_at = excluded.issued_at",
+        )
+        .bind(&username)
+        .bind(site)
+        .bind(node)
+        .bind(&cert.sha256)
+        .bind(&cert.serial)
+        .bind(not_after)
+        .bind(at as i64)
+        .execute(&mut *tx)
+        .await?;
+        bump(&mut tx).await?;
+        let entry = AuditEntry {
+            at,
+            actor: actor.name,
+            role: actor.role,
+            action: "node.certificate.issue",
+            subject: format!("node:{site}/{node}"),
+            details: serde_json::json!({
+                "username": username,
+                "sha256": cert.sha256,
+                "serial": cert.serial,
+                "not_after": not_after,
+            })
+            .to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Adds a site; `false` if the id is already registered.
