@@ -5,8 +5,8 @@
 //! temporary directory, and stops them when dropped. A missing server binary
 //! is a loud failure naming the install command — never a silent skip.
 
-pub mod rabbitmq;
 pub mod mosquitto_tls;
+pub mod rabbitmq;
 
 use gateway::config::{BrokerMode, Config, NodeConfig, SiteConfig};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
