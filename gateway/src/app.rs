@@ -79,6 +79,7 @@ pub async fn start_with_source(
     let config = Arc::new(config);
     let shutdown = CancellationToken::new();
     let metrics = Arc::new(Metrics::default());
+    sighup_never_stops(shutdown.clone());
     // Bound before anything starts, so that a taken address stops nothing.
     let metrics_listener = match config.http.metrics_listen {
         Some(addr) => Some(TcpListener::bind(addr).await.map_err(StartError::Http)?),
@@ -408,4 +409,35 @@ pub async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = term => {},
     }
+}
+
+/// `SIGHUP` means "reread the certificate files" (`systemctl reload`,
+/// `kill -HUP`): each TLS listener's watcher does that. Without any TLS
+/// listener the default action would end the process, so the gateway
+/// always takes the signal itself and logs it.
+fn sighup_never_stops(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = shutdown.cancelled() => return,
+                            got = hup.recv() => {
+                                if got.is_none() {
+                                    return;
+                                }
+                                tracing::info!("SIGHUP: certificate files of the TLS listeners reread (nothing else is reloaded)");
+                            }
+                        }
+                    }
+                });
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot take SIGHUP; it would stop the gateway"),
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = shutdown;
 }

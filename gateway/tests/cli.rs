@@ -197,6 +197,26 @@ async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
     stop.cancel();
     let _ = sim.await;
 
+    // SIGHUP (`systemctl reload`) rereads certificate files; with no TLS
+    // listener configured it must not end the process (its default action).
+    Command::new("kill")
+        .arg("-HUP")
+        .arg(child.id().to_string())
+        .status()
+        .expect("kill");
+    let hup_deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "SIGHUP ended the gateway"
+        );
+        if http_get(http, "/healthz").is_some_and(|b| b.contains("\"status\":\"ok\"")) {
+            break;
+        }
+        assert!(Instant::now() < hup_deadline, "unhealthy after SIGHUP");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
     let status = common::sigterm_and_wait(&mut child, Duration::from_secs(15));
     let mut log = String::new();
     child
@@ -210,6 +230,7 @@ async fn run_ingests_on_embedded_defaults_and_stops_on_sigterm() {
         log.contains("pipeline drained") && log.contains("gateway stopped"),
         "{log}"
     );
+    assert!(log.contains("SIGHUP"), "the SIGHUP is logged: {log}");
 }
 
 /// An installer registers a node from the command line and gets its
