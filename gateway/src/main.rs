@@ -78,6 +78,21 @@ enum Command {
         #[arg(long)]
         gateway_user: Option<String>,
     },
+    /// GB/T 26875.3 (消防远程监控中心) tools for installers.
+    Gb26875 {
+        #[command(subcommand)]
+        command: Gb26875Command,
+    },
+}
+
+#[derive(Subcommand)]
+enum Gb26875Command {
+    /// Print the frames in hex bytes (e.g. from a packet capture) in words.
+    Decode {
+        /// Hex bytes; spaces, colons and 0x prefixes are allowed.
+        #[arg(required = true)]
+        hex: Vec<String>,
+    },
 }
 
 /// Loads and validates a configuration file, printing every problem (exit 2).
@@ -669,6 +684,21 @@ async fn main() -> ExitCode {
     match cli.command {
         c @ (Command::Site { .. } | Command::Node { .. } | Command::MosquittoExport { .. }) => {
             registry_command(c).await
+        }
+        Command::Gb26875 {
+            command: Gb26875Command::Decode { hex },
+        } => {
+            use gateway::northbound::gb26875::describe;
+            match describe::parse_hex(&hex.join(" ")) {
+                Ok(bytes) => {
+                    print!("{}", describe::stream(&bytes));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("not hex bytes: {e}");
+                    ExitCode::from(2)
+                }
+            }
         }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
