@@ -3,3 +3,6 @@
 //! monitoring centre (消防远程监控中心, GB/T 26875.3-2011).
 
 pub mod gb26875;
+
+/// `[northbound]`.
+pub type NorthboundConfig = gb26875::config::NorthboundConfig;

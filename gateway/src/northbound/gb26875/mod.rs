@@ -4,10 +4,21 @@
 //!
 //! [`frame`] and [`unit`] are the pure codec (frames, the streaming
 //! deframer, every data unit the gateway sends or answers); [`describe`]
-//! puts a frame into words for installers.
+//! puts a frame into words for installers; [`map`] turns alarms and
+//! readings into data units (pure). The shell: [`outbox`] (persisted, in
+//! order), [`link`] (the TCP client per centre and site), [`service`] (the
+//! feeder following committed events and the store), [`duty`] (链路故障
+//! and 查岗 on the duty desk), [`metrics`].
 
+pub mod config;
 pub mod describe;
+pub mod duty;
 pub mod frame;
+pub mod link;
+pub mod map;
+pub mod metrics;
+pub mod outbox;
+pub mod service;
 pub mod unit;
 
 pub use frame::{Command, Deframer, Frame, FrameError, TimeLabel};
