@@ -8,6 +8,8 @@
 //! timer. The resend interval is configured down to 1 s instead (the
 //! default, 10 s × 3, is checked on the configuration).
 
+mod common;
+
 use gateway::config::Config;
 use gateway::northbound::gb26875::config::CentreConfig;
 use gateway::northbound::gb26875::frame::TimeLabel;
@@ -507,4 +509,145 @@ fn the_configuration_reports_every_bad_centre_entry() {
     ] {
         assert!(err.contains(path), "{path} missing from {err}");
     }
+}
+
+/// 查岗: the duty officer's answer queues a type-24 record with the
+/// 查岗应答 bit and is audited with who and how fast; a check left past the
+/// centre's window is recorded as missed and can no longer be answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_duty_check_is_answered_by_a_click_or_recorded_as_missed() {
+    use gateway::northbound::gb26875::duty::{AnswerError, DutyDesk};
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("gw.db").display());
+    let store = gateway::store::Store::open(&url).await.unwrap();
+    let desk = DutyDesk::new(store.clone());
+    let outbox = Outbox::new(store.clone(), "city", "home_a", 1000);
+    let wake = Arc::new(tokio::sync::Notify::new());
+    desk.register_outbox("city", "home_a", outbox.clone(), wake);
+    let t0 = 1_800_000_000_000u64;
+    // Two checks with a 1-minute window.
+    desk.duty_check("city", "home_a", 1, TimeLabel::default(), t0);
+    desk.duty_check("city", "home_a", 1, TimeLabel::default(), t0 + 1000);
+    let checks = desk.checks(None, t0 + 2000);
+    assert_eq!(checks.len(), 2);
+    let (second, first) = (checks[0].id, checks[1].id);
+    // The first answered 12.5 s after it came.
+    let answered = desk.answer(first, "值班员张三", t0 + 12_500).await.unwrap();
+    assert_eq!(answered.answered_by.as_deref(), Some("值班员张三"));
+    assert_eq!(
+        desk.answer(first, "值班员张三", t0 + 13_000).await,
+        Err(AnswerError::Answered)
+    );
+    let head = outbox.head().await.unwrap().expect("the answer is queued");
+    // Type 24, one object, 查岗应答 (bit 5), operator 0, then the time label.
+    assert_eq!(&head.unit[..4], &[24, 1, 1 << 5, 0]);
+    assert_eq!(
+        TimeLabel::from_bytes(head.unit[4..10].try_into().unwrap()),
+        TimeLabel::from_unix_ms(t0 + 12_500)
+    );
+    // The second is left past its window.
+    assert_eq!(
+        desk.answer(second, "值班员张三", t0 + 1000 + 60_001).await,
+        Err(AnswerError::Missed)
+    );
+    assert!(desk.checks(None, t0 + 70_000)[0].missed);
+    // The audit trail: asked twice, answered once with who and how fast, missed once.
+    let deadline = tokio::time::Instant::now() + WITHIN;
+    loop {
+        let audit = store.audit_records().await.unwrap();
+        let actions: Vec<&str> = audit.iter().map(|r| r.action.as_str()).collect();
+        let asked = actions
+            .iter()
+            .filter(|a| **a == "gb26875.duty_check")
+            .count();
+        if asked == 2
+            && actions.contains(&"gb26875.duty_check_missed")
+            && actions.contains(&"gb26875.duty_check_answered")
+        {
+            let a = audit
+                .iter()
+                .find(|r| r.action == "gb26875.duty_check_answered")
+                .unwrap();
+            assert_eq!(a.actor, "值班员张三");
+            assert!(a.details.contains("after_s=12.5"), "{}", a.details);
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{actions:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The outbox on both backends: one row per subject, in order, a full
+/// outbox drops the oldest units that are not fire alarms, never a fire
+/// alarm; confirmed units leave the queue; raised-not-cleared alarms listed.
+async fn outbox_keeps_order_dedups_and_never_drops_a_fire_alarm(url: &str) {
+    let store = gateway::store::Store::open(url).await.unwrap();
+    let outbox = Outbox::new(store.clone(), "city", "home_a", 100);
+    let other = Outbox::new(store.clone(), "city", "home_b", 100);
+    // 3 fire alarms first, then 120 readings.
+    for i in 0..3 {
+        let (added, dropped) = outbox
+            .push(
+                &format!("alarm:{i}:alarm"),
+                Some(i),
+                &unit(i as u8),
+                true,
+                0,
+            )
+            .await
+            .unwrap();
+        assert!(added);
+        assert_eq!(dropped, 0);
+    }
+    assert!(
+        !outbox
+            .push("alarm:0:alarm", Some(0), &unit(0), true, 0)
+            .await
+            .unwrap()
+            .0
+    );
+    let mut dropped = 0;
+    for i in 0..120 {
+        dropped += outbox
+            .push(&format!("analog:{i}"), None, &unit(100), false, 0)
+            .await
+            .unwrap()
+            .1;
+    }
+    assert_eq!(dropped, 23);
+    assert_eq!(outbox.depth().await.unwrap(), 100);
+    other
+        .push("analog:x", None, &unit(7), false, 0)
+        .await
+        .unwrap();
+    // The fire alarms are still first, in order.
+    for i in 0..3 {
+        let head = outbox.head().await.unwrap().unwrap();
+        assert_eq!(head.subject, format!("alarm:{i}:alarm"));
+        assert_eq!(head.unit, unit(i as u8));
+        outbox.confirm(head.id, 1).await.unwrap();
+    }
+    assert_eq!(outbox.head().await.unwrap().unwrap().subject, "analog:23");
+    assert_eq!(outbox.depth().await.unwrap(), 97);
+    assert_eq!(other.depth().await.unwrap(), 1);
+    outbox
+        .push("alarm:1:clear", Some(1), &unit(1), false, 0)
+        .await
+        .unwrap();
+    let mut open = outbox.raised_not_cleared().await.unwrap();
+    open.sort();
+    assert_eq!(open, vec![0, 2]);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_on_sqlite() {
+    let db = common::db::TestDb::sqlite();
+    outbox_keeps_order_dedups_and_never_drops_a_fire_alarm(&db.url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_outbox_on_postgres() {
+    let db = common::db::TestDb::postgres().await;
+    outbox_keeps_order_dedups_and_never_drops_a_fire_alarm(&db.url).await;
 }
