@@ -230,7 +230,9 @@ pub async fn start_with_source(
         events: events.clone(),
         commands,
         live: live.clone(),
-    });
+    })
+    // The duty desk's GB/T 26875.3 links and 查岗 (`northbound::gb26875::api`).
+    .layer(axum::Extension(gb26875_duty.clone()));
     // Our own accept loop rather than `axum::serve`: connection caps (in
     // all and per address) and hyper's header-read timeout (`http::limits`).
     let http_task = tokio::spawn(crate::http::limits::serve(

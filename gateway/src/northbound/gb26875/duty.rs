@@ -19,7 +19,7 @@ use tokio::sync::{watch, Notify};
 const DEFAULT_WINDOW_MS: u64 = 10 * 60_000;
 
 /// One 查岗 from a centre.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct DutyCheck {
     pub id: u64,
     pub centre: String,
@@ -33,7 +33,7 @@ pub struct DutyCheck {
 }
 
 /// A link's state for the duty desk.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct LinkState {
     pub centre: String,
     pub site: String,

@@ -10,6 +10,7 @@
 //! feeder following committed events and the store), [`duty`] (链路故障
 //! and 查岗 on the duty desk), [`metrics`].
 
+pub mod api;
 pub mod config;
 pub mod describe;
 pub mod duty;
