@@ -407,20 +407,31 @@ impl Feeder {
         let readings_every = self.centre.readings_every_secs;
         let mut readings = tokio::time::interval(Duration::from_secs(readings_every.max(1)));
         readings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut state_tick = tokio::time::interval(Duration::from_secs(1));
+        state_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut state_dirty = false;
         loop {
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 ev = events.recv() => match ev {
                     Ok(GatewayEvent::AlarmRaised { alarm, .. }) | Ok(GatewayEvent::AlarmUpdated { alarm }) => {
-                        self.alarm(&alarm.row).await;
-                        let standing = self.state.standing(&self.site).await;
-                        self.device_state(&standing, false).await;
+                        if alarm.row.site == self.site {
+                            self.alarm(&alarm.row).await;
+                            state_dirty = true;
+                        }
                     }
                     Ok(_) => {}
                     Err(broadcast::error::RecvError::Lagged(_)) => self.reconcile().await,
                     Err(broadcast::error::RecvError::Closed) => return,
                 },
                 _ = reconcile.tick() => self.reconcile().await,
+                // The device state after events, at most once a second (one
+                // read of the standing alarms, not one per event in a storm).
+                _ = state_tick.tick(), if state_dirty => {
+                    state_dirty = false;
+                    let standing = self.state.standing(&self.site).await;
+                    self.device_state(&standing, false).await;
+                }
                 _ = readings.tick(), if readings_every > 0 => self.readings().await,
                 changed = up.changed() => {
                     if changed.is_err() {
