@@ -472,3 +472,247 @@ proptest! {
         let _ = describe::stream(&b);
     }
 }
+
+mod mapping {
+    use super::super::map::*;
+    use super::super::unit::*;
+    use crate::config::Config;
+    use crate::store::{AlarmRow, LatestRow};
+
+    fn config() -> Config {
+        Config::from_toml(
+            "[[sites]]\nid = \"home_a\"\n\
+             [[sites.nodes]]\nid = \"n01\"\nlocation = \"一楼\"\n\
+             [[sites.nodes.channels]]\nid = \"rc1\"\nquantity = \"residual_current\"\n\
+             [[sites.nodes.channels]]\nid = \"t1\"\nquantity = \"temperature\"\nlocation = \"配电箱\"\n\
+             [[sites.nodes]]\nid = \"n02\"\n",
+        )
+        .unwrap()
+    }
+
+    fn row(kind: &str, level: &str, cause: &str, state: &str, channel: &str) -> AlarmRow {
+        AlarmRow {
+            id: 7,
+            site: "home_a".into(),
+            node: "n01".into(),
+            channel: channel.into(),
+            cause: cause.into(),
+            kind: kind.into(),
+            level: level.into(),
+            state: state.into(),
+            quantity: (!channel.is_empty()).then(|| "temperature".to_string()),
+            value: None,
+            setpoint: None,
+            peak: None,
+            raised_at: 1_000,
+            updated_at: 2_000,
+            cleared_at: (state == "cleared").then_some(3_000),
+            acked_at: None,
+            acked_by: None,
+            ticket_id: None,
+            suppressed: false,
+            flapping: false,
+        }
+    }
+
+    fn state_of(o: &Outgoing) -> (u16, u8, u32) {
+        match &o.unit {
+            DataUnit::ComponentState(v) => (
+                v[0].object.state,
+                v[0].object.component_type,
+                v[0].object.component_address,
+            ),
+            u => panic!("{u:?}"),
+        }
+    }
+
+    #[test]
+    fn alarms_faults_offline_supply_and_clears_become_the_documented_bits() {
+        let c = config();
+        let b = component_bits::NORMAL;
+        let cases = [
+            (
+                row(
+                    "electrical_fire",
+                    "alarm",
+                    "temperature_high",
+                    "active",
+                    "t1",
+                ),
+                b | component_bits::FIRE,
+                18,
+                1002,
+                true,
+            ),
+            (
+                row(
+                    "electrical_fire",
+                    "pre_alarm",
+                    "temperature_high",
+                    "active",
+                    "t1",
+                ),
+                b | component_bits::SUPERVISORY,
+                18,
+                1002,
+                false,
+            ),
+            (
+                row(
+                    "fire_facility",
+                    "alarm",
+                    "water_pressure_low",
+                    "active",
+                    "t1",
+                ),
+                b | component_bits::FAULT,
+                18,
+                1002,
+                false,
+            ),
+            (
+                row("fault", "fault", "fault", "active", "t1"),
+                b | component_bits::FAULT,
+                18,
+                1002,
+                false,
+            ),
+            (
+                row("offline", "offline", "offline", "active", ""),
+                b | component_bits::FAULT,
+                16,
+                1000,
+                false,
+            ),
+            (
+                row("fault", "fault", "supply", "active", ""),
+                b | component_bits::MAIN_POWER_FAULT,
+                16,
+                1000,
+                false,
+            ),
+            (
+                row(
+                    "electrical_fire",
+                    "alarm",
+                    "temperature_high",
+                    "latched",
+                    "t1",
+                ),
+                b | component_bits::FIRE,
+                18,
+                1002,
+                true,
+            ),
+            (
+                row(
+                    "electrical_fire",
+                    "alarm",
+                    "temperature_high",
+                    "cleared",
+                    "t1",
+                ),
+                b,
+                18,
+                1002,
+                false,
+            ),
+        ];
+        for (r, bits, ty, addr, fire) in cases {
+            let o = alarm_unit(&c, 1, &r).unwrap();
+            assert_eq!(
+                state_of(&o),
+                (bits, ty, addr),
+                "{} {} {}",
+                r.kind,
+                r.level,
+                r.state
+            );
+            assert_eq!(o.fire, fire);
+            assert_eq!(o.alarm_id, Some(7));
+        }
+        let raised =
+            alarm_unit(&c, 1, &row("electrical_fire", "alarm", "x", "active", "t1")).unwrap();
+        let cleared = alarm_unit(
+            &c,
+            1,
+            &row("electrical_fire", "alarm", "x", "cleared", "t1"),
+        )
+        .unwrap();
+        assert_eq!(raised.subject, "alarm:7:alarm");
+        assert_eq!(cleared.subject, "alarm:7:clear");
+        let mut suppressed = row("electrical_fire", "alarm", "x", "active", "t1");
+        suppressed.suppressed = true;
+        assert!(alarm_unit(&c, 1, &suppressed).is_none());
+        assert!(alarm_unit(&c, 1, &row("fault", "fault", "seq_restart", "cleared", "")).is_none());
+        // The description: node and channel locations.
+        match &raised.unit {
+            DataUnit::ComponentState(v) => {
+                assert_eq!(v[0].object.description_text(), "一楼 配电箱")
+            }
+            _ => unreachable!(),
+        }
+        // Device state: fire and line fault folded in.
+        let standing = [
+            row("electrical_fire", "alarm", "x", "active", "t1"),
+            row("offline", "offline", "offline", "active", ""),
+        ];
+        assert_eq!(
+            device_state(&standing, false),
+            device_bits::NORMAL | device_bits::FIRE | device_bits::FAULT | device_bits::LINE_FAULT
+        );
+    }
+
+    #[test]
+    fn readings_become_analog_values_in_the_documented_types() {
+        let c = config();
+        let latest = |channel: &str, quantity: &str, value: i64| LatestRow {
+            site: "home_a".into(),
+            node: "n01".into(),
+            channel: channel.into(),
+            quantity: quantity.into(),
+            value,
+            at: 0,
+        };
+        let rows = [
+            latest("rc1", "residual_current", 512),
+            latest("t1", "temperature", 812),
+            latest("t1", "voltage", 2200),
+            latest("t1", "water_pressure", 100_000),
+        ];
+        let units = analog_units(&c, 1, &rows, 5);
+        assert_eq!(units.len(), 1);
+        match &units[0].unit {
+            DataUnit::ComponentAnalog(v) => {
+                let got: Vec<(u8, u32, u8, i16)> = v
+                    .iter()
+                    .map(|t| {
+                        let o = &t.object;
+                        (
+                            o.component_type,
+                            o.component_address,
+                            o.analog_type,
+                            o.value,
+                        )
+                    })
+                    .collect();
+                assert_eq!(
+                    got,
+                    vec![
+                        (17, 1001, 128, 512),
+                        (18, 1002, 3, 812),
+                        (99, 1002, 5, i16::MAX)
+                    ]
+                );
+            }
+            u => panic!("{u:?}"),
+        }
+        // 200 readings: four units of at most 60, each within 1024 bytes.
+        let many: Vec<LatestRow> = (0..200)
+            .map(|_| latest("rc1", "residual_current", 1))
+            .collect();
+        let units = analog_units(&c, 1, &many, 5);
+        assert_eq!(units.len(), 4);
+        assert!(units.iter().all(|u| u.unit.encode().unwrap().len() <= 1024));
+    }
+}
