@@ -61,6 +61,9 @@ pub struct Running {
     http: JoinHandle<()>,
     metrics_listener: Option<JoinHandle<()>>,
     sessions: JoinHandle<()>,
+    /// GB/T 26875.3 northbound: links down and duty checks (查岗) for the duty desk.
+    pub gb26875_duty: Arc<crate::northbound::gb26875::duty::DutyDesk>,
+    northbound: Vec<JoinHandle<()>>,
 }
 
 /// Starts every part of the gateway. `config_source` names where the
@@ -263,6 +266,17 @@ pub async fn start_with_source(
         events.subscribe(),
         shutdown.clone(),
     );
+    // GB/T 26875.3 northbound links (消防远程监控中心); like the notifier,
+    // they follow committed events and re-read the store.
+    let gb26875_duty = crate::northbound::gb26875::duty::DutyDesk::new(store.clone());
+    let northbound = crate::northbound::gb26875::service::start(
+        config.clone(),
+        store.clone(),
+        &events,
+        &metrics.gb26875,
+        gb26875_duty.clone(),
+        shutdown.clone(),
+    );
     let ingest = tokio::spawn(crate::mqtt::run(
         client_mqtt,
         config.mqtt.broker != BrokerMode::Embedded,
@@ -280,7 +294,9 @@ pub async fn start_with_source(
         events: events.clone(),
         commands,
         live: live.clone(),
-    });
+    })
+    // The duty desk's GB/T 26875.3 links and 查岗 (`northbound::gb26875::api`).
+    .layer(axum::Extension(gb26875_duty.clone()));
     // Our own accept loop rather than `axum::serve`: connection caps (in
     // all and per address) and hyper's header-read timeout (`http::limits`).
     if let Some(https) = &https {
@@ -349,6 +365,8 @@ pub async fn start_with_source(
         sink: sink_task,
         http: http_task,
         sessions: sessions_task,
+        gb26875_duty,
+        northbound,
     })
 }
 
@@ -366,6 +384,9 @@ impl Running {
         let _ = self.pipeline.await;
         if let Some(n) = self.notify {
             let _ = tokio::time::timeout(Duration::from_secs(5), n).await;
+        }
+        for t in self.northbound {
+            let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
         }
         if let Some(s) = self.sink {
             let _ = tokio::time::timeout(Duration::from_secs(10), s).await;

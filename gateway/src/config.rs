@@ -41,6 +41,8 @@ pub struct Config {
     /// What outgoing TLS connections trust (notification channels, the
     /// sink, PostgreSQL): the system store plus an optional extra CA file.
     pub tls: crate::tls::TlsConfig,
+    /// Northbound links (`[[northbound.gb26875]]`: 消防远程监控中心).
+    pub northbound: crate::northbound::NorthboundConfig,
 }
 
 /// Installer commissioning (安装调试).
@@ -117,6 +119,7 @@ impl Default for Config {
             notify: None,
             commissioning: CommissioningConfig::default(),
             tls: Default::default(),
+            northbound: Default::default(),
         }
     }
 }
@@ -923,6 +926,8 @@ impl Config {
         if let Some(n) = &self.notify {
             n.validate(&mut out);
         }
+        self.northbound
+            .validate(&|s| self.sites.iter().any(|c| c.id == s), &mut out);
         out
     }
 

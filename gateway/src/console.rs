@@ -50,6 +50,11 @@ const FILES: &[(&str, &str, &[u8])] = &[
         include_bytes!("../console/charts.js"),
     ),
     (
+        "gb26875.js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../console/gb26875.js"),
+    ),
+    (
         "app.css",
         "text/css; charset=utf-8",
         include_bytes!("../console/app.css"),

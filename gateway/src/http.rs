@@ -107,6 +107,8 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(accounts::enable_user))
         .routes(routes!(accounts::set_password))
         .routes(routes!(accounts::revoke_sessions))
+        .routes(routes!(crate::northbound::gb26875::api::status))
+        .routes(routes!(crate::northbound::gb26875::api::answer))
 }
 
 /// The API's routes.

@@ -33,6 +33,7 @@ pub mod modbus;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod node_limits;
+pub mod northbound;
 pub mod notify;
 pub mod openapi;
 pub mod pipeline;

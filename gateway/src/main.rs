@@ -112,6 +112,21 @@ enum Command {
         #[arg(long)]
         gateway_user: Option<String>,
     },
+    /// GB/T 26875.3 (消防远程监控中心) tools for installers.
+    Gb26875 {
+        #[command(subcommand)]
+        command: Gb26875Command,
+    },
+}
+
+#[derive(Subcommand)]
+enum Gb26875Command {
+    /// Print the frames in hex bytes (e.g. from a packet capture) in words.
+    Decode {
+        /// Hex bytes; spaces, colons and 0x prefixes are allowed.
+        #[arg(required = true)]
+        hex: Vec<String>,
+    },
 }
 
 /// Loads and validates a configuration file, printing every problem (exit 2).
@@ -916,6 +931,21 @@ async fn main() -> ExitCode {
         | Command::RabbitmqSync { .. }
         | Command::RabbitmqExport { .. }) => registry_command(c).await,
         Command::Ca { command } => ca_command(command),
+        Command::Gb26875 {
+            command: Gb26875Command::Decode { hex },
+        } => {
+            use gateway::northbound::gb26875::describe;
+            match describe::parse_hex(&hex.join(" ")) {
+                Ok(bytes) => {
+                    print!("{}", describe::stream(&bytes));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("not hex bytes: {e}");
+                    ExitCode::from(2)
+                }
+            }
+        }
         Command::CheckConfig { file } => match Config::load(&file) {
             Ok(c) => {
                 let nodes: usize = c.sites.iter().map(|s| s.nodes.len()).sum();

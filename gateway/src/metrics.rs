@@ -129,6 +129,8 @@ pub struct Metrics {
     pub http_limits: crate::http::limits::Counters,
     /// Logins, lockouts, event streams closed by their session's end.
     pub auth: AuthMetrics,
+    /// GB/T 26875.3 northbound links.
+    pub gb26875: crate::northbound::gb26875::metrics::Gb26875Metrics,
 }
 
 /// Whether the alarm path's last commit succeeded, since when it has been
@@ -716,6 +718,7 @@ impl Metrics {
         );
         self.modbus.render(&mut out);
         self.auth.render(&mut out);
+        self.gb26875.render(&mut out);
         out
     }
 }

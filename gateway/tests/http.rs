@@ -157,6 +157,8 @@ const SERVED: &[(&str, &str)] = &[
     ("post", "/api/v1/users/{login}/enable"),
     ("post", "/api/v1/users/{login}/password"),
     ("post", "/api/v1/users/{login}/sessions/revoke"),
+    ("get", "/api/v1/northbound/gb26875"),
+    ("post", "/api/v1/northbound/gb26875/duty-checks/{id}/answer"),
 ];
 
 /// Open without a token.
