@@ -140,6 +140,16 @@ fn the_debian_package_carries_the_gateway_its_unit_and_user() {
             }
         }
     }
+    // The unit's other commands (ExecReload's `/bin/kill`, from procps on
+    // every Debian system) come from the host too; only the package's own
+    // binary must be the one unpacked.
+    for tool in ["/bin/kill"] {
+        let to = root.join(tool.trim_start_matches('/'));
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        if !to.exists() {
+            std::fs::copy(tool, &to).unwrap_or_else(|e| panic!("{tool}: {e}"));
+        }
+    }
     let (ok, said) = run(Command::new(&systemd_analyze)
         .arg("verify")
         .arg(format!("--root={}", root.display()))
@@ -152,6 +162,7 @@ fn the_debian_package_carries_the_gateway_its_unit_and_user() {
     let unit = std::fs::read_to_string(root.join(unit_path)).unwrap();
     for want in [
         "User=fire-gateway",
+        "ExecReload=/bin/kill -HUP $MAINPID",
         "SupplementaryGroups=dialout",
         "DeviceAllow=char-ttyUSB rw",
         "DevicePolicy=closed",

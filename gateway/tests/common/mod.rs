@@ -1,6 +1,7 @@
 //! Helpers shared by the gateway's integration tests.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod db;
 pub mod gw;
 pub mod node;
