@@ -143,12 +143,10 @@ fn the_debian_package_carries_the_gateway_its_unit_and_user() {
     // The unit's other commands (ExecReload's `/bin/kill`, from procps on
     // every Debian system) come from the host too; only the package's own
     // binary must be the one unpacked.
-    for tool in ["/bin/kill"] {
-        let to = root.join(tool.trim_start_matches('/'));
-        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
-        if !to.exists() {
-            std::fs::copy(tool, &to).unwrap_or_else(|e| panic!("{tool}: {e}"));
-        }
+    let kill = root.join("bin/kill");
+    std::fs::create_dir_all(kill.parent().unwrap()).unwrap();
+    if !kill.exists() {
+        std::fs::copy("/bin/kill", &kill).unwrap_or_else(|e| panic!("/bin/kill: {e}"));
     }
     let (ok, said) = run(Command::new(&systemd_analyze)
         .arg("verify")
