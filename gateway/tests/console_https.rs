@@ -19,6 +19,7 @@
 mod common;
 
 use common::browser::{trust_in_nss, Browser, Driver};
+use common::node::publish_leakage;
 use common::tls::TestCa;
 use gateway::config::Config;
 use gateway::ticket::Role;
@@ -27,40 +28,6 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 const PASSWORD: &str = "console-https-pw";
-
-/// Publishes one telemetry message as node home_a/n01 (anonymous, as a
-/// node of the file) and waits for the broker's PUBACK.
-async fn publish_leakage(broker: SocketAddr, milliamps: i64) {
-    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-    let mut o = MqttOptions::new("home_a.n01", broker.ip().to_string(), broker.port());
-    o.set_keep_alive(Duration::from_secs(15));
-    let (client, mut events) = AsyncClient::new(o, 10);
-    let payload = json!({
-        "boot": 1, "seq": 1, "ts": 0,
-        "ch": [{ "id": "rc1", "q": "residual_current", "v": milliamps, "s": "ok" }],
-    });
-    client
-        .publish(
-            "fire/v1/home_a/n01/telemetry",
-            QoS::AtLeastOnce,
-            false,
-            payload.to_string(),
-        )
-        .await
-        .unwrap();
-    let acked = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
-            match events.poll().await {
-                Ok(Event::Incoming(Packet::PubAck(_))) => break,
-                Ok(_) => {}
-                Err(e) => panic!("MQTT: {e}"),
-            }
-        }
-    })
-    .await;
-    assert!(acked.is_ok(), "no PUBACK within 10 s");
-    let _ = client.disconnect().await;
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_duty_desk_over_https_in_a_real_browser() {
