@@ -296,7 +296,6 @@ impl Pipeline {
     /// a counted duplicate, not a second copy in the TSDB.
     pub fn mark_spooled(&mut self, spooled: crate::sink::Spooled) {
         for (source, ids) in spooled {
-            self.spooled_at_start.insert(source.clone(), ids.clone());
             let Some((site, node)) = source.split_once('/') else {
                 continue;
             };
@@ -306,9 +305,12 @@ impl Pipeline {
             if !self.core.runtime.knows(&site, &node) {
                 continue;
             }
-            for (boot, seq) in ids {
+            for &(boot, seq) in &ids {
                 let _ = self.core.runtime.observe_seq(&site, &node, boot, seq);
             }
+            // Kept (not copied) for `start`, which compares them with the
+            // windows restored from the store.
+            self.spooled_at_start.insert(source, ids);
         }
     }
 
