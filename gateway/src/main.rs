@@ -8,6 +8,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc, not glibc's malloc: the alarm path allocates and frees small
+/// rows and strings across threads, where glibc's arenas spent a fifth of
+/// an alarm storm's CPU (see ARCHITECTURE.md, "Alarm-path benchmark").
+#[global_allocator]
+static HEAP: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "gateway",

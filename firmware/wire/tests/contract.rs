@@ -314,6 +314,21 @@ fn encode_vec_matches_encode() {
     );
 }
 
+/// A payload longer than `encode_vec`'s first buffer comes out whole.
+#[cfg(feature = "std")]
+#[test]
+fn encode_vec_grows_for_long_payloads() {
+    let mut t = design_telemetry();
+    let q = t.ch[0].q;
+    let s = t.ch[0].s;
+    for _ in 0..6 {
+        t.ch.push(ch("c", q, i32::MIN, s)).unwrap();
+    }
+    let want = enc(&t).into_bytes();
+    assert!(want.len() > 256, "{} bytes", want.len());
+    assert_eq!(encode_vec(&t).unwrap(), want);
+}
+
 #[test]
 fn small_buffer_is_an_error_not_a_panic() {
     let mut buf = [0u8; 16];

@@ -77,6 +77,10 @@
 // The per-run JSON object is one `json!`, deeper than the default allows.
 #![recursion_limit = "256"]
 
+/// The gateway runs in this process: the same heap as the `gateway` binary.
+#[global_allocator]
+static HEAP: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use e2e::*;
 use gateway::config::{BrokerMode, Config, NodeConfig, RuleOverride, SinkConfig, SiteConfig};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

@@ -233,8 +233,10 @@ impl Batch {
                     Some(open_or_attach(&mut self.tx, &a.key, spec, rows[i].id, at_of(i)).await?);
             }
         }
-        // 4. The alarms point at their tickets.
-        let links: Vec<(i64, i64)> = wanted
+        // 4. The alarms point at their tickets. Nothing else of the rows
+        //    changes, so they are not read back (in a storm, converting
+        //    every returned row cost more than the update).
+        let links: Vec<(usize, i64)> = wanted
             .iter()
             .filter_map(|&i| match &outcomes[i] {
                 Some(
@@ -242,26 +244,24 @@ impl Batch {
                     | TicketOutcome::Attached { id, .. }
                     | TicketOutcome::Reopened { id, .. }
                     | TicketOutcome::AlreadyLinked { id },
-                ) => Some((rows[i].id, *id)),
+                ) => Some((i, *id)),
                 None => None,
             })
             .collect();
-        let by_id: HashMap<i64, usize> = rows.iter().enumerate().map(|(i, r)| (r.id, i)).collect();
         for (chunk, shape) in chunked(&links) {
             let sql = format!(
                 "UPDATE alarms SET ticket_id = v.column2 FROM (VALUES {}) AS v \
-                 WHERE alarms.id = v.column1 AND v.column3 RETURNING {ALARM_COLUMNS}",
+                 WHERE alarms.id = v.column1 AND v.column3",
                 values(3, shape)
             );
-            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
-            for ((alarm, ticket), keep) in padded(chunk, shape) {
-                q = q.bind(*alarm).bind(*ticket).bind(keep);
+            let mut q = super::many(self.sqlite, &sql);
+            for ((i, ticket), keep) in padded(chunk, shape) {
+                q = q.bind(rows[*i].id).bind(*ticket).bind(keep);
             }
-            for row in q.fetch_all(&mut *self.tx).await? {
-                if let Some(&i) = by_id.get(&row.id) {
-                    rows[i] = row;
-                }
-            }
+            q.execute(&mut *self.tx).await?;
+        }
+        for (i, ticket) in links {
+            rows[i].ticket_id = Some(ticket);
         }
         Ok(rows.into_iter().zip(outcomes).collect())
     }
