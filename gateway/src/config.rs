@@ -133,7 +133,7 @@ pub struct HttpConfig {
     /// Address of the HTTP API (and of `/metrics` unless `metrics_listen` is set).
     pub listen: SocketAddr,
     /// HTTP connections open at once; more are closed at once (see
-    /// `http::limits`; `deploy/systemd` sizes `LimitNOFILE` with it).
+    /// `api::limits`; `deploy/systemd` sizes `LimitNOFILE` with it).
     pub max_connections: usize,
     /// HTTP connections open at once from one address.
     pub max_connections_per_peer: usize,
@@ -750,7 +750,7 @@ impl Config {
             }
             if let Err(e) = files
                 .read()
-                .and_then(|m| crate::http::tls::server_config(&m))
+                .and_then(|m| crate::api::tls::server_config(&m))
             {
                 issue("http.tls".into(), e.to_string());
             }
