@@ -5,12 +5,12 @@
 //! Like mini-redis's `server::run`, [`start`] takes an already-bound HTTP
 //! listener, so tests bind `127.0.0.1:0` and run many gateways side by side.
 
+use crate::api::views::GatewayEvent;
+use crate::api::{router, AppState};
 use crate::config::{BrokerMode, Config};
-use crate::http::{router, AppState};
 use crate::metrics::Metrics;
 use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
-use crate::views::GatewayEvent;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -96,7 +96,7 @@ pub async fn start_with_source(
     // HTTPS: certificate and key read before anything starts; a broken
     // pair stops the start rather than serving the console in clear text.
     let https = match &config.http.tls {
-        Some(files) => Some(crate::http::tls::load(files).map_err(StartError::HttpTls)?),
+        Some(files) => Some(crate::api::tls::load(files).map_err(StartError::HttpTls)?),
         None => None,
     };
 
@@ -298,17 +298,17 @@ pub async fn start_with_source(
     // The duty desk's GB/T 26875.3 links and 查岗 (`northbound::gb26875::api`).
     .layer(axum::Extension(gb26875_duty.clone()));
     // Our own accept loop rather than `axum::serve`: connection caps (in
-    // all and per address) and hyper's header-read timeout (`http::limits`).
+    // all and per address) and hyper's header-read timeout (`api::limits`).
     if let Some(https) = &https {
         // New certificate files (or SIGHUP) are taken for new connections.
         https.clone().watch(shutdown.clone());
         let _ = metrics.http_limits.https.set(https.clone());
     }
     let scheme = if https.is_some() { "https" } else { "http" };
-    let http_task = tokio::spawn(crate::http::limits::serve_tls(
+    let http_task = tokio::spawn(crate::api::limits::serve_tls(
         http,
         app,
-        crate::http::limits::Limits::from_config(&config.http),
+        crate::api::limits::Limits::from_config(&config.http),
         https,
         metrics.clone(),
         shutdown.clone(),
@@ -317,7 +317,7 @@ pub async fn start_with_source(
     // `/metrics` on a listener of its own (loopback, typically).
     let mut metrics_task = None;
     if let Some(listener) = metrics_listener {
-        let app = crate::http::metrics_router(metrics.clone());
+        let app = crate::api::metrics_router(metrics.clone());
         let stop = shutdown.clone();
         metrics_task = Some(tokio::spawn(async move {
             let serve = axum::serve(listener, app)

@@ -1,7 +1,7 @@
 //! Users, roles and jurisdictions (用户、角色、管辖范围), and the secrets
 //! that prove who is calling: argon2id password hashes and random bearer
 //! tokens, stored only as SHA-256 hashes. Pure helpers; the store keeps
-//! the rows and `http` checks every request.
+//! the rows and `api` checks every request.
 
 use crate::ticket::Role;
 use argon2::password_hash::phc::PasswordHash;

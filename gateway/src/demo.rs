@@ -6,8 +6,8 @@
 //! simulated Modbus TCP 12-loop monitor is polled like an installed
 //! detector; one of its probes shorts after about 20 s (a 设备故障).
 
+use crate::api::views::GatewayEvent;
 use crate::config::{Config, MqttConfig, NodeConfig, SiteConfig};
-use crate::views::GatewayEvent;
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
 use std::path::PathBuf;

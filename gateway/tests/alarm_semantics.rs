@@ -6,11 +6,11 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::api::views::GatewayEvent;
 use gateway::config::Config;
 use gateway::metrics::Metrics;
 use gateway::pipeline::{Inbound, Pipeline, ResetError};
 use gateway::store::{AlarmFilter, AlarmRow, Store, TicketFilter};
-use gateway::views::GatewayEvent;
 use std::sync::Arc;
 use tokio::sync::broadcast;
 

@@ -8,8 +8,8 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::api::{router, AppState, OPENAPI};
 use gateway::config::Config;
-use gateway::http::{router, AppState, OPENAPI};
 use gateway::metrics::Metrics;
 use gateway::store::{AlarmInput, AlarmKey, Store, TicketSpec};
 use gateway::ticket::Role;
@@ -600,7 +600,7 @@ fn the_document_carries_the_codes_and_media_types_the_code_uses() {
     }
     assert_eq!(
         doc["paths"]["/api/v1/alarms"]["get"]["parameters"][0]["schema"]["enum"],
-        json!(gateway::http::ALARM_FILTERS)
+        json!(gateway::api::ALARM_FILTERS)
     );
 }
 

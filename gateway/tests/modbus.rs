@@ -10,11 +10,11 @@
 //! Waiting is on the gateway's event stream with a deadline, never on a
 //! fixed sleep; every server binds 127.0.0.1:0.
 
+use gateway::api::views::GatewayEvent;
 use gateway::config::Config;
 use gateway::modbus::map::{shipped, Function};
 use gateway::modbus::sim::{serve_tcp, Behaviour, Simulator};
 use gateway::store::{AlarmFilter, AlarmRow, TicketOutcome};
-use gateway::views::GatewayEvent;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -128,7 +128,7 @@ impl Watch {
                     None => None,
                 };
             seen.push(GatewayEvent::AlarmRaised {
-                alarm: gateway::views::AlarmView::from(row),
+                alarm: gateway::api::views::AlarmView::from(row),
                 ticket,
             });
         }

@@ -14,10 +14,10 @@
 //! Waiting is on PUBACKs (the gate answers them after the commit), the
 //! event stream and the store, with deadlines; never on fixed sleeps.
 
+use gateway::api::views::GatewayEvent;
 use gateway::config::Config;
 use gateway::store::AlarmFilter;
 use gateway::ticket::Role;
-use gateway::views::GatewayEvent;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::net::SocketAddr;

@@ -6,9 +6,9 @@
 //! revocation closes the live connection and the old password no longer
 //! logs in. Waiting is on events, PUBACKs and counters, with deadlines.
 
+use gateway::api::views::GatewayEvent;
 use gateway::config::Config;
 use gateway::ticket::Role;
-use gateway::views::GatewayEvent;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
 };

@@ -12,10 +12,10 @@
 mod common;
 
 use common::node::{spawn, NodeSpec};
+use gateway::api::views::GatewayEvent;
 use gateway::config::Config;
 use gateway::store::AlarmFilter;
 use gateway::ticket::Role;
-use gateway::views::GatewayEvent;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;

@@ -165,7 +165,7 @@ async fn metrics_are_not_served_to_the_lan() {
 
 #[test]
 fn metrics_visibility_is_decided_by_listener_and_peer() {
-    use gateway::http::metrics_visible;
+    use gateway::api::metrics_visible;
     use std::net::IpAddr;
     let v4 = |a, b, c, d| Some(IpAddr::from([a, b, c, d]));
     assert!(metrics_visible(false, v4(127, 0, 0, 1)));

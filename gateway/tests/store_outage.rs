@@ -10,11 +10,11 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::api::views::GatewayEvent;
 use gateway::config::Config;
 use gateway::metrics::Metrics;
 use gateway::pipeline::{Inbound, Pipeline};
 use gateway::store::{AlarmFilter, Store, TicketFilter};
-use gateway::views::GatewayEvent;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

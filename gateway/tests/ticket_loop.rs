@@ -7,8 +7,8 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::api::{router, AppState};
 use gateway::config::Config;
-use gateway::http::{router, AppState};
 use gateway::metrics::Metrics;
 use gateway::pipeline::{Inbound, Pipeline};
 use gateway::store::{Actor, AlarmFilter, Store, TransitionError};

@@ -8,8 +8,8 @@
 //! verifies with the gateway's code.
 
 use e2e::*;
+use gateway::api::views::GatewayEvent;
 use gateway::registry::{Actor, ChannelSpec, Location, NewNode};
-use gateway::views::GatewayEvent;
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;

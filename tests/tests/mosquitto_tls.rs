@@ -15,7 +15,7 @@
 
 use e2e::mosquitto_tls::{client_tls, connect_tls, publish, BrokerTls};
 use e2e::*;
-use gateway::views::GatewayEvent;
+use gateway::api::views::GatewayEvent;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use wire::{ChannelStatus::Ok as OK, Quantity::*};

@@ -25,8 +25,8 @@
 //! the command to run; nothing is skipped.
 
 use e2e::*;
+use gateway::api::views::GatewayEvent;
 use gateway::config::BrokerMode;
-use gateway::views::GatewayEvent;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

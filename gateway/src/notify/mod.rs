@@ -18,10 +18,10 @@ pub mod escalate;
 pub mod queue;
 pub mod vendor;
 
+use crate::api::views::{AlarmView, GatewayEvent, TicketView};
 use crate::config::Config;
 use crate::labels;
 use crate::store::{AlarmFilter, NotificationLog, Store};
-use crate::views::{AlarmView, GatewayEvent, TicketView};
 use config::{ChannelConfig, NotifyConfig};
 use escalate::{Escalator, Reason, Tier};
 use queue::{Message, Next, Outgoing, Queue, RateLimit};

@@ -6,7 +6,7 @@
 //! open event streams close at the next check).
 
 use super::{bad_request, path_of, ApiError, AppState, Caller, ErrorBody};
-use crate::openapi::{BadRequest, Forbidden, NotFound};
+use crate::api::openapi::{BadRequest, Forbidden, NotFound};
 use crate::store::{UserAdminError, UserRow};
 use crate::ticket::Role;
 use axum::extract::rejection::PathRejection;

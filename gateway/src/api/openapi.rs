@@ -13,7 +13,7 @@
 //! levels, …) are listed here as enumerations, each checked against its
 //! Chinese label in the tests below.
 
-use crate::http::ErrorBody;
+use super::ErrorBody;
 use crate::labels;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
@@ -122,7 +122,7 @@ pub fn evidence_kind() -> Object {
 pub fn alarm_filter() -> Object {
     let mut o = codes(
         "standing (default: active or latched), active, latched, cleared, all",
-        crate::http::ALARM_FILTERS,
+        super::ALARM_FILTERS,
         None,
         false,
     );

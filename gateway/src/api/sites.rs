@@ -1,9 +1,11 @@
-//! Registration endpoints (安装调试): sites, nodes, node credentials.
-//! Installers (安装人员) and administrators only, within their sites; every
-//! change audited (by `crate::registry`) and put in force at once.
+//! Sites and nodes: the configured sites (institutions) and their nodes,
+//! and the registration endpoints (安装调试): sites, nodes, node
+//! credentials. Registration is for installers (安装人员) and
+//! administrators only, within their sites; every change audited (by
+//! `crate::registry`) and put in force at once.
 
 use super::{bad_request, path_of, within, ApiError, AppState, Caller};
-use crate::openapi::{BadRequest, Forbidden, NotFound};
+use crate::api::openapi::{BadRequest, Forbidden, NotFound};
 use crate::registry::{
     Actor, ChannelSpec, Issued, Location, NewNode, NodeListing, RegError, RegisteredNode,
     RegisteredSite,
@@ -12,6 +14,7 @@ use crate::ticket::Role;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -306,4 +309,51 @@ pub(super) async fn revoke_node(
     .await?;
     in_force(&s).await;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A site (institution, 机构) and its nodes.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Site)]
+pub(super) struct SiteView<'a> {
+    id: &'a str,
+    name: &'a str,
+    nodes: Vec<NodeView<'a>>,
+}
+
+/// A sensor node and where it is.
+#[derive(Serialize, ToSchema)]
+#[schema(as = Node)]
+pub(super) struct NodeView<'a> {
+    id: &'a str,
+    /// 楼栋/楼层/房间/配电箱.
+    location: &'a str,
+}
+
+/// Configured sites (institutions) and their nodes.
+#[utoipa::path(
+    get,
+    path = "/api/v1/sites",
+    tag = "sites",
+    responses((status = OK, description = "Sites", body = Vec<SiteView>)),
+)]
+pub(super) async fn sites(State(s): State<AppState>, axum::Extension(user): Caller) -> Response {
+    let config = s.live.config();
+    let sites: Vec<SiteView> = config
+        .sites
+        .iter()
+        .filter(|site| user.covers(&site.id))
+        .map(|site| SiteView {
+            id: &site.id,
+            name: &site.name,
+            nodes: site
+                .nodes
+                .iter()
+                .map(|n| NodeView {
+                    id: &n.id,
+                    location: &n.location,
+                })
+                .collect(),
+        })
+        .collect();
+    Json(sites).into_response()
 }

@@ -7,13 +7,15 @@
 //! the quota check, the file's write and its record are one step at a time
 //! (two uploads cannot both take the last of a quota).
 
-use super::{bad_request, path_id, ticket_in_jurisdiction, ApiError, AppState, Caller};
+use super::tickets::ticket_in_jurisdiction;
+use super::{bad_request, path_id, ApiError, AppState, Caller, ErrorBody};
+use crate::api::openapi::{BadRequest, Binary, Forbidden, NotFound};
 use crate::evidence::{self, QuotaExceeded};
 use crate::metrics::inc;
-use crate::openapi::{BadRequest, Binary, Forbidden, NotFound};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use std::time::Duration;
@@ -233,4 +235,49 @@ pub(super) async fn add_evidence(
             .await?
     };
     Ok(Json(row))
+}
+
+/// An evidence file by its SHA-256, for callers covering a ticket it belongs to.
+#[utoipa::path(
+    get,
+    path = "/api/v1/evidence/{hash}",
+    tag = "tickets",
+    params((
+        "hash" = String,
+        Path,
+        pattern = "^[0-9a-f]{64}$",
+        description = "The file's SHA-256, lower-case hex"
+    )),
+    responses(
+        (status = OK, description = "The file", content(
+            (inline(Binary) = "image/jpeg"),
+            (inline(Binary) = "image/png"),
+            (inline(Binary) = "image/webp"),
+            (inline(Binary) = "application/pdf"),
+        )),
+        (status = NOT_FOUND, description = "No such file on a ticket within your jurisdiction (`not_found`)", body = ErrorBody),
+    )
+)]
+pub(super) async fn evidence_file(
+    State(s): State<AppState>,
+    axum::Extension(user): Caller,
+    Path(hash): Path<String>,
+) -> Result<Response, ApiError> {
+    let not_found = || ApiError(StatusCode::NOT_FOUND, "not_found", "文件不存在".into());
+    if !crate::evidence::is_hash(&hash) {
+        return Err(not_found());
+    }
+    let (media, sites) = s.store.evidence_file(&hash).await?.ok_or_else(not_found)?;
+    // Outside the jurisdiction = not found: a 403 would tell that the file
+    // exists (and name its site).
+    if !sites.iter().any(|site| user.covers(site)) {
+        return Err(not_found());
+    }
+    // Re-hashed before it is served: a damaged file is not evidence.
+    let bytes = crate::evidence::read_verified(&s.config.storage.data_dir, &hash)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(not_found)?;
+    Ok(([(header::CONTENT_TYPE, media)], bytes).into_response())
 }

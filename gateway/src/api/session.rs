@@ -6,8 +6,8 @@
 
 use super::login_throttle::{Throttle, Verdict};
 use super::{bad_request, ApiError, AppState, ErrorBody};
+use crate::api::openapi::BadRequest;
 use crate::auth::User;
-use crate::openapi::BadRequest;
 use axum::extract::connect_info::ConnectInfo;
 use axum::extract::State;
 use axum::http::{header, StatusCode};

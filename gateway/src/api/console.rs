@@ -37,32 +37,32 @@ const FILES: &[(&str, &str, &[u8])] = &[
     (
         "index.html",
         "text/html; charset=utf-8",
-        include_bytes!("../console/index.html"),
+        include_bytes!("../../console/index.html"),
     ),
     (
         "app.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../console/app.js"),
+        include_bytes!("../../console/app.js"),
     ),
     (
         "charts.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../console/charts.js"),
+        include_bytes!("../../console/charts.js"),
     ),
     (
         "gb26875.js",
         "text/javascript; charset=utf-8",
-        include_bytes!("../console/gb26875.js"),
+        include_bytes!("../../console/gb26875.js"),
     ),
     (
         "app.css",
         "text/css; charset=utf-8",
-        include_bytes!("../console/app.css"),
+        include_bytes!("../../console/app.css"),
     ),
     (
         "favicon.svg",
         "image/svg+xml",
-        include_bytes!("../console/favicon.svg"),
+        include_bytes!("../../console/favicon.svg"),
     ),
 ];
 
