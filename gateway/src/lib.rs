@@ -50,13 +50,3 @@ pub mod ticket;
 pub mod time;
 pub mod tls;
 pub mod user_admin;
-
-// The old paths of what moved into `api`, still named by files of the alarm
-// path that are being reshaped in parallel (`pipeline`, `store`, `metrics`);
-// to go once those name `api::views`, `api::openapi` and `api::limits`.
-#[doc(hidden)]
-pub use api::{openapi, views};
-#[doc(hidden)]
-pub mod http {
-    pub use crate::api::limits;
-}

@@ -126,7 +126,7 @@ pub struct Metrics {
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
     /// HTTP connection, head and body limits, evidence quotas.
-    pub http_limits: crate::http::limits::Counters,
+    pub http_limits: crate::api::limits::Counters,
     /// Logins, lockouts, event streams closed by their session's end.
     pub auth: AuthMetrics,
     /// GB/T 26875.3 northbound links.

@@ -166,13 +166,13 @@ pub struct AlarmRow {
     pub channel: String,
     /// {quantity}_high, {quantity}_low, {quantity}_rise, fault, offline, supply, uplink.
     pub cause: String,
-    #[schema(schema_with = crate::openapi::alarm_kind)]
+    #[schema(schema_with = crate::api::openapi::alarm_kind)]
     pub kind: String,
-    #[schema(schema_with = crate::openapi::alarm_level)]
+    #[schema(schema_with = crate::api::openapi::alarm_level)]
     pub level: String,
-    #[schema(schema_with = crate::openapi::alarm_state)]
+    #[schema(schema_with = crate::api::openapi::alarm_state)]
     pub state: String,
-    #[schema(schema_with = crate::openapi::quantity)]
+    #[schema(schema_with = crate::api::openapi::quantity)]
     pub quantity: Option<String>,
     /// In the quantity's wire unit.
     pub value: Option<i64>,
@@ -202,9 +202,9 @@ pub struct TicketRow {
     pub node: String,
     pub channel: String,
     pub cause: String,
-    #[schema(schema_with = crate::openapi::ticket_source)]
+    #[schema(schema_with = crate::api::openapi::ticket_source)]
     pub source: String,
-    #[schema(schema_with = crate::openapi::ticket_category)]
+    #[schema(schema_with = crate::api::openapi::ticket_category)]
     pub category: String,
     #[schema(value_type = crate::ticket::Grade)]
     pub grade: String,
@@ -306,7 +306,7 @@ pub struct EvidenceRow {
     pub at: i64,
     pub actor: String,
     pub role: String,
-    #[schema(schema_with = crate::openapi::evidence_kind)]
+    #[schema(schema_with = crate::api::openapi::evidence_kind)]
     pub kind: String,
     pub media_type: Option<String>,
     pub size: Option<i64>,

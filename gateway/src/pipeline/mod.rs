@@ -27,12 +27,12 @@ pub mod eval;
 mod restore;
 mod specs;
 
+use crate::api::views::{AlarmView, GatewayEvent};
 use crate::config::Config;
 use crate::metrics::{inc, Metrics};
 use crate::runtime::CAUSE_OFFLINE;
 use crate::sink::Sink;
 use crate::store::{AlarmKey, AlarmRow, Store, StoreError, TicketOutcome};
-use crate::views::{AlarmView, GatewayEvent};
 use effects::{Announce, Effects, Note};
 use eval::Core;
 use std::collections::{HashMap, VecDeque};
@@ -821,7 +821,7 @@ impl Pipeline {
                     inc(&self.metrics.tickets_overdue);
                     tracing::warn!(ticket = %t.number, escalated_to = ?t.escalated_to, "ticket overdue; escalated");
                     let _ = self.events.send(GatewayEvent::TicketUpdated {
-                        ticket: crate::views::TicketView::from(t),
+                        ticket: crate::api::views::TicketView::from(t),
                     });
                 }
             }
