@@ -1232,6 +1232,11 @@ async fn orchestrate(a: &Args) {
             if let (Some(base), Some(got)) = (reference, r["msg_per_sec"].as_f64()) {
                 r["mosquitto_alone_msg_per_sec"] = json!(base);
                 r["ratio_vs_mosquitto_alone"] = json!(r2(got / base));
+                // Acknowledged by the gateway against received by the
+                // reference subscriber: the same end point on both sides.
+                if let Some(acked) = r["msg_per_sec_acked"].as_f64() {
+                    r["ratio_acked_vs_mosquitto_alone"] = json!(r2(acked / base));
+                }
             }
             emit(&r);
         }
@@ -1418,6 +1423,10 @@ async fn run_gateway(plan: &Plan, path: PathKind, storm: bool) -> Value {
     let mut sending_done_at = None;
     let mut done: Option<Value> = None;
     let mut finished_at: Option<f64> = None;
+    // When the gateway had acknowledged every message (before the sink's
+    // last flush reached VictoriaMetrics): the counterpart of the
+    // Mosquitto-alone subscriber's last message.
+    let mut acked_at: Option<f64> = None;
     let mut child_open = true;
     let mut tick = 0u64;
     let mut load_published: Option<u64> = None;
@@ -1440,6 +1449,12 @@ async fn run_gateway(plan: &Plan, path: PathKind, storm: bool) -> Value {
             let published = d["published"].as_u64().unwrap_or(0);
             let probes = d["probe_messages"].as_u64().unwrap_or(0);
             let (msgs, want_lines) = (published + probes, 2 * published + probes);
+            if acked_at.is_none() {
+                acked_at = timeline
+                    .iter()
+                    .find(|(_, acked, _)| *acked >= msgs)
+                    .map(|s| s.0);
+            }
             if let Some(s) = timeline
                 .iter()
                 .find(|(_, acked, lines)| *acked >= msgs && *lines >= want_lines)
@@ -1519,6 +1534,8 @@ async fn run_gateway(plan: &Plan, path: PathKind, storm: bool) -> Value {
         "secs": r2(end),
         "msg_per_sec": (msgs as f64 / end).round(),
         "readings_per_sec": (readings as f64 / end).round(),
+        "acked_secs": acked_at.map(r2),
+        "msg_per_sec_acked": acked_at.map(|t| (msgs as f64 / t).round()),
         "publishers_last_puback_secs": done["last_puback_secs"],
         "ack_delay_p50_ms": r2(m.ack_delay.quantile_us(0.5) as f64 / 1000.0),
         "ack_delay_p99_ms": r2(m.ack_delay.quantile_us(0.99) as f64 / 1000.0),
