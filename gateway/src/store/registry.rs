@@ -3,7 +3,8 @@
 //! transaction; checks that need the configuration file are made by
 //! `crate::registry` before it calls these.
 
-use super::{append_audit, query, query_as, query_scalar, AuditEntry, Store, StoreError};
+use super::audit::{append_audit, AuditEntry};
+use super::{query, query_as, query_scalar, Store, StoreError};
 use crate::registry::{
     Actor, Credential, Location, NodeCertificate, RegisteredNode, RegisteredSite, Registry,
 };
