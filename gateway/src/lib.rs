@@ -44,7 +44,6 @@ pub mod rollup;
 pub mod runtime;
 pub mod selftest;
 pub mod sink;
-pub mod spool;
 pub mod store;
 pub mod ticket;
 pub mod time;

@@ -7,8 +7,7 @@ use super::audit::{append_audit, AuditEntry};
 use super::tickets::{TicketOutcome, TicketSpec};
 use super::{query, query_as, sites_json, Flag, Store, StoreError};
 use serde::Serialize;
-use sqlx::Any;
-use sqlx::Transaction;
+use sqlx::{Any, Transaction};
 
 /// Identity of an alarm cause on a channel (or a node, with `channel` empty).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]

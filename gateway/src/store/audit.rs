@@ -2,8 +2,7 @@
 //! transaction (serialised in this process), verification, and the records.
 
 use super::{query, query_as, Store, StoreError};
-use sqlx::Any;
-use sqlx::Transaction;
+use sqlx::{Any, Transaction};
 
 /// An entry for the hash-chained audit log.
 #[derive(Debug, Clone)]

@@ -9,8 +9,7 @@ use super::audit::{append_audit, AuditEntry};
 use super::readings::TicketReadingRow;
 use super::{query, query_as, query_scalar, sites_json, Flag, Store, StoreError};
 use serde::Serialize;
-use sqlx::Any;
-use sqlx::Transaction;
+use sqlx::{Any, Transaction};
 
 /// What a ticket opened for an alarm looks like.
 #[derive(Debug, Clone)]
