@@ -21,19 +21,13 @@
 //! `/metrics`, logged once per source per minute, and dropped; it never stops
 //! the ingest of other messages.
 
-mod commands;
-pub mod effects;
-pub mod eval;
-mod restore;
-mod specs;
-
-use crate::api::views::{AlarmView, GatewayEvent};
+use crate::api::views::GatewayEvent;
 use crate::config::Config;
 use crate::metrics::{inc, Metrics};
 use crate::runtime::CAUSE_OFFLINE;
 use crate::sink::Sink;
-use crate::store::{AlarmKey, AlarmRow, Store, StoreError, TicketOutcome};
-use effects::{Announce, Effects, Note};
+use crate::store::{AlarmRow, Store, StoreError};
+use effects::{Announce, Effects};
 use eval::Core;
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::Ordering;
@@ -41,6 +35,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use wire::{NodeId, SiteId};
+
+mod announce;
+mod commands;
+pub mod effects;
+pub mod eval;
+mod housekeeping;
+mod restore;
+mod specs;
 
 /// One message from the broker.
 pub struct Inbound {
@@ -601,99 +603,6 @@ impl Pipeline {
         }
     }
 
-    fn note(&mut self, n: Note, now: u64) {
-        let m = &self.metrics;
-        match n {
-            Note::Received => inc(&m.messages_received),
-            Note::Drop {
-                source,
-                reason,
-                detail,
-            } => {
-                m.drop_message(reason);
-                if !source.is_empty() {
-                    self.drops.log(&source, reason, &detail, now);
-                }
-            }
-            Note::ClockAhead { source } => {
-                inc(&m.clock_ahead);
-                self.drops.log(
-                    &source,
-                    "clock_ahead",
-                    "timestamp in the future; arrival time used",
-                    now,
-                );
-            }
-            Note::SeqGaps(n) => {
-                m.seq_gaps.fetch_add(n, Ordering::Relaxed);
-            }
-            Note::ReadingsLate(n) => {
-                m.readings_late.fetch_add(n, Ordering::Relaxed);
-            }
-            Note::ReadingsAccepted(n) => {
-                m.readings_accepted.fetch_add(n, Ordering::Relaxed);
-            }
-            Note::AlarmsCleared => inc(&m.alarms_cleared),
-            Note::FaultsRaised => inc(&m.faults_raised),
-            Note::NodeOffline => inc(&m.nodes_offline_events),
-        }
-    }
-
-    /// Publishes what a committed batch did.
-    fn announce(&self, out: Vec<Announce>) {
-        for a in out {
-            match a {
-                Announce::Raised {
-                    row,
-                    ticket,
-                    counts,
-                } => {
-                    if counts {
-                        inc(&self.metrics.alarms_raised);
-                    }
-                    self.count_ticket(&ticket, row.id);
-                    tracing::info!(
-                        site = %row.site, node = %row.node, ch = %row.channel, cause = %row.cause,
-                        level = %row.level, value = ?row.value, suppressed = row.suppressed, "alarm raised"
-                    );
-                    let _ = self.events.send(GatewayEvent::AlarmRaised {
-                        alarm: AlarmView::from(row),
-                        ticket,
-                    });
-                }
-                Announce::Settled { row, state } => {
-                    tracing::info!(site = %row.site, node = %row.node, ch = %row.channel, cause = %row.cause, state, "alarm settled");
-                    let _ = self.events.send(GatewayEvent::AlarmUpdated {
-                        alarm: AlarmView::from(row),
-                    });
-                }
-                Announce::Updated { row } => {
-                    let _ = self.events.send(GatewayEvent::AlarmUpdated {
-                        alarm: AlarmView::from(row),
-                    });
-                }
-            }
-        }
-    }
-
-    fn count_ticket(&self, outcome: &Option<TicketOutcome>, alarm: i64) {
-        match outcome {
-            Some(TicketOutcome::Opened { number, .. }) => {
-                inc(&self.metrics.tickets_opened);
-                tracing::info!(ticket = %number, alarm, "hazard ticket opened");
-            }
-            Some(TicketOutcome::Reopened { number, .. }) => {
-                inc(&self.metrics.tickets_reopened);
-                tracing::warn!(ticket = %number, alarm, "hazard recurred: closed ticket reopened");
-            }
-            Some(TicketOutcome::Attached { number, .. }) => {
-                inc(&self.metrics.tickets_attached);
-                tracing::info!(ticket = %number, alarm, "alarm attached to the open ticket");
-            }
-            _ => {}
-        }
-    }
-
     /// Acknowledges now without a sink; with one, once the spool has made
     /// durable everything appended so far (this message's lines included).
     fn ack_when_durable(&mut self, ack: Ack, durable: Option<&watch::Receiver<u64>>) {
@@ -727,107 +636,6 @@ impl Pipeline {
                 (p.ack)();
                 inc(&self.metrics.messages_acked);
                 self.metrics.ack_delay.record(p.handled.elapsed());
-            }
-        }
-    }
-
-    /// Checks every node's dead-man timer and the self-test windows at
-    /// `now`; a commit that fails is tried again at the next tick (the
-    /// timers, thrown back, fire again).
-    pub async fn tick(&mut self, now: u64) {
-        if let Err(e) = self.evaluate_and_commit(|core| core.tick(now)).await {
-            tracing::error!(error = %e, "store: timer outputs not committed; tried again next tick");
-            return;
-        }
-        if now.saturating_sub(self.last_housekeeping) >= HOUSEKEEPING_MS {
-            self.last_housekeeping = now;
-            self.housekeeping(now).await;
-        }
-    }
-
-    /// Merges the pending hourly rollups into the store; kept for the next
-    /// try when the store fails.
-    pub async fn flush_rollups(&mut self) {
-        if self.rollups.is_empty() {
-            return;
-        }
-        let rows = self.rollups.take();
-        if let Err(e) = self.store.merge_rollups(&rows).await {
-            inc(&self.metrics.store_errors);
-            tracing::error!(error = %e, "store: hourly rollups not merged; kept for the next try");
-            self.rollups.restore(rows);
-        }
-        let latest = self.rollups.take_last();
-        if let Err(e) = self.store.save_latest(&latest).await {
-            inc(&self.metrics.store_errors);
-            tracing::error!(error = %e, "store: latest readings not saved");
-        }
-    }
-
-    /// The slower duties of the tick: hourly rollups merged, baselines
-    /// learned, the SQLite WAL checkpointed, 离线 tickets for nodes (and
-    /// sites) offline past the configured time, and the overdue check of
-    /// deadlines.
-    pub async fn housekeeping(&mut self, now: u64) {
-        self.flush_rollups().await;
-        if let Err(e) = self.learn_baselines(now).await {
-            inc(&self.metrics.store_errors);
-            tracing::error!(error = %e, "store: cannot learn baselines");
-        }
-        if let Err(e) = self.store.checkpoint().await {
-            tracing::warn!(error = %e, "store: WAL checkpoint failed; retried next minute");
-        }
-        let after = u64::from(self.config().tickets.offline_ticket_after_mins) * 60_000;
-        let due = match self
-            .store
-            .offline_due_ticket(now.saturating_sub(after))
-            .await
-        {
-            Ok(d) => d,
-            Err(e) => {
-                inc(&self.metrics.store_errors);
-                tracing::error!(error = %e, "store: cannot list offline alarms");
-                return;
-            }
-        };
-        for row in due {
-            let key = AlarmKey {
-                site: row.site.clone(),
-                node: row.node.clone(),
-                channel: row.channel.clone(),
-                cause: row.cause.clone(),
-            };
-            let spec = specs::offline(self.config(), &key);
-            match self
-                .store
-                .link_ticket(row.id, Some(&spec), false, now)
-                .await
-            {
-                Ok((row, outcome)) => {
-                    self.count_ticket(&outcome, row.id);
-                    let _ = self.events.send(GatewayEvent::AlarmUpdated {
-                        alarm: AlarmView::from(row),
-                    });
-                }
-                Err(e) => {
-                    inc(&self.metrics.store_errors);
-                    tracing::error!(error = %e, "store: cannot open an offline ticket");
-                }
-            }
-        }
-        match self.store.mark_overdue(now).await {
-            Ok(tickets) => {
-                for t in tickets {
-                    inc(&self.metrics.tickets_overdue);
-                    tracing::warn!(ticket = %t.number, escalated_to = ?t.escalated_to, "ticket overdue; escalated");
-                    let _ = self.events.send(GatewayEvent::TicketUpdated {
-                        ticket: crate::api::views::TicketView::from(t),
-                    });
-                }
-            }
-            Err(e) => {
-                inc(&self.metrics.store_errors);
-                tracing::error!(error = %e, "store: cannot mark overdue tickets");
             }
         }
     }
