@@ -224,7 +224,7 @@ impl Metrics {
             "Nodes currently online.",
             &self.nodes_online,
         );
-        let now = crate::time::now_ms();
+        let now = crate::domain::time::now_ms();
         let _ = writeln!(
             out,
             "# HELP gateway_store_available Whether the alarm path's last database commit succeeded (1) or it is retrying (0).\n# TYPE gateway_store_available gauge\ngateway_store_available {}",

@@ -89,7 +89,7 @@ pub struct Metrics {
     /// Connections the gate closed for bytes that are not MQTT 3.1.1.
     pub mqtt_gate_malformed: AtomicU64,
     /// The gate's caps and closed connections by reason.
-    pub gate: crate::gate::GateMetrics,
+    pub gate: crate::ingest::gate::GateMetrics,
     pub sink_lines_written: AtomicU64,
     /// Every line dropped, whatever the reason (the sum of the labelled
     /// series; count through [`Metrics::drop_sink_lines`]).

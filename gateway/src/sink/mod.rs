@@ -64,7 +64,7 @@ struct Unavailable {
 }
 
 /// Messages found in the spool at start-up, per source (`site/node`): the
-/// last [`crate::dedup::WINDOW`] `(boot, seq)` of each, oldest first. The
+/// last [`crate::ingest::dedup::WINDOW`] `(boot, seq)` of each, oldest first. The
 /// pipeline marks them seen, so the broker's redelivery of a message whose
 /// acknowledgement a crash cut off is recognised as a duplicate.
 pub type Spooled = Vec<(String, VecDeque<(u32, u32)>)>;
@@ -116,7 +116,7 @@ impl Sink {
     }
 }
 
-/// The last [`crate::dedup::WINDOW`] `(boot, seq)` of every source found in
+/// The last [`crate::ingest::dedup::WINDOW`] `(boot, seq)` of every source found in
 /// the spool, while it is scanned.
 #[derive(Default)]
 struct SeenInSpool {
@@ -130,7 +130,7 @@ impl SeenInSpool {
             self.order.push(r.source.to_vec());
             VecDeque::new()
         });
-        if q.len() == crate::dedup::WINDOW as usize {
+        if q.len() == crate::ingest::dedup::WINDOW as usize {
             q.pop_front();
         }
         q.push_back((r.boot, r.seq));
@@ -160,9 +160,10 @@ fn open_spool(
     };
     // Its records will not be delivered: redeliveries of them are new.
     *seen = SeenInSpool::default();
-    let aside = crate::sink::spool::set_aside(&cfg.dir, crate::time::now_ms()).map_err(|e2| {
-        std::io::Error::new(e2.kind(), format!("{e}; and it cannot be set aside: {e2}"))
-    })?;
+    let aside =
+        crate::sink::spool::set_aside(&cfg.dir, crate::domain::time::now_ms()).map_err(|e2| {
+            std::io::Error::new(e2.kind(), format!("{e}; and it cannot be set aside: {e2}"))
+        })?;
     metrics.spool_set_aside.fetch_add(1, Ordering::Relaxed);
     tracing::error!(
         dir = %cfg.dir.display(),

@@ -25,10 +25,10 @@ pub(super) async fn append_audit(
             .await?;
     let (id, prev) = match last {
         Some((id, hash)) => (id + 1, hash),
-        None => (1, crate::audit::GENESIS.to_string()),
+        None => (1, crate::domain::audit::GENESIS.to_string()),
     };
     let at = e.at as i64;
-    let hash = crate::audit::hash(
+    let hash = crate::domain::audit::hash(
         &prev, id, at, e.actor, e.role, e.action, &e.subject, &e.details,
     );
     query(
@@ -61,20 +61,24 @@ impl Store {
     /// comparing with a head noted before), or where it breaks.
     pub async fn verify_audit(
         &self,
-    ) -> Result<Result<(u64, String), crate::audit::Broken>, StoreError> {
+    ) -> Result<Result<(u64, String), crate::domain::audit::Broken>, StoreError> {
         let records = self.audit_records().await?;
-        Ok(crate::audit::verify(&records).map(|n| {
+        Ok(crate::domain::audit::verify(&records).map(|n| {
             (
                 n,
                 records
                     .last()
-                    .map_or(crate::audit::GENESIS.to_string(), |r| r.hash.clone()),
+                    .map_or(crate::domain::audit::GENESIS.to_string(), |r| {
+                        r.hash.clone()
+                    }),
             )
         }))
     }
 
     /// The whole audit log, in order.
-    pub async fn audit_records(&self) -> Result<Vec<crate::audit::AuditRecord>, StoreError> {
+    pub async fn audit_records(
+        &self,
+    ) -> Result<Vec<crate::domain::audit::AuditRecord>, StoreError> {
         Ok(query_as(
             "SELECT id, at, actor, role, action, subject, details, prev_hash, hash FROM audit_log ORDER BY id",
         )

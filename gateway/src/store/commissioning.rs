@@ -12,21 +12,21 @@ pub struct SelfTestRow {
     pub id: i64,
     pub site: String,
     pub node: String,
-    /// `command` or `test_key` ([`crate::selftest::Trigger`]).
+    /// `command` or `test_key` ([`crate::alarms::selftest::Trigger`]).
     pub mode: String,
     pub requested_by: String,
     pub started_at: i64,
     pub finished_at: Option<i64>,
     /// `running`, `passed` or `failed`.
     pub result: String,
-    /// Per-channel results, a JSON array of [`crate::selftest::ChannelResult`].
+    /// Per-channel results, a JSON array of [`crate::alarms::selftest::ChannelResult`].
     pub channels: String,
     /// Why the whole test failed, when it is not one channel's reason.
     pub reason: Option<String>,
 }
 
-/// A learned baseline as recorded (JSON of [`crate::baseline::Baseline`]
-/// and [`crate::baseline::Recommendation`]).
+/// A learned baseline as recorded (JSON of [`crate::commissioning::baseline::Baseline`]
+/// and [`crate::commissioning::baseline::Recommendation`]).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct BaselineRow {
     pub site: String,
@@ -175,7 +175,7 @@ impl Store {
         channel: &str,
         from: i64,
         to: i64,
-    ) -> Result<Vec<crate::baseline::Hour>, StoreError> {
+    ) -> Result<Vec<crate::commissioning::baseline::Hour>, StoreError> {
         let rows: Vec<(i64, i64, i64, i64, i64)> = query_as(
             "SELECT hour, min, max, sum, count FROM channel_hourly \
              WHERE site = ? AND node = ? AND channel = ? AND hour >= ? AND hour < ? ORDER BY hour",
@@ -189,13 +189,15 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(|(hour, min, max, sum, count)| crate::baseline::Hour {
-                hour,
-                min,
-                max,
-                sum,
-                count,
-            })
+            .map(
+                |(hour, min, max, sum, count)| crate::commissioning::baseline::Hour {
+                    hour,
+                    min,
+                    max,
+                    sum,
+                    count,
+                },
+            )
             .collect())
     }
 
@@ -298,14 +300,14 @@ impl Store {
         by: &str,
         role: &str,
         note: &str,
-        report: &crate::commissioning::Report,
+        report: &crate::commissioning::report::Report,
         at: u64,
-    ) -> Result<crate::commissioning::SignOff, StoreError> {
+    ) -> Result<crate::commissioning::report::SignOff, StoreError> {
         let sha = report.sha256();
         let json = serde_json::to_string(report).unwrap_or_default();
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
-        let row: crate::commissioning::SignOff = query_as(
+        let row: crate::commissioning::report::SignOff = query_as(
             "INSERT INTO commissioning_signoffs (site, signed_by, signed_at, note, report_sha256, report) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id, site, signed_by, signed_at, note, report_sha256",
         )
@@ -338,7 +340,7 @@ impl Store {
     pub async fn commissioning_signoffs(
         &self,
         site: &str,
-    ) -> Result<Vec<crate::commissioning::SignOff>, StoreError> {
+    ) -> Result<Vec<crate::commissioning::report::SignOff>, StoreError> {
         Ok(query_as(
             "SELECT id, site, signed_by, signed_at, note, report_sha256 FROM commissioning_signoffs \
              WHERE site = ? ORDER BY id",

@@ -1,9 +1,9 @@
 //! What evidence a ticket, and the gateway in all, hold: the figures the
-//! evidence quotas (`crate::evidence::check_quota`) are judged on.
+//! evidence quotas (`crate::tickets::evidence::check_quota`) are judged on.
 
 use super::audit::{append_audit, AuditEntry};
 use super::{query_as, query_scalar, Store, StoreError};
-use crate::evidence::Usage;
+use crate::tickets::evidence::Usage;
 use serde::Serialize;
 
 impl Store {

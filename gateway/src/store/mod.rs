@@ -58,7 +58,7 @@ pub use sessions::{By, UserAdminError, UserRow};
 pub use shift_log::ShiftNoteRow;
 pub use tickets::{
     Actor, TicketEventRow, TicketFilter, TicketOutcome, TicketRow, TicketSpec, TransitionError,
-    INITIAL_STATUS, TICKET_STATUSES,
+    INITIAL_STATUS,
 };
 
 /// The store's error type.

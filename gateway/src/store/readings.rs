@@ -101,7 +101,7 @@ impl Store {
     /// Merges hourly aggregates into `channel_hourly`, in one transaction.
     pub async fn merge_rollups(
         &self,
-        rows: &[(crate::rollup::Key, crate::rollup::Agg)],
+        rows: &[(crate::alarms::rollup::Key, crate::alarms::rollup::Agg)],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for (k, a) in rows {
@@ -132,7 +132,7 @@ impl Store {
     /// Records each channel's latest reading, keeping a newer one stored.
     pub async fn save_latest(
         &self,
-        rows: &[((String, String, String), crate::rollup::Last)],
+        rows: &[((String, String, String), crate::alarms::rollup::Last)],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for ((site, node, channel), (quantity, value, at)) in rows {
@@ -176,7 +176,7 @@ impl Store {
         to: i64,
     ) -> Result<Vec<DailyMaxRow>, StoreError> {
         // time::day_start_cst, in SQL: China days start at 16:00 UTC.
-        use crate::time::{CST_OFFSET_MS as CST, DAY_MS as DAY};
+        use crate::domain::time::{CST_OFFSET_MS as CST, DAY_MS as DAY};
         let mut rows: Vec<DailyMaxRow> = query_as(&format!(
             "SELECT node, channel, ((hour + {CST}) / {DAY}) * {DAY} - {CST} AS day_start, \
              MAX(max) AS max, CAST(SUM(count) AS BIGINT) AS count FROM channel_hourly \
@@ -190,7 +190,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         for r in &mut rows {
-            r.day = crate::time::day_cst(r.day_start);
+            r.day = crate::domain::time::day_cst(r.day_start);
         }
         Ok(rows)
     }

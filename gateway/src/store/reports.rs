@@ -42,7 +42,7 @@ impl Store {
         from: i64,
     ) -> Result<Vec<(i64, String, i64)>, StoreError> {
         // time::week_start_cst, in SQL (times are never negative here).
-        use crate::time::{WEEK_MS as WEEK, WEEK_SQL_SHIFT_MS as SHIFT};
+        use crate::domain::time::{WEEK_MS as WEEK, WEEK_SQL_SHIFT_MS as SHIFT};
         let bucket = |col: &str| format!("((({col} + {SHIFT}) / {WEEK}) * {WEEK} - {SHIFT})");
         let site_in = self.backend.site_in("?1");
         let mut out = Vec::new();
@@ -81,7 +81,7 @@ impl Store {
     pub async fn risk_figures(
         &self,
         since: i64,
-    ) -> Result<std::collections::BTreeMap<String, crate::risk::Figures>, StoreError> {
+    ) -> Result<std::collections::BTreeMap<String, crate::tickets::risk::Figures>, StoreError> {
         let tickets: Vec<(String, i64, i64, i64, i64)> = query_as(
             "SELECT site, COUNT(*), \
              COUNT(CASE WHEN category IN ('electrical_fire', 'fire_facility') THEN 1 END), \
@@ -98,7 +98,8 @@ impl Store {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: std::collections::BTreeMap<String, crate::risk::Figures> = Default::default();
+        let mut out: std::collections::BTreeMap<String, crate::tickets::risk::Figures> =
+            Default::default();
         for (site, open, hazards, major, overdue) in tickets {
             let f = out.entry(site).or_default();
             (f.open, f.hazards, f.major, f.overdue) = (open, hazards, major, overdue);

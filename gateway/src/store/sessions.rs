@@ -274,7 +274,7 @@ impl Store {
         &self,
         login: &str,
         name: &str,
-        role: crate::ticket::Role,
+        role: crate::tickets::Role,
         sites: Option<&[String]>,
         password: &str,
         at: u64,

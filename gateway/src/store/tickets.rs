@@ -1,6 +1,6 @@
 //! Hazard tickets (隐患工单): opening one for an alarm or attaching to the
 //! open one, the closed loop's transitions (judged by the pure
-//! `crate::ticket` machine) with their append-only audit trail (留痕), and
+//! `crate::tickets` machine) with their append-only audit trail (留痕), and
 //! overdue marking. One open ticket per (site, node, channel, cause) is held
 //! by a partial unique index.
 
@@ -8,6 +8,7 @@ use super::alarms::{AlarmKey, AlarmRow, ALARM_COLUMNS};
 use super::audit::{append_audit, AuditEntry};
 use super::readings::TicketReadingRow;
 use super::{query, query_as, query_scalar, sites_json, Flag, Store, StoreError};
+use crate::domain::labels::TICKET_STATUSES;
 use serde::Serialize;
 use sqlx::{Any, Transaction};
 
@@ -64,9 +65,9 @@ pub struct TicketRow {
     pub source: String,
     #[schema(schema_with = crate::api::openapi::ticket_category)]
     pub category: String,
-    #[schema(value_type = crate::ticket::Grade)]
+    #[schema(value_type = crate::tickets::Grade)]
     pub grade: String,
-    #[schema(value_type = crate::ticket::Status)]
+    #[schema(value_type = crate::tickets::Status)]
     pub status: String,
     pub title: String,
     pub location: String,
@@ -100,10 +101,10 @@ pub struct TicketRow {
 
 impl TicketRow {
     /// What the closed loop's state machine needs of this ticket.
-    pub fn machine(&self) -> crate::ticket::Ticket {
-        use crate::ticket::{Grade, Status};
+    pub fn machine(&self) -> crate::tickets::Ticket {
+        use crate::tickets::{Grade, Status};
         let at = |t: Option<i64>| t.map(|d| d.max(0) as u64);
-        crate::ticket::Ticket {
+        crate::tickets::Ticket {
             status: Status::from_code(&self.status).unwrap_or(Status::PendingRegistration),
             grade: Grade::from_code(&self.grade).unwrap_or(Grade::General),
             sensor_sourced: self.sensor_sourced,
@@ -123,9 +124,9 @@ pub struct TicketEventRow {
     pub at: i64,
     pub actor: String,
     pub action: String,
-    #[schema(value_type = Option<crate::ticket::Status>)]
+    #[schema(value_type = Option<crate::tickets::Status>)]
     pub from_status: Option<String>,
-    #[schema(value_type = Option<crate::ticket::Status>)]
+    #[schema(value_type = Option<crate::tickets::Status>)]
     pub to_status: Option<String>,
     pub note: String,
     pub role: Option<String>,
@@ -168,17 +169,6 @@ impl TicketFilter {
     }
 }
 
-/// Ticket statuses of the closed loop, in order, with their Chinese names.
-pub const TICKET_STATUSES: &[(&str, &str)] = &[
-    ("pending_registration", "待登记"),
-    ("registered", "已登记"),
-    ("listed", "已挂牌"),
-    ("rectifying", "整改中"),
-    ("pending_review", "待复查"),
-    ("pending_acceptance", "待验收"),
-    ("closed", "已销号"),
-];
-
 /// The status a ticket opened from telemetry starts in.
 pub const INITIAL_STATUS: &str = "pending_registration";
 
@@ -194,7 +184,7 @@ pub enum TransitionError {
     #[error("no such ticket")]
     NotFound,
     #[error("{0}")]
-    Refused(#[from] crate::ticket::Refusal),
+    Refused(#[from] crate::tickets::Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -209,7 +199,7 @@ impl From<sqlx::Error> for TransitionError {
 #[derive(Debug, Clone)]
 pub struct Actor<'a> {
     pub name: &'a str,
-    pub role: crate::ticket::Role,
+    pub role: crate::tickets::Role,
     pub note: &'a str,
 }
 
@@ -316,7 +306,7 @@ pub(super) async fn open_or_attach(
     let number = format!(
         "{}{}-{id:05}",
         spec.prefix,
-        crate::time::date_cst(at as u64)
+        crate::domain::time::date_cst(at as u64)
     );
     query("UPDATE tickets SET number = ? WHERE id = ?")
         .bind(&number)
@@ -454,12 +444,12 @@ impl Store {
     pub async fn transition_ticket(
         &self,
         id: i64,
-        action: &crate::ticket::Action,
+        action: &crate::tickets::Action,
         actor: &Actor<'_>,
-        policy: &crate::ticket::Policy,
+        policy: &crate::tickets::Policy,
         now: u64,
     ) -> Result<TicketRow, TransitionError> {
-        use crate::ticket::{self, Action, DataProof};
+        use crate::tickets::{self, Action, DataProof};
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         let row: TicketRow = query_as(&format!(
@@ -473,10 +463,10 @@ impl Store {
         let proof = DataProof {
             normal_since: Self::normal_since(&mut tx, &row).await?,
         };
-        let next = match ticket::apply(&current, action, actor.role, proof, policy, now) {
+        let next = match tickets::apply(&current, action, actor.role, proof, policy, now) {
             Ok(n) => n,
             // Name the offending alarms, so the person sees what the data says.
-            Err(ticket::Refusal::DataNotProven { reason }) => {
+            Err(tickets::Refusal::DataNotProven { reason }) => {
                 let standing: Vec<AlarmRow> = query_as(&format!(
                     "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND node = ? AND (channel = ? OR channel = '') \
                      AND state <> 'cleared' ORDER BY id"
@@ -492,7 +482,7 @@ impl Store {
                         let q = a.quantity.as_deref().unwrap_or("");
                         let value = a
                             .value
-                            .map(|v| format!(" {}", crate::labels::value(q, v)))
+                            .map(|v| format!(" {}", crate::domain::labels::value(q, v)))
                             .unwrap_or_default();
                         let place = if a.channel.is_empty() {
                             a.node.clone()
@@ -501,10 +491,10 @@ impl Store {
                         };
                         format!(
                             "{place} {}{}{value}（{}，{}起）",
-                            crate::labels::quantity(q),
-                            crate::labels::level(&a.level),
-                            crate::labels::alarm_state(&a.state),
-                            crate::time::minute_cst(a.raised_at)
+                            crate::domain::labels::quantity(q),
+                            crate::domain::labels::level(&a.level),
+                            crate::domain::labels::alarm_state(&a.state),
+                            crate::domain::time::minute_cst(a.raised_at)
                         )
                     })
                     .collect();
@@ -528,21 +518,24 @@ impl Store {
                         .iter()
                         .map(|r| {
                             let what = if r.status != "ok" {
-                                format!("传感器{}", crate::labels::channel_status(&r.status))
+                                format!(
+                                    "传感器{}",
+                                    crate::domain::labels::channel_status(&r.status)
+                                )
                             } else {
-                                crate::labels::level(&r.level).to_string()
+                                crate::domain::labels::level(&r.level).to_string()
                             };
                             format!(
                                 "{} {} {}（{what}）",
-                                crate::time::minute_cst(r.at),
-                                crate::labels::quantity(&r.quantity),
-                                crate::labels::value(&r.quantity, r.value),
+                                crate::domain::time::minute_cst(r.at),
+                                crate::domain::labels::quantity(&r.quantity),
+                                crate::domain::labels::value(&r.quantity, r.value),
                             )
                         })
                         .collect();
                     reason = format!("{reason}；整改后异常读数：{}", listed.join("；"));
                 }
-                return Err(ticket::Refusal::DataNotProven { reason }.into());
+                return Err(tickets::Refusal::DataNotProven { reason }.into());
             }
             Err(e) => return Err(e.into()),
         };
