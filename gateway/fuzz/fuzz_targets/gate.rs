@@ -35,7 +35,11 @@ static ACCESS: LazyLock<Access> = LazyLock::new(|| {
             username: "home_a.n02".into(),
             site: "home_a".into(),
             node: "n02".into(),
-            password_hash: gateway::commissioning::credentials::hash_with("pw-n02", b"saltsaltsalt", 101),
+            password_hash: gateway::commissioning::credentials::hash_with(
+                "pw-n02",
+                b"saltsaltsalt",
+                101,
+            ),
             created_at: 1,
             rotated_at: 1,
             revoked_at: None,
