@@ -14,7 +14,7 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::Router;
 use gateway::config::Config;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -124,7 +124,7 @@ async fn main() {
         .expect("user");
     let (token, _) = gw
         .store
-        .login("bench", "bench-pass", gateway::time::now_ms())
+        .login("bench", "bench-pass", gateway::domain::time::now_ms())
         .await
         .expect("login")
         .expect("token");
@@ -184,7 +184,7 @@ async fn main() {
     let mut published: HashMap<String, Instant> = HashMap::new();
     let interval = Duration::from_secs_f64(60.0 / per_min as f64);
     let mut tick = tokio::time::interval(interval);
-    let ts0 = gateway::time::now_ms();
+    let ts0 = gateway::domain::time::now_ms();
     let start = Instant::now();
     for i in 0..alarms {
         tick.tick().await;

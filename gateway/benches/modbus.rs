@@ -8,11 +8,11 @@
 //! one 2-thread runtime, so the figure is the whole round trip on this
 //! machine. Prints one JSON line.
 
+use gateway::ingest::modbus::config::{Connection, Device, Transport};
+use gateway::ingest::modbus::map::shipped;
+use gateway::ingest::modbus::poll::{run_connection, Poller};
+use gateway::ingest::modbus::sim::{serve_tcp, Simulator};
 use gateway::metrics::Metrics;
-use gateway::modbus::config::{Connection, Device, Transport};
-use gateway::modbus::map::shipped;
-use gateway::modbus::poll::{run_connection, Poller};
-use gateway::modbus::sim::{serve_tcp, Simulator};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;

@@ -10,8 +10,8 @@
 //!   this machine's disk, 10-line records, with the fsync p50/p99.
 
 use gateway::metrics::Metrics;
+use gateway::sink::spool::{Record, Spool, SpoolConfig};
 use gateway::sink::{encode_line_into, gzip};
-use gateway::spool::{Record, Spool, SpoolConfig};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::Instant;

@@ -5,11 +5,11 @@
 //! Like mini-redis's `server::run`, [`start`] takes an already-bound HTTP
 //! listener, so tests bind `127.0.0.1:0` and run many gateways side by side.
 
-use crate::api::views::GatewayEvent;
+use crate::alarms::events::GatewayEvent;
+use crate::alarms::pipeline::Pipeline;
 use crate::api::{router, AppState};
 use crate::config::{BrokerMode, Config};
 use crate::metrics::Metrics;
-use crate::pipeline::Pipeline;
 use crate::store::{Store, StoreError};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -129,13 +129,13 @@ pub async fn start_with_source(
         let internal = std::net::TcpListener::bind(("127.0.0.1", 0))
             .and_then(|l| l.local_addr())
             .map_err(broker_err)?;
-        let secret = crate::credentials::new_password()
+        let secret = crate::commissioning::credentials::new_password()
             .map_err(|e| broker_err(std::io::Error::other(e.to_string())))?;
         let login = ("gateway-internal".to_string(), secret);
-        crate::broker::start(internal, Some(login.clone())).map_err(broker_err)?;
-        let gate_front = crate::gate::Gate::new(
+        crate::ingest::broker::start(internal, Some(login.clone())).map_err(broker_err)?;
+        let gate_front = crate::ingest::gate::Gate::new(
             live.access(),
-            crate::gate::Upstream {
+            crate::ingest::gate::Upstream {
                 addr: internal,
                 username: login.0.clone(),
                 password: login.1.clone(),
@@ -160,7 +160,7 @@ pub async fn start_with_source(
                 let reloadable = crate::tls::server::Reloadable::load(
                     "mqtt",
                     t.files(),
-                    Box::new(crate::gate::tls::server_config),
+                    Box::new(crate::ingest::gate::tls::server_config),
                 )
                 .map_err(|e| tls_err(std::io::Error::other(e.to_string())))?;
                 let listener = TcpListener::bind(t.listen).await.map_err(tls_err)?;
@@ -232,7 +232,7 @@ pub async fn start_with_source(
         )),
         false => None,
     };
-    let mqtt = crate::mqtt::client_with_tls(&client_mqtt, mqtt_tls);
+    let mqtt = crate::ingest::mqtt::client_with_tls(&client_mqtt, mqtt_tls);
     // The pipeline writes alarms and tickets on connections of its own
     // ([`Store::reserved`]): API requests cannot starve it of them.
     let mut pipeline = Pipeline::new(
@@ -248,7 +248,7 @@ pub async fn start_with_source(
     .with_live(live.subscribe());
     pipeline.mark_spooled(spooled);
     pipeline
-        .start(crate::time::now_ms(), &config_source)
+        .start(crate::domain::time::now_ms(), &config_source)
         .await?;
     let pipeline_task = tokio::spawn(async move {
         pipeline.run(rx, commands_rx).await;
@@ -256,8 +256,8 @@ pub async fn start_with_source(
     });
     // Modbus devices feed the same channel as MQTT ingest. Their `boot` is
     // this process's start in seconds: it grows across gateway restarts.
-    let boot = (crate::time::now_ms() / 1000) as u32;
-    let modbus = crate::modbus::start(&config, &tx, &metrics, &shutdown, boot);
+    let boot = (crate::domain::time::now_ms() / 1000) as u32;
+    let modbus = crate::ingest::modbus::start(&config, &tx, &metrics, &shutdown, boot);
     // Alarm delivery; its first look at the standing alarms catches any
     // raised before it subscribed.
     let notify = crate::notify::start(
@@ -277,7 +277,7 @@ pub async fn start_with_source(
         gb26875_duty.clone(),
         shutdown.clone(),
     );
-    let ingest = tokio::spawn(crate::mqtt::run(
+    let ingest = tokio::spawn(crate::ingest::mqtt::run(
         client_mqtt,
         config.mqtt.broker != BrokerMode::Embedded,
         mqtt,
@@ -336,7 +336,7 @@ pub async fn start_with_source(
             loop {
                 tokio::select! {
                     _ = every.tick() => {
-                        if let Err(e) = store.prune_sessions(crate::time::now_ms()).await {
+                        if let Err(e) = store.prune_sessions(crate::domain::time::now_ms()).await {
                             tracing::warn!(error = %e, "expired sessions not pruned");
                         }
                     }

@@ -3,7 +3,7 @@
 //! tokens, stored only as SHA-256 hashes. Pure helpers; the store keeps
 //! the rows and `api` checks every request.
 
-use crate::ticket::Role;
+use crate::tickets::Role;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;

@@ -6,7 +6,7 @@
 //! simulated Modbus TCP 12-loop monitor is polled like an installed
 //! detector; one of its probes shorts after about 20 s (a 设备故障).
 
-use crate::api::views::GatewayEvent;
+use crate::alarms::events::GatewayEvent;
 use crate::config::{Config, MqttConfig, NodeConfig, SiteConfig};
 use rumqttc::{AsyncClient, Event, LastWill, MqttOptions, Packet, QoS};
 use std::net::SocketAddr;
@@ -132,7 +132,7 @@ impl SimNode {
             let mut msg = Telemetry {
                 boot: self.boot,
                 seq,
-                ts: crate::time::now_ms(),
+                ts: crate::domain::time::now_ms(),
                 ch: Default::default(),
             };
             for ch in &self.channels {
@@ -305,7 +305,7 @@ pub const DEMO_MODBUS_NODE: &str = "m01";
 /// Adds the demo's Modbus device, served by [`run_modbus_simulator`] at
 /// `addr`, to the demo configuration: a node of its site and a connection.
 pub fn add_demo_modbus(config: &mut Config, addr: SocketAddr) {
-    use crate::modbus::config::{load_catalog, ConnectionConfig, DeviceConfig};
+    use crate::ingest::modbus::config::{load_catalog, ConnectionConfig, DeviceConfig};
     if let Some(site) = config.sites.iter_mut().find(|s| s.id == "yangguang") {
         site.nodes.push(NodeConfig {
             id: DEMO_MODBUS_NODE.into(),
@@ -334,15 +334,15 @@ pub fn add_demo_modbus(config: &mut Config, addr: SocketAddr) {
 /// with a healthy 80–220 mA of leakage that wanders, and loop 9's probe
 /// shorting (0xE5E5) from about 20 s in.
 pub async fn run_modbus_simulator(listener: tokio::net::TcpListener, stop: CancellationToken) {
-    use crate::modbus::sim::Simulator;
-    let Some(map) = crate::modbus::map::shipped("aim_r100") else {
+    use crate::ingest::modbus::sim::Simulator;
+    let Some(map) = crate::ingest::modbus::map::shipped("aim_r100") else {
         return;
     };
     let sim = Simulator::new();
     sim.add(1, std::sync::Arc::new(map));
     sim.set_raw(1, "rc11", 0xFAFA);
     sim.set_raw(1, "rc12", 0xFAFA);
-    let server = tokio::spawn(crate::modbus::sim::serve_tcp(
+    let server = tokio::spawn(crate::ingest::modbus::sim::serve_tcp(
         listener,
         sim.clone(),
         stop.clone(),
@@ -420,7 +420,7 @@ pub fn describe(ev: &GatewayEvent, config: &Config) -> String {
             };
             format!(
                 "{} 【{}】{} {} {}/{} {what}{ticket}",
-                crate::time::rfc3339_cst(a.updated_at.max(0) as u64)
+                crate::domain::time::rfc3339_cst(a.updated_at.max(0) as u64)
                     .get(11..19)
                     .unwrap_or(""),
                 alarm.level_label,
@@ -434,7 +434,7 @@ pub fn describe(ev: &GatewayEvent, config: &Config) -> String {
             let a = &alarm.row;
             format!(
                 "{} 【{}】{} {} {}/{} {}",
-                crate::time::rfc3339_cst(a.updated_at.max(0) as u64)
+                crate::domain::time::rfc3339_cst(a.updated_at.max(0) as u64)
                     .get(11..19)
                     .unwrap_or(""),
                 alarm.state_label,
@@ -447,7 +447,7 @@ pub fn describe(ev: &GatewayEvent, config: &Config) -> String {
         }
         GatewayEvent::TicketUpdated { ticket } => format!(
             "{} 【工单】{} {} → {}",
-            crate::time::rfc3339_cst(ticket.row.updated_at.max(0) as u64)
+            crate::domain::time::rfc3339_cst(ticket.row.updated_at.max(0) as u64)
                 .get(11..19)
                 .unwrap_or(""),
             ticket.row.number,
@@ -467,7 +467,7 @@ pub struct DemoAccounts {
 /// Creates the demo's users if they do not exist yet (the demo keeps its
 /// database between runs) and logs the duty officer in.
 pub async fn ensure_demo_users(store: &crate::store::Store) -> Result<DemoAccounts, String> {
-    use crate::ticket::Role;
+    use crate::tickets::Role;
     /// (login, password, name, role, sites, role label).
     type DemoUser = (
         &'static str,
@@ -503,7 +503,7 @@ pub async fn ensure_demo_users(store: &crate::store::Store) -> Result<DemoAccoun
             "民政局监管",
         ),
     ];
-    let now = crate::time::now_ms();
+    let now = crate::domain::time::now_ms();
     for (login, password, name, role, sites, _) in &users {
         match store
             .add_user(login, name, *role, sites.as_deref(), password, now)

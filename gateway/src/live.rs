@@ -6,7 +6,7 @@
 //! [`POLL`].
 
 use crate::config::Config;
-use crate::gate::Access;
+use crate::ingest::gate::Access;
 use crate::store::{Store, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,7 +39,7 @@ impl Live {
         gateway_login: Option<(String, String)>,
     ) -> Result<Live, StoreError> {
         let reg = store.registry().await?;
-        let config = Arc::new(crate::registry::effective(&base, &reg));
+        let config = Arc::new(crate::commissioning::registry::effective(&base, &reg));
         let access = Arc::new(Access::build(
             &config,
             &reg,
@@ -83,7 +83,10 @@ impl Live {
         if reg.version == *version {
             return Ok(());
         }
-        let config = Arc::new(crate::registry::effective(&self.0.base, &reg));
+        let config = Arc::new(crate::commissioning::registry::effective(
+            &self.0.base,
+            &reg,
+        ));
         let access = Arc::new(Access::build(
             &config,
             &reg,

@@ -6,10 +6,11 @@
 mod common;
 
 use common::db::TestDb;
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
+use gateway::alarms::pipeline::{Pipeline, ResetError};
 use gateway::config::Config;
+use gateway::ingest::Inbound;
 use gateway::metrics::Metrics;
-use gateway::pipeline::{Inbound, Pipeline, ResetError};
 use gateway::store::{AlarmFilter, AlarmRow, Store, TicketFilter};
 use std::sync::Arc;
 use tokio::sync::broadcast;

@@ -6,7 +6,7 @@ mod common;
 
 use common::db::TestDb;
 use gateway::store::{Actor, AlarmInput, AlarmKey, Store, TicketSpec};
-use gateway::ticket::{Action, Grade, Policy, Role};
+use gateway::tickets::{Action, Grade, Policy, Role};
 use std::process::Command;
 
 const T0: u64 = 1_790_000_000_000;

@@ -10,9 +10,10 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::alarms::pipeline::{Pipeline, SetpointError};
 use gateway::config::Config;
+use gateway::ingest::Inbound;
 use gateway::metrics::Metrics;
-use gateway::pipeline::{Inbound, Pipeline, SetpointError};
 use gateway::store::{AlarmFilter, Store, TicketFilter};
 use std::sync::Arc;
 
@@ -105,8 +106,9 @@ async fn a_week_of_readings_gives_baselines_recommendations_and_a_hazard(db: Tes
     );
     let learned = |ch: &str| {
         let r = rows.iter().find(|r| r.channel == ch).unwrap();
-        let b: gateway::baseline::Baseline = serde_json::from_str(&r.baseline).unwrap();
-        let rec: gateway::baseline::Recommendation =
+        let b: gateway::commissioning::baseline::Baseline =
+            serde_json::from_str(&r.baseline).unwrap();
+        let rec: gateway::commissioning::baseline::Recommendation =
             serde_json::from_str(r.recommendation.as_deref().unwrap()).unwrap();
         (b, rec)
     };

@@ -6,10 +6,10 @@
 
 mod common;
 
+use gateway::alarms::pipeline::effects::{Effects, StateRow};
+use gateway::alarms::pipeline::eval::Core;
 use gateway::config::Config;
-use gateway::pipeline::effects::{Effects, StateRow};
-use gateway::pipeline::eval::Core;
-use gateway::pipeline::Inbound;
+use gateway::ingest::Inbound;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -229,7 +229,7 @@ fn a_storm_raises_alarms_and_tickets_in_the_effects() {
         .filter(|w| {
             matches!(
                 w,
-                gateway::pipeline::effects::Effect::Raise {
+                gateway::alarms::pipeline::effects::Effect::Raise {
                     ticket: Some(_),
                     ..
                 }
@@ -307,7 +307,7 @@ async fn database(store: &gateway::store::Store) -> Vec<String> {
 /// Writes `fx` in one transaction.
 async fn commit(store: &gateway::store::Store, fx: &Effects, config: &Config) {
     let mut b = store.batch().await.unwrap();
-    gateway::pipeline::effects::write(&mut b, fx, config)
+    gateway::alarms::pipeline::effects::write(&mut b, fx, config)
         .await
         .unwrap();
     b.commit().await.unwrap();

@@ -15,7 +15,7 @@ mod common;
 
 use common::node::{spawn, NodeSpec};
 use gateway::config::Config;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use serde_json::{json, Value};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -50,7 +50,7 @@ async fn start(dir: &std::path::Path) -> Gw {
 
 impl Gw {
     async fn token(&self, login: &str, role: Role) -> String {
-        let now = gateway::time::now_ms();
+        let now = gateway::domain::time::now_ms();
         let sites = vec!["home_c".to_string()];
         let _ = self
             .running
@@ -209,7 +209,7 @@ async fn from_nothing_to_a_signed_commissioning_report() {
         .await;
 
     // The node connects with its credentials and backfills a day and more.
-    let history_from = gateway::time::now_ms() - 26 * 3_600_000;
+    let history_from = gateway::domain::time::now_ms() - 26 * 3_600_000;
     let node = spawn(
         gw.broker,
         NodeSpec {

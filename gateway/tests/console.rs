@@ -19,7 +19,7 @@ use common::browser::{Browser, Driver};
 use common::node::publish_leakage;
 use gateway::config::Config;
 use gateway::store::AlarmFilter;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -55,7 +55,7 @@ async fn gateway(dir: &tempfile::TempDir) -> (gateway::app::Running, SocketAddr)
     config.mqtt.anonymous_config_nodes = true;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     for (login, name, role, site) in [
         ("duty_a", "值班员小李", Role::Duty, "home_a"),
         ("jianguan_a", "城区民政局", Role::Inspector, "home_a"),
@@ -78,14 +78,14 @@ async fn gateway(dir: &tempfile::TempDir) -> (gateway::app::Running, SocketAddr)
         for (node, channel, base) in [("n01", "rc1", 140i64), ("n02", "rc2", 90)] {
             let wave = (h % 96) as i64 * 2;
             rows.push((
-                gateway::rollup::Key {
+                gateway::alarms::rollup::Key {
                     site: "home_a".into(),
                     node: node.into(),
                     channel: channel.into(),
                     quantity: "residual_current".into(),
                     hour: this_hour - h as i64 * hour,
                 },
-                gateway::rollup::Agg {
+                gateway::alarms::rollup::Agg {
                     min: base,
                     max: base + wave,
                     sum: base * 60,

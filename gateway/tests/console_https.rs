@@ -22,7 +22,7 @@ use common::browser::{trust_in_nss, Browser, Driver};
 use common::node::publish_leakage;
 use common::tls::TestCa;
 use gateway::config::Config;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -63,7 +63,7 @@ async fn the_duty_desk_over_https_in_a_real_browser() {
             Role::Duty,
             Some(&["home_a".to_string()]),
             PASSWORD,
-            gateway::time::now_ms(),
+            gateway::domain::time::now_ms(),
         )
         .await
         .unwrap();

@@ -286,8 +286,8 @@ fn node_certificates_over_tls_with_the_real_mosquitto_clients() {
     t.wait_refused("unknown_ca", 1);
 
     // An expired certificate of the gateway's own CA.
-    let ca = gateway::ca::load(&t.data).unwrap();
-    let long_ago = gateway::time::now_ms() / 1000 - 400 * 86_400;
+    let ca = gateway::commissioning::ca::load(&t.data).unwrap();
+    let long_ago = gateway::domain::time::now_ms() / 1000 - 400 * 86_400;
     let expired = ca.issue("home_a", "n01", 30, long_ago).unwrap();
     std::fs::write(dir.join("old.crt"), &expired.cert_pem).unwrap();
     std::fs::write(dir.join("old.key"), &expired.key_pem).unwrap();
@@ -304,7 +304,7 @@ fn node_certificates_over_tls_with_the_real_mosquitto_clients() {
     // A valid certificate of the CA the registry does not know (not
     // issued through `node add|rotate --cert`): refused.
     let stray = ca
-        .issue("home_a", "n01", 30, gateway::time::now_ms() / 1000)
+        .issue("home_a", "n01", 30, gateway::domain::time::now_ms() / 1000)
         .unwrap();
     std::fs::write(dir.join("stray.crt"), &stray.cert_pem).unwrap();
     std::fs::write(dir.join("stray.key"), &stray.key_pem).unwrap();
@@ -485,14 +485,17 @@ async fn certificates_recorded(db: common::db::TestDb) {
     )
     .unwrap();
     let data = db.dir.path().join("data");
-    gateway::ca::init(&data, gateway::time::now_ms() / 1000).unwrap();
-    let actor = gateway::registry::Actor {
+    gateway::commissioning::ca::init(&data, gateway::domain::time::now_ms() / 1000).unwrap();
+    let actor = gateway::commissioning::registry::Actor {
         name: "cli:test",
         role: "admin",
     };
-    let now = gateway::time::now_ms();
-    let issue =
-        || gateway::ca::issue_for_node(&store, &config, &data, "home_a", "n01", 30, actor, now);
+    let now = gateway::domain::time::now_ms();
+    let issue = || {
+        gateway::commissioning::ca::issue_for_node(
+            &store, &config, &data, "home_a", "n01", 30, actor, now,
+        )
+    };
     let first = issue().await.unwrap();
     let second = issue().await.unwrap();
     let reg = store.registry().await.unwrap();
@@ -500,19 +503,22 @@ async fn certificates_recorded(db: common::db::TestDb) {
     assert_eq!(reg.certificates[0].sha256, second.sha256);
     assert_eq!(reg.certificates[0].username, "home_a.n01");
     assert!(reg.certificates[0].not_after > now);
-    let access = gateway::gate::Access::build(&config, &reg, None, false);
+    let access = gateway::ingest::gate::Access::build(&config, &reg, None, false);
     assert!(access.certs.contains_key(&second.sha256));
     assert!(!access.certs.contains_key(&first.sha256));
     assert!(matches!(
-        gateway::ca::issue_for_node(&store, &config, &data, "home_a", "n09", 30, actor, now).await,
-        Err(gateway::ca::CaError::Registry(_))
+        gateway::commissioning::ca::issue_for_node(
+            &store, &config, &data, "home_a", "n09", 30, actor, now
+        )
+        .await,
+        Err(gateway::commissioning::ca::CaError::Registry(_))
     ));
 
-    gateway::registry::revoke(&store, &config, "home_a", "n01", actor, now)
+    gateway::commissioning::registry::revoke(&store, &config, "home_a", "n01", actor, now)
         .await
         .unwrap();
     let reg = store.registry().await.unwrap();
-    let access = gateway::gate::Access::build(&config, &reg, None, false);
+    let access = gateway::ingest::gate::Access::build(&config, &reg, None, false);
     assert!(access.revoked_certs.contains(&second.sha256));
     assert!(access.certs.is_empty());
     // A revoked node is issued nothing more.

@@ -9,7 +9,7 @@ mod common;
 
 use common::browser::{Browser, Driver};
 use gateway::config::Config;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -106,7 +106,7 @@ async fn a_duty_check_from_the_centre_is_answered_by_the_duty_officers_click() {
     config.mqtt.client_id = "gb26875-console".into();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     running
         .store
         .add_user(

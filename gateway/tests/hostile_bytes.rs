@@ -3,8 +3,8 @@
 //! node's saved de-duplication window read back from the database. Never
 //! a panic; wrong input is an error or `None`.
 
-use gateway::dedup::{SeqTracker, Verdict};
-use gateway::gate::without_pubacks;
+use gateway::ingest::dedup::{SeqTracker, Verdict};
+use gateway::ingest::gate::without_pubacks;
 use proptest::prelude::*;
 
 /// One MQTT frame of `kind` with `body` (remaining length encoded).
@@ -62,7 +62,7 @@ proptest! {
     }
 
     #[test]
-    fn a_saved_window_recognises_what_it_saw(steps in proptest::collection::vec(1u32..=gateway::dedup::MAX_LEAP, 1..200)) {
+    fn a_saved_window_recognises_what_it_saw(steps in proptest::collection::vec(1u32..=gateway::ingest::dedup::MAX_LEAP, 1..200)) {
         // A node's own sequence: rising, gaps within what the window
         // follows in order (a leap further is confirmed by later messages,
         // see `dedup`).
@@ -75,7 +75,7 @@ proptest! {
         let mut back = SeqTracker::from_text(&t.to_text().unwrap()).unwrap();
         let highest = *seqs.iter().max().unwrap();
         for s in &seqs {
-            if highest - s < gateway::dedup::WINDOW {
+            if highest - s < gateway::ingest::dedup::WINDOW {
                 prop_assert_eq!(back.observe(3, *s), Verdict::Duplicate);
             }
         }

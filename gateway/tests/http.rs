@@ -12,7 +12,7 @@ use gateway::api::{router, AppState, OPENAPI};
 use gateway::config::Config;
 use gateway::metrics::Metrics;
 use gateway::store::{AlarmInput, AlarmKey, Store, TicketSpec};
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
@@ -34,7 +34,7 @@ async fn serve(db: TestDb) -> Api {
     )
     .unwrap();
     config.storage.data_dir = dir.path().to_path_buf();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     let mut tokens = std::collections::HashMap::new();
     for (login, role, sites) in [
         ("admin", Role::Admin, None),
@@ -580,11 +580,11 @@ fn the_document_carries_the_codes_and_media_types_the_code_uses() {
         .map(String::as_str)
         .filter(|m| *m != "application/json")
         .collect();
-    let mut accepted = gateway::evidence::MEDIA_TYPES.to_vec();
+    let mut accepted = gateway::tickets::evidence::MEDIA_TYPES.to_vec();
     files.sort();
     accepted.sort();
     assert_eq!(files, accepted);
-    let statuses: Vec<&str> = gateway::store::TICKET_STATUSES
+    let statuses: Vec<&str> = gateway::domain::labels::TICKET_STATUSES
         .iter()
         .map(|(c, _)| *c)
         .collect();
@@ -1064,7 +1064,7 @@ async fn the_ledger_holds_only_the_callers_sites(db: TestDb) {
         quantity: Some("residual_current"),
         value: Some(640),
         setpoint: Some(500),
-        at: gateway::time::now_ms(),
+        at: gateway::domain::time::now_ms(),
         suppressed: false,
     };
     let spec = TicketSpec {

@@ -14,7 +14,7 @@
 
 use gateway::config::Config;
 use gateway::store::{AlarmInput, AlarmKey, TicketSpec};
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use serde_json::{json, Value};
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
@@ -43,7 +43,7 @@ async fn start(http: &str) -> Gw {
     config.mqtt.client_id = "http-limits-test".into();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, listener).await.unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     for (login, role, sites) in [
         ("duty_a", Role::Duty, Some(vec!["home_a".to_string()])),
         (
@@ -139,7 +139,7 @@ async fn alarm_with_ticket(gw: &Gw) -> (i64, i64) {
         quantity: Some("residual_current"),
         value: Some(620),
         setpoint: Some(500),
-        at: gateway::time::now_ms(),
+        at: gateway::domain::time::now_ms(),
         suppressed: false,
     };
     let spec = TicketSpec {
@@ -442,7 +442,7 @@ async fn evidence_only_by_acting_roles_within_quotas() {
     // A damaged file is not served; the next upload of the real bytes
     // replaces it rather than trusting it.
     let data_dir: &Path = gw.dir.path();
-    let stored = gateway::evidence::path(data_dir, &hash);
+    let stored = gateway::tickets::evidence::path(data_dir, &hash);
     std::fs::write(&stored, &a[..1000]).unwrap();
     let fetch = || async {
         let r = reqwest::Client::new()
@@ -468,7 +468,7 @@ async fn evidence_only_by_acting_roles_within_quotas() {
             quantity: Some("temperature"),
             value: Some(900),
             setpoint: Some(800),
-            at: gateway::time::now_ms(),
+            at: gateway::domain::time::now_ms(),
             suppressed: false,
         };
         let spec = TicketSpec {

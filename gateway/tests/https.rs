@@ -14,7 +14,7 @@ mod common;
 use common::tls::{ServerCert, TestCa};
 use gateway::config::Config;
 use gateway::store::{AlarmInput, AlarmKey};
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde_json::Value;
 use std::net::{IpAddr, SocketAddr};
@@ -75,7 +75,7 @@ async fn start(ca: &TestCa, tls: bool, http: &str) -> Gw {
             Role::Duty,
             Some(&["home_a".to_string()]),
             PASSWORD,
-            gateway::time::now_ms(),
+            gateway::domain::time::now_ms(),
         )
         .await
         .unwrap();
@@ -227,7 +227,7 @@ async fn raise_alarm(gw: &Gw) -> i64 {
         quantity: Some("residual_current"),
         value: Some(620),
         setpoint: Some(500),
-        at: gateway::time::now_ms(),
+        at: gateway::domain::time::now_ms(),
         suppressed: false,
     };
     gw.running.store.raise(&input, None).await.unwrap().0.id

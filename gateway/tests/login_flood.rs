@@ -5,7 +5,7 @@
 //! Guessing many logins from one address locks the address.
 
 use gateway::config::Config;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use rumqttc::{AsyncClient, Event, MqttOptions, QoS};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -123,7 +123,7 @@ async fn a_login_flood_locks_the_login_and_does_not_slow_alarms() {
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
     let base = format!("http://{}", running.http_addr);
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     for (user, role) in [("duty", Role::Duty), ("desk", Role::Duty)] {
         running
             .store
@@ -272,7 +272,7 @@ async fn guessing_many_logins_from_one_address_locks_the_address() {
             Role::Duty,
             None,
             "right-password-1",
-            gateway::time::now_ms(),
+            gateway::domain::time::now_ms(),
         )
         .await
         .unwrap();

@@ -10,10 +10,10 @@
 //! Waiting is on the gateway's event stream with a deadline, never on a
 //! fixed sleep; every server binds 127.0.0.1:0.
 
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
 use gateway::config::Config;
-use gateway::modbus::map::{shipped, Function};
-use gateway::modbus::sim::{serve_tcp, Behaviour, Simulator};
+use gateway::ingest::modbus::map::{shipped, Function};
+use gateway::ingest::modbus::sim::{serve_tcp, Behaviour, Simulator};
 use gateway::store::{AlarmFilter, AlarmRow, TicketOutcome};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 
 const SITE: &str = "home_a";
 
-fn map(model: &str) -> Arc<gateway::modbus::map::RegisterMap> {
+fn map(model: &str) -> Arc<gateway::ingest::modbus::map::RegisterMap> {
     Arc::new(shipped(model).unwrap())
 }
 
@@ -128,7 +128,7 @@ impl Watch {
                     None => None,
                 };
             seen.push(GatewayEvent::AlarmRaised {
-                alarm: gateway::api::views::AlarmView::from(row),
+                alarm: gateway::alarms::events::AlarmView::from(row),
                 ticket,
             });
         }
@@ -527,8 +527,8 @@ async fn rtu_on_a_serial_port_polls_every_unit_on_the_bus() {
 /// Starts a self-test of node `k01` over the API as an installer; returns
 /// (HTTP client, base URL, token, self-test id).
 async fn start_key_test(running: &gateway::app::Running) -> (reqwest::Client, String, String, i64) {
-    use gateway::ticket::Role;
-    let now = gateway::time::now_ms();
+    use gateway::tickets::Role;
+    let now = gateway::domain::time::now_ms();
     let sites = vec![SITE.to_string()];
     running
         .store

@@ -14,10 +14,10 @@
 //! Waiting is on PUBACKs (the gate answers them after the commit), the
 //! event stream and the store, with deadlines; never on fixed sleeps.
 
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
 use gateway::config::Config;
 use gateway::store::AlarmFilter;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use serde_json::{json, Value};
 use std::net::SocketAddr;
@@ -231,7 +231,7 @@ async fn invented_channel_ids_stop_at_the_cap_and_real_ones_are_judged() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start(dir.path()).await;
     let mut node = connect(gw.broker).await;
-    let cap = gateway::node_limits::MAX_NODE_CHANNELS;
+    let cap = gateway::ingest::node_limits::MAX_NODE_CHANNELS;
     node.send(1, 1, rc1(150)).await;
     // Ten messages of 31 new channels each, beside rc1: 311 channel ids.
     for m in 0..10u32 {
@@ -276,7 +276,7 @@ async fn invented_channel_ids_stop_at_the_cap_and_real_ones_are_judged() {
 async fn a_quantity_change_keeps_the_alarm_until_an_authorised_reset() {
     let dir = tempfile::tempdir().unwrap();
     let gw = start(dir.path()).await;
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     for (login, role) in [("duty_a", Role::Duty), ("bureau_a", Role::Inspector)] {
         gw.running
             .store

@@ -15,7 +15,7 @@ use axum::serve::Listener as _;
 use axum::{Json, Router};
 use common::db::TestDb;
 use common::tls::{TestCa, TlsListener};
-use gateway::api::views::{AlarmView, GatewayEvent};
+use gateway::alarms::events::{AlarmView, GatewayEvent};
 use gateway::config::Config;
 use gateway::notify::vendor;
 use gateway::store::{AlarmInput, AlarmKey, Store};
@@ -68,7 +68,7 @@ async fn vendor_api(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Json<Value> {
-    let now_ms = gateway::time::now_ms();
+    let now_ms = gateway::domain::time::now_ms();
     let j: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
     let mut seen = seen.lock().unwrap();
     let (text, answer) = match which.as_str() {
@@ -226,7 +226,7 @@ async fn a_storm_is_grouped_within_dingtalks_limit_and_nothing_is_dropped() {
     let (tx, rx) = broadcast::channel(1024);
     let stop = CancellationToken::new();
     let task = gateway::notify::start(cfg, store.clone(), rx, stop.clone()).unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     for ch in 0..30 {
         let alarm = raise(&store, ch, now).await;
         tx.send(GatewayEvent::AlarmRaised {
@@ -284,7 +284,7 @@ async fn a_refused_signature_fails_over_to_the_next_channel() {
     let (tx, rx) = broadcast::channel(64);
     let stop = CancellationToken::new();
     let task = gateway::notify::start(cfg, store.clone(), rx, stop.clone()).unwrap();
-    let alarm = raise(&store, 1, gateway::time::now_ms()).await;
+    let alarm = raise(&store, 1, gateway::domain::time::now_ms()).await;
     tx.send(GatewayEvent::AlarmRaised {
         alarm,
         ticket: None,
@@ -350,7 +350,7 @@ async fn an_unacknowledged_alarm_escalates_and_an_acknowledged_one_does_not() {
     let (tx, rx) = broadcast::channel(64);
     let stop = CancellationToken::new();
     let task = gateway::notify::start(cfg, store.clone(), rx, stop.clone()).unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     let ignored = raise(&store, 1, now).await;
     let acked = raise(&store, 2, now).await;
     tx.send(GatewayEvent::AlarmRaised {
@@ -435,7 +435,7 @@ async fn every_vendor_is_reached_over_https_trusting_the_extra_ca() {
     let (tx, rx) = broadcast::channel(64);
     let stop = CancellationToken::new();
     let task = gateway::notify::start(cfg, store.clone(), rx, stop.clone()).unwrap();
-    let alarm = raise(&store, 1, gateway::time::now_ms()).await;
+    let alarm = raise(&store, 1, gateway::domain::time::now_ms()).await;
     tx.send(GatewayEvent::AlarmRaised {
         alarm,
         ticket: None,
@@ -494,7 +494,7 @@ async fn an_untrusted_certificate_fails_over_with_a_certificate_error() {
     let (tx, rx) = broadcast::channel(64);
     let stop = CancellationToken::new();
     let task = gateway::notify::start(cfg, store.clone(), rx, stop.clone()).unwrap();
-    let alarm = raise(&store, 1, gateway::time::now_ms()).await;
+    let alarm = raise(&store, 1, gateway::domain::time::now_ms()).await;
     tx.send(GatewayEvent::AlarmRaised {
         alarm,
         ticket: None,

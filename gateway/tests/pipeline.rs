@@ -3,9 +3,10 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::alarms::pipeline::{Pipeline, MAX_CLOCK_AHEAD_MS};
 use gateway::config::Config;
+use gateway::ingest::Inbound;
 use gateway::metrics::Metrics;
-use gateway::pipeline::{Inbound, Pipeline, MAX_CLOCK_AHEAD_MS};
 use gateway::store::{AlarmFilter, Store};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -6,8 +6,8 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::commissioning::registry::Actor;
 use gateway::config::{Config, NodeConfig, SiteConfig};
-use gateway::registry::Actor;
 
 const CLI: Actor<'static> = Actor {
     name: "cli:test",
@@ -31,33 +31,33 @@ async fn issued_passwords_leave_a_rabbitmq_hash(db: TestDb) {
     };
     assert!(store.rabbit_hashes().await.unwrap().is_empty());
 
-    let first = gateway::registry::rotate(&store, &config, "home_a", "n01", CLI, 1)
+    let first = gateway::commissioning::registry::rotate(&store, &config, "home_a", "n01", CLI, 1)
         .await
         .unwrap();
     let hashes = store.rabbit_hashes().await.unwrap();
     let hash = hashes.get("home_a.n01").expect("a hash for home_a.n01");
-    assert!(gateway::rabbitmq::verify(&first.password, hash));
+    assert!(gateway::ingest::rabbitmq::verify(&first.password, hash));
 
-    let second = gateway::registry::rotate(&store, &config, "home_a", "n01", CLI, 2)
+    let second = gateway::commissioning::registry::rotate(&store, &config, "home_a", "n01", CLI, 2)
         .await
         .unwrap();
     let hashes = store.rabbit_hashes().await.unwrap();
     assert_eq!(hashes.len(), 1);
     let hash = &hashes["home_a.n01"];
-    assert!(gateway::rabbitmq::verify(&second.password, hash));
-    assert!(!gateway::rabbitmq::verify(&first.password, hash));
+    assert!(gateway::ingest::rabbitmq::verify(&second.password, hash));
+    assert!(!gateway::ingest::rabbitmq::verify(&first.password, hash));
 
-    let plan = gateway::rabbitmq::plan_from_store(&store, &config)
+    let plan = gateway::ingest::rabbitmq::plan_from_store(&store, &config)
         .await
         .unwrap();
     let names: Vec<&str> = plan.users.iter().map(|u| u.name.as_str()).collect();
     assert_eq!(names, ["home_a.n01"], "no mqtt.password: no gateway user");
     assert_eq!(plan.sites, ["home_a"]);
 
-    gateway::registry::revoke(&store, &config, "home_a", "n01", CLI, 3)
+    gateway::commissioning::registry::revoke(&store, &config, "home_a", "n01", CLI, 3)
         .await
         .unwrap();
-    let plan = gateway::rabbitmq::plan_from_store(&store, &config)
+    let plan = gateway::ingest::rabbitmq::plan_from_store(&store, &config)
         .await
         .unwrap();
     assert!(plan.users.is_empty(), "{plan:?}");

@@ -6,9 +6,9 @@
 //! revocation closes the live connection and the old password no longer
 //! logs in. Waiting is on events, PUBACKs and counters, with deadlines.
 
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
 use gateway::config::Config;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
 };
@@ -42,7 +42,7 @@ async fn start() -> Gw {
     config.mqtt.anonymous_config_nodes = true;
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     for (login, role, sites) in [
         ("installer_c", Role::Installer, vec!["home_c".to_string()]),
         ("duty_a", Role::Duty, vec!["home_a".to_string()]),
@@ -467,23 +467,26 @@ async fn a_registration_by_another_process_is_picked_up() {
         "[[sites]]\nid = \"home_a\"\nname = \"阳光养老院\"\n[[sites.nodes]]\nid = \"n01\"\n",
     )
     .unwrap();
-    let actor = gateway::registry::Actor {
+    let actor = gateway::commissioning::registry::Actor {
         name: "cli:test",
         role: "admin",
     };
-    let node = gateway::registry::NewNode {
+    let node = gateway::commissioning::registry::NewNode {
         site: "home_a".into(),
         id: "n05".into(),
-        location: gateway::registry::Location {
+        location: gateway::commissioning::registry::Location {
             building: "3号楼".into(),
             floor: "1层".into(),
             room: "配电室".into(),
             panel: "AP-1".into(),
         },
-        channels: vec![gateway::registry::ChannelSpec::parse("t1:temperature:pt100").unwrap()],
+        channels: vec![gateway::commissioning::registry::ChannelSpec::parse(
+            "t1:temperature:pt100",
+        )
+        .unwrap()],
     };
     let mut live = gw.running.live.subscribe();
-    let (_, issued) = gateway::registry::add_node(&other, &base, &node, actor, 1)
+    let (_, issued) = gateway::commissioning::registry::add_node(&other, &base, &node, actor, 1)
         .await
         .unwrap();
     tokio::time::timeout(WITHIN, async {

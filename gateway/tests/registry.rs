@@ -6,8 +6,8 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::commissioning::registry::*;
 use gateway::config::Config;
-use gateway::registry::*;
 use gateway::store::Store;
 
 const CLI: Actor<'static> = Actor {
@@ -101,7 +101,7 @@ async fn add_duplicate_rotate_revoke(db: TestDb) {
     assert_eq!(cred.username, "home_c.n07");
     assert!(cred.password_hash.starts_with("$7$101$"));
     assert!(!cred.password_hash.contains(&issued.password));
-    assert!(gateway::credentials::verify(
+    assert!(gateway::commissioning::credentials::verify(
         &issued.password,
         &cred.password_hash
     ));
@@ -113,11 +113,11 @@ async fn add_duplicate_rotate_revoke(db: TestDb) {
         .unwrap();
     let reg = store.registry().await.unwrap();
     let cred = &reg.credentials[0];
-    assert!(!gateway::credentials::verify(
+    assert!(!gateway::commissioning::credentials::verify(
         &issued.password,
         &cred.password_hash
     ));
-    assert!(gateway::credentials::verify(
+    assert!(gateway::commissioning::credentials::verify(
         &rotated.password,
         &cred.password_hash
     ));
@@ -165,7 +165,7 @@ async fn add_duplicate_rotate_revoke(db: TestDb) {
         .await
         .unwrap();
     let reg = store.registry().await.unwrap();
-    let access = gateway::gate::Access::build(&effective(&base2, &reg), &reg, None, true);
+    let access = gateway::ingest::gate::Access::build(&effective(&base2, &reg), &reg, None, true);
     let mut anonymous = rumqttc::mqttbytes::v4::Connect::new("home_a.n02");
     anonymous.login = None;
     assert!(access.authenticate(&anonymous).is_err());

@@ -12,10 +12,10 @@
 mod common;
 
 use common::node::{spawn, NodeSpec};
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
 use gateway::config::Config;
 use gateway::store::AlarmFilter;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -50,7 +50,7 @@ async fn gateway() -> Gateway {
     config.mqtt.anonymous_config_nodes = true;
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     let mut tokens = HashMap::new();
     for (login, role) in [("duty_a", Role::Duty), ("bureau", Role::Inspector)] {
         let sites = vec!["home_a".to_string()];

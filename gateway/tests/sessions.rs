@@ -10,7 +10,7 @@ mod common;
 use common::db::TestDb;
 use gateway::config::Config;
 use gateway::store::Store;
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -34,7 +34,7 @@ async fn start(db: &TestDb) -> Gw {
     let config = Config::from_toml(&text).unwrap();
     let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let running = gateway::app::start(config, http).await.unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     for (login, role, sites) in [
         ("admin", Role::Admin, None),
         ("duty", Role::Duty, Some(vec!["home_a".to_string()])),
@@ -307,7 +307,7 @@ async fn sessions_end_by_logout_disable_revoke_and_new_password(db: TestDb) {
 
 async fn expired_sessions_are_pruned(db: TestDb) {
     let store = Store::open(&db.url).await.unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     store
         .add_user("duty", "duty", Role::Duty, None, "right-password-1", now)
         .await

@@ -7,9 +7,9 @@
 //! `http.rs`, `every_path_keeps_to_the_callers_jurisdiction`.)
 
 use gateway::config::Config;
-use gateway::gate::Access;
+use gateway::ingest::gate::Access;
 use gateway::store::{AlarmInput, AlarmKey, TicketSpec};
-use gateway::ticket::Role;
+use gateway::tickets::Role;
 use rumqttc::mqttbytes::v4::Connect;
 use rumqttc::mqttbytes::v4::ConnectReturnCode;
 use std::net::SocketAddr;
@@ -37,7 +37,7 @@ fn an_unknown_mqtt_username_costs_what_a_wrong_password_does() {
         (
             "home_a".into(),
             "n01".into(),
-            gateway::credentials::hash("the-right-password").unwrap(),
+            gateway::commissioning::credentials::hash("the-right-password").unwrap(),
         ),
     );
     let connect = |user: &str, password: &str| {
@@ -192,7 +192,7 @@ async fn ticket_text_fields_have_length_limits() {
     let running = gateway::app::start(gateway_config(dir.path()), http)
         .await
         .unwrap();
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     let store = &running.store;
     store
         .add_user(

@@ -3,9 +3,10 @@
 //! for messages without lines), and spooled messages found at start-up are
 //! recognised when the broker redelivers them.
 
+use gateway::alarms::pipeline::Pipeline;
 use gateway::config::{Config, SinkConfig};
+use gateway::ingest::Inbound;
 use gateway::metrics::Metrics;
-use gateway::pipeline::{Inbound, Pipeline};
 use gateway::store::Store;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

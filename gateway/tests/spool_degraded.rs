@@ -10,7 +10,7 @@
 
 use gateway::config::SinkConfig;
 use gateway::metrics::Metrics;
-use gateway::spool::{Record, Spool, SpoolConfig};
+use gateway::sink::spool::{Record, Spool, SpoolConfig};
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -104,7 +104,7 @@ fn drain(sp: &Spool) -> Vec<u32> {
         // On a full disk the cursor may not be written; the delivered
         // segments are deleted all the same, which makes room.
         if let Err(e) = sp.commit(&b) {
-            assert!(gateway::spool::is_disk_full(&e), "commit: {e}");
+            assert!(gateway::sink::spool::is_disk_full(&e), "commit: {e}");
         }
     }
     got
@@ -154,7 +154,7 @@ async fn a_full_disk_drops_oldest_then_new_lines_never_holds_acks_and_recovers()
             break e;
         }
     };
-    assert!(gateway::spool::is_disk_full(&full), "{full}");
+    assert!(gateway::sink::spool::is_disk_full(&full), "{full}");
     let mut written_while_full = Vec::new();
     let mut dropped_records = 0;
     for _ in 0..100 {
@@ -247,7 +247,7 @@ async fn a_spool_that_cannot_be_opened_is_set_aside_and_a_fresh_one_started() {
         durable(&mut sp.durable(), t).await;
         sp.close();
     }
-    std::fs::create_dir(dir.join(gateway::spool::segment_name(0x99))).expect("mkdir");
+    std::fs::create_dir(dir.join(gateway::sink::spool::segment_name(0x99))).expect("mkdir");
     let cfg = SpoolConfig {
         dir: dir.clone(),
         max_bytes: 1 << 20,
@@ -274,12 +274,18 @@ async fn a_spool_that_cannot_be_opened_is_set_aside_and_a_fresh_one_started() {
     assert!(spooled.is_empty(), "{spooled:?}");
     let aside = broken_spools(data.path());
     assert_eq!(aside.len(), 1, "{aside:?}");
-    assert!(aside[0].join(gateway::spool::segment_name(0x99)).is_dir());
-    assert!(aside[0].join(gateway::spool::segment_name(0)).is_file());
+    assert!(aside[0]
+        .join(gateway::sink::spool::segment_name(0x99))
+        .is_dir());
+    assert!(aside[0]
+        .join(gateway::sink::spool::segment_name(0))
+        .is_file());
     // The fresh spool works.
     let segments: Vec<_> = std::fs::read_dir(&dir)
         .expect("fresh spool")
-        .filter_map(|e| gateway::spool::parse_segment_name(&e.ok()?.file_name().to_string_lossy()))
+        .filter_map(|e| {
+            gateway::sink::spool::parse_segment_name(&e.ok()?.file_name().to_string_lossy())
+        })
         .collect();
     assert_eq!(segments, [0]);
     let t = sink.push(

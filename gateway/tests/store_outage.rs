@@ -10,10 +10,11 @@
 mod common;
 
 use common::db::TestDb;
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
+use gateway::alarms::pipeline::Pipeline;
 use gateway::config::Config;
+use gateway::ingest::Inbound;
 use gateway::metrics::Metrics;
-use gateway::pipeline::{Inbound, Pipeline};
 use gateway::store::{AlarmFilter, Store, TicketFilter};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -30,7 +31,7 @@ struct Running {
     /// The wall clock at start (the dead-man timer runs on it).
     t0: u64,
     task: tokio::task::JoinHandle<()>,
-    _commands: mpsc::Sender<gateway::pipeline::Command>,
+    _commands: mpsc::Sender<gateway::alarms::pipeline::Command>,
 }
 
 async fn start(db: &TestDb) -> Running {
@@ -46,7 +47,7 @@ async fn start(db: &TestDb) -> Running {
         metrics.clone(),
         events_tx,
     );
-    let t0 = gateway::time::now_ms();
+    let t0 = gateway::domain::time::now_ms();
     p.start(t0, "test").await.unwrap();
     let (tx, rx) = mpsc::channel(64);
     let (commands, commands_rx) = mpsc::channel(4);

@@ -7,18 +7,19 @@
 mod common;
 
 use common::db::TestDb;
+use gateway::alarms::pipeline::Pipeline;
 use gateway::api::{router, AppState};
 use gateway::config::Config;
+use gateway::ingest::Inbound;
 use gateway::metrics::Metrics;
-use gateway::pipeline::{Inbound, Pipeline};
 use gateway::store::{Actor, AlarmFilter, Store, TransitionError};
-use gateway::ticket::{Action, Grade, Policy, Rectification, Refusal, Role};
+use gateway::tickets::{Action, Grade, Policy, Rectification, Refusal, Role};
 use std::sync::Arc;
 
 const H: u64 = 3_600_000;
 
 fn now() -> u64 {
-    gateway::time::now_ms()
+    gateway::domain::time::now_ms()
 }
 
 async fn alarm_with_ticket(db: &TestDb) -> (Pipeline, Store, i64, i64) {
@@ -226,7 +227,7 @@ async fn the_demo_alarm_ticket_walks_to_closed_only_by_the_right_roles_and_after
         limit: 100,
     };
     let rows = store.ledger(&query).await.unwrap();
-    let csv = gateway::ledger::csv(&rows, |_| "阳光养老院".into());
+    let csv = gateway::tickets::ledger::csv(&rows, |_| "阳光养老院".into());
     let line = csv.lines().nth(1).expect("one ledger row");
     for want in [
         "阳光养老院",

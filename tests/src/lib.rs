@@ -500,7 +500,7 @@ pub fn node_users(c: &Config) -> Vec<(String, String)> {
         .flat_map(|s| {
             s.nodes
                 .iter()
-                .map(move |n| gateway::mosquitto::node_username(&s.id, &n.id))
+                .map(move |n| gateway::ingest::mosquitto::node_username(&s.id, &n.id))
         })
         .map(|u| {
             let p = format!("pw-{u}");
@@ -521,7 +521,7 @@ pub fn mosquitto_for(c: &Config, extra_users: &[(&str, &str)], extra_acl: &str) 
     users.extend_from_slice(extra_users);
     let acl = format!(
         "{}\n{extra_acl}\n",
-        gateway::mosquitto::acl(c, GATEWAY_USER.0)
+        gateway::ingest::mosquitto::acl(c, GATEWAY_USER.0)
     );
     Mosquitto::start(&users, &acl)
 }
@@ -696,13 +696,13 @@ pub async fn get_json(base: SocketAddr, token: Option<&str>, path: &str) -> serd
 /// Creates an administrator (every site) in the gateway's store and logs
 /// it in: a bearer token for the API.
 pub async fn admin_token(gw: &gateway::app::Running) -> String {
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     let store = &gw.store;
     match store
         .add_user(
             "e2e-admin",
             "测试管理员",
-            gateway::ticket::Role::Admin,
+            gateway::tickets::Role::Admin,
             None,
             "e2e-admin-password",
             now,

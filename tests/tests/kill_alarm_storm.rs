@@ -265,7 +265,7 @@ async fn run(kill: bool) -> Outcome {
     let total = nodes.len() as u64 * u64::from(ROUNDS);
     let mut peers = Vec::new();
     for n in &nodes {
-        let user = gateway::mosquitto::node_username(n.site, &n.node);
+        let user = gateway::ingest::mosquitto::node_username(n.site, &n.node);
         let pass = format!("pw-{user}");
         let peer = MqttPeer::connect(broker.addr(), &user, (&user, &pass), None).await;
         peers.push(peer);

@@ -4,7 +4,7 @@
 //! offline; the ACL keeps a node to its own topics.
 
 use e2e::*;
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
 use std::time::Duration;
 use wire::{ChannelStatus::Ok as OK, ChannelStatus::Open as OPEN, Quantity::*};
 

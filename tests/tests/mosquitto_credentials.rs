@@ -8,8 +8,8 @@
 //! verifies with the gateway's code.
 
 use e2e::*;
-use gateway::api::views::GatewayEvent;
-use gateway::registry::{Actor, ChannelSpec, Location, NewNode};
+use gateway::alarms::events::GatewayEvent;
+use gateway::commissioning::registry::{Actor, ChannelSpec, Location, NewNode};
 use rumqttc::{AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -59,8 +59,11 @@ async fn export(
     config: &gateway::config::Config,
 ) -> (String, String) {
     let reg = store.registry().await.unwrap();
-    let passwd = gateway::mosquitto::passwd(&reg, Some(GATEWAY_USER)).unwrap();
-    let acl = gateway::mosquitto::acl(&gateway::registry::effective(config, &reg), GATEWAY_USER.0);
+    let passwd = gateway::ingest::mosquitto::passwd(&reg, Some(GATEWAY_USER)).unwrap();
+    let acl = gateway::ingest::mosquitto::acl(
+        &gateway::commissioning::registry::effective(config, &reg),
+        GATEWAY_USER.0,
+    );
     (passwd, acl)
 }
 
@@ -81,11 +84,13 @@ fn our_hash_format_is_mosquittos() {
     let text = std::fs::read_to_string(&file).unwrap();
     let hash = text.trim().strip_prefix("home_a.n01:").unwrap();
     assert!(hash.starts_with("$7$101$"), "{hash}");
-    assert!(gateway::credentials::verify(
+    assert!(gateway::commissioning::credentials::verify(
         "a-password-from-mosquitto",
         hash
     ));
-    assert!(!gateway::credentials::verify("another", hash));
+    assert!(!gateway::commissioning::credentials::verify(
+        "another", hash
+    ));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -108,11 +113,11 @@ async fn exported_credentials_run_a_real_mosquitto() {
         },
         channels: vec![ChannelSpec::parse("rc1:residual_current:ct=1000").unwrap()],
     };
-    let (_, n07) = gateway::registry::add_node(&store, &config, &node, CLI, 1)
+    let (_, n07) = gateway::commissioning::registry::add_node(&store, &config, &node, CLI, 1)
         .await
         .unwrap();
     // A node of the file gets its credentials the same way.
-    let n01 = gateway::registry::rotate(&store, &config, "home_a", "n01", CLI, 2)
+    let n01 = gateway::commissioning::registry::rotate(&store, &config, "home_a", "n01", CLI, 2)
         .await
         .unwrap();
 
@@ -179,10 +184,11 @@ async fn exported_credentials_run_a_real_mosquitto() {
     peer.disconnect().await;
 
     // Rotate n01 and revoke n07, export again, reload Mosquitto.
-    let n01_new = gateway::registry::rotate(&store, &config, "home_a", "n01", CLI, 3)
-        .await
-        .unwrap();
-    gateway::registry::revoke(&store, &config, "home_a", "n07", CLI, 4)
+    let n01_new =
+        gateway::commissioning::registry::rotate(&store, &config, "home_a", "n01", CLI, 3)
+            .await
+            .unwrap();
+    gateway::commissioning::registry::revoke(&store, &config, "home_a", "n07", CLI, 4)
         .await
         .unwrap();
     let (passwd, acl) = export(&store, &config).await;

@@ -1,7 +1,7 @@
 //! Mosquitto over TLS (issue 15 item 6): a real Mosquitto with the
 //! deployment's TLS listeners (`deploy/mosquitto/tls.conf`), a broker
 //! certificate for 127.0.0.1 and localhost from a CA made here, and the
-//! node CA exported by `gateway::mosquitto::export_node_ca` as the cert
+//! node CA exported by `gateway::ingest::mosquitto::export_node_ca` as the cert
 //! listener's `cafile`.
 //!
 //! - A node with a certificate (CN `home_a.n01`, signed by the node CA)
@@ -15,7 +15,7 @@
 
 use e2e::mosquitto_tls::{client_tls, connect_tls, publish, BrokerTls};
 use e2e::*;
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use wire::{ChannelStatus::Ok as OK, Quantity::*};
@@ -98,10 +98,10 @@ fn tls_stack() -> TlsStack {
     // The node CA where `gateway ca init` keeps it, exported as
     // `mosquitto-export` does.
     let config = gateway_config(0, dir.path());
-    let ca_dir = gateway::mosquitto::node_ca_path(&config.storage.data_dir);
+    let ca_dir = gateway::ingest::mosquitto::node_ca_path(&config.storage.data_dir);
     std::fs::create_dir_all(ca_dir.parent().unwrap()).unwrap();
     std::fs::write(&ca_dir, node_ca.pem()).unwrap();
-    let exported = gateway::mosquitto::export_node_ca(&config.storage.data_dir, &files)
+    let exported = gateway::ingest::mosquitto::export_node_ca(&config.storage.data_dir, &files)
         .unwrap()
         .expect("the node CA is exported");
     assert_eq!(exported, files.join("ca.pem"));
@@ -112,7 +112,7 @@ fn tls_stack() -> TlsStack {
         .map(|(u, p)| (u.as_str(), p.as_str()))
         .collect();
     users.push(GATEWAY_USER);
-    let acl = gateway::mosquitto::acl(&config, GATEWAY_USER.0);
+    let acl = gateway::ingest::mosquitto::acl(&config, GATEWAY_USER.0);
     let (broker, ports) = Mosquitto::start_tls(
         &users,
         &acl,

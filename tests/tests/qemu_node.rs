@@ -25,7 +25,7 @@
 //! the command to run; nothing is skipped.
 
 use e2e::*;
-use gateway::api::views::GatewayEvent;
+use gateway::alarms::events::GatewayEvent;
 use gateway::config::BrokerMode;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::path::{Path, PathBuf};
@@ -503,7 +503,7 @@ async fn qemu_node_boots_from_its_artefact_counts_boots_and_selftests() {
     let config = gateway_config(0, dir.path());
     let acl = format!(
         "{}\nuser observer\ntopic read fire/v1/#\ntopic write fire/v1/home_a/n01/cmd\n",
-        gateway::mosquitto::acl(&config, GATEWAY_USER.0)
+        gateway::ingest::mosquitto::acl(&config, GATEWAY_USER.0)
     );
     let broker = Mosquitto::start(
         &[

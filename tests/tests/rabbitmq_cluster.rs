@@ -9,7 +9,7 @@
 
 use e2e::rabbitmq::{haproxy_cfg, haproxy_check, shipped_haproxy_cfg, Haproxy, RabbitCluster};
 use e2e::*;
-use gateway::registry::{Actor, ChannelSpec, Location, NewNode};
+use gateway::commissioning::registry::{Actor, ChannelSpec, Location, NewNode};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, Packet, QoS,
 };
@@ -145,10 +145,10 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
         },
         channels: vec![ChannelSpec::parse("rc1:residual_current:ct=1000").unwrap()],
     };
-    let (_, n07) = gateway::registry::add_node(&store, &config, &node, CLI, 1)
+    let (_, n07) = gateway::commissioning::registry::add_node(&store, &config, &node, CLI, 1)
         .await
         .unwrap();
-    let n01 = gateway::registry::rotate(&store, &config, "home_a", "n01", CLI, 2)
+    let n01 = gateway::commissioning::registry::rotate(&store, &config, "home_a", "n01", CLI, 2)
         .await
         .unwrap();
 
@@ -159,10 +159,10 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
         let store = store.clone();
         let config = config.clone();
         async move {
-            let plan = gateway::rabbitmq::plan_from_store(&store, &config)
+            let plan = gateway::ingest::rabbitmq::plan_from_store(&store, &config)
                 .await
                 .unwrap();
-            gateway::rabbitmq::sync(&client, &base, rabbitmq_admin(), "/", &plan)
+            gateway::ingest::rabbitmq::sync(&client, &base, rabbitmq_admin(), "/", &plan)
                 .await
                 .unwrap()
         }
@@ -172,10 +172,10 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
     assert!(report.without_hash.is_empty(), "{report:?}");
     // `rabbitmq-export`'s definitions file is one RabbitMQ 3.10 imports
     // (the same users again; the logins below still work).
-    let plan = gateway::rabbitmq::plan_from_store(&store, &config)
+    let plan = gateway::ingest::rabbitmq::plan_from_store(&store, &config)
         .await
         .unwrap();
-    let defs = gateway::rabbitmq::definitions(&plan, "/").to_string();
+    let defs = gateway::ingest::rabbitmq::definitions(&plan, "/").to_string();
     let (code, body) = cluster.mgmt(1, "POST", "/api/definitions", Some(&defs));
     assert!(
         (200..300).contains(&code),
@@ -265,10 +265,9 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
     // The ingest topology the sync declared: n07's reading is in its
     // site's partition queue; a site no partition is bound for lands in
     // `fire.unknown` through the alternate exchange.
-    let partition = gateway::rabbitmq::partition_queue(gateway::rabbitmq::partition_of(
-        "home_a",
-        gateway::rabbitmq::PARTITIONS,
-    ));
+    let partition = gateway::ingest::rabbitmq::partition_queue(
+        gateway::ingest::rabbitmq::partition_of("home_a", gateway::ingest::rabbitmq::PARTITIONS),
+    );
     // (A single-active-consumer queue refuses basic.get: read the message
     // counts, which the management statistics report a few seconds late.)
     let counts = |cluster: &RabbitCluster| -> Vec<(String, u64)> {
@@ -443,7 +442,7 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
     let rejoined_in = restart.elapsed();
 
     // Revoke n07 and sync: its user is gone, its login refused; n01 logs in.
-    gateway::registry::revoke(&store, &config, "home_a", "n07", CLI, 5)
+    gateway::commissioning::registry::revoke(&store, &config, "home_a", "n07", CLI, 5)
         .await
         .unwrap();
     let report = sync(&store, cluster.nodes[cluster.running()].mgmt_url()).await;

@@ -393,7 +393,7 @@ async fn kill_9_of_the_gateway_mid_stream_loses_nothing() {
     }
 
     const N: u32 = 4000;
-    let user = gateway::mosquitto::node_username("home_a", "n01");
+    let user = gateway::ingest::mosquitto::node_username("home_a", "n01");
     let pass = format!("pw-{user}");
     let peer = MqttPeer::connect(broker.addr(), &user, (&user, &pass), None).await;
     let publisher = tokio::spawn(async move {

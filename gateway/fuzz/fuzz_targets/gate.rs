@@ -9,12 +9,12 @@
 #![no_main]
 
 use bytes::Bytes;
-use gateway::gate::frame::{
+use gateway::ingest::gate::frame::{
     connect_fault, frame, protocol_level, publish_topic_fault, pubrel_pkid, without_pubacks,
     MAX_CONNECT, MAX_PACKET,
 };
-use gateway::gate::limits::{for_log, RefusalLog};
-use gateway::gate::{Access, Principal};
+use gateway::ingest::gate::limits::{for_log, RefusalLog};
+use gateway::ingest::gate::{Access, Principal};
 use libfuzzer_sys::fuzz_target;
 use rumqttc::mqttbytes::v4::{Connect, Publish, Subscribe};
 use std::sync::LazyLock;
@@ -29,13 +29,17 @@ static ACCESS: LazyLock<Access> = LazyLock::new(|| {
          [[sites.nodes]]\nid = \"n01\"\n[[sites.nodes]]\nid = \"n02\"\n",
     )
     .expect("config");
-    let reg = gateway::registry::Registry {
+    let reg = gateway::commissioning::registry::Registry {
         version: 1,
-        credentials: vec![gateway::registry::Credential {
+        credentials: vec![gateway::commissioning::registry::Credential {
             username: "home_a.n02".into(),
             site: "home_a".into(),
             node: "n02".into(),
-            password_hash: gateway::credentials::hash_with("pw-n02", b"saltsaltsalt", 101),
+            password_hash: gateway::commissioning::credentials::hash_with(
+                "pw-n02",
+                b"saltsaltsalt",
+                101,
+            ),
             created_at: 1,
             rotated_at: 1,
             revoked_at: None,

@@ -8,7 +8,7 @@
 use super::{bad_request, path_of, ApiError, AppState, Caller, ErrorBody};
 use crate::api::openapi::{BadRequest, Forbidden, NotFound};
 use crate::store::{UserAdminError, UserRow};
-use crate::ticket::Role;
+use crate::tickets::Role;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -55,7 +55,7 @@ fn by(user: &crate::auth::User) -> crate::store::By<'_> {
 
 async fn row(s: &AppState, login: &str) -> Result<Json<UserRow>, ApiError> {
     s.store
-        .user_row(login, crate::time::now_ms())
+        .user_row(login, crate::domain::time::now_ms())
         .await?
         .map(Json)
         .ok_or_else(|| user_not_found(login))
@@ -83,7 +83,7 @@ pub(super) async fn users(
     axum::Extension(user): Caller,
 ) -> Result<Json<Vec<UserRow>>, ApiError> {
     admin_only(&user)?;
-    Ok(Json(s.store.users(crate::time::now_ms()).await?))
+    Ok(Json(s.store.users(crate::domain::time::now_ms()).await?))
 }
 
 /// Disable (停用) a user: it cannot log in, and every session of it ends now.
@@ -114,7 +114,7 @@ pub(super) async fn disable_user(
         ));
     }
     s.store
-        .set_disabled(&login, true, by(&user), crate::time::now_ms())
+        .set_disabled(&login, true, by(&user), crate::domain::time::now_ms())
         .await
         .map_err(|e| named(e, &login))?;
     row(&s, &login).await
@@ -140,7 +140,7 @@ pub(super) async fn enable_user(
     admin_only(&user)?;
     let login = path_of(login)?;
     s.store
-        .set_disabled(&login, false, by(&user), crate::time::now_ms())
+        .set_disabled(&login, false, by(&user), crate::domain::time::now_ms())
         .await
         .map_err(|e| named(e, &login))?;
     row(&s, &login).await
@@ -186,7 +186,12 @@ pub(super) async fn set_password(
         ));
     }
     s.store
-        .set_password(&login, &body.password, by(&user), crate::time::now_ms())
+        .set_password(
+            &login,
+            &body.password,
+            by(&user),
+            crate::domain::time::now_ms(),
+        )
         .await
         .map_err(|e| named(e, &login))?;
     row(&s, &login).await
@@ -220,7 +225,7 @@ pub(super) async fn revoke_sessions(
     let login = path_of(login)?;
     let closed = s
         .store
-        .revoke_sessions(&login, by(&user), crate::time::now_ms())
+        .revoke_sessions(&login, by(&user), crate::domain::time::now_ms())
         .await
         .map_err(|e| named(e, &login))?;
     Ok(Json(Revoked { closed }))

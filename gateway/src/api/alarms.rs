@@ -2,11 +2,11 @@
 //! notification delivery attempts (推送记录).
 
 use super::{ask_pipeline, limit, path_id, query, ApiError, AppState, Caller, ErrorBody};
+use crate::alarms::events::{AlarmView, GatewayEvent};
 use crate::api::openapi::{BadRequest, Forbidden, NotFound};
-use crate::api::views::{AlarmView, GatewayEvent};
 use crate::auth::User;
 use crate::store::AlarmFilter;
-use crate::ticket::Role;
+use crate::tickets::Role;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -131,7 +131,7 @@ pub(super) async fn ack_alarm(
     let role = crate::auth::role_code(user.role);
     match s
         .store
-        .ack_as(id, &user.name, role, crate::time::now_ms())
+        .ack_as(id, &user.name, role, crate::domain::time::now_ms())
         .await?
     {
         Some(row) => {
@@ -180,7 +180,7 @@ pub(super) async fn reset_alarm(
     axum::Extension(user): Caller,
     id: Result<Path<i64>, PathRejection>,
 ) -> Result<Json<AlarmView>, ApiError> {
-    use crate::pipeline::{Command, ResetError};
+    use crate::alarms::pipeline::{Command, ResetError};
     let id = path_id(id)?;
     alarm_in_jurisdiction(&s, &user, id).await?;
     act_on_alarms(&user)?;

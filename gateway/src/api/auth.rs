@@ -29,7 +29,11 @@ pub(super) async fn authenticate(
         )
         .into_response();
     };
-    match s.store.user_by_token(&token, crate::time::now_ms()).await {
+    match s
+        .store
+        .user_by_token(&token, crate::domain::time::now_ms())
+        .await
+    {
         Ok(Some(user)) => {
             let token = session::SessionToken(token);
             req.extensions_mut().insert(user);

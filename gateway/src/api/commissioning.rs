@@ -6,7 +6,7 @@ use super::{ask_pipeline, bad_request, path_of, within, ApiError, AppState, Call
 use crate::api::openapi::{BadRequest, Forbidden};
 use crate::auth::User;
 use crate::store::AlarmFilter;
-use crate::ticket::Role;
+use crate::tickets::Role;
 use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -30,8 +30,8 @@ pub(super) struct BaselineView {
     percent: Option<u32>,
     /// When the window ends, ms since the epoch (learning).
     ends_at: Option<i64>,
-    baseline: Option<crate::baseline::Baseline>,
-    recommendation: Option<crate::baseline::Recommendation>,
+    baseline: Option<crate::commissioning::baseline::Baseline>,
+    recommendation: Option<crate::commissioning::baseline::Recommendation>,
     /// The setpoints applied at run time, if any (newest change).
     applied: Option<crate::store::SetpointRow>,
 }
@@ -57,7 +57,7 @@ pub(super) async fn baselines(
     let site = path_of(site)?;
     within(&user, &site)?;
     let window_ms = i64::from(s.config.commissioning.baseline_hours) * 3_600_000;
-    let now = crate::time::now_ms() as i64;
+    let now = crate::domain::time::now_ms() as i64;
     let applied = s.store.setpoints_in_force().await?;
     let applied_to = |node: &str, ch: &str| {
         applied
@@ -67,7 +67,8 @@ pub(super) async fn baselines(
     };
     let mut out = Vec::new();
     for b in s.store.baselines(&site).await? {
-        let baseline: Option<crate::baseline::Baseline> = serde_json::from_str(&b.baseline).ok();
+        let baseline: Option<crate::commissioning::baseline::Baseline> =
+            serde_json::from_str(&b.baseline).ok();
         let recommendation = b
             .recommendation
             .as_deref()
@@ -159,7 +160,7 @@ pub(super) async fn apply_setpoints(
     path: Result<Path<(String, String, String)>, PathRejection>,
     body: Result<Json<SetpointBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<crate::store::SetpointRow>, ApiError> {
-    use crate::pipeline::{Command, SetpointError};
+    use crate::alarms::pipeline::{Command, SetpointError};
     let (site, node, channel) = path_of(path)?;
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     within(&user, &site)?;
@@ -214,8 +215,8 @@ pub(super) async fn apply_setpoints(
 pub(super) async fn assemble_commissioning(
     s: &AppState,
     site: &str,
-) -> Result<crate::commissioning::Report, ApiError> {
-    use crate::commissioning::{ChannelLine, NodeBlock, Report};
+) -> Result<crate::commissioning::report::Report, ApiError> {
+    use crate::commissioning::report::{ChannelLine, NodeBlock, Report};
     let config = s.live.config();
     let Some(site_cfg) = config.sites.iter().find(|x| x.id == site) else {
         return Err(ApiError(
@@ -232,7 +233,7 @@ pub(super) async fn assemble_commissioning(
         .alarms_in(AlarmFilter::Standing, Some(&only), 10_000)
         .await?
         .into_iter()
-        .filter(|a| a.cause == crate::runtime::CAUSE_FAULT)
+        .filter(|a| a.cause == crate::alarms::runtime::CAUSE_FAULT)
         .collect();
     let selftests = s.store.selftests_in(None, Some(site), None, 1000).await?;
     let baselines = s.store.baselines(site).await?;
@@ -264,7 +265,7 @@ pub(super) async fn assemble_commissioning(
         let test = selftests
             .iter()
             .find(|t| t.node == n.id && t.finished_at.is_some());
-        let test_results: Vec<crate::selftest::ChannelResult> = test
+        let test_results: Vec<crate::alarms::selftest::ChannelResult> = test
             .map(|t| serde_json::from_str(&t.channels).unwrap_or_default())
             .unwrap_or_default();
         let mut channels = Vec::new();
@@ -329,7 +330,7 @@ pub(super) async fn assemble_commissioning(
             });
         }
         nodes.push(NodeBlock {
-            label: crate::artefact::label(site, &n.id).unwrap_or_default(),
+            label: crate::commissioning::artefact::label(site, &n.id).unwrap_or_default(),
             location: match reg {
                 Some(r) => r.location.display(),
                 None => n.location.clone(),
@@ -353,10 +354,10 @@ pub(super) async fn assemble_commissioning(
 #[derive(Serialize, ToSchema)]
 #[schema(as = CommissioningReport)]
 pub(super) struct CommissioningView {
-    report: crate::commissioning::Report,
+    report: crate::commissioning::report::Report,
     /// SHA-256 of `report` as it is now.
     report_sha256: String,
-    signoffs: Vec<crate::commissioning::SignOff>,
+    signoffs: Vec<crate::commissioning::report::SignOff>,
 }
 
 /// A site's report as it is now and its sign-offs, within the caller's jurisdiction.
@@ -367,8 +368,8 @@ pub(super) async fn report_of(
 ) -> Result<
     (
         String,
-        crate::commissioning::Report,
-        Vec<crate::commissioning::SignOff>,
+        crate::commissioning::report::Report,
+        Vec<crate::commissioning::report::SignOff>,
     ),
     ApiError,
 > {
@@ -426,7 +427,7 @@ pub(super) async fn commissioning_csv(
     site: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let (site, report, signoffs) = report_of(&s, &user, site).await?;
-    let body = crate::commissioning::csv(&report, &signoffs);
+    let body = crate::commissioning::report::csv(&report, &signoffs);
     Ok((
         [
             (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_string()),
@@ -458,7 +459,11 @@ pub(super) async fn commissioning_html(
     site: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let (_, report, signoffs) = report_of(&s, &user, site).await?;
-    let body = crate::commissioning::html(&report, &signoffs, crate::time::now_ms() as i64);
+    let body = crate::commissioning::report::html(
+        &report,
+        &signoffs,
+        crate::domain::time::now_ms() as i64,
+    );
     Ok(([(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response())
 }
 
@@ -480,7 +485,7 @@ pub(super) struct SignOffBody {
     params(("site" = String, Path, description = "Site id")),
     request_body = SignOffBody,
     responses(
-        (status = OK, description = "Signed", body = crate::commissioning::SignOff),
+        (status = OK, description = "Signed", body = crate::commissioning::report::SignOff),
         (status = BAD_REQUEST, response = BadRequest),
         (status = FORBIDDEN, response = Forbidden),
         (status = NOT_FOUND, description = "No such site (`not_found`)", body = ErrorBody),
@@ -492,7 +497,7 @@ pub(super) async fn sign_commissioning(
     axum::Extension(user): Caller,
     site: Result<Path<String>, PathRejection>,
     body: Result<Json<SignOffBody>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<crate::commissioning::SignOff>, ApiError> {
+) -> Result<Json<crate::commissioning::report::SignOff>, ApiError> {
     let site = path_of(site)?;
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     within(&user, &site)?;
@@ -527,7 +532,7 @@ pub(super) async fn sign_commissioning(
                 role,
                 note,
                 &report,
-                crate::time::now_ms(),
+                crate::domain::time::now_ms(),
             )
             .await?,
     ))

@@ -3,7 +3,7 @@
 
 use super::session;
 use super::{AppState, Caller};
-use crate::api::views::GatewayEvent;
+use crate::alarms::events::GatewayEvent;
 use crate::auth::User;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -93,7 +93,7 @@ pub(super) async fn events(
                     other => break other.map_err(Some),
                 },
                 _ = st.recheck.tick() => {
-                    match st.store.user_by_token(&st.token, crate::time::now_ms()).await {
+                    match st.store.user_by_token(&st.token, crate::domain::time::now_ms()).await {
                         // Role and sites may have changed: follow them.
                         Ok(Some(user)) => st.user = user,
                         Ok(None) => break Err(None),

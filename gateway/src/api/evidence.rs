@@ -1,6 +1,6 @@
 //! Attaching evidence to a ticket (整改佐证), within limits: only the roles
-//! of the closed loop ([`crate::evidence::may_attach`]), within the
-//! ticket's and the gateway's quotas ([`crate::evidence::check_quota`]).
+//! of the closed loop ([`crate::tickets::evidence::may_attach`]), within the
+//! ticket's and the gateway's quotas ([`crate::tickets::evidence::check_quota`]).
 //! Every check that needs no body is made before a byte of it is read, so
 //! a caller who may not attach cannot make the gateway buffer 10 MiB; at
 //! most [`READERS`] bodies are read at once, each within [`BODY_TIMEOUT`];
@@ -10,8 +10,8 @@
 use super::tickets::ticket_in_jurisdiction;
 use super::{bad_request, path_id, ApiError, AppState, Caller, ErrorBody};
 use crate::api::openapi::{BadRequest, Binary, Forbidden, NotFound};
-use crate::evidence::{self, QuotaExceeded};
 use crate::metrics::inc;
+use crate::tickets::evidence::{self, QuotaExceeded};
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
@@ -182,7 +182,7 @@ pub(super) async fn add_evidence(
             Ok(Ok(b)) => b,
         }
     };
-    let now = crate::time::now_ms();
+    let now = crate::domain::time::now_ms();
     let row = if is_note {
         let n: EvidenceNote =
             serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
@@ -264,7 +264,7 @@ pub(super) async fn evidence_file(
     Path(hash): Path<String>,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError(StatusCode::NOT_FOUND, "not_found", "文件不存在".into());
-    if !crate::evidence::is_hash(&hash) {
+    if !crate::tickets::evidence::is_hash(&hash) {
         return Err(not_found());
     }
     let (media, sites) = s.store.evidence_file(&hash).await?.ok_or_else(not_found)?;
@@ -274,7 +274,7 @@ pub(super) async fn evidence_file(
         return Err(not_found());
     }
     // Re-hashed before it is served: a damaged file is not evidence.
-    let bytes = crate::evidence::read_verified(&s.config.storage.data_dir, &hash)
+    let bytes = crate::tickets::evidence::read_verified(&s.config.storage.data_dir, &hash)
         .await
         .ok()
         .flatten()

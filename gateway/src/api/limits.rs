@@ -53,7 +53,7 @@ pub const API_BODY_MAX: usize = 64 * 1024;
 pub fn body_limit(route: &str) -> usize {
     match route {
         "/api/v1/login" => LOGIN_BODY_MAX,
-        "/api/v1/tickets/{id}/evidence" => crate::evidence::MAX_BYTES + 1,
+        "/api/v1/tickets/{id}/evidence" => crate::tickets::evidence::MAX_BYTES + 1,
         _ => API_BODY_MAX,
     }
 }
@@ -475,7 +475,7 @@ mod tests {
         assert_eq!(body_limit("/api/v1/login"), LOGIN_BODY_MAX);
         assert_eq!(
             body_limit("/api/v1/tickets/{id}/evidence"),
-            crate::evidence::MAX_BYTES + 1
+            crate::tickets::evidence::MAX_BYTES + 1
         );
         assert_eq!(body_limit("/api/v1/tickets/{id}/transitions"), API_BODY_MAX);
         assert_eq!(body_limit("/api/v1/sites/{site}/nodes"), API_BODY_MAX);

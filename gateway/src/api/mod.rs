@@ -11,6 +11,7 @@
 //! the shared state, the router, the error answer and the request helpers;
 //! `auth` the bearer-token middleware; `limits` and `tls` the listener.
 
+use crate::alarms::events::GatewayEvent;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -25,7 +26,6 @@ use tokio::sync::broadcast;
 use utoipa::ToSchema;
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouterExt};
 use utoipa_axum::routes;
-use views::GatewayEvent;
 
 mod accounts;
 mod alarms;
@@ -46,7 +46,6 @@ mod system;
 mod tickets;
 pub mod tls;
 mod trends;
-pub mod views;
 
 pub use alarms::ALARM_FILTERS;
 use auth::{authenticate, within, Caller};
@@ -61,7 +60,7 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub events: broadcast::Sender<GatewayEvent>,
     /// Requests to the pipeline, which owns the rule state.
-    pub commands: tokio::sync::mpsc::Sender<crate::pipeline::Command>,
+    pub commands: tokio::sync::mpsc::Sender<crate::alarms::pipeline::Command>,
     /// The configuration in force (file + registry); `config` is the file's.
     pub live: crate::live::Live,
 }
@@ -90,7 +89,7 @@ fn protected_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tickets::transition_ticket))
         .routes(
             routes!(evidence::add_evidence).layer(axum::extract::DefaultBodyLimit::max(
-                crate::evidence::MAX_BYTES + 1,
+                crate::tickets::evidence::MAX_BYTES + 1,
             )),
         )
         .routes(routes!(evidence::evidence_file))
@@ -221,7 +220,7 @@ fn path_of<T>(p: Result<Path<T>, PathRejection>) -> Result<T, ApiError> {
 /// owns the rule state, and waits for the answer; 503 while it is stopping.
 async fn ask_pipeline<T>(
     s: &AppState,
-    command: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::pipeline::Command,
+    command: impl FnOnce(tokio::sync::oneshot::Sender<T>) -> crate::alarms::pipeline::Command,
 ) -> Result<T, ApiError> {
     let unavailable = || {
         ApiError(

@@ -14,7 +14,7 @@
 //! Chinese label in the tests below.
 
 use super::ErrorBody;
-use crate::labels;
+use crate::domain::labels;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
@@ -134,7 +134,9 @@ pub fn alarm_filter() -> Object {
 /// status code.
 pub fn ticket_filter() -> Object {
     let groups = ["open", "closed", "all"];
-    let statuses = crate::store::TICKET_STATUSES.iter().map(|(c, _)| *c);
+    let statuses = crate::domain::labels::TICKET_STATUSES
+        .iter()
+        .map(|(c, _)| *c);
     let all: Vec<&str> = groups
         .into_iter()
         .chain(statuses.filter(|c| !groups.contains(c)))
@@ -315,11 +317,11 @@ mod tests {
 
     #[test]
     fn ticket_statuses_are_one_list() {
-        let machine: Vec<&str> = crate::ticket::Status::ALL
+        let machine: Vec<&str> = crate::tickets::Status::ALL
             .iter()
             .map(|s| s.code())
             .collect();
-        let store: Vec<&str> = crate::store::TICKET_STATUSES
+        let store: Vec<&str> = crate::domain::labels::TICKET_STATUSES
             .iter()
             .map(|(c, _)| *c)
             .collect();

@@ -27,7 +27,7 @@ pub(super) struct LedgerParams {
     /// open, closed, all (default), or one status code.
     #[param(schema_with = crate::api::openapi::ticket_filter)]
     status: Option<String>,
-    #[param(value_type = Option<crate::ticket::Grade>)]
+    #[param(value_type = Option<crate::tickets::Grade>)]
     grade: Option<String>,
 }
 
@@ -88,7 +88,7 @@ pub(super) async fn ledger(
     let day = |d: &Option<String>, what: &str| -> Result<Option<i64>, ApiError> {
         d.as_deref()
             .map(|d| {
-                crate::time::parse_date_cst(d)
+                crate::domain::time::parse_date_cst(d)
                     .ok_or_else(|| bad_request(what, format!("{d:?} 不是 YYYY-MM-DD 日期")))
             })
             .transpose()
@@ -119,11 +119,11 @@ pub(super) async fn ledger(
     };
     let rows = s.store.ledger(&query).await?;
     let names = |id: &str| site_name(&s.live.config(), id);
-    let body = crate::ledger::csv(&rows, names);
+    let body = crate::tickets::ledger::csv(&rows, names);
     Ok(csv_download(
         format!(
             "ledger-{}.csv",
-            crate::time::date_cst(crate::time::now_ms())
+            crate::domain::time::date_cst(crate::domain::time::now_ms())
         ),
         body,
     ))
@@ -159,7 +159,7 @@ fn report_format() -> utoipa::openapi::schema::Object {
     params(ReportParams),
     responses(
         (status = OK, description = "The report", content(
-            (crate::report::MonthlyReport = "application/json"),
+            (crate::tickets::report::MonthlyReport = "application/json"),
             (String = "text/csv"),
         )),
         (status = BAD_REQUEST, response = BadRequest),
@@ -175,17 +175,17 @@ pub(super) async fn monthly_report(
     if let Some(site) = &q.site {
         within(&user, site)?;
     }
-    let (from, to) = crate::report::month_range(&q.month)
+    let (from, to) = crate::tickets::report::month_range(&q.month)
         .ok_or_else(|| bad_request("月份", format!("{:?} 不是 YYYY-MM", q.month)))?;
     let figures = s.store.report_figures(q.site.as_deref(), from, to).await?;
     let names = |id: &str| site_name(&s.live.config(), id);
-    let mut report = crate::report::monthly(&q.month, &figures, names);
+    let mut report = crate::tickets::report::monthly(&q.month, &figures, names);
     report.sites.retain(|r| user.covers(&r.site));
     match q.format.as_deref().unwrap_or("json") {
         "json" => Ok(Json(report).into_response()),
         "csv" => Ok(csv_download(
             format!("report-{}.csv", q.month),
-            crate::report::csv(&report),
+            crate::tickets::report::csv(&report),
         )),
         other => Err(bad_request("格式", format!("{other:?} 应为 json 或 csv"))),
     }

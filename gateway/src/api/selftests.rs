@@ -4,7 +4,7 @@ use super::{
     ask_pipeline, limit, path_id, path_of, query, within, ApiError, AppState, Caller, ErrorBody,
 };
 use crate::api::openapi::{BadRequest, Forbidden};
-use crate::ticket::Role;
+use crate::tickets::Role;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -30,7 +30,7 @@ pub struct SelfTestView {
     pub result: String,
     /// 进行中 / 通过 / 未通过.
     pub result_label: &'static str,
-    pub channels: Vec<crate::selftest::ChannelResult>,
+    pub channels: Vec<crate::alarms::selftest::ChannelResult>,
     /// Why the whole test failed (node offline, no channel known yet).
     pub reason: Option<String>,
 }
@@ -92,7 +92,7 @@ pub(super) async fn start_selftest(
     axum::Extension(user): Caller,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(StatusCode, Json<SelfTestStarted>), ApiError> {
-    use crate::pipeline::{Command, SelfTestError};
+    use crate::alarms::pipeline::{Command, SelfTestError};
     let (site, node) = path_of(path)?;
     within(&user, &site)?;
     if user.role == Role::Inspector {

@@ -130,7 +130,7 @@ pub(super) async fn login(
         return Err(bad_request("请求体", "用户名或密码过长"));
     }
     let peer = peer.map(|Extension(ConnectInfo(a))| a.ip());
-    let now = crate::time::now_ms();
+    let now = crate::domain::time::now_ms();
     let auth = &s.metrics.auth;
     if let Verdict::Locked { scope, until } = guard.throttle().begin(&body.login, peer, now) {
         auth.login(match scope {
@@ -149,7 +149,7 @@ pub(super) async fn login(
         ));
     };
     let result = s.store.login(&body.login, &body.password, now).await;
-    let done = crate::time::now_ms();
+    let done = crate::domain::time::now_ms();
     let answer = match result {
         Err(e) => {
             guard.throttle().abandon(&body.login, peer);

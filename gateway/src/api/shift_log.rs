@@ -2,7 +2,7 @@
 
 use super::{bad_request, limit, query, within, ApiError, AppState, Caller};
 use crate::api::openapi::{BadRequest, Forbidden};
-use crate::ticket::Role;
+use crate::tickets::Role;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
@@ -96,7 +96,13 @@ pub(super) async fn add_shift_note(
     let role = crate::auth::role_code(user.role);
     Ok(Json(
         s.store
-            .add_shift_note(&b.site, &user.name, role, text, crate::time::now_ms())
+            .add_shift_note(
+                &b.site,
+                &user.name,
+                role,
+                text,
+                crate::domain::time::now_ms(),
+            )
             .await?,
     ))
 }

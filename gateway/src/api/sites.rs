@@ -2,15 +2,15 @@
 //! and the registration endpoints (安装调试): sites, nodes, node
 //! credentials. Registration is for installers (安装人员) and
 //! administrators only, within their sites; every change audited (by
-//! `crate::registry`) and put in force at once.
+//! `crate::commissioning::registry`) and put in force at once.
 
 use super::{bad_request, path_of, within, ApiError, AppState, Caller};
 use crate::api::openapi::{BadRequest, Forbidden, NotFound};
-use crate::registry::{
+use crate::commissioning::registry::{
     Actor, ChannelSpec, Issued, Location, NewNode, NodeListing, RegError, RegisteredNode,
     RegisteredSite,
 };
-use crate::ticket::Role;
+use crate::tickets::Role;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -99,13 +99,13 @@ pub(super) async fn add_site(
 ) -> Result<(StatusCode, Json<RegisteredSite>), ApiError> {
     let Json(b) = body.map_err(|e| bad_request("请求内容", e.body_text()))?;
     may_register(&user, &b.id)?;
-    let site = crate::registry::add_site(
+    let site = crate::commissioning::registry::add_site(
         &s.store,
         s.live.base(),
         &b.id,
         &b.name,
         actor(&user),
-        crate::time::now_ms(),
+        crate::domain::time::now_ms(),
     )
     .await?;
     in_force(&s).await;
@@ -171,18 +171,18 @@ pub(super) async fn add_node(
         location: b.location,
         channels: b.channels,
     };
-    let (node, credentials) = crate::registry::add_node(
+    let (node, credentials) = crate::commissioning::registry::add_node(
         &s.store,
         s.live.base(),
         &new,
         actor(&user),
-        crate::time::now_ms(),
+        crate::domain::time::now_ms(),
     )
     .await?;
     in_force(&s).await;
-    let artefact = match crate::artefact::broker_addr(&s.live.config(), None) {
+    let artefact = match crate::commissioning::artefact::broker_addr(&s.live.config(), None) {
         Ok((host, port)) => match s.store.setpoints_in_force().await {
-            Ok(applied) => crate::artefact::for_node(
+            Ok(applied) => crate::commissioning::artefact::for_node(
                 &s.live.config(),
                 &applied,
                 &node,
@@ -204,7 +204,7 @@ pub(super) async fn add_node(
     Ok((
         StatusCode::CREATED,
         Json(NodeAdded {
-            label: crate::artefact::label(&node.site, &node.id),
+            label: crate::commissioning::artefact::label(&node.site, &node.id),
             node,
             credentials,
             artefact_base64,
@@ -233,7 +233,7 @@ pub(super) async fn list_nodes(
     let site = path_of(site)?;
     may_register(&user, &site)?;
     Ok(Json(
-        crate::registry::list(&s.store, s.live.base(), Some(&site)).await?,
+        crate::commissioning::registry::list(&s.store, s.live.base(), Some(&site)).await?,
     ))
 }
 
@@ -261,13 +261,13 @@ pub(super) async fn rotate_credentials(
 ) -> Result<Json<Issued>, ApiError> {
     let (site, node) = path_of(ids)?;
     may_register(&user, &site)?;
-    let issued = crate::registry::rotate(
+    let issued = crate::commissioning::registry::rotate(
         &s.store,
         s.live.base(),
         &site,
         &node,
         actor(&user),
-        crate::time::now_ms(),
+        crate::domain::time::now_ms(),
     )
     .await?;
     in_force(&s).await;
@@ -298,13 +298,13 @@ pub(super) async fn revoke_node(
 ) -> Result<StatusCode, ApiError> {
     let (site, node) = path_of(ids)?;
     may_register(&user, &site)?;
-    crate::registry::revoke(
+    crate::commissioning::registry::revoke(
         &s.store,
         s.live.base(),
         &site,
         &node,
         actor(&user),
-        crate::time::now_ms(),
+        crate::domain::time::now_ms(),
     )
     .await?;
     in_force(&s).await;

@@ -2,10 +2,11 @@
 //! steps of the closed loop.
 
 use super::{bad_request, limit, path_id, query, ApiError, AppState, Caller, ErrorBody};
+use crate::alarms::events::{AlarmView, GatewayEvent, TicketEventView, TicketView};
 use crate::api::openapi::{BadRequest, NotFound};
-use crate::api::views::{AlarmView, GatewayEvent, TicketEventView, TicketView};
 use crate::auth::User;
-use crate::store::{TicketFilter, TICKET_STATUSES};
+use crate::domain::labels::TICKET_STATUSES;
+use crate::store::TicketFilter;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -125,11 +126,11 @@ pub(super) async fn ticket(
         Some((t, events, alarms)) if user.covers(&t.site) => {
             let evidence = s.store.evidence(id).await?;
             let readings = s.store.ticket_readings(id, 2_000).await?;
-            let actions = crate::ticket::offered(
+            let actions = crate::tickets::offered(
                 &t.machine(),
                 user.role,
                 &s.config.tickets.policy(),
-                crate::time::now_ms(),
+                crate::domain::time::now_ms(),
             );
             Ok(Json(TicketDetail {
                 ticket: TicketView::from(t),
@@ -153,7 +154,7 @@ pub(super) struct TransitionBody {
     #[schema(max_length = 2000)]
     note: String,
     /// The step; `action` says which. Times are ms since the epoch.
-    step: crate::ticket::Action,
+    step: crate::tickets::Action,
 }
 
 /// One step of the closed loop: 登记, 挂牌督办, 落实整改 (五落实), 整改完成, 复查, 验收, 销号, 申请/审批延期, 重新打开.
@@ -193,7 +194,7 @@ pub(super) async fn transition_ticket(
     body: axum::body::Bytes,
 ) -> Result<Json<TicketView>, ApiError> {
     use crate::store::{Actor, TransitionError};
-    use crate::ticket::Refusal;
+    use crate::tickets::Refusal;
     let id = path_id(id)?;
     let body: TransitionBody =
         serde_json::from_slice(&body).map_err(|e| bad_request("请求体", e))?;
@@ -204,7 +205,7 @@ pub(super) async fn transition_ticket(
             "说明最多 2000 个字符".into(),
         ));
     }
-    if let Err(too_long) = crate::ticket::limits::check(&body.step) {
+    if let Err(too_long) = crate::tickets::limits::check(&body.step) {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             "too_long",
@@ -224,7 +225,7 @@ pub(super) async fn transition_ticket(
             &body.step,
             &actor,
             &s.config.tickets.policy(),
-            crate::time::now_ms(),
+            crate::domain::time::now_ms(),
         )
         .await
     {

@@ -108,8 +108,8 @@ pub(super) async fn weekly(
         }
         None => user.sites.as_deref(),
     };
-    use crate::time::{week_start_cst, WEEK_MS};
-    let this_week = week_start_cst(crate::time::now_ms() as i64);
+    use crate::domain::time::{week_start_cst, WEEK_MS};
+    let this_week = week_start_cst(crate::domain::time::now_ms() as i64);
     let weeks: Vec<i64> = (0..i64::from(n))
         .rev()
         .map(|i| this_week - i * WEEK_MS)
@@ -135,7 +135,10 @@ pub(super) async fn weekly(
         };
         table.entry(what).or_insert_with(|| vec![0; weeks.len()])[i] += count;
     }
-    let labels = weeks.iter().map(|w| crate::time::day_cst(*w)).collect();
+    let labels = weeks
+        .iter()
+        .map(|w| crate::domain::time::day_cst(*w))
+        .collect();
     Ok(Json(WeeklyCounts {
         weeks,
         labels,
@@ -154,7 +157,7 @@ pub(super) struct SiteRisk {
     /// 红 · 重大风险, 橙 · 较大风险, 黄 · 一般风险, 蓝 · 低风险.
     grade_label: &'static str,
     #[serde(flatten)]
-    figures: crate::risk::Figures,
+    figures: crate::tickets::risk::Figures,
 }
 
 /// Every site in the caller's jurisdiction graded 红/橙/黄/蓝 from its open
@@ -169,7 +172,7 @@ pub(super) async fn site_risk(
     State(s): State<AppState>,
     axum::Extension(user): Caller,
 ) -> Result<Json<Vec<SiteRisk>>, ApiError> {
-    let since = crate::time::now_ms() as i64 - 30 * crate::time::DAY_MS;
+    let since = crate::domain::time::now_ms() as i64 - 30 * crate::domain::time::DAY_MS;
     let mut figures = s.store.risk_figures(since).await?;
     Ok(Json(
         s.live
@@ -179,12 +182,12 @@ pub(super) async fn site_risk(
             .filter(|site| user.covers(&site.id))
             .map(|site| {
                 let f = figures.remove(&site.id).unwrap_or_default();
-                let grade = crate::risk::grade(&f);
+                let grade = crate::tickets::risk::grade(&f);
                 SiteRisk {
                     site: site.id.clone(),
                     name: site.name.clone(),
                     grade,
-                    grade_label: crate::risk::label(grade),
+                    grade_label: crate::tickets::risk::label(grade),
                     figures: f,
                 }
             })
@@ -222,8 +225,8 @@ pub(super) async fn daily_max(
             format!("须在 1 到 366 之间，收到 {days}"),
         ));
     }
-    use crate::time::{day_cst, day_start_cst, DAY_MS};
-    let tomorrow = day_start_cst(crate::time::now_ms() as i64) + DAY_MS;
+    use crate::domain::time::{day_cst, day_start_cst, DAY_MS};
+    let tomorrow = day_start_cst(crate::domain::time::now_ms() as i64) + DAY_MS;
     let from = tomorrow - i64::from(days) * DAY_MS;
     let points = s
         .store

@@ -13,7 +13,7 @@ pub(crate) async fn rabbitmq_command(
     config: &Config,
     command: Command,
 ) -> ExitCode {
-    let plan = match gateway::rabbitmq::plan_from_store(store, config).await {
+    let plan = match gateway::ingest::rabbitmq::plan_from_store(store, config).await {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
@@ -31,7 +31,7 @@ pub(crate) async fn rabbitmq_command(
     }
     match command {
         Command::RabbitmqExport { out, vhost, .. } => {
-            let text = gateway::rabbitmq::definitions(&plan, &vhost).to_string();
+            let text = gateway::ingest::rabbitmq::definitions(&plan, &vhost).to_string();
             if let Err(e) = std::fs::write(&out, text) {
                 eprintln!("无法写入 {}：{e}", out.display());
                 return ExitCode::FAILURE;
@@ -60,7 +60,7 @@ pub(crate) async fn rabbitmq_command(
             );
             let mut last = String::new();
             for base in &url {
-                match gateway::rabbitmq::sync(
+                match gateway::ingest::rabbitmq::sync(
                     &client,
                     base,
                     (&admin_user, &password),
@@ -105,7 +105,7 @@ pub(crate) async fn mosquitto_export(
             return ExitCode::FAILURE;
         }
     };
-    let effective = gateway::registry::effective(config, &reg);
+    let effective = gateway::commissioning::registry::effective(config, &reg);
     let user = config
         .mqtt
         .username
@@ -117,14 +117,14 @@ pub(crate) async fn mosquitto_export(
             "注意：配置中没有 mqtt.password，网关自身的用户 {user} 未写入 passwd；请用 mosquitto_passwd 另行添加"
         );
     }
-    let passwd = match gateway::mosquitto::passwd(&reg, gateway_login) {
+    let passwd = match gateway::ingest::mosquitto::passwd(&reg, gateway_login) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::FAILURE;
         }
     };
-    let acl = gateway::mosquitto::acl(&effective, &user);
+    let acl = gateway::ingest::mosquitto::acl(&effective, &user);
     let write = |name: &str, text: &str| -> std::io::Result<()> {
         std::fs::create_dir_all(out)?;
         let path = out.join(name);
@@ -147,7 +147,7 @@ pub(crate) async fn mosquitto_export(
         passwd.lines().count()
     );
     // The node CA, for Mosquitto's certificate listener (tls.conf: cafile).
-    match gateway::mosquitto::export_node_ca(&config.storage.data_dir, out) {
+    match gateway::ingest::mosquitto::export_node_ca(&config.storage.data_dir, out) {
         Ok(Some(path)) => println!(
             "已写入节点 CA 证书 {}（tls.conf 中 8883 监听的 cafile）",
             path.display()
@@ -168,7 +168,7 @@ pub(crate) fn mosquitto_acl(config: PathBuf, gateway_user: Option<String>) -> Ex
             let user = gateway_user
                 .or(c.mqtt.username.clone())
                 .unwrap_or_else(|| "fire-gateway".into());
-            print!("{}", gateway::mosquitto::acl(&c, &user));
+            print!("{}", gateway::ingest::mosquitto::acl(&c, &user));
             ExitCode::SUCCESS
         }
         Err(e) => {

@@ -17,7 +17,7 @@ pub(crate) enum CaCommand {
 /// `gateway ca init`.
 pub(crate) fn ca_command(command: CaCommand) -> ExitCode {
     let CaCommand::Init { config } = command;
-    match gateway::ca::cli_init(&config, gateway::time::now_ms() / 1000) {
+    match gateway::commissioning::ca::cli_init(&config, gateway::domain::time::now_ms() / 1000) {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS

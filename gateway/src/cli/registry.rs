@@ -71,7 +71,7 @@ pub(crate) enum NodeCommand {
         #[arg(long = "cert", value_name = "DIR")]
         cert: Option<PathBuf>,
         /// Validity of that certificate, in days.
-        #[arg(long, default_value_t = gateway::ca::NODE_DAYS)]
+        #[arg(long, default_value_t = gateway::commissioning::ca::NODE_DAYS)]
         cert_days: u32,
     },
     /// Issue new credentials to a node; the old password stops working.
@@ -95,7 +95,7 @@ pub(crate) enum NodeCommand {
         #[arg(long = "cert", value_name = "DIR")]
         cert: Option<PathBuf>,
         /// Validity of that certificate, in days.
-        #[arg(long, default_value_t = gateway::ca::NODE_DAYS)]
+        #[arg(long, default_value_t = gateway::commissioning::ca::NODE_DAYS)]
         cert_days: u32,
     },
     /// Revoke a node: its credentials stop working, a registered node leaves service.
@@ -117,7 +117,7 @@ pub(crate) enum NodeCommand {
 }
 
 /// Prints a node's credentials, once.
-fn print_credentials(issued: &gateway::registry::Issued) {
+fn print_credentials(issued: &gateway::commissioning::registry::Issued) {
     println!("MQTT 接入凭据（只显示这一次，请立即记录并写入节点）：");
     println!("  用户名 / 客户端 ID: {}", issued.username);
     println!("  密码: {}", issued.password);
@@ -128,26 +128,27 @@ fn print_credentials(issued: &gateway::registry::Issued) {
 async fn write_artefact(
     config: &Config,
     store: &gateway::store::Store,
-    node: &gateway::registry::RegisteredNode,
-    issued: &gateway::registry::Issued,
+    node: &gateway::commissioning::registry::RegisteredNode,
+    issued: &gateway::commissioning::registry::Issued,
     broker: Option<&str>,
     out: &std::path::Path,
 ) -> Result<(), String> {
-    let (host, port) = gateway::artefact::broker_addr(config, broker)?;
+    let (host, port) = gateway::commissioning::artefact::broker_addr(config, broker)?;
     let applied = store
         .setpoints_in_force()
         .await
         .map_err(|e| format!("无法读取定值：{e}"))?;
-    let bytes = gateway::artefact::for_node(config, &applied, node, issued, (&host, port))?;
+    let bytes =
+        gateway::commissioning::artefact::for_node(config, &applied, node, issued, (&host, port))?;
     // It holds the node's password: owner-only (0600).
-    gateway::artefact::write_private(out, &bytes)
+    gateway::commissioning::artefact::write_private(out, &bytes)
         .map_err(|e| format!("无法写入 {}：{e}", out.display()))?;
     println!(
         "节点配置文件已写入 {}（{} 字节，连接 {host}:{port}）；烧录到节点后即可上电",
         out.display(),
         bytes.len()
     );
-    if let Some(label) = gateway::artefact::label(&node.site, &node.id) {
+    if let Some(label) = gateway::commissioning::artefact::label(&node.site, &node.id) {
         println!("节点标签（可制作二维码）：{label}");
     }
     Ok(())
@@ -161,10 +162,12 @@ async fn issue_cert(
     node: &str,
     days: u32,
     dir: &std::path::Path,
-    actor: gateway::registry::Actor<'_>,
+    actor: gateway::commissioning::registry::Actor<'_>,
 ) -> ExitCode {
-    let now = gateway::time::now_ms();
-    match gateway::ca::cli_issue(store, config, site, node, days, dir, actor, now).await {
+    let now = gateway::domain::time::now_ms();
+    match gateway::commissioning::ca::cli_issue(store, config, site, node, days, dir, actor, now)
+        .await
+    {
         Ok(text) => {
             print!("{text}");
             ExitCode::SUCCESS
@@ -205,11 +208,11 @@ pub(crate) async fn registry_command(command: Command) -> ExitCode {
         Err(code) => return code,
     };
     let name = cli_actor_name();
-    let actor = gateway::registry::Actor {
+    let actor = gateway::commissioning::registry::Actor {
         name: &name,
         role: "admin",
     };
-    let now = gateway::time::now_ms();
+    let now = gateway::domain::time::now_ms();
     // `--cert` needs the node CA and a valid validity: checked before any
     // credential changes.
     if let Command::Node {
@@ -226,20 +229,24 @@ pub(crate) async fn registry_command(command: Command) -> ExitCode {
             },
     } = &command
     {
-        if let Err(e) = gateway::ca::precheck(&config.storage.data_dir, *cert_days) {
+        if let Err(e) = gateway::commissioning::ca::precheck(&config.storage.data_dir, *cert_days) {
             eprintln!("失败：{e}");
             store.close().await;
             return ExitCode::from(2);
         }
     }
-    let refused = |e: gateway::registry::RegError| {
+    let refused = |e: gateway::commissioning::registry::RegError| {
         eprintln!("失败：{e}");
         ExitCode::from(2)
     };
     let code = match command {
         Command::Site {
             command: SiteCommand::Add { id, name, .. },
-        } => match gateway::registry::add_site(&store, &config, &id, &name, actor, now).await {
+        } => match gateway::commissioning::registry::add_site(
+            &store, &config, &id, &name, actor, now,
+        )
+        .await
+        {
             Ok(s) => {
                 println!("机构 {} {} 已添加", s.id, s.name);
                 ExitCode::SUCCESS
@@ -265,16 +272,16 @@ pub(crate) async fn registry_command(command: Command) -> ExitCode {
         } => {
             let channels: Result<Vec<_>, _> = channels
                 .iter()
-                .map(|c| gateway::registry::ChannelSpec::parse(c))
+                .map(|c| gateway::commissioning::registry::ChannelSpec::parse(c))
                 .collect();
             let channels = match channels {
                 Ok(c) => c,
                 Err(e) => return refused(e),
             };
-            let node = gateway::registry::NewNode {
+            let node = gateway::commissioning::registry::NewNode {
                 site,
                 id,
-                location: gateway::registry::Location {
+                location: gateway::commissioning::registry::Location {
                     building,
                     floor,
                     room,
@@ -282,7 +289,9 @@ pub(crate) async fn registry_command(command: Command) -> ExitCode {
                 },
                 channels,
             };
-            match gateway::registry::add_node(&store, &config, &node, actor, now).await {
+            match gateway::commissioning::registry::add_node(&store, &config, &node, actor, now)
+                .await
+            {
                 Ok((n, issued)) => {
                     println!(
                         "节点 {}/{} 已登记（{}，{} 个通道）",
@@ -334,53 +343,63 @@ pub(crate) async fn registry_command(command: Command) -> ExitCode {
                     cert_days,
                     ..
                 },
-        } => match gateway::registry::rotate(&store, &config, &site, &id, actor, now).await {
-            Ok(issued) => {
-                println!("节点 {site}/{id} 的新凭据已生效，旧密码立即作废");
-                print_credentials(&issued);
-                if let Some(dir) = &cert {
-                    let code = issue_cert(&store, &config, &site, &id, cert_days, dir, actor).await;
-                    if code != ExitCode::SUCCESS {
-                        return code;
+        } => {
+            match gateway::commissioning::registry::rotate(&store, &config, &site, &id, actor, now)
+                .await
+            {
+                Ok(issued) => {
+                    println!("节点 {site}/{id} 的新凭据已生效，旧密码立即作废");
+                    print_credentials(&issued);
+                    if let Some(dir) = &cert {
+                        let code =
+                            issue_cert(&store, &config, &site, &id, cert_days, dir, actor).await;
+                        if code != ExitCode::SUCCESS {
+                            return code;
+                        }
                     }
-                }
-                let Some(out) = artefact else {
-                    return ExitCode::SUCCESS;
-                };
-                let registered = match store.registry().await {
-                    Ok(r) => r.nodes.into_iter().find(|n| n.site == site && n.id == id),
-                    Err(e) => {
-                        eprintln!("无法读取节点登记：{e}");
+                    let Some(out) = artefact else {
+                        return ExitCode::SUCCESS;
+                    };
+                    let registered = match store.registry().await {
+                        Ok(r) => r.nodes.into_iter().find(|n| n.site == site && n.id == id),
+                        Err(e) => {
+                            eprintln!("无法读取节点登记：{e}");
+                            return ExitCode::from(2);
+                        }
+                    };
+                    let Some(node) = registered else {
+                        eprintln!("节点 {site}/{id} 写在配置文件中，没有登记的传感器信息，无法生成配置文件；请用 node add 登记");
                         return ExitCode::from(2);
-                    }
-                };
-                let Some(node) = registered else {
-                    eprintln!("节点 {site}/{id} 写在配置文件中，没有登记的传感器信息，无法生成配置文件；请用 node add 登记");
-                    return ExitCode::from(2);
-                };
-                match write_artefact(&config, &store, &node, &issued, broker.as_deref(), &out).await
-                {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("配置文件未生成：{e}");
-                        ExitCode::from(2)
+                    };
+                    match write_artefact(&config, &store, &node, &issued, broker.as_deref(), &out)
+                        .await
+                    {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(e) => {
+                            eprintln!("配置文件未生成：{e}");
+                            ExitCode::from(2)
+                        }
                     }
                 }
+                Err(e) => refused(e),
             }
-            Err(e) => refused(e),
-        },
+        }
         Command::Node {
             command: NodeCommand::Revoke { site, id, .. },
-        } => match gateway::registry::revoke(&store, &config, &site, &id, actor, now).await {
-            Ok(()) => {
-                println!("节点 {site}/{id} 已注销，其凭据已作废");
-                ExitCode::SUCCESS
+        } => {
+            match gateway::commissioning::registry::revoke(&store, &config, &site, &id, actor, now)
+                .await
+            {
+                Ok(()) => {
+                    println!("节点 {site}/{id} 已注销，其凭据已作废");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => refused(e),
             }
-            Err(e) => refused(e),
-        },
+        }
         Command::Node {
             command: NodeCommand::List { site, .. },
-        } => match gateway::registry::list(&store, &config, site.as_deref()).await {
+        } => match gateway::commissioning::registry::list(&store, &config, site.as_deref()).await {
             Ok(nodes) => {
                 println!("机构\t节点\t来源\t凭据\t位置");
                 for n in nodes {

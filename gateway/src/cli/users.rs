@@ -117,12 +117,12 @@ async fn user_add(
             return ExitCode::FAILURE;
         }
     };
-    let known = gateway::registry::effective(&config, &registered);
+    let known = gateway::commissioning::registry::effective(&config, &registered);
     if let Some(unknown) = sites
         .iter()
         .flatten()
         .find(|s| known.sites.iter().all(|c| &c.id != *s))
-        .filter(|_| role != gateway::ticket::Role::Installer)
+        .filter(|_| role != gateway::tickets::Role::Installer)
     {
         eprintln!("site {unknown:?} is not in the configuration");
         return ExitCode::from(2);
@@ -138,7 +138,7 @@ async fn user_add(
             role,
             sites.as_deref(),
             &password,
-            gateway::time::now_ms(),
+            gateway::domain::time::now_ms(),
         )
         .await
     {
@@ -163,7 +163,7 @@ async fn user_admin(config: &std::path::Path, op: gateway::user_admin::UserOp) -
         Ok(s) => s,
         Err(code) => return code,
     };
-    match gateway::user_admin::run(&store, op, gateway::time::now_ms()).await {
+    match gateway::user_admin::run(&store, op, gateway::domain::time::now_ms()).await {
         Ok(text) => {
             println!("{}", text.trim_end());
             ExitCode::SUCCESS

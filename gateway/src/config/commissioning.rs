@@ -16,8 +16,8 @@ pub struct CommissioningConfig {
 impl Default for CommissioningConfig {
     fn default() -> Self {
         CommissioningConfig {
-            selftest_window_secs: (crate::selftest::DEFAULT_WINDOW_MS / 1000) as u32,
-            baseline_hours: crate::baseline::DEFAULT_WINDOW_HOURS,
+            selftest_window_secs: (crate::alarms::selftest::DEFAULT_WINDOW_MS / 1000) as u32,
+            baseline_hours: crate::commissioning::baseline::DEFAULT_WINDOW_HOURS,
         }
     }
 }

@@ -11,7 +11,7 @@
 //! (`[rules.<quantity>]` and the overrides at each level), `sites` (sites, nodes, channels),
 //! `tickets` and `commissioning`; `validate` checks the whole file. The
 //! sections with code of their own are typed beside it: `[modbus]` in
-//! `crate::modbus::config`, `[notify]` in `crate::notify::config`, `[tls]`
+//! `crate::ingest::modbus::config`, `[notify]` in `crate::notify::config`, `[tls]`
 //! in `crate::tls`, `[[northbound.gb26875]]` in `crate::northbound`.
 
 mod commissioning;
@@ -58,7 +58,7 @@ pub struct Config {
     pub tickets: TicketsConfig,
     pub sites: Vec<SiteConfig>,
     /// Modbus devices polled by the gateway; each is a node declared under `sites`.
-    pub modbus: crate::modbus::config::ModbusConfig,
+    pub modbus: crate::ingest::modbus::config::ModbusConfig,
     /// Alarm delivery (报警推送): channels, routes, escalation; off when absent.
     pub notify: Option<crate::notify::config::NotifyConfig>,
     /// Installer commissioning (安装调试).
@@ -170,7 +170,7 @@ impl Config {
             }])
         })?;
         let (catalog, map_issues) =
-            crate::modbus::config::load_catalog(config.modbus.maps_dir.as_deref());
+            crate::ingest::modbus::config::load_catalog(config.modbus.maps_dir.as_deref());
         config.modbus.catalog = catalog;
         issues.extend(map_issues);
         issues.extend(config.validate());

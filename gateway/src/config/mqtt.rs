@@ -43,7 +43,7 @@ pub struct MqttConfig {
     pub anonymous_config_nodes: bool,
     /// `[mqtt.limits]`: the embedded broker gate's connection caps,
     /// CONNECT timeout and keep-alive cap.
-    pub limits: crate::gate::GateLimits,
+    pub limits: crate::ingest::gate::GateLimits,
     /// External broker: connect over TLS (Mosquitto's TLS listener, port
     /// 8884 in `deploy/mosquitto/tls.conf`), verifying the broker's
     /// certificate and its name (`mqtt.host`) against the system store plus
@@ -55,7 +55,7 @@ pub struct MqttConfig {
     pub plain: bool,
     /// `[mqtt.tls]`: MQTT over TLS on the gate (port 8883), with node
     /// client certificates optional beside passwords. Unset: no TLS.
-    pub tls: Option<crate::gate::GateTls>,
+    pub tls: Option<crate::ingest::gate::GateTls>,
 }
 
 impl Default for MqttConfig {

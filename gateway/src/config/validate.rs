@@ -303,7 +303,7 @@ impl Config {
                 }
             }
         }
-        out.extend(crate::modbus::config::validate(self));
+        out.extend(crate::ingest::modbus::config::validate(self));
         if let Some(n) = &self.notify {
             n.validate(&mut out);
         }

@@ -18,9 +18,9 @@ pub mod escalate;
 pub mod queue;
 pub mod vendor;
 
-use crate::api::views::{AlarmView, GatewayEvent, TicketView};
+use crate::alarms::events::{AlarmView, GatewayEvent, TicketView};
 use crate::config::Config;
-use crate::labels;
+use crate::domain::labels;
 use crate::store::{AlarmFilter, NotificationLog, Store};
 use config::{ChannelConfig, NotifyConfig};
 use escalate::{Escalator, Reason, Tier};
@@ -80,7 +80,7 @@ pub fn alarm_text(
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ");
-    let time = crate::time::rfc3339_cst(r.raised_at.max(0) as u64)
+    let time = crate::domain::time::rfc3339_cst(r.raised_at.max(0) as u64)
         .get(..19)
         .unwrap_or("")
         .replace('T', " ");
@@ -101,7 +101,10 @@ pub fn overdue_text(config: &Config, base_url: &str, t: &TicketView) -> (String,
     let r = &t.row;
     let (site, _) = config.place(&r.site, &r.node, &r.channel);
     let summary = format!("{site} 隐患工单 {} {}", r.number, r.title);
-    let deadline = r.deadline.map(crate::time::day_cst).unwrap_or_default();
+    let deadline = r
+        .deadline
+        .map(crate::domain::time::day_cst)
+        .unwrap_or_default();
     let text = format!(
         "【逾期】{summary}（{}）已超过整改期限 {deadline}，已督办至{}\n详情：{}/tickets/{}",
         t.status_label,
@@ -180,7 +183,7 @@ impl Notifier {
             channels,
             alarms: HashMap::new(),
             overdue_told: HashSet::new(),
-            wall0: crate::time::now_ms(),
+            wall0: crate::domain::time::now_ms(),
             inst0: tokio::time::Instant::now(),
         }
     }
@@ -197,7 +200,7 @@ impl Notifier {
         match tier {
             Tier::Duty => {
                 let now = now as i64;
-                let minute = ((now - crate::time::day_start_cst(now)) / 60_000) as u32;
+                let minute = ((now - crate::domain::time::day_start_cst(now)) / 60_000) as u32;
                 r.shifts
                     .iter()
                     .find(|s| s.covers(minute))

@@ -13,10 +13,12 @@
 //! SQLite the database's write lock (`BEGIN IMMEDIATE`). Dropping a batch
 //! without [`Batch::commit`] rolls it back.
 
+use super::alarms::{alarm_by_id, ALARM_COLUMNS};
+use super::audit::append_audit;
+use super::tickets::open_or_attach;
 use super::{
-    alarm_by_id, append_audit, open_or_attach, query, query_as, AlarmInput, AlarmKey, AlarmRow,
-    AuditEntry, BaselineRow, LinkedReading, LogEntry, Store, StoreError, TicketOutcome, TicketSpec,
-    ALARM_COLUMNS,
+    query, query_as, AlarmInput, AlarmKey, AlarmRow, AuditEntry, BaselineRow, LinkedReading,
+    LogEntry, Store, StoreError, TicketOutcome, TicketSpec,
 };
 use sqlx::{Any, Transaction};
 

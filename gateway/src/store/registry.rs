@@ -1,10 +1,11 @@
 //! Rows of the node registry (节点登记) and node credentials. Every change
 //! bumps `registry_version` and appends an audit record in the same
 //! transaction; checks that need the configuration file are made by
-//! `crate::registry` before it calls these.
+//! `crate::commissioning::registry` before it calls these.
 
-use super::{append_audit, query, query_as, query_scalar, AuditEntry, Store, StoreError};
-use crate::registry::{
+use super::audit::{append_audit, AuditEntry};
+use super::{query, query_as, query_scalar, Store, StoreError};
+use crate::commissioning::registry::{
     Actor, Credential, Location, NodeCertificate, RegisteredNode, RegisteredSite, Registry,
 };
 
@@ -150,11 +151,11 @@ impl Store {
         &self,
         site: &str,
         node: &str,
-        cert: &crate::ca::NodeCert,
+        cert: &crate::commissioning::ca::NodeCert,
         actor: Actor<'_>,
         at: u64,
     ) -> Result<(), StoreError> {
-        let username = crate::mosquitto::node_username(site, node);
+        let username = crate::ingest::mosquitto::node_username(site, node);
         let not_after = cert.not_after.saturating_mul(1000) as i64;
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
@@ -237,7 +238,7 @@ impl Store {
         role: &str,
     ) -> Result<bool, StoreError> {
         let channels = serde_json::to_string(&node.channels).unwrap_or_else(|_| "[]".into());
-        let username = crate::mosquitto::node_username(&node.site, &node.id);
+        let username = crate::ingest::mosquitto::node_username(&node.site, &node.id);
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         let inserted = query(
@@ -304,7 +305,7 @@ impl Store {
         actor: Actor<'_>,
         at: u64,
     ) -> Result<(), StoreError> {
-        let username = crate::mosquitto::node_username(site, node);
+        let username = crate::ingest::mosquitto::node_username(site, node);
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         let updated = query(
@@ -353,7 +354,7 @@ impl Store {
         actor: Actor<'_>,
         at: u64,
     ) -> Result<(), StoreError> {
-        let username = crate::mosquitto::node_username(site, node);
+        let username = crate::ingest::mosquitto::node_username(site, node);
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         query(

@@ -1,10 +1,11 @@
-//! Sessions and user administration (会话与用户管理): logout, pruning of
-//! expired sessions, and the changes an administrator makes to a user
+//! Users, sessions and user administration (会话与用户管理): creating a
+//! user, login and bearer-token lookup, logout, pruning of expired sessions, and the changes an administrator makes to a user
 //! (disable, enable, new password, revoke sessions), each audited in the
 //! same transaction. Password hashing runs on a blocking thread, never on
 //! the async workers that carry alarms.
 
-use super::{append_audit, query, query_as, AuditEntry, Flag, Store, StoreError};
+use super::audit::{append_audit, AuditEntry};
+use super::{query, query_as, query_scalar, Flag, Store, StoreError};
 use serde::Serialize;
 
 /// A user as an administrator sees it.
@@ -248,4 +249,137 @@ async fn close_sessions(
     };
     append_audit(tx, &entry).await?;
     Ok(closed)
+}
+
+/// Why a user could not be created.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("a user with this login exists")]
+    Exists,
+    #[error("{0}")]
+    Password(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for UserError {
+    fn from(e: sqlx::Error) -> Self {
+        UserError::Store(StoreError::Db(e))
+    }
+}
+
+impl Store {
+    /// Creates a user; the password is hashed here (argon2id).
+    pub async fn add_user(
+        &self,
+        login: &str,
+        name: &str,
+        role: crate::tickets::Role,
+        sites: Option<&[String]>,
+        password: &str,
+        at: u64,
+    ) -> Result<i64, UserError> {
+        let hash = crate::auth::hash_password(password).map_err(UserError::Password)?;
+        let sites = sites.map_or("*".to_string(), |s| s.join(","));
+        let _chain = self.audit_lock.lock().await;
+        let mut tx = self.begin().await?;
+        let id: i64 = query_scalar(
+            "INSERT INTO users (login, name, role, sites, password_hash, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(login)
+        .bind(name)
+        .bind(crate::auth::role_code(role))
+        .bind(&sites)
+        .bind(&hash)
+        .bind(at as i64)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(|e| match e {
+            sqlx::Error::Database(d) if d.is_unique_violation() => UserError::Exists,
+            e => UserError::Store(e.into()),
+        })?;
+        let entry = AuditEntry {
+            at,
+            actor: "admin",
+            role: "admin",
+            action: "user.add",
+            subject: format!("user:{login}"),
+            details: serde_json::json!({ "name": name, "role": crate::auth::role_code(role), "sites": sites }).to_string(),
+        };
+        append_audit(&mut tx, &entry).await?;
+        tx.commit().await?;
+        Ok(id)
+    }
+
+    /// Checks a login and opens a session; returns the bearer token and the user.
+    pub async fn login(
+        &self,
+        login: &str,
+        password: &str,
+        now: u64,
+    ) -> Result<Option<(String, crate::auth::User)>, StoreError> {
+        let row: Option<(i64, String, String, String, String, Flag)> = query_as(
+            "SELECT id, name, role, sites, password_hash, disabled FROM users WHERE login = ?",
+        )
+        .bind(login)
+        .fetch_optional(&self.pool)
+        .await?;
+        // Verified on a blocking thread (argon2 is tens of ms of CPU); a
+        // disabled or unknown login against a dummy hash, so timing does
+        // not tell which logins exist.
+        let stored = match &row {
+            Some((.., hash, Flag(false))) => Some(hash.clone()),
+            _ => None,
+        };
+        let ok = verify_off_worker(password, stored).await;
+        let Some((id, name, role, sites, _, _)) = row.filter(|_| ok) else {
+            return Ok(None);
+        };
+        let Some(role) = crate::auth::parse_role(&role) else {
+            return Ok(None);
+        };
+        let token =
+            crate::auth::new_token().map_err(|e| StoreError::Db(sqlx::Error::Protocol(e)))?;
+        query("INSERT INTO sessions (token_hash, user_id, created_at, expires_at) VALUES (?, ?, ?, ?)")
+            .bind(crate::auth::token_hash(&token))
+            .bind(id)
+            .bind(now as i64)
+            .bind((now + crate::auth::SESSION_MS) as i64)
+            .execute(&self.pool)
+            .await?;
+        self.prune_sessions(now).await?;
+        let user = crate::auth::User {
+            id,
+            login: login.to_string(),
+            name,
+            role,
+            sites: crate::auth::parse_sites(&sites),
+        };
+        Ok(Some((token, user)))
+    }
+
+    /// The user a bearer token belongs to, while the session lasts.
+    pub async fn user_by_token(
+        &self,
+        token: &str,
+        now: u64,
+    ) -> Result<Option<crate::auth::User>, StoreError> {
+        let row: Option<(i64, String, String, String, String)> = query_as(
+            "SELECT u.id, u.login, u.name, u.role, u.sites FROM sessions s JOIN users u ON u.id = s.user_id \
+             WHERE s.token_hash = ? AND s.expires_at > ? AND u.disabled = FALSE",
+        )
+        .bind(crate::auth::token_hash(token))
+        .bind(now as i64)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.and_then(|(id, login, name, role, sites)| {
+            Some(crate::auth::User {
+                id,
+                login,
+                name,
+                role: crate::auth::parse_role(&role)?,
+                sites: crate::auth::parse_sites(&sites),
+            })
+        }))
+    }
 }

@@ -124,7 +124,7 @@ pub fn spawn(broker: SocketAddr, spec: NodeSpec<'_>) -> SimNode {
         };
         let mut seq = 0u32;
         if let Some(mut at) = history_from {
-            let now = gateway::time::now_ms();
+            let now = gateway::domain::time::now_ms();
             while at + 600_000 < now {
                 seq += 1;
                 publish(

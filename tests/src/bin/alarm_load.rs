@@ -187,7 +187,7 @@ fn probe_node(k: u32) -> String {
 }
 
 fn user(site: &str, node: &str) -> String {
-    gateway::mosquitto::node_username(site, node)
+    gateway::ingest::mosquitto::node_username(site, node)
 }
 
 /// The gateway configuration: the sites and nodes, data in `dir`, the
@@ -305,7 +305,7 @@ impl Source {
 }
 
 fn now_ms() -> u64 {
-    gateway::time::now_ms()
+    gateway::domain::time::now_ms()
 }
 
 fn payload(seq: u32, rc: i32, t: i32) -> Vec<u8> {

@@ -5,7 +5,7 @@
 
 use super::duty::{AnswerError, DutyCheck, DutyDesk, LinkState};
 use crate::auth::User;
-use crate::ticket::Role;
+use crate::tickets::Role;
 use axum::extract::Path;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -46,7 +46,7 @@ pub async fn status(
         .filter(|l| user.covers(&l.site))
         .collect();
     let duty_checks = desk
-        .checks(user.sites.as_deref(), crate::time::now_ms())
+        .checks(user.sites.as_deref(), crate::domain::time::now_ms())
         .into_iter()
         .take(20)
         .collect();
@@ -80,7 +80,7 @@ pub async fn answer(
             "只有值班员或机构负责人可以应答查岗",
         );
     }
-    let now = crate::time::now_ms();
+    let now = crate::domain::time::now_ms();
     let Some(check) = desk.checks(None, now).into_iter().find(|c| c.id == id) else {
         return error(StatusCode::NOT_FOUND, "not_found", "查岗记录不存在");
     };

@@ -16,7 +16,7 @@
 //! 28+n 2 结束符 '##'
 //! ```
 
-use crate::time::{civil_from_days, days_from_civil};
+use crate::domain::time::{civil_from_days, days_from_civil};
 use std::fmt;
 
 /// Start marker `@@`.

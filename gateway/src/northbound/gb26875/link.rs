@@ -82,7 +82,7 @@ impl Link {
         let f = Frame {
             serial,
             version: self.centre.version,
-            time: TimeLabel::from_unix_ms(crate::time::now_ms()),
+            time: TimeLabel::from_unix_ms(crate::domain::time::now_ms()),
             source: self.source,
             destination: self.destination,
             command,
@@ -269,7 +269,7 @@ impl Link {
                 if let Some(fl) = in_flight.as_ref().filter(|fl| fl.serial == f.serial) {
                     if let Err(e) = self
                         .outbox
-                        .confirm(fl.head.id, crate::time::now_ms() as i64)
+                        .confirm(fl.head.id, crate::domain::time::now_ms() as i64)
                         .await
                     {
                         return Err(Ended::Store(e));

@@ -75,7 +75,7 @@ pub fn component_type(quantity: Option<&str>) -> u8 {
 
 /// The state bits of a standing alarm, `None` when it is not sent.
 pub fn standing_bits(row: &AlarmRow) -> Option<u16> {
-    if row.suppressed || crate::labels::notice(&row.cause).is_some() {
+    if row.suppressed || crate::domain::labels::notice(&row.cause).is_some() {
         return None;
     }
     let bit = match (row.kind.as_str(), row.level.as_str(), row.cause.as_str()) {

@@ -14,7 +14,7 @@ use super::map;
 use super::metrics::{Gb26875Metrics, LinkCounters};
 use super::outbox::Outbox;
 use super::unit::{component_bits as cb, ComponentState, DataUnit, SystemState, Timed};
-use crate::api::views::GatewayEvent;
+use crate::alarms::events::GatewayEvent;
 use crate::config::Config;
 use crate::store::{AlarmFilter, AlarmRow, Store};
 use std::sync::atomic::Ordering;
@@ -113,7 +113,7 @@ impl SiteState {
 }
 
 fn now_label() -> TimeLabel {
-    TimeLabel::from_unix_ms(crate::time::now_ms())
+    TimeLabel::from_unix_ms(crate::domain::time::now_ms())
 }
 
 impl Downstream for SiteState {
@@ -247,7 +247,7 @@ impl Downstream for SiteState {
                     site,
                     minutes,
                     frame_time,
-                    crate::time::now_ms(),
+                    crate::domain::time::now_ms(),
                 );
             }
             DataUnit::Initialise(_) => {
@@ -303,7 +303,7 @@ impl Feeder {
                 o.alarm_id,
                 &bytes,
                 o.fire,
-                crate::time::now_ms() as i64,
+                crate::domain::time::now_ms() as i64,
             )
             .await
         {
@@ -334,7 +334,7 @@ impl Feeder {
     async fn device_state(&mut self, standing: &[AlarmRow], at_connect: bool) {
         let bits = map::device_state(standing, false);
         if at_connect || self.last_device_state != Some(bits) {
-            let now = crate::time::now_ms();
+            let now = crate::domain::time::now_ms();
             self.queue(&map::Outgoing {
                 subject: format!("state:{now}:{bits}"),
                 alarm_id: None,
@@ -352,7 +352,7 @@ impl Feeder {
     /// Standing alarms queued as raised; clears of those that are gone.
     async fn reconcile(&mut self) {
         // Duty checks past the centre's window are recorded as missed.
-        self.state.duty.sweep(crate::time::now_ms());
+        self.state.duty.sweep(crate::domain::time::now_ms());
         let standing = self.state.standing(&self.site).await;
         for r in &standing {
             self.alarm(r).await;
@@ -389,7 +389,7 @@ impl Feeder {
             &self.state.config,
             self.centre.system_type,
             &rows,
-            crate::time::now_ms(),
+            crate::domain::time::now_ms(),
         ) {
             self.queue(&o).await;
         }

@@ -13,9 +13,10 @@
 //! `RETURNING` rows (which neither database promises).
 
 use super::{chunked, padded, values, Batch};
+use crate::store::alarms::ALARM_COLUMNS;
+use crate::store::tickets::open_or_attach;
 use crate::store::{
-    open_or_attach, query_as, AlarmInput, AlarmKey, AlarmRow, LinkedReading, StoreError,
-    TicketOutcome, TicketSpec, ALARM_COLUMNS,
+    query_as, AlarmInput, AlarmKey, AlarmRow, LinkedReading, StoreError, TicketOutcome, TicketSpec,
 };
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AssertSqlSafe};
