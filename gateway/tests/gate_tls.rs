@@ -131,7 +131,8 @@ fn start(plain: bool) -> TlsGw {
                 .to_string();
         }
     }
-    let gw = gw.start(None);
+    let mut gw = gw.start(None);
+    gw.wait_mqtt();
     TlsGw {
         gw,
         tls_port,
