@@ -132,7 +132,9 @@ pub async fn start_with_source(
         let secret = crate::commissioning::credentials::new_password()
             .map_err(|e| broker_err(std::io::Error::other(e.to_string())))?;
         let login = ("gateway-internal".to_string(), secret);
-        crate::ingest::broker::start(internal, Some(login.clone())).map_err(broker_err)?;
+        crate::ingest::broker::start(internal, Some(login.clone()))
+            .await
+            .map_err(broker_err)?;
         let gate_front = crate::ingest::gate::Gate::new(
             live.access(),
             crate::ingest::gate::Upstream {

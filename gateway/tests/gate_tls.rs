@@ -131,8 +131,7 @@ fn start(plain: bool) -> TlsGw {
                 .to_string();
         }
     }
-    let mut gw = gw.start(None);
-    gw.wait_mqtt();
+    let gw = gw.start(None);
     TlsGw {
         gw,
         tls_port,

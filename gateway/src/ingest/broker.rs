@@ -6,11 +6,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-/// Starts rumqttd on `listen` in its own threads (it runs its own runtimes).
-/// It lives as long as the process. With `login`, it accepts only that
-/// username and password: the gateway puts it on a loopback port behind the
-/// gate (`crate::ingest::gate`), which alone knows the per-process secret.
-pub fn start(listen: SocketAddr, login: Option<(String, String)>) -> std::io::Result<()> {
+/// Starts rumqttd on `listen` in its own threads (it runs its own runtimes)
+/// and returns once it accepts connections. It lives as long as the
+/// process. With `login`, it accepts only that username and password: the
+/// gateway puts it on a loopback port behind the gate
+/// (`crate::ingest::gate`), which alone knows the per-process secret.
+pub async fn start(listen: SocketAddr, login: Option<(String, String)>) -> std::io::Result<()> {
     let connections = rumqttd::ConnectionSettings {
         connection_timeout_ms: 60_000,
         // Above the contract's 64 KiB so the gateway, not the broker, counts oversized payloads.
@@ -52,5 +53,25 @@ pub fn start(listen: SocketAddr, login: Option<(String, String)>) -> std::io::Re
                 tracing::error!(error = %e, "embedded MQTT broker stopped");
             }
         })?;
-    Ok(())
+    accepting(listen).await
+}
+
+/// Waits until rumqttd, which binds from its own thread a little after
+/// [`start`] spawns it, accepts a connection. Until then the gate would
+/// close every node connection it forwards, and the gateway's own client
+/// would wait a reconnect delay.
+async fn accepting(listen: SocketAddr) -> std::io::Result<()> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match tokio::net::TcpStream::connect(listen).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tokio::time::Instant::now() >= deadline => {
+                return Err(std::io::Error::new(
+                    e.kind(),
+                    format!("not accepting connections after 10 s: {e}"),
+                ))
+            }
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(5)).await,
+        }
+    }
 }

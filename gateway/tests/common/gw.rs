@@ -114,25 +114,6 @@ impl Gw {
         self
     }
 
-    /// Waits until the gateway's own MQTT client has connected to its
-    /// embedded broker: `/healthz` answers before the broker accepts, and
-    /// until then the gate closes the connections it would forward to it.
-    pub fn wait_mqtt(&mut self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self
-            .get("/healthz")
-            .is_none_or(|b| !b.contains("\"mqtt_connected_once\":true"))
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the gateway's MQTT client did not connect:\n{}",
-                self.log()
-            );
-            assert!(self.running(), "gateway exited early:\n{}", self.log());
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
     pub fn log_path(&self) -> PathBuf {
         self.dir.path().join("gateway.log")
     }
