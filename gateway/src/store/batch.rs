@@ -62,6 +62,170 @@ fn values(columns: usize, rows: usize) -> String {
     vec![one; rows].join(", ")
 }
 
+/// The writes of one pipeline batch, whatever carries them out: [`Batch`]
+/// (sqlx, both backends) or [`super::LocalBatch`] (the SQLite writer
+/// thread). The effect writer (`alarms::pipeline::effects::write`) is
+/// written once against this.
+#[allow(async_fn_in_trait)]
+pub trait BatchWrite {
+    /// See [`Batch::raise_many`].
+    async fn raise_many(
+        &mut self,
+        items: &[(&AlarmInput, Option<&TicketSpec>)],
+    ) -> Result<Vec<(AlarmRow, Option<TicketOutcome>)>, StoreError>;
+    /// See [`Batch::settle_many`].
+    async fn settle_many(
+        &mut self,
+        items: &[Settle<'_>],
+    ) -> Result<Vec<Option<AlarmRow>>, StoreError>;
+    /// See [`Batch::set_level_many`].
+    async fn set_level_many(&mut self, items: &[Relevel<'_>]) -> Result<(), StoreError>;
+    /// See [`Batch::log_transitions`].
+    async fn log_transitions(&mut self, rows: &[LogEntry<'_>]) -> Result<(), StoreError>;
+    /// See [`Batch::save_channel_states`].
+    async fn save_channel_states(
+        &mut self,
+        rows: &[(&str, &str, &str, &str, &str, u64)],
+    ) -> Result<(), StoreError>;
+    /// See [`Batch::save_node_seqs`].
+    async fn save_node_seqs(&mut self, rows: &[(&str, &str, &str)]) -> Result<(), StoreError>;
+    /// See [`Batch::suppress_standing`].
+    async fn suppress_standing(
+        &mut self,
+        site: &str,
+        cause: &str,
+        at: u64,
+    ) -> Result<u64, StoreError>;
+    /// See [`Batch::set_flapping`].
+    async fn set_flapping(
+        &mut self,
+        key: &AlarmKey,
+        flapping: bool,
+        at: u64,
+    ) -> Result<Option<AlarmRow>, StoreError>;
+    /// See [`Batch::suppressed_standing`].
+    async fn suppressed_standing(
+        &mut self,
+        site: &str,
+        node: Option<&str>,
+    ) -> Result<Vec<AlarmRow>, StoreError>;
+    /// See [`Batch::link_ticket`].
+    async fn link_ticket(
+        &mut self,
+        id: i64,
+        ticket: Option<&TicketSpec>,
+        unsuppress: bool,
+        at: u64,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError>;
+    /// See [`Batch::link_readings`].
+    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<u64, StoreError>;
+    /// See [`Batch::finish_selftest`].
+    async fn finish_selftest(
+        &mut self,
+        id: i64,
+        at: u64,
+        passed: bool,
+        channels_json: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError>;
+    /// See [`Batch::save_baseline`].
+    async fn save_baseline(&mut self, row: &BaselineRow) -> Result<(), StoreError>;
+    /// See [`Batch::audit`].
+    async fn audit(&mut self, e: &AuditEntry<'_>) -> Result<(), StoreError>;
+
+    /// Raises one alarm (see [`Batch::raise_many`]).
+    async fn raise(
+        &mut self,
+        a: &AlarmInput,
+        ticket: Option<&TicketSpec>,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        let mut out = self.raise_many(&[(a, ticket)]).await?;
+        Ok(out.remove(0))
+    }
+}
+
+/// The trait by the inherent methods (which also serve one-shot calls).
+impl BatchWrite for Batch {
+    async fn raise_many(
+        &mut self,
+        items: &[(&AlarmInput, Option<&TicketSpec>)],
+    ) -> Result<Vec<(AlarmRow, Option<TicketOutcome>)>, StoreError> {
+        Batch::raise_many(self, items).await
+    }
+    async fn settle_many(
+        &mut self,
+        items: &[Settle<'_>],
+    ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
+        Batch::settle_many(self, items).await
+    }
+    async fn set_level_many(&mut self, items: &[Relevel<'_>]) -> Result<(), StoreError> {
+        Batch::set_level_many(self, items).await
+    }
+    async fn log_transitions(&mut self, rows: &[LogEntry<'_>]) -> Result<(), StoreError> {
+        Batch::log_transitions(self, rows).await
+    }
+    async fn save_channel_states(
+        &mut self,
+        rows: &[(&str, &str, &str, &str, &str, u64)],
+    ) -> Result<(), StoreError> {
+        Batch::save_channel_states(self, rows).await
+    }
+    async fn save_node_seqs(&mut self, rows: &[(&str, &str, &str)]) -> Result<(), StoreError> {
+        Batch::save_node_seqs(self, rows).await
+    }
+    async fn suppress_standing(
+        &mut self,
+        site: &str,
+        cause: &str,
+        at: u64,
+    ) -> Result<u64, StoreError> {
+        Batch::suppress_standing(self, site, cause, at).await
+    }
+    async fn set_flapping(
+        &mut self,
+        key: &AlarmKey,
+        flapping: bool,
+        at: u64,
+    ) -> Result<Option<AlarmRow>, StoreError> {
+        Batch::set_flapping(self, key, flapping, at).await
+    }
+    async fn suppressed_standing(
+        &mut self,
+        site: &str,
+        node: Option<&str>,
+    ) -> Result<Vec<AlarmRow>, StoreError> {
+        Batch::suppressed_standing(self, site, node).await
+    }
+    async fn link_ticket(
+        &mut self,
+        id: i64,
+        ticket: Option<&TicketSpec>,
+        unsuppress: bool,
+        at: u64,
+    ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        Batch::link_ticket(self, id, ticket, unsuppress, at).await
+    }
+    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<u64, StoreError> {
+        Batch::link_readings(self, rows).await
+    }
+    async fn finish_selftest(
+        &mut self,
+        id: i64,
+        at: u64,
+        passed: bool,
+        channels_json: &str,
+        reason: Option<&str>,
+    ) -> Result<(), StoreError> {
+        Batch::finish_selftest(self, id, at, passed, channels_json, reason).await
+    }
+    async fn save_baseline(&mut self, row: &BaselineRow) -> Result<(), StoreError> {
+        Batch::save_baseline(self, row).await
+    }
+    async fn audit(&mut self, e: &AuditEntry<'_>) -> Result<(), StoreError> {
+        Batch::audit(self, e).await
+    }
+}
+
 /// An open write transaction (see the module docs).
 pub struct Batch {
     tx: Transaction<'static, Any>,

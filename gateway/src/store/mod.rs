@@ -34,6 +34,7 @@ mod audit;
 mod batch;
 mod commissioning;
 mod evidence;
+mod local;
 mod notifications;
 mod rabbit;
 mod readings;
@@ -46,9 +47,10 @@ mod tickets;
 
 pub use alarms::{AlarmFilter, AlarmInput, AlarmKey, AlarmLogRow, AlarmRow, LogEntry};
 pub use audit::AuditEntry;
-pub use batch::{Batch, Relevel, Settle};
+pub use batch::{Batch, BatchWrite, Relevel, Settle};
 pub use commissioning::{BaselineRow, ChannelFirst, SelfTestRow, SetpointRow};
 pub use evidence::EvidenceRow;
+pub use local::{ready, transaction as local_transaction, LocalBatch, LocalWriter};
 pub use notifications::{NotificationLog, NotificationRow};
 pub use readings::{DailyMaxRow, LatestRow, LinkedReading, TicketReadingRow};
 pub use reports::{LedgerQuery, ReportFigures};
@@ -75,6 +77,10 @@ pub enum StoreError {
         path: String,
         source: std::io::Error,
     },
+    #[error("database: {0}")]
+    Local(#[from] rusqlite::Error),
+    #[error("database writer: {0}")]
+    Writer(String),
     #[error("database: no answer within the commit timeout")]
     Timeout,
     /// A PostgreSQL URL whose `sslmode` would not verify the server.
@@ -97,6 +103,9 @@ pub struct Store {
     backend: Backend,
     /// Serialises appends to the hash-chained audit log in this process.
     audit_lock: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// The pipeline's SQLite writer ([`LocalWriter`]) on a database file;
+    /// `None` on PostgreSQL and in-memory SQLite.
+    local: Option<LocalWriter>,
 }
 
 impl Store {
@@ -104,9 +113,11 @@ impl Store {
     /// `postgres://…`) and runs the backend's migrations.
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         sqlx::any::install_default_drivers();
+        let mut file = None;
         let (backend, url) = if let Some(rest) = url.strip_prefix("sqlite://") {
             if !rest.starts_with(':') && !rest.is_empty() {
                 let path = rest.split('?').next().unwrap_or(rest);
+                file = Some(std::path::PathBuf::from(path));
                 if let Some(dir) = std::path::Path::new(path)
                     .parent()
                     .filter(|d| !d.as_os_str().is_empty())
@@ -156,12 +167,18 @@ impl Store {
             .idle_timeout(None)
             .connect(&url)
             .await?;
+        // SQLite's pipeline writer: a connection of its own on its thread.
+        let local = match &file {
+            Some(path) if backend == Backend::Sqlite => Some(LocalWriter::open(path)?),
+            _ => None,
+        };
         Ok(Store {
             pool: pool.clone(),
             shared: pool,
             reserved,
             backend,
             audit_lock: Default::default(),
+            local,
         })
     }
 
@@ -202,8 +219,22 @@ impl Store {
     /// Closes both pools (shared and reserved), waiting for connections
     /// to finish; from any handle.
     pub async fn close(&self) {
+        if let Some(w) = &self.local {
+            w.close().await;
+        }
         self.shared.close().await;
         self.reserved.close().await;
+    }
+
+    /// The pipeline's SQLite writer, on a SQLite database file.
+    pub fn local_writer(&self) -> Option<&LocalWriter> {
+        self.local.as_ref()
+    }
+
+    /// Takes the audit chain's lock (held by whoever appends to the chain,
+    /// e.g. a batch on the [`LocalWriter`], until it commits).
+    pub async fn audit_guard(&self) -> tokio::sync::OwnedMutexGuard<()> {
+        self.audit_lock.clone().lock_owned().await
     }
 
     /// Checks the database answers.

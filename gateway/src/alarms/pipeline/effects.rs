@@ -12,7 +12,7 @@
 use super::specs;
 use crate::config::Config;
 use crate::store::{
-    AlarmInput, AlarmKey, AlarmRow, AuditEntry, BaselineRow, Batch, LinkedReading, LogEntry,
+    AlarmInput, AlarmKey, AlarmRow, AuditEntry, BaselineRow, BatchWrite, LinkedReading, LogEntry,
     Relevel, Settle, StoreError, TicketOutcome, TicketSpec,
 };
 use std::collections::{HashMap, VecDeque};
@@ -216,8 +216,8 @@ pub enum Announce {
 
 /// Writes a batch's database effects in the open transaction `b`, in
 /// order; answers what to announce once it commits.
-pub async fn write(
-    b: &mut Batch,
+pub async fn write<B: BatchWrite>(
+    b: &mut B,
     fx: &Effects,
     config: &Config,
 ) -> Result<Vec<Announce>, StoreError> {
@@ -327,9 +327,9 @@ impl<'a> Rounds<'a> {
     }
 
     /// Writes every queued change, round by round, and empties the queues.
-    async fn write(
+    async fn write<B: BatchWrite>(
         &mut self,
-        b: &mut Batch,
+        b: &mut B,
         writes: &[Effect],
         out: &mut Vec<(usize, Announce)>,
     ) -> Result<(), StoreError> {
@@ -439,8 +439,8 @@ fn counts(input: &AlarmInput) -> bool {
 }
 
 /// Writes one effect that is not batched by channel, in place.
-async fn barrier(
-    b: &mut Batch,
+async fn barrier<B: BatchWrite>(
+    b: &mut B,
     i: usize,
     e: &Effect,
     config: &Config,

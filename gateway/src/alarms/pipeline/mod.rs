@@ -523,7 +523,7 @@ impl Pipeline {
     ) -> Result<(), StoreError> {
         let mut next = self.core.clone();
         let fx = f(&mut next);
-        let out = self.commit(&fx).await?;
+        let (fx, out) = self.commit(fx).await?;
         self.core = next;
         let seq = self.core.counts;
         self.metrics
@@ -536,21 +536,38 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Writes `fx` in one transaction. Nothing to write, nothing to commit.
-    async fn commit(&mut self, fx: &Effects) -> Result<Vec<Announce>, StoreError> {
+    /// Writes `fx` in one transaction (on SQLite, on the store's own writer
+    /// thread; see `store::LocalWriter`), and hands it back with what to
+    /// announce. Nothing to write, nothing to commit.
+    async fn commit(&mut self, fx: Effects) -> Result<(Effects, Vec<Announce>), StoreError> {
         if !fx.needs_store() {
-            return Ok(Vec::new());
+            return Ok((fx, Vec::new()));
         }
         let now = crate::domain::time::now_ms();
-        let attempt = async {
-            let mut b = self.store.batch().await?;
-            let out = effects::write(&mut b, fx, &self.core.config).await?;
-            b.commit().await?;
-            Ok::<_, StoreError>(out)
-        };
-        let result = match tokio::time::timeout(COMMIT_TIMEOUT, attempt).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout),
+        let config = self.core.config.clone();
+        let result = if let Some(writer) = self.store.local_writer() {
+            let chain = self.store.audit_guard().await;
+            writer
+                .run(COMMIT_TIMEOUT, move |conn| {
+                    let out = crate::store::local_transaction(conn, |b| {
+                        crate::store::ready(effects::write(b, &fx, &config))
+                    });
+                    drop(chain);
+                    out.map(|out| (fx, out))
+                })
+                .await
+                .and_then(|r| r)
+        } else {
+            let attempt = async {
+                let mut b = self.store.batch().await?;
+                let out = effects::write(&mut b, &fx, &config).await?;
+                b.commit().await?;
+                Ok::<_, StoreError>((fx, out))
+            };
+            match tokio::time::timeout(COMMIT_TIMEOUT, attempt).await {
+                Ok(r) => r,
+                Err(_) => Err(StoreError::Timeout),
+            }
         };
         match &result {
             Ok(_) => {

@@ -135,7 +135,7 @@ impl Pipeline {
             });
         }
         if fx.needs_store() {
-            let out = self.commit(&fx).await?;
+            let (_, out) = self.commit(fx).await?;
             self.announce(out);
         }
         Ok(())
