@@ -313,6 +313,66 @@ async fn commit(store: &gateway::store::Store, fx: &Effects, config: &Config) {
     b.commit().await.unwrap();
 }
 
+/// The rows that carry ids — alarms, ticket numbers, the hash-chained
+/// audit log — with their ids: two writers of the same batches must number
+/// them alike.
+async fn numbered(store: &gateway::store::Store) -> Vec<String> {
+    use sqlx::Row;
+    let mut out = Vec::new();
+    let queries = [
+        "SELECT 'alarm', CAST(id AS TEXT), site, node, channel, cause, state, CAST(ticket_id AS TEXT) FROM alarms ORDER BY id",
+        "SELECT 'ticket', CAST(id AS TEXT), number, status FROM tickets ORDER BY id",
+        "SELECT 'audit', CAST(id AS TEXT), action, subject, details, hash FROM audit_log ORDER BY id",
+    ];
+    for q in queries {
+        for row in sqlx::query(q).fetch_all(store.pool()).await.unwrap() {
+            let cols: Vec<String> = (0..row.len())
+                .map(|i| {
+                    row.try_get::<Option<String>, _>(i)
+                        .unwrap()
+                        .unwrap_or_default()
+                })
+                .collect();
+            out.push(cols.join("|"));
+        }
+    }
+    out
+}
+
+/// Writes `fx` in one transaction on the store's SQLite writer thread
+/// (rusqlite), as the pipeline does on SQLite.
+async fn commit_local(store: &gateway::store::Store, fx: &Effects, config: &Arc<Config>) {
+    let writer = store
+        .local_writer()
+        .expect("a SQLite database file has its writer thread");
+    let (fx, config) = (fx.clone(), config.clone());
+    writer
+        .run(std::time::Duration::from_secs(30), move |conn| {
+            gateway::store::local_transaction(conn, |b| {
+                gateway::store::ready(gateway::alarms::pipeline::effects::write(b, &fx, &config))
+            })
+            .map(|_| ())
+        })
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// `msgs` evaluated and written as one batch by the SQLite writer thread
+/// into a fresh database.
+async fn written_by_the_local_writer(msgs: &[Inbound], url: &str) -> Vec<String> {
+    let config = storm_config();
+    let last = msgs.last().map(|m| m.arrived_ms).unwrap_or(T0);
+    let store = gateway::store::Store::open(url).await.unwrap();
+    let mut core = Core::new(config.clone(), false);
+    commit_local(&store, &core.step(msgs), &config).await;
+    commit_local(&store, &core.tick(last), &config).await;
+    let mut rows = database(&store).await;
+    rows.extend(numbered(&store).await);
+    store.close().await;
+    rows
+}
+
 /// `msgs` evaluated and written as one batch, and one message at a time,
 /// each into a fresh database from `open`.
 async fn written_both_ways(msgs: &[Inbound], urls: [String; 2]) -> (Vec<String>, Vec<String>) {
@@ -349,12 +409,19 @@ proptest! {
     ) {
         let msgs = inbound(&seq);
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        let (whole, single) = rt.block_on(async {
-            let (a, b) = (common::db::TestDb::sqlite(), common::db::TestDb::sqlite());
-            written_both_ways(&msgs, [a.url.clone(), b.url.clone()]).await
+        let (whole, single, whole_numbered, local) = rt.block_on(async {
+            let (a, b, c) = (common::db::TestDb::sqlite(), common::db::TestDb::sqlite(), common::db::TestDb::sqlite());
+            let (whole, single) = written_both_ways(&msgs, [a.url.clone(), b.url.clone()]).await;
+            let mut whole_numbered = whole.clone();
+            let store = gateway::store::Store::open(&a.url).await.unwrap();
+            whole_numbered.extend(numbered(&store).await);
+            (whole, single, whole_numbered, written_by_the_local_writer(&msgs, &c.url).await)
         });
         prop_assert!(whole.iter().any(|r| r.starts_with("alarm|")) || seq.len() < 20);
-        prop_assert_eq!(whole, single);
+        prop_assert_eq!(&whole, &single);
+        // The pipeline's SQLite writer (rusqlite, one-row statements)
+        // leaves the same rows as the sqlx writer, numbered alike.
+        prop_assert_eq!(&local, &whole_numbered);
     }
 }
 

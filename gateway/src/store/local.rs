@@ -87,30 +87,57 @@ impl LocalWriter {
         Ok(LocalWriter { jobs, interrupt })
     }
 
-    /// Runs `f` on the writer's connection and answers its result. When no
-    /// answer comes within `deadline`, the statement running is interrupted
-    /// (it fails and `f` sees the error) and the answer is still awaited:
-    /// what comes back always says what happened, so a batch is never
-    /// retried while its first attempt might yet commit.
+    /// Queues `f` to run on the writer's connection after the jobs queued
+    /// before it; [`Submitted::wait`] answers its result.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> T + Send + 'static,
+    ) -> Result<Submitted<T>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move |conn| {
+            let _ = tx.send(f(conn));
+        });
+        self.jobs.send(Msg::Job(job)).map_err(|_| stopped())?;
+        Ok(Submitted {
+            rx,
+            interrupt: self.interrupt.clone(),
+        })
+    }
+
+    /// Runs `f` on the writer's connection and answers its result (see
+    /// [`Submitted::wait`] for `deadline`).
     pub async fn run<T: Send + 'static>(
         &self,
         deadline: Duration,
         f: impl FnOnce(&mut Connection) -> T + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let job: Job = Box::new(move |conn| {
-            let _ = tx.send(f(conn));
-        });
-        self.jobs
-            .send(Msg::Job(job))
-            .map_err(|_| StoreError::Writer("the writer thread has stopped".into()))?;
-        let mut rx = rx;
-        match tokio::time::timeout(deadline, &mut rx).await {
-            Ok(r) => r.map_err(|_| StoreError::Writer("the writer thread has stopped".into())),
+        let at = tokio::time::Instant::now() + deadline;
+        self.submit(f)?.wait(at).await
+    }
+}
+
+fn stopped() -> StoreError {
+    StoreError::Writer("the writer thread has stopped".into())
+}
+
+/// A job queued on the writer.
+pub struct Submitted<T> {
+    rx: tokio::sync::oneshot::Receiver<T>,
+    interrupt: std::sync::Arc<rusqlite::InterruptHandle>,
+}
+
+impl<T> Submitted<T> {
+    /// The job's result. When it has not come by `deadline`, the statement
+    /// running is interrupted (it fails, and the job sees the error) and
+    /// the result is still awaited: what comes back always says what
+    /// happened, so a batch is never retried while its first attempt might
+    /// yet commit. Cancel-safe: waiting again goes on waiting.
+    pub async fn wait(&mut self, deadline: tokio::time::Instant) -> Result<T, StoreError> {
+        match tokio::time::timeout_at(deadline, &mut self.rx).await {
+            Ok(r) => r.map_err(|_| stopped()),
             Err(_) => {
                 self.interrupt.interrupt();
-                rx.await
-                    .map_err(|_| StoreError::Writer("the writer thread has stopped".into()))
+                (&mut self.rx).await.map_err(|_| stopped())
             }
         }
     }

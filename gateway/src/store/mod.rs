@@ -50,7 +50,7 @@ pub use audit::AuditEntry;
 pub use batch::{Batch, BatchWrite, Relevel, Settle};
 pub use commissioning::{BaselineRow, ChannelFirst, SelfTestRow, SetpointRow};
 pub use evidence::EvidenceRow;
-pub use local::{ready, transaction as local_transaction, LocalBatch, LocalWriter};
+pub use local::{ready, transaction as local_transaction, LocalBatch, LocalWriter, Submitted};
 pub use notifications::{NotificationLog, NotificationRow};
 pub use readings::{DailyMaxRow, LatestRow, LinkedReading, TicketReadingRow};
 pub use reports::{LedgerQuery, ReportFigures};
@@ -231,10 +231,12 @@ impl Store {
         self.local.as_ref()
     }
 
-    /// Takes the audit chain's lock (held by whoever appends to the chain,
-    /// e.g. a batch on the [`LocalWriter`], until it commits).
-    pub async fn audit_guard(&self) -> tokio::sync::OwnedMutexGuard<()> {
-        self.audit_lock.clone().lock_owned().await
+    /// The audit chain's lock, held by whoever appends to the chain until
+    /// it commits: a batch on the [`LocalWriter`] takes it on the writer
+    /// thread (`blocking_lock`), before it begins its transaction, as every
+    /// other writer does.
+    pub fn audit_lock(&self) -> std::sync::Arc<tokio::sync::Mutex<()>> {
+        self.audit_lock.clone()
     }
 
     /// Checks the database answers.

@@ -14,6 +14,8 @@ use wire::{ChannelId, NodeId, SiteId, Topic, TopicKind};
 
 impl Pipeline {
     pub(super) async fn command(&mut self, cmd: Command) {
+        // A command acts on the committed state.
+        self.drain().await;
         match cmd {
             Command::Reset {
                 alarm_id,

@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::ingest::{Ack, Inbound};
 use crate::metrics::{inc, Metrics};
 use crate::sink::Sink;
-use crate::store::{AlarmRow, Store, StoreError};
+use crate::store::{AlarmRow, LocalWriter, Store, StoreError};
 use effects::{Announce, Effects};
 use eval::Core;
 use std::collections::{HashMap, VecDeque};
@@ -42,6 +42,7 @@ mod commands;
 pub mod effects;
 pub mod eval;
 mod housekeeping;
+mod inflight;
 mod restore;
 mod specs;
 
@@ -215,6 +216,13 @@ pub struct Pipeline {
     baseline_hours: u32,
     /// A batch whose commit failed, waiting to be tried again.
     retry: Option<Retry>,
+    /// Batches handed to the SQLite writer, oldest first ([`inflight`]).
+    inflight: VecDeque<inflight::InFlight>,
+    /// The poison flag of the jobs handed to the writer since the last
+    /// failed commit ([`inflight`]).
+    poison: Arc<std::sync::atomic::AtomicBool>,
+    /// How far the spool has made lines durable (with a sink).
+    durable: Option<watch::Receiver<u64>>,
     /// The messages found in the spool at start-up, by source, until
     /// [`Pipeline::start`] has compared them with the restored windows.
     spooled_at_start: HashMap<String, VecDeque<(u32, u32)>>,
@@ -261,6 +269,9 @@ impl Pipeline {
             selftest_window_ms: crate::alarms::selftest::DEFAULT_WINDOW_MS,
             baseline_hours: crate::commissioning::baseline::DEFAULT_WINDOW_HOURS,
             retry: None,
+            inflight: VecDeque::new(),
+            poison: Default::default(),
+            durable: None,
             spooled_at_start: HashMap::new(),
         }
     }
@@ -404,16 +415,22 @@ impl Pipeline {
         let mut tick = tokio::time::interval(std::time::Duration::from_millis(TICK_MS));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut durable = self.sink.as_ref().map(|s| s.durable());
+        self.durable = durable.clone();
+        let writer = self.store.local_writer().cloned();
         loop {
             let retry_at = self.retry.as_ref().map(|r| r.at);
+            let room = self.inflight.len() < inflight::DEPTH;
             tokio::select! {
-                msg = rx.recv(), if self.retry.is_none() => match msg {
+                msg = rx.recv(), if self.retry.is_none() && room => match msg {
                     Some(first) => {
                         let batch = self.gather(first, &mut rx).await;
-                        self.try_batch(batch, 0, durable.as_ref()).await;
+                        self.try_batch(writer.as_ref(), batch, 0).await;
                     }
                     None => break,
                 },
+                outcome = inflight::front(&mut self.inflight) => {
+                    self.finish_front(outcome).await;
+                }
                 _ = sleep_until(retry_at), if retry_at.is_some() => {
                     if rx.is_closed() {
                         // Shutting down with the database still away: the
@@ -421,12 +438,13 @@ impl Pipeline {
                         break;
                     }
                     if let Some(r) = self.retry.take() {
-                        self.try_batch(r.batch, r.attempts, durable.as_ref()).await;
+                        self.try_batch(writer.as_ref(), r.batch, r.attempts).await;
                     }
                 }
                 Some(cmd) = commands.recv() => self.command(cmd).await,
                 _ = tick.tick(), if self.retry.is_none() => self.tick(crate::domain::time::now_ms()).await,
                 config = live_changed(&mut self.live) => {
+                    self.drain().await;
                     self.reconfigure(config, crate::domain::time::now_ms());
                 }
                 upto = durable_changed(&mut durable), if !self.pending_acks.is_empty() => {
@@ -434,6 +452,7 @@ impl Pipeline {
                 }
             }
         }
+        self.drain().await;
         if let Some(r) = self.retry.take() {
             tracing::warn!(
                 messages = r.batch.len(),
@@ -473,23 +492,23 @@ impl Pipeline {
         batch
     }
 
-    /// Evaluates a batch and commits it; on failure keeps it for a retry.
+    /// Evaluates a batch and commits it (on the SQLite writer, without
+    /// waiting: [`inflight`]); on failure keeps it for a retry.
     async fn try_batch(
         &mut self,
+        writer: Option<&LocalWriter>,
         batch: Vec<Inbound>,
         attempts: u32,
-        durable: Option<&watch::Receiver<u64>>,
     ) {
-        match self.evaluate_and_commit(|core| core.step(&batch)).await {
-            Ok(()) => {
-                self.metrics
-                    .batch_messages
-                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
-                for mut msg in batch {
-                    if let Some(ack) = msg.ack.take() {
-                        self.ack_when_durable(ack, durable);
-                    }
-                }
+        if let Some(writer) = writer {
+            return self.dispatch(writer, batch, attempts).await;
+        }
+        let mut next = self.core.clone();
+        let fx = next.step(&batch);
+        match self.commit(fx).await {
+            Ok((fx, out)) => {
+                self.core = next;
+                self.committed(batch, fx, out).await;
             }
             Err(e) => {
                 let delay = retry_delay(attempts);
@@ -521,17 +540,11 @@ impl Pipeline {
         &mut self,
         f: impl FnOnce(&mut Core) -> Effects,
     ) -> Result<(), StoreError> {
+        self.drain().await;
         let mut next = self.core.clone();
         let fx = f(&mut next);
         let (fx, out) = self.commit(fx).await?;
         self.core = next;
-        let seq = self.core.counts;
-        self.metrics
-            .seq_restarts
-            .store(seq.restarts, Ordering::Relaxed);
-        self.metrics
-            .seq_unconfirmed
-            .store(seq.unconfirmed, Ordering::Relaxed);
         self.after_commit(fx, out).await;
         Ok(())
     }
@@ -543,20 +556,20 @@ impl Pipeline {
         if !fx.needs_store() {
             return Ok((fx, Vec::new()));
         }
-        let now = crate::domain::time::now_ms();
         let config = self.core.config.clone();
         let result = if let Some(writer) = self.store.local_writer() {
-            let chain = self.store.audit_guard().await;
-            writer
-                .run(COMMIT_TIMEOUT, move |conn| {
-                    let out = crate::store::local_transaction(conn, |b| {
-                        crate::store::ready(effects::write(b, &fx, &config))
-                    });
-                    drop(chain);
-                    out.map(|out| (fx, out))
-                })
-                .await
-                .and_then(|r| r)
+            // One job on the writer, alone (nothing is in flight here).
+            let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+            match inflight::submit(
+                writer,
+                self.store.audit_lock(),
+                Default::default(),
+                fx,
+                config,
+            ) {
+                Ok(mut job) => job.wait(deadline).await.and_then(|r| r),
+                Err(e) => Err(e),
+            }
         } else {
             let attempt = async {
                 let mut b = self.store.batch().await?;
@@ -569,10 +582,17 @@ impl Pipeline {
                 Err(_) => Err(StoreError::Timeout),
             }
         };
-        match &result {
-            Ok(_) => {
+        self.record_commit(&result.as_ref().map(|_| ()));
+        result
+    }
+
+    /// Counts a commit, or a failed one (`/healthz`, `/metrics`).
+    fn record_commit(&self, result: &Result<(), &StoreError>) {
+        let now = crate::domain::time::now_ms();
+        match result {
+            Ok(()) => {
                 inc(&self.metrics.batches);
-                self.metrics.store_health.ok(crate::domain::time::now_ms());
+                self.metrics.store_health.ok(now);
             }
             Err(e) => {
                 inc(&self.metrics.store_errors);
@@ -580,12 +600,18 @@ impl Pipeline {
                 self.metrics.store_health.failed(now, e.to_string());
             }
         }
-        result
     }
 
     /// Once committed: counters, rollups, lines to the sink, events, and
     /// setpoints re-sent to nodes back online.
     async fn after_commit(&mut self, fx: Effects, out: Vec<Announce>) {
+        let seq = self.core.counts;
+        self.metrics
+            .seq_restarts
+            .store(seq.restarts, Ordering::Relaxed);
+        self.metrics
+            .seq_unconfirmed
+            .store(seq.unconfirmed, Ordering::Relaxed);
         let now = crate::domain::time::now_ms();
         for n in fx.notes {
             self.note(n, now);
@@ -610,8 +636,8 @@ impl Pipeline {
 
     /// Acknowledges now without a sink; with one, once the spool has made
     /// durable everything appended so far (this message's lines included).
-    fn ack_when_durable(&mut self, ack: Ack, durable: Option<&watch::Receiver<u64>>) {
-        let (Some(sink), Some(durable)) = (&self.sink, durable) else {
+    fn ack_when_durable(&mut self, ack: Ack) {
+        let (Some(sink), Some(durable)) = (&self.sink, &self.durable) else {
             ack();
             inc(&self.metrics.messages_acked);
             return;
