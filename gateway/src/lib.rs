@@ -39,3 +39,4 @@ pub mod api;
 
 pub mod app;
 pub mod demo;
+pub mod heap;

@@ -134,6 +134,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    gateway::heap::no_huge_pages();
     let cli = Cli::parse();
     match cli.command {
         c @ (Command::Site { .. }

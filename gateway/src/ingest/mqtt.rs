@@ -82,23 +82,15 @@ pub async fn run(
 ) {
     let filter = format!("{}{SUBSCRIPTION}", cfg.subscription_prefix);
     let mut failures = 0u32;
-    // Design: acks go to the client through an unbounded queue and a task
-    // that awaits room in the client's request channel. `try_ack` from the
-    // pipeline lost acks whenever that channel was full (the event loop
-    // waits while the pipeline's channel is full), and each lost ack held
-    // one of the broker's in-flight slots until the next reconnect. The
-    // queue is bounded in practice by the messages the broker has in flight.
-    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<rumqttc::Publish>();
-    let acker_client = client.clone();
-    let acker_metrics = metrics.clone();
-    let acker = tokio::spawn(async move {
-        while let Some(p) = ack_rx.recv().await {
-            if let Err(e) = acker_client.ack(&p).await {
-                inc(&acker_metrics.mqtt_ack_failures);
-                tracing::debug!(error = %e, "ack not queued; the broker will redeliver");
-            }
-        }
-    });
+    // Design: acks (packet ids of QoS 1 publishes) come back from the
+    // pipeline through an unbounded queue that never blocks it, bounded in
+    // practice by the messages the broker has in flight. This loop writes
+    // every ack queued at the moment into the connection's buffer and
+    // flushes once: a batch of a thousand messages is one write and one TCP
+    // segment, not a thousand (each `AsyncClient::ack` was its own trip
+    // through the event loop and its own flush, and the broker paid for
+    // every segment).
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel::<u16>();
     // Design: the event loop never waits for the pipeline. While a storm
     // or a database outage keeps the pipeline's queue full, `tx.send` in
     // this loop stopped it reading the socket, so the broker's PINGRESP went
@@ -118,8 +110,16 @@ pub async fn run(
         }
     });
     loop {
+        let connected = eventloop.network.is_some();
         let event = tokio::select! {
             _ = shutdown.cancelled() => break,
+            Some(first) = ack_rx.recv(), if connected => {
+                if let Err(e) = write_acks(&mut eventloop, first, &mut ack_rx).await {
+                    inc(&metrics.mqtt_ack_failures);
+                    tracing::debug!(error = %e, "acks not written; the broker will redeliver");
+                }
+                continue;
+            }
             ev = eventloop.poll() => ev,
         };
         match event {
@@ -144,17 +144,18 @@ pub async fn run(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 let acks = ack_tx.clone();
-                let ack_pub = p.clone();
+                let pkid = (p.qos != QoS::AtMostOnce).then_some(p.pkid);
                 let ack_metrics = metrics.clone();
                 let msg = Inbound {
                     topic: p.topic.clone(),
                     payload: p.payload.clone(),
                     arrived_ms: crate::domain::time::now_ms(),
                     ack: Some(Box::new(move || {
-                        // Never blocks the pipeline; the acker task queues
-                        // it to the client in order.
-                        if acks.send(ack_pub).is_err() {
-                            inc(&ack_metrics.mqtt_ack_failures);
+                        // Never blocks the pipeline; this loop writes it.
+                        if let Some(pkid) = pkid {
+                            if acks.send(pkid).is_err() {
+                                inc(&ack_metrics.mqtt_ack_failures);
+                            }
                         }
                     })),
                 };
@@ -189,7 +190,6 @@ pub async fn run(
             }
         }
     }
-    acker.abort();
     drop(fwd_tx);
     forwarder.abort();
     // Orderly goodbye: let the broker keep our session for the next start.
@@ -203,4 +203,39 @@ pub async fn run(
     })
     .await;
     tracing::info!("MQTT ingest stopped");
+}
+
+/// Most acks written in one go (a pipeline batch's worth).
+const ACKS_PER_WRITE: usize = 4096;
+
+/// Writes `first` and every other ack queued now (up to
+/// [`ACKS_PER_WRITE`]) into the connection's buffer, through the client's
+/// own state (as `AsyncClient::ack` would), then flushes once.
+async fn write_acks(
+    eventloop: &mut EventLoop,
+    first: u16,
+    queued: &mut mpsc::UnboundedReceiver<u16>,
+) -> Result<(), rumqttc::StateError> {
+    let Some(network) = eventloop.network.as_mut() else {
+        return Err(rumqttc::StateError::ConnectionAborted);
+    };
+    let mut next = Some(first);
+    let mut written = 0;
+    while let Some(pkid) = next {
+        let ack = rumqttc::Request::PubAck(rumqttc::PubAck::new(pkid));
+        if let Some(packet) = eventloop.state.handle_outgoing_packet(ack)? {
+            network.write(packet).await?;
+        }
+        written += 1;
+        next = if written < ACKS_PER_WRITE {
+            queued.try_recv().ok()
+        } else {
+            None
+        };
+    }
+    let timeout = Duration::from_secs(eventloop.network_options.connection_timeout());
+    match tokio::time::timeout(timeout, network.flush()).await {
+        Ok(r) => r,
+        Err(_) => Err(rumqttc::StateError::ConnectionAborted),
+    }
 }

@@ -123,6 +123,7 @@ impl Args {
 }
 
 fn main() {
+    gateway::heap::no_huge_pages();
     let args = Args(std::env::args().skip(1).collect());
     if args.flag("--help") || args.flag("-h") {
         println!("{}", HELP);
