@@ -208,6 +208,111 @@ async fn sqlite_locked_past_the_busy_timeout_delays_the_alarm_but_never_loses_it
     r.stop().await;
 }
 
+/// What a run left: the alarm log's transitions and the alarm rows, in
+/// order, without times or ids.
+async fn outcome(store: &Store) -> Vec<String> {
+    let mut out: Vec<String> = store
+        .alarm_log("home_a", Some("n01"), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+        .map(|l| {
+            format!(
+                "log {} {} {:?} {:?}",
+                l.channel, l.transition, l.level, l.value
+            )
+        })
+        .collect();
+    let mut alarms = store.alarms(AlarmFilter::All, 1000).await.unwrap();
+    alarms.sort_by_key(|a| a.id);
+    out.extend(alarms.iter().map(|a| {
+        format!(
+            "alarm {} {} {} {} ticket {}",
+            a.channel,
+            a.cause,
+            a.level,
+            a.state,
+            a.ticket_id.is_some()
+        )
+    }));
+    out
+}
+
+/// The readings of [`sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too`]:
+/// an alarm, back to normal, an alarm again.
+const SWINGS: [i32; 3] = [700, 100, 700];
+
+/// On SQLite the pipeline evaluates the next batch while the writer thread
+/// commits the last (`alarms/pipeline/inflight.rs`). Messages sent apart go
+/// in separate batches, so when the first commit fails (the database
+/// locked past the busy timeout) the next batch was already evaluated on
+/// its state and queued behind it. The lock is released the moment the
+/// first commit has failed, so the queued batch *could* commit: it must
+/// not (its transitions come from a state never committed), and the retry
+/// of both must leave exactly what an uninterrupted run leaves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
+    use sqlx::Connection;
+    // The uninterrupted run.
+    let reference = {
+        let db = TestDb::sqlite();
+        let mut r = start(&db).await;
+        r.send(100).await;
+        for ma in SWINGS {
+            r.send(ma).await;
+        }
+        let sent = u64::from(r.seq);
+        r.until("every message", Duration::from_secs(20), |r| {
+            r.acked() == sent
+        })
+        .await;
+        let out = outcome(&r.store).await;
+        r.stop().await;
+        out
+    };
+    assert!(
+        reference.iter().filter(|l| l.starts_with("log")).count() >= 2,
+        "the swings are transitions: {reference:?}"
+    );
+
+    let db = TestDb::sqlite();
+    let mut r = start(&db).await;
+    r.send(100).await;
+    r.until("the first message", Duration::from_secs(10), |r| {
+        r.acked() == 1
+    })
+    .await;
+    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    // One batch each: the first waits for the lock on the writer thread,
+    // the second is evaluated on the state the first leaves and queued
+    // behind it, the third waits for room.
+    for ma in SWINGS {
+        r.send(ma).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    r.until("the first commit to fail", Duration::from_secs(30), |r| {
+        r.metrics.batch_commit_failures.load(Ordering::Relaxed) >= 1
+    })
+    .await;
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    drop(locker);
+    let sent = u64::from(r.seq);
+    r.until("every message", Duration::from_secs(60), |r| {
+        r.acked() == sent
+    })
+    .await;
+    assert_eq!(outcome(&r.store).await, reference);
+    r.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_started_again_delays_the_alarm_but_never_loses_it() {
     let db = TestDb::postgres().await;

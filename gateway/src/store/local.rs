@@ -100,7 +100,7 @@ impl LocalWriter {
         self.jobs.send(Msg::Job(job)).map_err(|_| stopped())?;
         Ok(Submitted {
             rx,
-            interrupt: self.interrupt.clone(),
+            interrupt: Some(self.interrupt.clone()),
         })
     }
 
@@ -120,10 +120,12 @@ fn stopped() -> StoreError {
     StoreError::Writer("the writer thread has stopped".into())
 }
 
-/// A job queued on the writer.
+/// A job queued on a writer ([`LocalWriter`] or [`TaskWriter`]).
 pub struct Submitted<T> {
     rx: tokio::sync::oneshot::Receiver<T>,
-    interrupt: std::sync::Arc<rusqlite::InterruptHandle>,
+    /// The SQLite writer's connection, to interrupt at the deadline; a
+    /// [`TaskWriter`] job bounds its own time.
+    interrupt: Option<std::sync::Arc<rusqlite::InterruptHandle>>,
 }
 
 impl<T> Submitted<T> {
@@ -133,13 +135,56 @@ impl<T> Submitted<T> {
     /// happened, so a batch is never retried while its first attempt might
     /// yet commit. Cancel-safe: waiting again goes on waiting.
     pub async fn wait(&mut self, deadline: tokio::time::Instant) -> Result<T, StoreError> {
+        let Some(interrupt) = &self.interrupt else {
+            return (&mut self.rx).await.map_err(|_| stopped());
+        };
         match tokio::time::timeout_at(deadline, &mut self.rx).await {
             Ok(r) => r.map_err(|_| stopped()),
             Err(_) => {
-                self.interrupt.interrupt();
+                interrupt.interrupt();
                 (&mut self.rx).await.map_err(|_| stopped())
             }
         }
+    }
+}
+
+/// Jobs run one after another on a tokio task of their own: the
+/// pipeline's writer where there is no [`LocalWriter`] (PostgreSQL), so
+/// that it too evaluates the next batch while the last one commits. Each
+/// job bounds its own time. The task ends when the last handle is dropped.
+#[derive(Clone)]
+pub struct TaskWriter {
+    jobs: tokio::sync::mpsc::UnboundedSender<TaskJob>,
+}
+
+type TaskJob = std::pin::Pin<Box<dyn Future<Output = ()> + Send>>;
+
+impl TaskWriter {
+    /// Starts the task (on the current tokio runtime).
+    pub fn spawn() -> TaskWriter {
+        let (jobs, mut rx) = tokio::sync::mpsc::unbounded_channel::<TaskJob>();
+        tokio::spawn(async move {
+            while let Some(job) = rx.recv().await {
+                job.await;
+            }
+        });
+        TaskWriter { jobs }
+    }
+
+    /// Queues `job` to run after the jobs queued before it.
+    pub fn submit<T: Send + 'static>(
+        &self,
+        job: impl Future<Output = T> + Send + 'static,
+    ) -> Result<Submitted<T>, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let job: TaskJob = Box::pin(async move {
+            let _ = tx.send(job.await);
+        });
+        self.jobs.send(job).map_err(|_| stopped())?;
+        Ok(Submitted {
+            rx,
+            interrupt: None,
+        })
     }
 }
 

@@ -50,7 +50,9 @@ pub use audit::AuditEntry;
 pub use batch::{Batch, BatchWrite, Relevel, Settle};
 pub use commissioning::{BaselineRow, ChannelFirst, SelfTestRow, SetpointRow};
 pub use evidence::EvidenceRow;
-pub use local::{ready, transaction as local_transaction, LocalBatch, LocalWriter, Submitted};
+pub use local::{
+    ready, transaction as local_transaction, LocalBatch, LocalWriter, Submitted, TaskWriter,
+};
 pub use notifications::{NotificationLog, NotificationRow};
 pub use readings::{DailyMaxRow, LatestRow, LinkedReading, TicketReadingRow};
 pub use reports::{LedgerQuery, ReportFigures};

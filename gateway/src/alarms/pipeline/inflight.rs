@@ -1,7 +1,9 @@
-//! Batches in flight on the SQLite writer (`store::LocalWriter`): while
-//! the writer commits one batch, the pipeline evaluates the next, so the
-//! evaluation and the database work of an alarm storm overlap on two cores
-//! instead of taking turns.
+//! Batches in flight on the pipeline's writer — the SQLite writer thread
+//! (`store::LocalWriter`), or on PostgreSQL a task of its own
+//! (`store::TaskWriter`) committing through sqlx: while the writer commits
+//! one batch, the pipeline evaluates the next, so the evaluation and the
+//! database work of an alarm storm overlap on two cores instead of taking
+//! turns.
 //!
 //! The guarantees stay those of one batch at a time:
 //! - A batch is evaluated on the state its predecessor left, and the
@@ -16,10 +18,10 @@
 
 use super::effects::{self, Announce, Effects};
 use super::eval::Core;
-use super::{retry_delay, Pipeline, Retry, COMMIT_TIMEOUT};
+use super::{Pipeline, COMMIT_TIMEOUT};
 use crate::config::Config;
 use crate::ingest::Inbound;
-use crate::store::{LocalWriter, StoreError, Submitted};
+use crate::store::{LocalWriter, Store, StoreError, Submitted, TaskWriter};
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -43,38 +45,94 @@ pub(super) struct InFlight {
     deadline: tokio::time::Instant,
 }
 
+/// Where the pipeline's batches are written.
+#[derive(Clone)]
+pub(super) enum Writer {
+    /// SQLite: the store's writer thread.
+    Local(LocalWriter),
+    /// PostgreSQL: a task running the sqlx batches one after another.
+    Task(TaskWriter),
+}
+
+impl Writer {
+    /// The store's writer thread, or a new task (on the current runtime).
+    pub(super) fn for_store(store: &Store) -> Writer {
+        match store.local_writer() {
+            Some(w) => Writer::Local(w.clone()),
+            None => Writer::Task(TaskWriter::spawn()),
+        }
+    }
+}
+
 /// Queues `fx` on the writer, to be written in one transaction unless a
 /// job before it of the same generation (`poison`) failed.
 pub(super) fn submit(
-    writer: &LocalWriter,
-    audit_lock: Arc<tokio::sync::Mutex<()>>,
+    writer: &Writer,
+    store: &Store,
     poison: Arc<AtomicBool>,
     fx: Effects,
     config: Arc<Config>,
 ) -> Result<Submitted<Outcome>, StoreError> {
-    writer.submit(move |conn| {
-        if poison.load(Ordering::SeqCst) {
-            return Err(StoreError::Writer(
-                "an earlier batch was not committed".into(),
-            ));
+    let failed = |poison: &AtomicBool, e: StoreError| {
+        poison.store(true, Ordering::SeqCst);
+        Err(e)
+    };
+    match writer {
+        Writer::Local(writer) => {
+            let audit_lock = store.audit_lock();
+            writer.submit(move |conn| {
+                if let Some(early) = before_writing(&poison, fx.needs_store()) {
+                    return early.map(|()| (fx, Vec::new()));
+                }
+                // The audit chain's lock, then the database's write lock:
+                // the order every writer of the chain takes them in.
+                let _chain = audit_lock.blocking_lock();
+                let written = crate::store::local_transaction(conn, |b| {
+                    crate::store::ready(effects::write(b, &fx, &config))
+                });
+                match written {
+                    Ok(out) => Ok((fx, out)),
+                    Err(e) => failed(&poison, e),
+                }
+            })
         }
-        if !fx.needs_store() {
-            return Ok((fx, Vec::new()));
+        Writer::Task(writer) => {
+            let store = store.clone();
+            writer.submit(async move {
+                if let Some(early) = before_writing(&poison, fx.needs_store()) {
+                    return early.map(|()| (fx, Vec::new()));
+                }
+                // `Store::batch` takes the audit chain's lock. A commit
+                // cut off by the deadline is rolled back (or, if the
+                // server had it already, retried: as before overlap).
+                let attempt = async {
+                    let mut b = store.batch().await?;
+                    let out = effects::write(&mut b, &fx, &config).await?;
+                    b.commit().await?;
+                    Ok::<_, StoreError>(out)
+                };
+                let written = match tokio::time::timeout(COMMIT_TIMEOUT, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => Err(StoreError::Timeout),
+                };
+                match written {
+                    Ok(out) => Ok((fx, out)),
+                    Err(e) => failed(&poison, e),
+                }
+            })
         }
-        // The audit chain's lock, then the database's write lock: the
-        // order every writer of the chain takes them in.
-        let _chain = audit_lock.blocking_lock();
-        let written = crate::store::local_transaction(conn, |b| {
-            crate::store::ready(effects::write(b, &fx, &config))
-        });
-        match written {
-            Ok(out) => Ok((fx, out)),
-            Err(e) => {
-                poison.store(true, Ordering::SeqCst);
-                Err(e)
-            }
-        }
-    })
+    }
+}
+
+/// A job's first check: `Some(Err)` when a job of its generation failed
+/// before it, `Some(Ok)` when it has nothing to write.
+fn before_writing(poison: &AtomicBool, needs_store: bool) -> Option<Result<(), StoreError>> {
+    if poison.load(Ordering::SeqCst) {
+        return Some(Err(StoreError::Writer(
+            "an earlier batch was not committed".into(),
+        )));
+    }
+    (!needs_store).then_some(Ok(()))
 }
 
 /// The front batch's outcome; pending forever while nothing is in flight.
@@ -89,12 +147,7 @@ pub(super) async fn front(queue: &mut VecDeque<InFlight>) -> Outcome {
 impl Pipeline {
     /// Evaluates `batch` on the state the batches before it leave and hands
     /// its effects to the writer, without waiting for the commit.
-    pub(super) async fn dispatch(
-        &mut self,
-        writer: &LocalWriter,
-        batch: Vec<Inbound>,
-        attempts: u32,
-    ) {
+    pub(super) async fn dispatch(&mut self, writer: &Writer, batch: Vec<Inbound>, attempts: u32) {
         let before = self.core.clone();
         let fx = self.core.step(&batch);
         if self.inflight.is_empty() && !fx.needs_store() {
@@ -103,7 +156,7 @@ impl Pipeline {
         }
         let job = submit(
             writer,
-            self.store.audit_lock(),
+            &self.store,
             self.poison.clone(),
             fx,
             self.core.config.clone(),
@@ -172,13 +225,7 @@ impl Pipeline {
         // Jobs still queued on the writer see the old flag set and do
         // nothing; the retry starts a new generation.
         self.poison = Arc::new(AtomicBool::new(false));
-        let delay = retry_delay(attempts);
-        tracing::error!(error = %e, messages = batch.len(), attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, "store: batch not committed; its rule state is discarded and the batch retried, unacknowledged");
-        self.retry = Some(Retry {
-            batch,
-            attempts: attempts + 1,
-            at: tokio::time::Instant::now() + delay,
-        });
+        self.retry_later(batch, attempts, &e);
     }
 
     /// A batch is committed: counters, lines, events, then its messages

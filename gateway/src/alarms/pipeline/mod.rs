@@ -2,7 +2,10 @@
 //! in arrival order, in batches, through the pure evaluation step
 //! ([`eval::Core::step`]: topic check → node check → decode →
 //! de-duplication → rules → self-test → suppression) and writes everything
-//! a batch caused in ONE database transaction ([`effects::write`]).
+//! a batch caused in ONE database transaction ([`effects::write`]), on the
+//! pipeline's writer (the SQLite writer thread, or PostgreSQL's writer
+//! task), evaluating the next batch while the last one commits
+//! ([`inflight`]).
 //!
 //! Only once that transaction commits are the batch's lines handed to the
 //! metrics sink, counters moved, events published (and so notifications
@@ -27,7 +30,7 @@ use crate::config::Config;
 use crate::ingest::{Ack, Inbound};
 use crate::metrics::{inc, Metrics};
 use crate::sink::Sink;
-use crate::store::{AlarmRow, LocalWriter, Store, StoreError};
+use crate::store::{AlarmRow, Store, StoreError};
 use effects::{Announce, Effects};
 use eval::Core;
 use std::collections::{HashMap, VecDeque};
@@ -223,6 +226,8 @@ pub struct Pipeline {
     poison: Arc<std::sync::atomic::AtomicBool>,
     /// How far the spool has made lines durable (with a sink).
     durable: Option<watch::Receiver<u64>>,
+    /// Where batches are written ([`inflight::Writer`]), from first use.
+    writer: Option<inflight::Writer>,
     /// The messages found in the spool at start-up, by source, until
     /// [`Pipeline::start`] has compared them with the restored windows.
     spooled_at_start: HashMap<String, VecDeque<(u32, u32)>>,
@@ -272,6 +277,7 @@ impl Pipeline {
             inflight: VecDeque::new(),
             poison: Default::default(),
             durable: None,
+            writer: None,
             spooled_at_start: HashMap::new(),
         }
     }
@@ -416,7 +422,7 @@ impl Pipeline {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut durable = self.sink.as_ref().map(|s| s.durable());
         self.durable = durable.clone();
-        let writer = self.store.local_writer().cloned();
+        let writer = self.writer();
         loop {
             let retry_at = self.retry.as_ref().map(|r| r.at);
             let room = self.inflight.len() < inflight::DEPTH;
@@ -424,7 +430,7 @@ impl Pipeline {
                 msg = rx.recv(), if self.retry.is_none() && room => match msg {
                     Some(first) => {
                         let batch = self.gather(first, &mut rx).await;
-                        self.try_batch(writer.as_ref(), batch, 0).await;
+                        self.try_batch(&writer, batch, 0).await;
                     }
                     None => break,
                 },
@@ -438,7 +444,7 @@ impl Pipeline {
                         break;
                     }
                     if let Some(r) = self.retry.take() {
-                        self.try_batch(writer.as_ref(), r.batch, r.attempts).await;
+                        self.try_batch(&writer, r.batch, r.attempts).await;
                     }
                 }
                 Some(cmd) = commands.recv() => self.command(cmd).await,
@@ -492,34 +498,29 @@ impl Pipeline {
         batch
     }
 
-    /// Evaluates a batch and commits it (on the SQLite writer, without
-    /// waiting: [`inflight`]); on failure keeps it for a retry.
-    async fn try_batch(
-        &mut self,
-        writer: Option<&LocalWriter>,
-        batch: Vec<Inbound>,
-        attempts: u32,
-    ) {
-        if let Some(writer) = writer {
-            return self.dispatch(writer, batch, attempts).await;
-        }
-        let mut next = self.core.clone();
-        let fx = next.step(&batch);
-        match self.commit(fx).await {
-            Ok((fx, out)) => {
-                self.core = next;
-                self.committed(batch, fx, out).await;
-            }
-            Err(e) => {
-                let delay = retry_delay(attempts);
-                tracing::error!(error = %e, messages = batch.len(), attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, "store: batch not committed; its rule state is discarded and the batch retried, unacknowledged");
-                self.retry = Some(Retry {
-                    batch,
-                    attempts: attempts + 1,
-                    at: tokio::time::Instant::now() + delay,
-                });
-            }
-        }
+    /// Evaluates a batch and hands it to the writer, without waiting for
+    /// the commit ([`inflight`]); a failed commit keeps it for a retry.
+    async fn try_batch(&mut self, writer: &inflight::Writer, batch: Vec<Inbound>, attempts: u32) {
+        self.dispatch(writer, batch, attempts).await;
+    }
+
+    /// The pipeline's writer, started on first use.
+    fn writer(&mut self) -> inflight::Writer {
+        self.writer
+            .get_or_insert_with(|| inflight::Writer::for_store(&self.store))
+            .clone()
+    }
+
+    /// Keeps a batch whose commit failed (after `attempts` earlier tries)
+    /// to be evaluated and committed again after the backoff.
+    fn retry_later(&mut self, batch: Vec<Inbound>, attempts: u32, e: &StoreError) {
+        let delay = retry_delay(attempts);
+        tracing::error!(error = %e, messages = batch.len(), attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, "store: batch not committed; its rule state is discarded and the batch retried, unacknowledged");
+        self.retry = Some(Retry {
+            batch,
+            attempts: attempts + 1,
+            at: tokio::time::Instant::now() + delay,
+        });
     }
 
     /// Handles one message at once (a batch of one), without its
@@ -549,38 +550,21 @@ impl Pipeline {
         Ok(())
     }
 
-    /// Writes `fx` in one transaction (on SQLite, on the store's own writer
-    /// thread; see `store::LocalWriter`), and hands it back with what to
-    /// announce. Nothing to write, nothing to commit.
+    /// Writes `fx` in one transaction on the pipeline's writer (the SQLite
+    /// writer thread, or PostgreSQL's writer task: [`inflight::Writer`]),
+    /// and hands it back with what to announce. Nothing to write, nothing
+    /// to commit.
     async fn commit(&mut self, fx: Effects) -> Result<(Effects, Vec<Announce>), StoreError> {
         if !fx.needs_store() {
             return Ok((fx, Vec::new()));
         }
         let config = self.core.config.clone();
-        let result = if let Some(writer) = self.store.local_writer() {
-            // One job on the writer, alone (nothing is in flight here).
-            let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-            match inflight::submit(
-                writer,
-                self.store.audit_lock(),
-                Default::default(),
-                fx,
-                config,
-            ) {
-                Ok(mut job) => job.wait(deadline).await.and_then(|r| r),
-                Err(e) => Err(e),
-            }
-        } else {
-            let attempt = async {
-                let mut b = self.store.batch().await?;
-                let out = effects::write(&mut b, &fx, &config).await?;
-                b.commit().await?;
-                Ok::<_, StoreError>((fx, out))
-            };
-            match tokio::time::timeout(COMMIT_TIMEOUT, attempt).await {
-                Ok(r) => r,
-                Err(_) => Err(StoreError::Timeout),
-            }
+        // One job on the writer, alone (nothing is in flight here).
+        let writer = self.writer();
+        let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
+        let result = match inflight::submit(&writer, &self.store, Default::default(), fx, config) {
+            Ok(mut job) => job.wait(deadline).await.and_then(|r| r),
+            Err(e) => Err(e),
         };
         self.record_commit(&result.as_ref().map(|_| ()));
         result
