@@ -301,13 +301,21 @@ impl LocalBatch<'_> {
                 alarm_row,
             )
             .optional()?;
+        // A fresh alarm whose key has an open ticket (a storm's usual
+        // raise: the hazard's ticket is still being worked on) is inserted
+        // already linked to it: one row version, not an insert then an
+        // update of `ticket_id` and its index.
+        let mut attached = None;
         let mut row = match standing {
             Some(row) => row,
             None => {
+                if spec.is_some() {
+                    attached = self.attach_open(k, at)?;
+                }
                 let insert = format!(
                     "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, \
-                     peak, raised_at, updated_at, suppressed) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?8, ?10, ?10, ?11) RETURNING {ALARM_COLUMNS}"
+                     peak, raised_at, updated_at, suppressed, ticket_id) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'active', ?7, ?8, ?9, ?8, ?10, ?10, ?11, ?12) RETURNING {ALARM_COLUMNS}"
                 );
                 self.tx.prepare_cached(&insert)?.query_row(
                     params![
@@ -321,14 +329,21 @@ impl LocalBatch<'_> {
                         a.value,
                         a.setpoint,
                         at,
-                        a.suppressed
+                        a.suppressed,
+                        attached.as_ref().map(|(id, _)| *id)
                     ],
                     alarm_row,
                 )?
             }
         };
         let outcome = match (row.ticket_id, spec) {
-            (Some(id), _) => Some(TicketOutcome::AlreadyLinked { id }),
+            (Some(id), _) => match attached {
+                Some((_, number)) => {
+                    self.attached_event(id, at, row.id)?;
+                    Some(TicketOutcome::Attached { id, number })
+                }
+                None => Some(TicketOutcome::AlreadyLinked { id }),
+            },
             (None, None) => None,
             (None, Some(spec)) => {
                 let o = self.open_or_attach(k, spec, row.id, at)?;
@@ -357,26 +372,8 @@ impl LocalBatch<'_> {
         alarm_id: i64,
         at: i64,
     ) -> Result<TicketOutcome, StoreError> {
-        let open: Option<(i64, String)> = self
-            .tx
-            .prepare_cached(
-                "UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = ?5, updated_at = ?5 \
-                 WHERE site = ?1 AND node = ?2 AND channel = ?3 AND cause = ?4 AND status <> 'closed' \
-                 RETURNING id, number",
-            )?
-            .query_row(params![k.site, k.node, k.channel, k.cause, at], |r| {
-                Ok((r.get(0)?, r.get(1)?))
-            })
-            .optional()?;
-        if let Some((id, number)) = open {
-            self.add_event(
-                id,
-                at,
-                "alarm_attached",
-                None,
-                None,
-                &format!("alarm #{alarm_id}"),
-            )?;
+        if let Some((id, number)) = self.attach_open(k, at)? {
+            self.attached_event(id, at, alarm_id)?;
             return Ok(TicketOutcome::Attached { id, number });
         }
         let recent: Option<(i64, String)> = self
@@ -466,6 +463,34 @@ impl LocalBatch<'_> {
             &format!("opened automatically by alarm #{alarm_id}"),
         )?;
         Ok(TicketOutcome::Opened { id, number })
+    }
+
+    /// Counts one more alarm on the open ticket of `k`, if there is one:
+    /// its id and number.
+    fn attach_open(&self, k: &AlarmKey, at: i64) -> Result<Option<(i64, String)>, StoreError> {
+        Ok(self
+            .tx
+            .prepare_cached(
+                "UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = ?5, updated_at = ?5 \
+                 WHERE site = ?1 AND node = ?2 AND channel = ?3 AND cause = ?4 AND status <> 'closed' \
+                 RETURNING id, number",
+            )?
+            .query_row(params![k.site, k.node, k.channel, k.cause, at], |r| {
+                Ok((r.get(0)?, r.get(1)?))
+            })
+            .optional()?)
+    }
+
+    /// The ticket event of an alarm attached to an open ticket.
+    fn attached_event(&self, ticket_id: i64, at: i64, alarm_id: i64) -> Result<(), StoreError> {
+        self.add_event(
+            ticket_id,
+            at,
+            "alarm_attached",
+            None,
+            None,
+            &format!("alarm #{alarm_id}"),
+        )
     }
 
     fn add_event(
