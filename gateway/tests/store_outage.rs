@@ -171,9 +171,29 @@ impl Running {
     }
 }
 
+/// Another connection's `BEGIN EXCLUSIVE` on the test's SQLite file, as a
+/// backup, a VACUUM or a long report holds it.
+async fn lock_sqlite(db: &TestDb) -> sqlx::SqliteConnection {
+    use sqlx::Connection;
+    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("BEGIN EXCLUSIVE")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    locker
+}
+
+/// Ends [`lock_sqlite`]'s transaction and closes its connection.
+async fn unlock_sqlite(mut locker: sqlx::SqliteConnection) {
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut locker)
+        .await
+        .unwrap();
+    drop(locker);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_locked_past_the_busy_timeout_delays_the_alarm_but_never_loses_it() {
-    use sqlx::Connection;
     let db = TestDb::sqlite();
     let mut r = start(&db).await;
     r.send(100).await;
@@ -184,11 +204,7 @@ async fn sqlite_locked_past_the_busy_timeout_delays_the_alarm_but_never_loses_it
 
     // Another process's connection holds the write lock (a backup, a
     // VACUUM, a long report) for longer than the 5 s busy timeout.
-    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let locker = lock_sqlite(&db).await;
     for _ in 0..5 {
         r.send(700).await;
     }
@@ -196,11 +212,7 @@ async fn sqlite_locked_past_the_busy_timeout_delays_the_alarm_but_never_loses_it
     // Past the busy timeout, still held: the batch keeps being retried.
     tokio::time::sleep(Duration::from_secs(6)).await;
     assert_eq!(r.acked(), 1);
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    drop(locker);
+    unlock_sqlite(locker).await;
     for _ in 0..3 {
         r.send(700).await;
     }
@@ -253,7 +265,6 @@ const SWINGS: [i32; 3] = [700, 100, 700];
 /// of both must leave exactly what an uninterrupted run leaves.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
-    use sqlx::Connection;
     // The uninterrupted run.
     let reference = {
         let db = TestDb::sqlite();
@@ -283,11 +294,7 @@ async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
         r.acked() == 1
     })
     .await;
-    let mut locker = sqlx::SqliteConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql("BEGIN EXCLUSIVE")
-        .execute(&mut locker)
-        .await
-        .unwrap();
+    let locker = lock_sqlite(&db).await;
     // One batch each: the first waits for the lock on the writer thread,
     // the second is evaluated on the state the first leaves and queued
     // behind it, the third waits for room.
@@ -299,11 +306,7 @@ async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
         r.metrics.batch_commit_failures.load(Ordering::Relaxed) >= 1
     })
     .await;
-    sqlx::raw_sql("ROLLBACK")
-        .execute(&mut locker)
-        .await
-        .unwrap();
-    drop(locker);
+    unlock_sqlite(locker).await;
     let sent = u64::from(r.seq);
     r.until("every message", Duration::from_secs(60), |r| {
         r.acked() == sent

@@ -114,6 +114,15 @@ impl LocalWriter {
         let at = tokio::time::Instant::now() + deadline;
         self.submit(f)?.wait(at).await
     }
+
+    /// Closes the writer's connection once the jobs sent before are done;
+    /// later jobs fail. Answers when the connection is closed.
+    pub async fn close(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.jobs.send(Msg::Close(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
 }
 
 fn stopped() -> StoreError {
@@ -185,17 +194,6 @@ impl TaskWriter {
             rx,
             interrupt: None,
         })
-    }
-}
-
-impl LocalWriter {
-    /// Closes the writer's connection once the jobs sent before are done;
-    /// later jobs fail. Answers when the connection is closed.
-    pub async fn close(&self) {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if self.jobs.send(Msg::Close(tx)).is_ok() {
-            let _ = rx.await;
-        }
     }
 }
 

@@ -73,10 +73,6 @@ pub(super) fn submit(
     fx: Effects,
     config: Arc<Config>,
 ) -> Result<Submitted<Outcome>, StoreError> {
-    let failed = |poison: &AtomicBool, e: StoreError| {
-        poison.store(true, Ordering::SeqCst);
-        Err(e)
-    };
     match writer {
         Writer::Local(writer) => {
             let audit_lock = store.audit_lock();
@@ -90,10 +86,7 @@ pub(super) fn submit(
                 let written = crate::store::local_transaction(conn, |b| {
                     crate::store::ready(effects::write(b, &fx, &config))
                 });
-                match written {
-                    Ok(out) => Ok((fx, out)),
-                    Err(e) => failed(&poison, e),
-                }
+                after_writing(&poison, fx, written)
             })
         }
         Writer::Task(writer) => {
@@ -115,11 +108,23 @@ pub(super) fn submit(
                     Ok(r) => r,
                     Err(_) => Err(StoreError::Timeout),
                 };
-                match written {
-                    Ok(out) => Ok((fx, out)),
-                    Err(e) => failed(&poison, e),
-                }
+                after_writing(&poison, fx, written)
             })
+        }
+    }
+}
+
+/// A job's answer; a failed write poisons its generation.
+fn after_writing(
+    poison: &AtomicBool,
+    fx: Effects,
+    written: Result<Vec<Announce>, StoreError>,
+) -> Outcome {
+    match written {
+        Ok(out) => Ok((fx, out)),
+        Err(e) => {
+            poison.store(true, Ordering::SeqCst);
+            Err(e)
         }
     }
 }
@@ -146,16 +151,18 @@ pub(super) async fn front(queue: &mut VecDeque<InFlight>) -> Outcome {
 
 impl Pipeline {
     /// Evaluates `batch` on the state the batches before it leave and hands
-    /// its effects to the writer, without waiting for the commit.
-    pub(super) async fn dispatch(&mut self, writer: &Writer, batch: Vec<Inbound>, attempts: u32) {
+    /// its effects to the writer, without waiting for the commit; a failed
+    /// commit keeps it for a retry.
+    pub(super) async fn dispatch(&mut self, batch: Vec<Inbound>, attempts: u32) {
         let before = self.core.clone();
         let fx = self.core.step(&batch);
         if self.inflight.is_empty() && !fx.needs_store() {
             self.committed(batch, fx, Vec::new()).await;
             return;
         }
+        let writer = self.writer();
         let job = submit(
-            writer,
+            &writer,
             &self.store,
             self.poison.clone(),
             fx,

@@ -219,7 +219,7 @@ pub struct Pipeline {
     baseline_hours: u32,
     /// A batch whose commit failed, waiting to be tried again.
     retry: Option<Retry>,
-    /// Batches handed to the SQLite writer, oldest first ([`inflight`]).
+    /// Batches handed to the writer, oldest first ([`inflight`]).
     inflight: VecDeque<inflight::InFlight>,
     /// The poison flag of the jobs handed to the writer since the last
     /// failed commit ([`inflight`]).
@@ -422,7 +422,6 @@ impl Pipeline {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut durable = self.sink.as_ref().map(|s| s.durable());
         self.durable = durable.clone();
-        let writer = self.writer();
         loop {
             let retry_at = self.retry.as_ref().map(|r| r.at);
             let room = self.inflight.len() < inflight::DEPTH;
@@ -430,7 +429,7 @@ impl Pipeline {
                 msg = rx.recv(), if self.retry.is_none() && room => match msg {
                     Some(first) => {
                         let batch = self.gather(first, &mut rx).await;
-                        self.try_batch(&writer, batch, 0).await;
+                        self.dispatch(batch, 0).await;
                     }
                     None => break,
                 },
@@ -444,7 +443,7 @@ impl Pipeline {
                         break;
                     }
                     if let Some(r) = self.retry.take() {
-                        self.try_batch(&writer, r.batch, r.attempts).await;
+                        self.dispatch(r.batch, r.attempts).await;
                     }
                 }
                 Some(cmd) = commands.recv() => self.command(cmd).await,
@@ -496,12 +495,6 @@ impl Pipeline {
             }
         }
         batch
-    }
-
-    /// Evaluates a batch and hands it to the writer, without waiting for
-    /// the commit ([`inflight`]); a failed commit keeps it for a retry.
-    async fn try_batch(&mut self, writer: &inflight::Writer, batch: Vec<Inbound>, attempts: u32) {
-        self.dispatch(writer, batch, attempts).await;
     }
 
     /// The pipeline's writer, started on first use.
