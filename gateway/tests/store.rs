@@ -198,6 +198,12 @@ async fn the_audit_trail_cannot_be_rewritten(db: TestDb) {
     assert!(upd.unwrap_err().to_string().contains("append-only"));
     let del = sqlx::query("DELETE FROM ticket_events").execute(pool).await;
     assert!(del.unwrap_err().to_string().contains("append-only"));
+    // A ticket is closed, never removed (its linked readings rely on it).
+    let del = sqlx::query("DELETE FROM tickets").execute(pool).await;
+    assert!(del
+        .unwrap_err()
+        .to_string()
+        .contains("tickets are closed, never removed"));
 }
 
 async fn suppressed_alarms_get_their_ticket_when_the_root_cause_clears(db: TestDb) {

@@ -21,6 +21,7 @@ use super::{
     LogEntry, Store, StoreError, TicketOutcome, TicketSpec,
 };
 use sqlx::{Any, Transaction};
+use std::collections::HashMap;
 
 mod many;
 pub use many::{Relevel, Settle};
@@ -234,7 +235,27 @@ pub struct Batch {
     /// up by a linear scan, which made a 2,000-parameter statement cost
     /// milliseconds.
     sqlite: bool,
+    /// Tickets attached to in this transaction, by key, and not yet
+    /// counted (see [`Attachments`]).
+    attached: Attachments,
     _chain: OwnedMutexGuard<()>,
+}
+
+/// The open tickets this transaction attached alarms to, and what it owes
+/// them. An alarm storm raises the same key many times a batch; the first
+/// raise finds the key's open ticket (`UPDATE … RETURNING`, which also
+/// locks the row until commit, so no one can close it meanwhile), later
+/// ones attach to it without asking the database, and their counts and
+/// `alarm_attached` events are written once, before the commit (and before
+/// anything else writes ticket events, so their order is kept).
+#[derive(Default)]
+struct Attachments {
+    open: HashMap<AlarmKey, (i64, String)>,
+    /// Per ticket: attachments not yet added to `alarm_count`, and the
+    /// last one's time.
+    uncounted: HashMap<i64, (i64, i64)>,
+    /// `(ticket, at, alarm)` of events not yet written, in order.
+    events: Vec<(i64, i64, i64)>,
 }
 
 impl Store {
@@ -257,6 +278,7 @@ impl Store {
         Ok(Batch {
             tx,
             sqlite,
+            attached: Attachments::default(),
             _chain: chain,
         })
     }
@@ -264,8 +286,46 @@ impl Store {
 
 impl Batch {
     /// Makes every change of the batch durable at once.
-    pub async fn commit(self) -> Result<(), StoreError> {
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.flush_attachments().await?;
         self.tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes the attachments owed (see [`Attachments`]): the events in
+    /// order, then each ticket's count, a few statements for all.
+    async fn flush_attachments(&mut self) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut self.attached.events);
+        for (chunk, shape) in chunked(&events) {
+            let sql = format!(
+                "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note) \
+                 SELECT column1, column2, 'system', 'alarm_attached', NULL, NULL, column3 \
+                 FROM (VALUES {}) AS v WHERE v.column4",
+                values(4, shape)
+            );
+            let mut q = many(self.sqlite, &sql);
+            for ((ticket, at, alarm), keep) in padded(chunk, shape) {
+                q = q
+                    .bind(*ticket)
+                    .bind(*at)
+                    .bind(format!("alarm #{alarm}"))
+                    .bind(keep);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        let counts: Vec<(i64, (i64, i64))> = self.attached.uncounted.drain().collect();
+        for (chunk, shape) in chunked(&counts) {
+            let sql = format!(
+                "UPDATE tickets SET alarm_count = alarm_count + v.column2, last_alarm_at = v.column3, \
+                 updated_at = v.column3 FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND v.column4",
+                values(4, shape)
+            );
+            let mut q = many(self.sqlite, &sql);
+            for ((ticket, (n, at)), keep) in padded(chunk, shape) {
+                q = q.bind(*ticket).bind(*n).bind(*at).bind(keep);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
         Ok(())
     }
 
@@ -472,6 +532,7 @@ impl Batch {
         unsuppress: bool,
         at: u64,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        self.flush_attachments().await?;
         let tx = &mut self.tx;
         if unsuppress {
             query("UPDATE alarms SET suppressed = FALSE, updated_at = ? WHERE id = ?")

@@ -285,11 +285,15 @@ pub async fn write<B: BatchWrite>(
     Ok(out)
 }
 
-/// A change waiting in its channel's queue: one alarm change, or a run of
-/// readings to link (they do not depend on each other).
-enum Slot {
-    Change(usize),
-    Links(Vec<usize>),
+/// A slot of a channel's queue: one alarm change (none for readings that
+/// come before the channel's first change in the batch) and the readings
+/// to link after it. Round `r` writes the change before the links, so a
+/// reading is linked to the tickets its channel has after the change that
+/// preceded it, and a channel takes one round per change, not two.
+#[derive(Default)]
+struct Slot {
+    change: Option<usize>,
+    links: Vec<usize>,
 }
 
 /// Per-channel queues of the batchable writes (see [`write`]). Round `r`
@@ -315,14 +319,20 @@ impl<'a> Rounds<'a> {
 
     fn push(&mut self, key: &'a AlarmKey, i: usize) {
         self.queue(&key.site, &key.node, &key.channel)
-            .push_back(Slot::Change(i));
+            .push_back(Slot {
+                change: Some(i),
+                links: Vec::new(),
+            });
     }
 
     fn push_link(&mut self, site: &'a str, node: &'a str, channel: &'a str, i: usize) {
         let q = self.queue(site, node, channel);
         match q.back_mut() {
-            Some(Slot::Links(run)) => run.push(i),
-            _ => q.push_back(Slot::Links(vec![i])),
+            Some(slot) => slot.links.push(i),
+            None => q.push_back(Slot {
+                change: None,
+                links: vec![i],
+            }),
         }
     }
 
@@ -337,8 +347,10 @@ impl<'a> Rounds<'a> {
             let (mut raises, mut settles, mut levels, mut links) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for q in &mut self.queues {
-                match q.pop_front() {
-                    Some(Slot::Change(i)) => match &writes[i] {
+                let Some(slot) = q.pop_front() else { continue };
+                links.extend(slot.links);
+                if let Some(i) = slot.change {
+                    match &writes[i] {
                         Effect::Raise { input, ticket } => raises.push((i, input, ticket.as_ref())),
                         Effect::Settle {
                             key,
@@ -366,9 +378,7 @@ impl<'a> Rounds<'a> {
                             at: *at,
                         }),
                         _ => unreachable!("only alarm changes are queued"),
-                    },
-                    Some(Slot::Links(run)) => links.extend(run),
-                    None => {}
+                    }
                 }
             }
             if raises.is_empty() && settles.is_empty() && levels.is_empty() && links.is_empty() {

@@ -81,7 +81,7 @@ impl Batch {
         let at_of = |i: usize| items[i].0.at as i64;
         let pos = positions(items.iter().map(|(a, _)| &a.key));
         debug_assert_eq!(pos.len(), items.len(), "raise_many: keys must be distinct");
-        let mut rows: Vec<Option<AlarmRow>> = vec![None; items.len()];
+        let mut standing: Vec<Option<AlarmRow>> = vec![None; items.len()];
         // 1. Standing rows updated in place (the partial unique index
         //    allows one per key).
         for (chunk, shape) in chunked(items) {
@@ -111,64 +111,45 @@ impl Batch {
             }
             for row in q.fetch_all(&mut *self.tx).await? {
                 if let Some(&i) = pos.get(&key_of(&row)) {
-                    rows[i] = Some(row);
+                    standing[i] = Some(row);
                 }
             }
         }
-        // 2. New rows for the keys with nothing standing.
-        let fresh: Vec<usize> = (0..items.len()).filter(|&i| rows[i].is_none()).collect();
-        for (chunk, shape) in chunked(&fresh) {
-            let sql = format!(
-                "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                 raised_at, updated_at, suppressed) \
-                 SELECT column1, column2, column3, column4, column5, column6, 'active', column7, column8, column9, \
-                 column10, column11, column12, column13 FROM (VALUES {}) AS v WHERE v.column14 \
-                 RETURNING {ALARM_COLUMNS}",
-                values(14, shape)
-            );
-            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
-            for (&i, keep) in padded(chunk, shape) {
-                let a = items[i].0;
-                q = q
-                    .bind(a.key.site.clone())
-                    .bind(a.key.node.clone())
-                    .bind(a.key.channel.clone())
-                    .bind(a.key.cause.clone())
-                    .bind(a.kind)
-                    .bind(a.level)
-                    .bind(a.quantity)
-                    .bind(a.value)
-                    .bind(a.setpoint)
-                    .bind(a.value)
-                    .bind(a.at as i64)
-                    .bind(a.at as i64)
-                    .bind(a.suppressed)
-                    .bind(keep);
-            }
-            for row in q.fetch_all(&mut *self.tx).await? {
-                if let Some(&i) = pos.get(&key_of(&row)) {
-                    rows[i] = Some(row);
-                }
-            }
-        }
-        let mut rows: Vec<AlarmRow> = rows
-            .into_iter()
-            .map(|r| r.ok_or(StoreError::Db(sqlx::Error::RowNotFound)))
-            .collect::<Result<_, _>>()?;
-        // 3. Tickets: already linked, none wanted, or to link.
-        let mut outcomes: Vec<Option<TicketOutcome>> = rows
+        // 2. Tickets first, so that a fresh alarm is inserted already
+        //    linked (updating `ticket_id` afterwards rewrote every index of
+        //    the row: in a storm, the costliest statement of the batch).
+        //    Wanted: a spec and no ticket on the standing row, if any.
+        let mut outcomes: Vec<Option<TicketOutcome>> = standing
             .iter()
-            .map(|r| r.ticket_id.map(|id| TicketOutcome::AlreadyLinked { id }))
+            .map(|r| {
+                r.as_ref()
+                    .and_then(|r| r.ticket_id)
+                    .map(|id| TicketOutcome::AlreadyLinked { id })
+            })
             .collect();
         let wanted: Vec<usize> = (0..items.len())
-            .filter(|&i| rows[i].ticket_id.is_none() && items[i].1.is_some())
+            .filter(|&i| outcomes[i].is_none() && items[i].1.is_some())
             .collect();
-        if wanted.is_empty() {
-            return Ok(rows.into_iter().zip(outcomes).collect());
+        // 2a. Attached to the open ticket of the key: known already in
+        //    this transaction, or found (and counted) in one statement for
+        //    the rest. Counts and events of the known ones are owed until
+        //    the commit (see `Attachments`).
+        let mut ask: Vec<usize> = Vec::new();
+        for &i in &wanted {
+            match self.attached.open.get(&items[i].0.key) {
+                Some((id, number)) => {
+                    outcomes[i] = Some(TicketOutcome::Attached {
+                        id: *id,
+                        number: number.clone(),
+                    });
+                    let owed = self.attached.uncounted.entry(*id).or_insert((0, 0));
+                    owed.0 += 1;
+                    owed.1 = at_of(i);
+                }
+                None => ask.push(i),
+            }
         }
-        // 3a. Attached to the open ticket of the key, counted, in one
-        //     statement; an event each.
-        for (chunk, shape) in chunked(&wanted) {
+        for (chunk, shape) in chunked(&ask) {
             let sql = format!(
                 "UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = v.column5, updated_at = v.column5 \
                  FROM (VALUES {}) AS v \
@@ -196,47 +177,97 @@ impl Batch {
                     cause,
                 };
                 if let Some(&i) = pos.get(&key) {
-                    outcomes[i] = Some(TicketOutcome::Attached { id, number });
+                    outcomes[i] = Some(TicketOutcome::Attached {
+                        id,
+                        number: number.clone(),
+                    });
+                }
+                self.attached.open.insert(key, (id, number));
+            }
+        }
+        let attached_to = |o: &Option<TicketOutcome>| match o {
+            Some(TicketOutcome::Attached { id, .. }) => Some(*id),
+            _ => None,
+        };
+        // 3. New rows for the keys with nothing standing, linked to the
+        //    ticket they were attached to.
+        let fresh: Vec<usize> = (0..items.len())
+            .filter(|&i| standing[i].is_none())
+            .collect();
+        for (chunk, shape) in chunked(&fresh) {
+            let sql = format!(
+                "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
+                 raised_at, updated_at, suppressed, ticket_id) \
+                 SELECT column1, column2, column3, column4, column5, column6, 'active', column7, column8, column9, \
+                 column10, column11, column12, column13, column15 FROM (VALUES {}) AS v WHERE v.column14 \
+                 RETURNING {ALARM_COLUMNS}",
+                values(15, shape)
+            );
+            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            for (&i, keep) in padded(chunk, shape) {
+                let a = items[i].0;
+                q = q
+                    .bind(a.key.site.clone())
+                    .bind(a.key.node.clone())
+                    .bind(a.key.channel.clone())
+                    .bind(a.key.cause.clone())
+                    .bind(a.kind)
+                    .bind(a.level)
+                    .bind(a.quantity)
+                    .bind(a.value)
+                    .bind(a.setpoint)
+                    .bind(a.value)
+                    .bind(a.at as i64)
+                    .bind(a.at as i64)
+                    .bind(a.suppressed)
+                    .bind(keep)
+                    .bind(attached_to(&outcomes[i]));
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                if let Some(&i) = pos.get(&key_of(&row)) {
+                    standing[i] = Some(row);
                 }
             }
         }
-        let attached: Vec<(i64, i64, i64)> = wanted
-            .iter()
-            .filter_map(|&i| match &outcomes[i] {
-                Some(TicketOutcome::Attached { id, .. }) => Some((*id, at_of(i), rows[i].id)),
-                _ => None,
-            })
-            .collect();
-        for (chunk, shape) in chunked(&attached) {
-            let sql = format!(
-                "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note) \
-                 SELECT column1, column2, 'system', 'alarm_attached', NULL, NULL, column3 \
-                 FROM (VALUES {}) AS v WHERE v.column4",
-                values(4, shape)
-            );
-            let mut q = super::many(self.sqlite, &sql);
-            for ((ticket, at, alarm), keep) in padded(chunk, shape) {
-                q = q
-                    .bind(*ticket)
-                    .bind(*at)
-                    .bind(format!("alarm #{alarm}"))
-                    .bind(keep);
-            }
-            q.execute(&mut *self.tx).await?;
+        let mut rows: Vec<AlarmRow> = standing
+            .into_iter()
+            .map(|r| r.ok_or(StoreError::Db(sqlx::Error::RowNotFound)))
+            .collect::<Result<_, _>>()?;
+        if wanted.is_empty() {
+            return Ok(rows.into_iter().zip(outcomes).collect());
         }
-        // 3b. No open ticket: reopened within its window, or opened (rare:
-        //     once per hazard), one key at a time.
+        // 4. An event on each ticket attached to, owed until the commit.
+        for &i in &wanted {
+            if let Some(id) = attached_to(&outcomes[i]) {
+                self.attached.events.push((id, at_of(i), rows[i].id));
+            }
+        }
+        // 5. No open ticket: reopened within its window, or opened (rare:
+        //    once per hazard), one key at a time, after the events owed
+        //    (ticket events stay in order).
+        if wanted.iter().any(|&i| outcomes[i].is_none()) {
+            self.flush_attachments().await?;
+        }
         for &i in &wanted {
             if outcomes[i].is_none() {
                 let (a, spec) = items[i];
                 let spec = spec.expect("wanted has a spec");
-                outcomes[i] =
-                    Some(open_or_attach(&mut self.tx, &a.key, spec, rows[i].id, at_of(i)).await?);
+                let outcome =
+                    open_or_attach(&mut self.tx, &a.key, spec, rows[i].id, at_of(i)).await?;
+                if let TicketOutcome::Opened { id, number }
+                | TicketOutcome::Reopened { id, number }
+                | TicketOutcome::Attached { id, number } = &outcome
+                {
+                    self.attached
+                        .open
+                        .insert(a.key.clone(), (*id, number.clone()));
+                }
+                outcomes[i] = Some(outcome);
             }
         }
-        // 4. The alarms point at their tickets. Nothing else of the rows
-        //    changes, so they are not read back (in a storm, converting
-        //    every returned row cost more than the update).
+        // 6. The alarms not yet pointing at their tickets (standing rows
+        //    attached now, tickets opened or reopened) do. Nothing else of
+        //    the rows changes, so they are not read back.
         let links: Vec<(usize, i64)> = wanted
             .iter()
             .filter_map(|&i| match &outcomes[i] {
@@ -248,6 +279,7 @@ impl Batch {
                 ) => Some((i, *id)),
                 None => None,
             })
+            .filter(|&(i, _)| rows[i].ticket_id.is_none())
             .collect();
         for (chunk, shape) in chunked(&links) {
             let sql = format!(
