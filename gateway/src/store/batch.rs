@@ -118,8 +118,11 @@ pub trait BatchWrite {
         unsuppress: bool,
         at: u64,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError>;
-    /// See [`Batch::link_readings`].
-    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<u64, StoreError>;
+    /// Keeps each reading with every open ticket on its channel, as of
+    /// this point of the transaction: [`Batch`] writes them when a ticket
+    /// is about to open and at commit (see [`Batch::owe_links`]), the
+    /// SQLite writer at once.
+    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<(), StoreError>;
     /// See [`Batch::finish_selftest`].
     async fn finish_selftest(
         &mut self,
@@ -206,8 +209,9 @@ impl BatchWrite for Batch {
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
         Batch::link_ticket(self, id, ticket, unsuppress, at).await
     }
-    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<u64, StoreError> {
-        Batch::link_readings(self, rows).await
+    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<(), StoreError> {
+        self.owe_links(rows);
+        Ok(())
     }
     async fn finish_selftest(
         &mut self,
@@ -238,7 +242,22 @@ pub struct Batch {
     /// Tickets attached to in this transaction, by key, and not yet
     /// counted (see [`Attachments`]).
     attached: Attachments,
+    /// Readings to link, not yet written (see [`Batch::owe_links`]).
+    links: Vec<OwedLink>,
     _chain: OwnedMutexGuard<()>,
+}
+
+/// A reading to link (an owned [`LinkedReading`]).
+struct OwedLink {
+    site: String,
+    node: String,
+    channel: String,
+    quantity: String,
+    value: i32,
+    status: String,
+    level: String,
+    abnormal: bool,
+    at: u64,
 }
 
 /// The open tickets this transaction attached alarms to, and what it owes
@@ -279,6 +298,7 @@ impl Store {
             tx,
             sqlite,
             attached: Attachments::default(),
+            links: Vec::new(),
             _chain: chain,
         })
     }
@@ -287,9 +307,52 @@ impl Store {
 impl Batch {
     /// Makes every change of the batch durable at once.
     pub async fn commit(mut self) -> Result<(), StoreError> {
-        self.flush_attachments().await?;
+        self.flush_owed().await?;
         self.tx.commit().await?;
         Ok(())
+    }
+
+    /// Links `rows` to the tickets open on their channels when they are
+    /// written: before anything opens or reopens a ticket in this
+    /// transaction, or at commit. Tickets only open within a batch (they
+    /// close by a person's hand, in a transaction of their own), so that
+    /// is the set open now; the pipeline links readings a few at a time
+    /// after each change of their channel, and one statement per 256 of
+    /// them instead saves PostgreSQL a round trip per round.
+    pub fn owe_links(&mut self, rows: &[LinkedReading<'_>]) {
+        self.links.extend(rows.iter().map(|r| OwedLink {
+            site: r.site.to_string(),
+            node: r.node.to_string(),
+            channel: r.channel.to_string(),
+            quantity: r.quantity.to_string(),
+            value: r.value,
+            status: r.status.to_string(),
+            level: r.level.to_string(),
+            abnormal: r.abnormal,
+            at: r.at,
+        }));
+    }
+
+    /// Writes what this transaction owes: the readings to link, the
+    /// tickets' attachments.
+    async fn flush_owed(&mut self) -> Result<(), StoreError> {
+        let owed = std::mem::take(&mut self.links);
+        let rows: Vec<LinkedReading<'_>> = owed
+            .iter()
+            .map(|l| LinkedReading {
+                site: &l.site,
+                node: &l.node,
+                channel: &l.channel,
+                quantity: &l.quantity,
+                value: l.value,
+                status: &l.status,
+                level: &l.level,
+                abnormal: l.abnormal,
+                at: l.at,
+            })
+            .collect();
+        self.link_readings(&rows).await?;
+        self.flush_attachments().await
     }
 
     /// Writes the attachments owed (see [`Attachments`]): the events in
@@ -532,7 +595,7 @@ impl Batch {
         unsuppress: bool,
         at: u64,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
-        self.flush_attachments().await?;
+        self.flush_owed().await?;
         let tx = &mut self.tx;
         if unsuppress {
             query("UPDATE alarms SET suppressed = FALSE, updated_at = ? WHERE id = ?")

@@ -742,15 +742,14 @@ impl BatchWrite for LocalBatch<'_> {
         Ok((self.alarm_by_id(id)?, outcome))
     }
 
-    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<u64, StoreError> {
+    async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<(), StoreError> {
         let mut st = self.tx.prepare_cached(
             "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
              SELECT id, ?4, ?5, ?6, ?7, ?8, ?9 FROM tickets \
              WHERE site = ?1 AND node = ?2 AND channel = ?3 AND status <> 'closed'",
         )?;
-        let mut linked = 0;
         for r in rows {
-            linked += st.execute(params![
+            st.execute(params![
                 r.site,
                 r.node,
                 r.channel,
@@ -760,9 +759,9 @@ impl BatchWrite for LocalBatch<'_> {
                 r.status,
                 r.level,
                 r.abnormal
-            ])? as u64;
+            ])?;
         }
-        Ok(linked)
+        Ok(())
     }
 
     async fn finish_selftest(

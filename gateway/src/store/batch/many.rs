@@ -243,10 +243,11 @@ impl Batch {
             }
         }
         // 5. No open ticket: reopened within its window, or opened (rare:
-        //    once per hazard), one key at a time, after the events owed
-        //    (ticket events stay in order).
+        //    once per hazard), one key at a time, after what is owed
+        //    (ticket events stay in order; readings owed are linked to the
+        //    tickets open before this one).
         if wanted.iter().any(|&i| outcomes[i].is_none()) {
-            self.flush_attachments().await?;
+            self.flush_owed().await?;
         }
         for &i in &wanted {
             if outcomes[i].is_none() {
