@@ -22,6 +22,7 @@ use super::{
 };
 use sqlx::{Any, Transaction};
 use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 
 mod many;
 pub use many::{Relevel, Settle};
@@ -48,13 +49,41 @@ fn padded<T>(chunk: &[T], shape: usize) -> impl Iterator<Item = (&T, bool)> {
     chunk.iter().map(|r| (r, true)).chain(pad)
 }
 
-/// A many-row statement, placeholders as the backend takes them best.
-fn many(sqlite: bool, sql: &str) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
-    if sqlite {
-        sqlx::query(sqlx::AssertSqlSafe(sql.to_string()))
-    } else {
-        query(sql)
+/// A many-row statement's text, made once per call site, backend and
+/// shape (`site` is the caller's `(file!(), line!())`) and kept: `build`
+/// writes it with `?` placeholders, and PostgreSQL's copy is numbered
+/// (`$N`, [`super::portable`]) once. Rewriting and renumbering up to
+/// 3,840 placeholders for every statement cost the writer tens of
+/// microseconds a statement while PostgreSQL waited for it.
+fn shaped(
+    sqlite: bool,
+    site: (&'static str, u32),
+    shape: usize,
+    build: impl FnOnce() -> String,
+) -> Arc<str> {
+    type Key = (bool, &'static str, u32, usize);
+    static TEXTS: LazyLock<Mutex<HashMap<Key, Arc<str>>>> = LazyLock::new(Default::default);
+    let key = (sqlite, site.0, site.1, shape);
+    if let Some(sql) = TEXTS.lock().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        return sql.clone();
     }
+    let sql = build();
+    // SQLite takes plain `?` best (see `Batch::sqlite`).
+    let sql: Arc<str> = if sqlite {
+        sql.into()
+    } else {
+        super::portable(&sql).into()
+    };
+    TEXTS
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .insert(key, sql.clone());
+    sql
+}
+
+/// A many-row statement (its text from [`shaped`]).
+fn many(sql: Arc<str>) -> sqlx::query::Query<'static, Any, sqlx::any::AnyArguments> {
+    sqlx::query(sqlx::AssertSqlSafe(sql))
 }
 
 /// `(?, ?, …), (?, ?, …)…`: `rows` groups of `columns` placeholders.
@@ -360,13 +389,15 @@ impl Batch {
     async fn flush_attachments(&mut self) -> Result<(), StoreError> {
         let events = std::mem::take(&mut self.attached.events);
         for (chunk, shape) in chunked(&events) {
-            let sql = format!(
-                "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note) \
-                 SELECT column1, column2, 'system', 'alarm_attached', NULL, NULL, column3 \
-                 FROM (VALUES {}) AS v WHERE v.column4",
-                values(4, shape)
-            );
-            let mut q = many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "INSERT INTO ticket_events (ticket_id, at, actor, action, from_status, to_status, note) \
+                     SELECT column1, column2, 'system', 'alarm_attached', NULL, NULL, column3 \
+                     FROM (VALUES {}) AS v WHERE v.column4",
+                    values(4, shape)
+                )
+            });
+            let mut q = many(sql);
             for ((ticket, at, alarm), keep) in padded(chunk, shape) {
                 q = q
                     .bind(*ticket)
@@ -378,12 +409,14 @@ impl Batch {
         }
         let counts: Vec<(i64, (i64, i64))> = self.attached.uncounted.drain().collect();
         for (chunk, shape) in chunked(&counts) {
-            let sql = format!(
-                "UPDATE tickets SET alarm_count = alarm_count + v.column2, last_alarm_at = v.column3, \
-                 updated_at = v.column3 FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND v.column4",
-                values(4, shape)
-            );
-            let mut q = many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE tickets SET alarm_count = alarm_count + v.column2, last_alarm_at = v.column3, \
+                     updated_at = v.column3 FROM (VALUES {}) AS v WHERE tickets.id = v.column1 AND v.column4",
+                    values(4, shape)
+                )
+            });
+            let mut q = many(sql);
             for ((ticket, (n, at)), keep) in padded(chunk, shape) {
                 q = q.bind(*ticket).bind(*n).bind(*at).bind(keep);
             }
@@ -448,13 +481,15 @@ impl Batch {
     /// statements for all of them.
     pub async fn log_transitions(&mut self, rows: &[LogEntry<'_>]) -> Result<(), StoreError> {
         for (chunk, shape) in chunked(rows) {
-            let sql = format!(
-                "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
-                 SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 \
-                 FROM (VALUES {}) AS v WHERE v.column11",
-                values(11, shape)
-            );
-            let mut q = many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "INSERT INTO alarm_log (at, site, node, channel, cause, transition, level, value, disposition, actor) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10 \
+                     FROM (VALUES {}) AS v WHERE v.column11",
+                    values(11, shape)
+                )
+            });
+            let mut q = many(sql);
             for (e, keep) in padded(chunk, shape) {
                 q = q
                     .bind(e.at as i64)
@@ -481,14 +516,16 @@ impl Batch {
         rows: &[(&str, &str, &str, &str, &str, u64)],
     ) -> Result<(), StoreError> {
         for (chunk, shape) in chunked(rows) {
-            let sql = format!(
-                "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) \
-                 SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES {}) AS v WHERE v.column7 \
-                 ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
-                 updated_at = excluded.updated_at",
-                values(7, shape)
-            );
-            let mut q = many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "INSERT INTO channel_state (site, node, channel, quantity, state, updated_at) \
+                     SELECT column1, column2, column3, column4, column5, column6 FROM (VALUES {}) AS v WHERE v.column7 \
+                     ON CONFLICT (site, node, channel) DO UPDATE SET quantity = excluded.quantity, state = excluded.state, \
+                     updated_at = excluded.updated_at",
+                    values(7, shape)
+                )
+            });
+            let mut q = many(sql);
             for ((site, node, channel, quantity, state, at), keep) in padded(chunk, shape) {
                 q = q
                     .bind(site.to_string())
@@ -507,13 +544,15 @@ impl Batch {
     /// Saves nodes' de-duplication windows (site, node, state), one row each.
     pub async fn save_node_seqs(&mut self, rows: &[(&str, &str, &str)]) -> Result<(), StoreError> {
         for (chunk, shape) in chunked(rows) {
-            let sql = format!(
-                "INSERT INTO node_seq (site, node, state) \
-                 SELECT column1, column2, column3 FROM (VALUES {}) AS v WHERE v.column4 \
-                 ON CONFLICT (site, node) DO UPDATE SET state = excluded.state",
-                values(4, shape)
-            );
-            let mut q = many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "INSERT INTO node_seq (site, node, state) \
+                     SELECT column1, column2, column3 FROM (VALUES {}) AS v WHERE v.column4 \
+                     ON CONFLICT (site, node) DO UPDATE SET state = excluded.state",
+                    values(4, shape)
+                )
+            });
+            let mut q = many(sql);
             for ((site, node, state), keep) in padded(chunk, shape) {
                 q = q
                     .bind(site.to_string())

@@ -12,15 +12,16 @@
 //! Rows are matched back to their inputs by key, never by the order of
 //! `RETURNING` rows (which neither database promises).
 
-use super::{chunked, padded, values, Batch};
+use super::{chunked, padded, shaped, values, Batch};
 use crate::store::alarms::ALARM_COLUMNS;
 use crate::store::tickets::open_or_attach;
 use crate::store::{
-    query_as, AlarmInput, AlarmKey, AlarmRow, LinkedReading, StoreError, TicketOutcome, TicketSpec,
+    AlarmInput, AlarmKey, AlarmRow, LinkedReading, StoreError, TicketOutcome, TicketSpec,
 };
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AssertSqlSafe};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// A standing alarm to latch or clear.
 #[derive(Debug, Clone, Copy)]
@@ -41,17 +42,12 @@ pub struct Relevel<'a> {
     pub at: u64,
 }
 
-/// A many-row statement answering rows, placeholders as the backend
-/// takes them best (see [`super::many`]).
-fn many_as<T>(sqlite: bool, sql: &str) -> sqlx::query::QueryAs<'static, Any, T, AnyArguments>
+/// A many-row statement answering rows (its text from [`super::shaped`]).
+fn many_as<T>(sql: Arc<str>) -> sqlx::query::QueryAs<'static, Any, T, AnyArguments>
 where
     T: for<'r> sqlx::FromRow<'r, AnyRow>,
 {
-    if sqlite {
-        sqlx::query_as(AssertSqlSafe(sql.to_string()))
-    } else {
-        query_as(sql)
-    }
+    sqlx::query_as(AssertSqlSafe(sql))
 }
 
 fn key_of(row: &AlarmRow) -> AlarmKey {
@@ -85,17 +81,19 @@ impl Batch {
         // 1. Standing rows updated in place (the partial unique index
         //    allows one per key).
         for (chunk, shape) in chunked(items) {
-            let sql = format!(
-                "UPDATE alarms SET level = v.column5, state = 'active', value = v.column6, setpoint = v.column7, \
-                 peak = CASE WHEN v.column6 IS NULL THEN peak WHEN peak IS NULL OR v.column6 > peak THEN v.column6 ELSE peak END, \
-                 suppressed = suppressed AND v.column8, updated_at = v.column9 \
-                 FROM (VALUES {}) AS v \
-                 WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
-                 AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column10 \
-                 RETURNING {ALARM_COLUMNS}",
-                values(10, shape)
-            );
-            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE alarms SET level = v.column5, state = 'active', value = v.column6, setpoint = v.column7, \
+                     peak = CASE WHEN v.column6 IS NULL THEN peak WHEN peak IS NULL OR v.column6 > peak THEN v.column6 ELSE peak END, \
+                     suppressed = suppressed AND v.column8, updated_at = v.column9 \
+                     FROM (VALUES {}) AS v \
+                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column10 \
+                     RETURNING {ALARM_COLUMNS}",
+                    values(10, shape)
+                )
+            });
+            let mut q = many_as::<AlarmRow>(sql);
             for ((a, _), keep) in padded(chunk, shape) {
                 q = q
                     .bind(a.key.site.clone())
@@ -150,15 +148,17 @@ impl Batch {
             }
         }
         for (chunk, shape) in chunked(&ask) {
-            let sql = format!(
-                "UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = v.column5, updated_at = v.column5 \
-                 FROM (VALUES {}) AS v \
-                 WHERE tickets.site = v.column1 AND tickets.node = v.column2 AND tickets.channel = v.column3 \
-                 AND tickets.cause = v.column4 AND tickets.status <> 'closed' AND v.column6 \
-                 RETURNING id, number, site, node, channel, cause",
-                values(6, shape)
-            );
-            let mut q = many_as::<(i64, String, String, String, String, String)>(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE tickets SET alarm_count = alarm_count + 1, last_alarm_at = v.column5, updated_at = v.column5 \
+                     FROM (VALUES {}) AS v \
+                     WHERE tickets.site = v.column1 AND tickets.node = v.column2 AND tickets.channel = v.column3 \
+                     AND tickets.cause = v.column4 AND tickets.status <> 'closed' AND v.column6 \
+                     RETURNING id, number, site, node, channel, cause",
+                    values(6, shape)
+                )
+            });
+            let mut q = many_as::<(i64, String, String, String, String, String)>(sql);
             for (&i, keep) in padded(chunk, shape) {
                 let k = &items[i].0.key;
                 q = q
@@ -195,15 +195,17 @@ impl Batch {
             .filter(|&i| standing[i].is_none())
             .collect();
         for (chunk, shape) in chunked(&fresh) {
-            let sql = format!(
-                "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                 raised_at, updated_at, suppressed, ticket_id) \
-                 SELECT column1, column2, column3, column4, column5, column6, 'active', column7, column8, column9, \
-                 column10, column11, column12, column13, column15 FROM (VALUES {}) AS v WHERE v.column14 \
-                 RETURNING {ALARM_COLUMNS}",
-                values(15, shape)
-            );
-            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
+                     raised_at, updated_at, suppressed, ticket_id) \
+                     SELECT column1, column2, column3, column4, column5, column6, 'active', column7, column8, column9, \
+                     column10, column11, column12, column13, column15 FROM (VALUES {}) AS v WHERE v.column14 \
+                     RETURNING {ALARM_COLUMNS}",
+                    values(15, shape)
+                )
+            });
+            let mut q = many_as::<AlarmRow>(sql);
             for (&i, keep) in padded(chunk, shape) {
                 let a = items[i].0;
                 q = q
@@ -283,12 +285,14 @@ impl Batch {
             .filter(|&(i, _)| rows[i].ticket_id.is_none())
             .collect();
         for (chunk, shape) in chunked(&links) {
-            let sql = format!(
-                "UPDATE alarms SET ticket_id = v.column2 FROM (VALUES {}) AS v \
-                 WHERE alarms.id = v.column1 AND v.column3",
-                values(3, shape)
-            );
-            let mut q = super::many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE alarms SET ticket_id = v.column2 FROM (VALUES {}) AS v \
+                     WHERE alarms.id = v.column1 AND v.column3",
+                    values(3, shape)
+                )
+            });
+            let mut q = super::many(sql);
             for ((i, ticket), keep) in padded(chunk, shape) {
                 q = q.bind(rows[*i].id).bind(*ticket).bind(keep);
             }
@@ -310,16 +314,18 @@ impl Batch {
         let pos = positions(items.iter().map(|s| s.key));
         let mut out = vec![None; items.len()];
         for (chunk, shape) in chunked(items) {
-            let sql = format!(
-                "UPDATE alarms SET state = v.column5, value = COALESCE(v.column6, alarms.value), updated_at = v.column7, \
-                 cleared_at = CASE WHEN v.column5 = 'cleared' THEN v.column7 ELSE cleared_at END \
-                 FROM (VALUES {}) AS v \
-                 WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
-                 AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8 \
-                 RETURNING {ALARM_COLUMNS}",
-                values(8, shape)
-            );
-            let mut q = many_as::<AlarmRow>(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE alarms SET state = v.column5, value = COALESCE(v.column6, alarms.value), updated_at = v.column7, \
+                     cleared_at = CASE WHEN v.column5 = 'cleared' THEN v.column7 ELSE cleared_at END \
+                     FROM (VALUES {}) AS v \
+                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8 \
+                     RETURNING {ALARM_COLUMNS}",
+                    values(8, shape)
+                )
+            });
+            let mut q = many_as::<AlarmRow>(sql);
             for (s, keep) in padded(chunk, shape) {
                 q = q
                     .bind(s.key.site.clone())
@@ -343,14 +349,16 @@ impl Batch {
     /// Changes the level of each key's standing alarm (distinct keys).
     pub async fn set_level_many(&mut self, items: &[Relevel<'_>]) -> Result<(), StoreError> {
         for (chunk, shape) in chunked(items) {
-            let sql = format!(
-                "UPDATE alarms SET level = v.column5, value = v.column6, updated_at = v.column7 \
-                 FROM (VALUES {}) AS v \
-                 WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
-                 AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8",
-                values(8, shape)
-            );
-            let mut q = super::many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE alarms SET level = v.column5, value = v.column6, updated_at = v.column7 \
+                     FROM (VALUES {}) AS v \
+                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8",
+                    values(8, shape)
+                )
+            });
+            let mut q = super::many(sql);
             for (r, keep) in padded(chunk, shape) {
                 q = q
                     .bind(r.key.site.clone())
@@ -372,15 +380,17 @@ impl Batch {
     pub async fn link_readings(&mut self, rows: &[LinkedReading<'_>]) -> Result<u64, StoreError> {
         let mut linked = 0;
         for (chunk, shape) in chunked(rows) {
-            let sql = format!(
-                "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
-                 SELECT t.id, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9 \
-                 FROM (VALUES {}) AS v JOIN tickets t \
-                 ON t.site = v.column1 AND t.node = v.column2 AND t.channel = v.column3 \
-                 WHERE t.status <> 'closed' AND v.column10",
-                values(10, shape)
-            );
-            let mut q = super::many(self.sqlite, &sql);
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "INSERT INTO ticket_readings (ticket_id, at, quantity, value, status, level, abnormal) \
+                     SELECT t.id, v.column4, v.column5, v.column6, v.column7, v.column8, v.column9 \
+                     FROM (VALUES {}) AS v JOIN tickets t \
+                     ON t.site = v.column1 AND t.node = v.column2 AND t.channel = v.column3 \
+                     WHERE t.status <> 'closed' AND v.column10",
+                    values(10, shape)
+                )
+            });
+            let mut q = super::many(sql);
             for (r, keep) in padded(chunk, shape) {
                 q = q
                     .bind(r.site.to_string())
