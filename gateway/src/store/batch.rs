@@ -166,6 +166,19 @@ pub trait BatchWrite {
     /// See [`Batch::audit`].
     async fn audit(&mut self, e: &AuditEntry<'_>) -> Result<(), StoreError>;
 
+    /// Settles some standing alarms and re-levels others (keys distinct
+    /// across both): [`Self::settle_many`]'s answer. One statement where
+    /// the backend makes statements cost a round trip.
+    async fn settle_and_relevel(
+        &mut self,
+        settles: &[Settle<'_>],
+        levels: &[Relevel<'_>],
+    ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
+        let out = self.settle_many(settles).await?;
+        self.set_level_many(levels).await?;
+        Ok(out)
+    }
+
     /// Raises one alarm (see [`Batch::raise_many`]).
     async fn raise(
         &mut self,
@@ -193,6 +206,13 @@ impl BatchWrite for Batch {
     }
     async fn set_level_many(&mut self, items: &[Relevel<'_>]) -> Result<(), StoreError> {
         Batch::set_level_many(self, items).await
+    }
+    async fn settle_and_relevel(
+        &mut self,
+        settles: &[Settle<'_>],
+        levels: &[Relevel<'_>],
+    ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
+        Batch::settle_and_relevel(self, settles, levels).await
     }
     async fn log_transitions(&mut self, rows: &[LogEntry<'_>]) -> Result<(), StoreError> {
         Batch::log_transitions(self, rows).await

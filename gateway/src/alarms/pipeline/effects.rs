@@ -384,9 +384,10 @@ impl<'a> Rounds<'a> {
             if raises.is_empty() && settles.is_empty() && levels.is_empty() && links.is_empty() {
                 break;
             }
-            if !settles.is_empty() {
+            if !settles.is_empty() || !levels.is_empty() {
                 let items: Vec<Settle<'_>> = settles.iter().map(|(_, s)| *s).collect();
-                for ((i, s), row) in settles.iter().zip(b.settle_many(&items).await?) {
+                let rows = b.settle_and_relevel(&items, &levels).await?;
+                for ((i, s), row) in settles.iter().zip(rows) {
                     if let Some(row) = row {
                         out.push((
                             *i,
@@ -397,9 +398,6 @@ impl<'a> Rounds<'a> {
                         ));
                     }
                 }
-            }
-            if !levels.is_empty() {
-                b.set_level_many(&levels).await?;
             }
             if !raises.is_empty() {
                 let items: Vec<(&AlarmInput, Option<&TicketSpec>)> =

@@ -23,6 +23,16 @@ use sqlx::{Any, AssertSqlSafe};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// A standing alarm's key, new state or new level, value and time: a row
+/// of [`Batch::settle_and_relevel`].
+type StandingChange<'a> = (
+    &'a AlarmKey,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<i32>,
+    u64,
+);
+
 /// A standing alarm to latch or clear.
 #[derive(Debug, Clone, Copy)]
 pub struct Settle<'a> {
@@ -335,6 +345,68 @@ impl Batch {
                     .bind(s.state)
                     .bind(s.value)
                     .bind(s.at as i64)
+                    .bind(keep);
+            }
+            for row in q.fetch_all(&mut *self.tx).await? {
+                if let Some(&i) = pos.get(&key_of(&row)) {
+                    out[i] = Some(row);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Settles the standing alarms of `settles` and re-levels those of
+    /// `levels` in one statement (keys distinct across both); answers
+    /// [`Self::settle_many`]'s rows for `settles`.
+    pub async fn settle_and_relevel(
+        &mut self,
+        settles: &[Settle<'_>],
+        levels: &[Relevel<'_>],
+    ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
+        if settles.is_empty() || levels.is_empty() {
+            let out = self.settle_many(settles).await?;
+            self.set_level_many(levels).await?;
+            return Ok(out);
+        }
+        // A row settles (a state, its level kept) or re-levels (a level,
+        // its state kept); both may carry a value, kept when absent.
+        let rows: Vec<StandingChange<'_>> = settles
+            .iter()
+            .map(|s| (s.key, Some(s.state), None, s.value, s.at))
+            .chain(
+                levels
+                    .iter()
+                    .map(|r| (r.key, None, Some(r.level), Some(r.value), r.at)),
+            )
+            .collect();
+        let pos = positions(settles.iter().map(|s| s.key));
+        let mut out = vec![None; settles.len()];
+        for (chunk, shape) in chunked(&rows) {
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE alarms SET state = COALESCE(v.column5, alarms.state), \
+                     level = COALESCE(v.column6, alarms.level), value = COALESCE(v.column7, alarms.value), \
+                     updated_at = v.column8, \
+                     cleared_at = CASE WHEN v.column5 = 'cleared' THEN v.column8 ELSE cleared_at END \
+                     FROM (VALUES {}) AS v \
+                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column9 \
+                     RETURNING {ALARM_COLUMNS}",
+                    values(9, shape)
+                )
+            });
+            let mut q = many_as::<AlarmRow>(sql);
+            for ((key, state, level, value, at), keep) in padded(chunk, shape) {
+                q = q
+                    .bind(key.site.clone())
+                    .bind(key.node.clone())
+                    .bind(key.channel.clone())
+                    .bind(key.cause.clone())
+                    .bind(state.map(str::to_string))
+                    .bind(level.map(str::to_string))
+                    .bind(*value)
+                    .bind(*at as i64)
                     .bind(keep);
             }
             for row in q.fetch_all(&mut *self.tx).await? {
