@@ -104,6 +104,15 @@ impl Running {
         self.acked.load(Ordering::SeqCst)
     }
 
+    /// Waits (bounded) until every message sent is acknowledged.
+    async fn until_all_acked(&self, within: Duration) {
+        let sent = u64::from(self.seq);
+        self.until("every message to be acknowledged", within, |r| {
+            r.acked() == sent
+        })
+        .await;
+    }
+
     fn raised_events(&mut self) -> usize {
         let mut n = 0;
         while let Ok(e) = self.events.try_recv() {
@@ -130,13 +139,7 @@ impl Running {
     /// Once the database answers: every message acknowledged, one alarm
     /// with one ticket, announced once.
     async fn assert_recovered(&mut self) {
-        let sent = u64::from(self.seq);
-        self.until(
-            "every message to be acknowledged",
-            Duration::from_secs(60),
-            |r| r.acked() == sent,
-        )
-        .await;
+        self.until_all_acked(Duration::from_secs(60)).await;
         assert!(self.metrics.store_health.outage().is_none());
         let standing = self.store.alarms(AlarmFilter::Standing, 100).await.unwrap();
         assert_eq!(standing.len(), 1, "one standing alarm: {standing:?}");
@@ -183,6 +186,18 @@ async fn lock_sqlite(db: &TestDb) -> sqlx::SqliteConnection {
     locker
 }
 
+/// A running pipeline whose first reading, a normal one (100 mA), is
+/// committed and acknowledged.
+async fn start_normal(db: &TestDb) -> Running {
+    let mut r = start(db).await;
+    r.send(100).await;
+    r.until("the first message", Duration::from_secs(10), |r| {
+        r.acked() == 1
+    })
+    .await;
+    r
+}
+
 /// Ends [`lock_sqlite`]'s transaction and closes its connection.
 async fn unlock_sqlite(mut locker: sqlx::SqliteConnection) {
     sqlx::raw_sql("ROLLBACK")
@@ -195,12 +210,7 @@ async fn unlock_sqlite(mut locker: sqlx::SqliteConnection) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sqlite_locked_past_the_busy_timeout_delays_the_alarm_but_never_loses_it() {
     let db = TestDb::sqlite();
-    let mut r = start(&db).await;
-    r.send(100).await;
-    r.until("the first message", Duration::from_secs(10), |r| {
-        r.acked() == 1
-    })
-    .await;
+    let mut r = start_normal(&db).await;
 
     // Another process's connection holds the write lock (a backup, a
     // VACUUM, a long report) for longer than the 5 s busy timeout.
@@ -273,11 +283,7 @@ async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
         for ma in SWINGS {
             r.send(ma).await;
         }
-        let sent = u64::from(r.seq);
-        r.until("every message", Duration::from_secs(20), |r| {
-            r.acked() == sent
-        })
-        .await;
+        r.until_all_acked(Duration::from_secs(20)).await;
         let out = outcome(&r.store).await;
         r.stop().await;
         out
@@ -288,12 +294,7 @@ async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
     );
 
     let db = TestDb::sqlite();
-    let mut r = start(&db).await;
-    r.send(100).await;
-    r.until("the first message", Duration::from_secs(10), |r| {
-        r.acked() == 1
-    })
-    .await;
+    let mut r = start_normal(&db).await;
     let locker = lock_sqlite(&db).await;
     // One batch each: the first waits for the lock on the writer thread,
     // the second is evaluated on the state the first leaves and queued
@@ -307,11 +308,7 @@ async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
     })
     .await;
     unlock_sqlite(locker).await;
-    let sent = u64::from(r.seq);
-    r.until("every message", Duration::from_secs(60), |r| {
-        r.acked() == sent
-    })
-    .await;
+    r.until_all_acked(Duration::from_secs(60)).await;
     assert_eq!(outcome(&r.store).await, reference);
     r.stop().await;
 }
@@ -319,12 +316,7 @@ async fn sqlite_a_failed_commit_takes_the_batches_queued_behind_it_back_too() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_started_again_delays_the_alarm_but_never_loses_it() {
     let db = TestDb::postgres().await;
-    let mut r = start(&db).await;
-    r.send(100).await;
-    r.until("the first message", Duration::from_secs(10), |r| {
-        r.acked() == 1
-    })
-    .await;
+    let mut r = start_normal(&db).await;
 
     common::db::stop_postgres();
     for _ in 0..5 {

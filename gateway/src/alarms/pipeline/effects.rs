@@ -290,7 +290,6 @@ pub async fn write<B: BatchWrite>(
 /// to link after it. Round `r` writes the change before the links, so a
 /// reading is linked to the tickets its channel has after the change that
 /// preceded it, and a channel takes one round per change, not two.
-#[derive(Default)]
 struct Slot {
     change: Option<usize>,
     links: Vec<usize>,

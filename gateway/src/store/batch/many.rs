@@ -321,39 +321,7 @@ impl Batch {
         &mut self,
         items: &[Settle<'_>],
     ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
-        let pos = positions(items.iter().map(|s| s.key));
-        let mut out = vec![None; items.len()];
-        for (chunk, shape) in chunked(items) {
-            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
-                format!(
-                    "UPDATE alarms SET state = v.column5, value = COALESCE(v.column6, alarms.value), updated_at = v.column7, \
-                     cleared_at = CASE WHEN v.column5 = 'cleared' THEN v.column7 ELSE cleared_at END \
-                     FROM (VALUES {}) AS v \
-                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
-                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8 \
-                     RETURNING {ALARM_COLUMNS}",
-                    values(8, shape)
-                )
-            });
-            let mut q = many_as::<AlarmRow>(sql);
-            for (s, keep) in padded(chunk, shape) {
-                q = q
-                    .bind(s.key.site.clone())
-                    .bind(s.key.node.clone())
-                    .bind(s.key.channel.clone())
-                    .bind(s.key.cause.clone())
-                    .bind(s.state)
-                    .bind(s.value)
-                    .bind(s.at as i64)
-                    .bind(keep);
-            }
-            for row in q.fetch_all(&mut *self.tx).await? {
-                if let Some(&i) = pos.get(&key_of(&row)) {
-                    out[i] = Some(row);
-                }
-            }
-        }
-        Ok(out)
+        self.settle_and_relevel(items, &[]).await
     }
 
     /// Settles the standing alarms of `settles` and re-levels those of
@@ -364,11 +332,6 @@ impl Batch {
         settles: &[Settle<'_>],
         levels: &[Relevel<'_>],
     ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
-        if settles.is_empty() || levels.is_empty() {
-            let out = self.settle_many(settles).await?;
-            self.set_level_many(levels).await?;
-            return Ok(out);
-        }
         // A row settles (a state, its level kept) or re-levels (a level,
         // its state kept); both may carry a value, kept when absent.
         let rows: Vec<StandingChange<'_>> = settles
@@ -420,31 +383,7 @@ impl Batch {
 
     /// Changes the level of each key's standing alarm (distinct keys).
     pub async fn set_level_many(&mut self, items: &[Relevel<'_>]) -> Result<(), StoreError> {
-        for (chunk, shape) in chunked(items) {
-            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
-                format!(
-                    "UPDATE alarms SET level = v.column5, value = v.column6, updated_at = v.column7 \
-                     FROM (VALUES {}) AS v \
-                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
-                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column8",
-                    values(8, shape)
-                )
-            });
-            let mut q = super::many(sql);
-            for (r, keep) in padded(chunk, shape) {
-                q = q
-                    .bind(r.key.site.clone())
-                    .bind(r.key.node.clone())
-                    .bind(r.key.channel.clone())
-                    .bind(r.key.cause.clone())
-                    .bind(r.level)
-                    .bind(r.value)
-                    .bind(r.at as i64)
-                    .bind(keep);
-            }
-            q.execute(&mut *self.tx).await?;
-        }
-        Ok(())
+        self.settle_and_relevel(&[], items).await.map(|_| ())
     }
 
     /// Keeps each reading with every open ticket on its channel; answers
