@@ -320,9 +320,9 @@ async fn numbered(store: &gateway::store::Store) -> Vec<String> {
     use sqlx::Row;
     let mut out = Vec::new();
     let queries = [
-        "SELECT 'alarm', CAST(id AS TEXT), site, node, channel, cause, state, CAST(ticket_id AS TEXT) FROM alarms ORDER BY id",
-        "SELECT 'ticket', CAST(id AS TEXT), number, status FROM tickets ORDER BY id",
-        "SELECT 'audit', CAST(id AS TEXT), action, subject, details, hash FROM audit_log ORDER BY id",
+        "SELECT 'alarm', CAST(id AS TEXT), site, node, channel, cause, state, CAST(ticket_id AS TEXT) FROM alarms ORDER BY alarms.id",
+        "SELECT 'ticket', CAST(id AS TEXT), number, status FROM tickets ORDER BY tickets.id",
+        "SELECT 'audit', CAST(id AS TEXT), action, subject, details, hash FROM audit_log ORDER BY audit_log.id",
     ];
     for q in queries {
         for row in sqlx::query(q).fetch_all(store.pool()).await.unwrap() {
@@ -359,16 +359,15 @@ async fn commit_local(store: &gateway::store::Store, fx: &Effects, config: &Arc<
 }
 
 /// `msgs` evaluated and written as one batch by the SQLite writer thread
-/// into a fresh database.
-async fn written_by_the_local_writer(msgs: &[Inbound], url: &str) -> Vec<String> {
+/// into a fresh database: its rows ([`database`]) and [`numbered`] rows.
+async fn written_by_the_local_writer(msgs: &[Inbound], url: &str) -> (Vec<String>, Vec<String>) {
     let config = storm_config();
     let last = msgs.last().map(|m| m.arrived_ms).unwrap_or(T0);
     let store = gateway::store::Store::open(url).await.unwrap();
     let mut core = Core::new(config.clone(), false);
     commit_local(&store, &core.step(msgs), &config).await;
     commit_local(&store, &core.tick(last), &config).await;
-    let mut rows = database(&store).await;
-    rows.extend(numbered(&store).await);
+    let rows = (database(&store).await, numbered(&store).await);
     store.close().await;
     rows
 }
@@ -415,7 +414,9 @@ proptest! {
             let mut whole_numbered = whole.clone();
             let store = gateway::store::Store::open(&a.url).await.unwrap();
             whole_numbered.extend(numbered(&store).await);
-            (whole, single, whole_numbered, written_by_the_local_writer(&msgs, &c.url).await)
+            let (mut local, local_numbered) = written_by_the_local_writer(&msgs, &c.url).await;
+            local.extend(local_numbered);
+            (whole, single, whole_numbered, local)
         });
         prop_assert!(whole.iter().any(|r| r.starts_with("alarm|")) || seq.len() < 20);
         prop_assert_eq!(&whole, &single);
@@ -449,6 +450,14 @@ async fn a_storm_written_at_once_on_postgres_leaves_what_one_at_a_time_does() {
         common::db::TestDb::postgres().await,
     );
     let (whole, single) = written_both_ways(&msgs, [a.url.clone(), b.url.clone()]).await;
+    // Numbered as the pipeline's SQLite writer numbers them: alarm ids
+    // given in the order alarms were raised, not written.
+    let store = gateway::store::Store::open(&a.url).await.unwrap();
+    let whole_numbered = numbered(&store).await;
+    store.close().await;
+    let c = common::db::TestDb::sqlite();
+    let (_, local_numbered) = written_by_the_local_writer(&msgs, &c.url).await;
+    assert_eq!(whole_numbered, local_numbered);
     let alarms = whole.iter().filter(|r| r.starts_with("alarm|")).count();
     let linked = whole.iter().filter(|r| r.starts_with("reading|")).count();
     assert!(

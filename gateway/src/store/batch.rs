@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 
 mod many;
+mod pending;
 pub use many::{Relevel, Settle};
 use tokio::sync::OwnedMutexGuard;
 
@@ -293,6 +294,12 @@ pub struct Batch {
     attached: Attachments,
     /// Readings to link, not yet written (see [`Batch::owe_links`]).
     links: Vec<OwedLink>,
+    /// Alarm rows changed in memory, not yet written (see `pending.rs`):
+    /// written before anything else reads or changes alarms in this
+    /// transaction, and at commit.
+    alarms: pending::Pending,
+    /// SQLite: the next alarm id to give (see `Batch::alarm_ids`).
+    next_alarm_id: Option<i64>,
     _chain: OwnedMutexGuard<()>,
 }
 
@@ -348,6 +355,8 @@ impl Store {
             sqlite,
             attached: Attachments::default(),
             links: Vec::new(),
+            alarms: pending::Pending::default(),
+            next_alarm_id: None,
             _chain: chain,
         })
     }
@@ -356,6 +365,7 @@ impl Store {
 impl Batch {
     /// Makes every change of the batch durable at once.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.flush_alarms().await?;
         self.flush_owed().await?;
         self.tx.commit().await?;
         Ok(())
@@ -593,6 +603,7 @@ impl Batch {
         cause: &str,
         at: u64,
     ) -> Result<u64, StoreError> {
+        self.flush_alarms().await?;
         Ok(query(
             "UPDATE alarms SET suppressed = TRUE, updated_at = ? WHERE site = ? AND cause = ? AND state <> 'cleared' AND suppressed = FALSE",
         )
@@ -611,6 +622,7 @@ impl Batch {
         flapping: bool,
         at: u64,
     ) -> Result<Option<AlarmRow>, StoreError> {
+        self.flush_alarms().await?;
         Ok(query_as(&format!(
             "UPDATE alarms SET flapping = ?, updated_at = ? \
              WHERE site = ? AND node = ? AND channel = ? AND cause = ? AND state <> 'cleared' \
@@ -633,6 +645,7 @@ impl Batch {
         site: &str,
         node: Option<&str>,
     ) -> Result<Vec<AlarmRow>, StoreError> {
+        self.flush_alarms().await?;
         let sql = format!(
             "SELECT {ALARM_COLUMNS} FROM alarms WHERE site = ? AND (? IS NULL OR node = ?) \
              AND state <> 'cleared' AND suppressed = TRUE ORDER BY id"
@@ -654,6 +667,7 @@ impl Batch {
         unsuppress: bool,
         at: u64,
     ) -> Result<(AlarmRow, Option<TicketOutcome>), StoreError> {
+        self.flush_alarms().await?;
         self.flush_owed().await?;
         let tx = &mut self.tx;
         if unsuppress {

@@ -1,17 +1,24 @@
 //! Set-based writes: many alarms raised, settled or re-levelled, many
-//! readings linked, each in a few statements however many rows there are.
+//! tickets attached, many readings linked, each in a few statements however
+//! many rows there are.
 //!
 //! The alarm path writes a batch's effects in rounds (see
 //! `pipeline::effects`): within a round every channel has at most one
-//! change, so the rows of a round are independent of each other and one
-//! `UPDATE … FROM (VALUES …)` (SQLite ≥ 3.33 and PostgreSQL alike) can
-//! take all of them. Each statement costs a round trip to the database's
-//! worker (SQLite) or server (PostgreSQL); an alarm storm that wrote one
-//! statement per change spent most of its time in those round trips.
+//! change, so the rows of a round are independent of each other. Alarm
+//! rows change in memory ([`super::pending`]): a round reads the standing
+//! rows of keys the transaction has not seen yet (one `SELECT … FOR
+//! UPDATE`), and every row is written once, in its last state, when the
+//! transaction commits or something else is about to read or change
+//! alarms ([`Batch::flush_alarms`]). Tickets are found and counted with one
+//! `UPDATE … FROM (VALUES …)` (SQLite ≥ 3.33 and PostgreSQL alike) a
+//! round. Each statement costs a round trip to the database's worker
+//! (SQLite) or server (PostgreSQL); an alarm storm that wrote one statement
+//! per change spent most of its time in those round trips.
 //!
 //! Rows are matched back to their inputs by key, never by the order of
 //! `RETURNING` rows (which neither database promises).
 
+use super::pending::Flush;
 use super::{chunked, padded, shaped, values, Batch};
 use crate::store::alarms::ALARM_COLUMNS;
 use crate::store::tickets::open_or_attach;
@@ -22,16 +29,6 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AssertSqlSafe};
 use std::collections::HashMap;
 use std::sync::Arc;
-
-/// A standing alarm's key, new state or new level, value and time: a row
-/// of [`Batch::settle_and_relevel`].
-type StandingChange<'a> = (
-    &'a AlarmKey,
-    Option<&'a str>,
-    Option<&'a str>,
-    Option<i32>,
-    u64,
-);
 
 /// A standing alarm to latch or clear.
 #[derive(Debug, Clone, Copy)]
@@ -60,15 +57,6 @@ where
     sqlx::query_as(AssertSqlSafe(sql))
 }
 
-fn key_of(row: &AlarmRow) -> AlarmKey {
-    AlarmKey {
-        site: row.site.clone(),
-        node: row.node.clone(),
-        channel: row.channel.clone(),
-        cause: row.cause.clone(),
-    }
-}
-
 /// Where each key sits in the input (keys of one call are distinct).
 fn positions<'a>(keys: impl Iterator<Item = &'a AlarmKey>) -> HashMap<&'a AlarmKey, usize> {
     let map: HashMap<_, _> = keys.enumerate().map(|(i, k)| (k, i)).collect();
@@ -76,6 +64,144 @@ fn positions<'a>(keys: impl Iterator<Item = &'a AlarmKey>) -> HashMap<&'a AlarmK
 }
 
 impl Batch {
+    /// Reads the standing rows of the keys this transaction has not seen
+    /// yet into [`Batch::alarms`], locking them until the commit (a person
+    /// acknowledging or resetting one waits for the batch).
+    async fn load_standing<'k>(
+        &mut self,
+        keys: impl Iterator<Item = &'k AlarmKey>,
+    ) -> Result<(), StoreError> {
+        let ask = self.alarms.unknown(keys);
+        let mut found = Vec::new();
+        for (chunk, shape) in chunked(&ask) {
+            let sqlite = self.sqlite;
+            let sql = shaped(sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "SELECT {ALARM_COLUMNS} FROM alarms JOIN (VALUES {}) AS v \
+                     ON alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
+                     AND alarms.cause = v.column4 WHERE alarms.state <> 'cleared' AND v.column5{}",
+                    values(5, shape),
+                    if sqlite { "" } else { " FOR UPDATE OF alarms" }
+                )
+            });
+            let mut q = many_as::<AlarmRow>(sql);
+            for (k, keep) in padded(chunk, shape) {
+                q = q
+                    .bind(k.site.clone())
+                    .bind(k.node.clone())
+                    .bind(k.channel.clone())
+                    .bind(k.cause.clone())
+                    .bind(keep);
+            }
+            found.extend(q.fetch_all(&mut *self.tx).await?);
+        }
+        self.alarms.loaded(&ask, found);
+        Ok(())
+    }
+
+    /// `n` fresh alarm ids, ascending: what `n` inserts would have been
+    /// given, so rows written later keep the order they were raised in.
+    async fn alarm_ids(&mut self, n: usize) -> Result<Vec<i64>, StoreError> {
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        if self.sqlite {
+            // The write lock is held from `BEGIN IMMEDIATE`: no one else
+            // inserts meanwhile, and this transaction's own rows are
+            // counted here until they are written.
+            let next = match self.next_alarm_id {
+                Some(next) => next,
+                None => {
+                    sqlx::query_scalar::<_, i64>(
+                        "SELECT MAX(COALESCE((SELECT seq FROM sqlite_sequence WHERE name = 'alarms'), 0), \
+                         COALESCE((SELECT MAX(id) FROM alarms), 0)) + 1",
+                    )
+                    .fetch_one(&mut *self.tx)
+                    .await?
+                }
+            };
+            self.next_alarm_id = Some(next + n as i64);
+            return Ok((next..next + n as i64).collect());
+        }
+        let mut ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT nextval(pg_get_serial_sequence('alarms', 'id')) FROM generate_series(1::bigint, $1)",
+        )
+        .bind(n as i64)
+        .fetch_all(&mut *self.tx)
+        .await?;
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    /// Writes the alarm rows changed in memory ([`Batch::alarms`]): each
+    /// once, in its last state; standing rows first (one may have been
+    /// cleared for a new one of its key to stand).
+    pub(super) async fn flush_alarms(&mut self) -> Result<(), StoreError> {
+        let Flush { updates, inserts } = self.alarms.take();
+        for (chunk, shape) in chunked(&updates) {
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "UPDATE alarms SET level = v.column2, state = v.column3, value = v.column4, setpoint = v.column5, \
+                     peak = v.column6, suppressed = v.column7, updated_at = v.column8, cleared_at = v.column9, \
+                     ticket_id = v.column10 FROM (VALUES {}) AS v WHERE alarms.id = v.column1 AND v.column11",
+                    values(11, shape)
+                )
+            });
+            let mut q = super::many(sql);
+            for (r, keep) in padded(chunk, shape) {
+                q = q
+                    .bind(r.id)
+                    .bind(r.level.clone())
+                    .bind(r.state.clone())
+                    .bind(r.value)
+                    .bind(r.setpoint)
+                    .bind(r.peak)
+                    .bind(r.suppressed)
+                    .bind(r.updated_at)
+                    .bind(r.cleared_at)
+                    .bind(r.ticket_id)
+                    .bind(keep);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        for (chunk, shape) in chunked(&inserts) {
+            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
+                format!(
+                    "INSERT INTO alarms (id, site, node, channel, cause, kind, level, state, quantity, value, setpoint, \
+                     peak, raised_at, updated_at, cleared_at, ticket_id, suppressed) \
+                     SELECT column1, column2, column3, column4, column5, column6, column7, column8, column9, column10, \
+                     column11, column12, column13, column14, column15, column16, column17 \
+                     FROM (VALUES {}) AS v WHERE v.column18",
+                    values(18, shape)
+                )
+            });
+            let mut q = super::many(sql);
+            for (r, keep) in padded(chunk, shape) {
+                q = q
+                    .bind(r.id)
+                    .bind(r.site.clone())
+                    .bind(r.node.clone())
+                    .bind(r.channel.clone())
+                    .bind(r.cause.clone())
+                    .bind(r.kind.clone())
+                    .bind(r.level.clone())
+                    .bind(r.state.clone())
+                    .bind(r.quantity.clone())
+                    .bind(r.value)
+                    .bind(r.setpoint)
+                    .bind(r.peak)
+                    .bind(r.raised_at)
+                    .bind(r.updated_at)
+                    .bind(r.cleared_at)
+                    .bind(r.ticket_id)
+                    .bind(r.suppressed)
+                    .bind(keep);
+            }
+            q.execute(&mut *self.tx).await?;
+        }
+        Ok(())
+    }
+
     /// Raises (or updates) the standing alarm of each input, linking those
     /// with a ticket spec to the open ticket of their key (opening or
     /// reopening one where there is none). The keys must be distinct.
@@ -87,45 +213,14 @@ impl Batch {
         let at_of = |i: usize| items[i].0.at as i64;
         let pos = positions(items.iter().map(|(a, _)| &a.key));
         debug_assert_eq!(pos.len(), items.len(), "raise_many: keys must be distinct");
-        let mut standing: Vec<Option<AlarmRow>> = vec![None; items.len()];
-        // 1. Standing rows updated in place (the partial unique index
-        //    allows one per key).
-        for (chunk, shape) in chunked(items) {
-            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
-                format!(
-                    "UPDATE alarms SET level = v.column5, state = 'active', value = v.column6, setpoint = v.column7, \
-                     peak = CASE WHEN v.column6 IS NULL THEN peak WHEN peak IS NULL OR v.column6 > peak THEN v.column6 ELSE peak END, \
-                     suppressed = suppressed AND v.column8, updated_at = v.column9 \
-                     FROM (VALUES {}) AS v \
-                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
-                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column10 \
-                     RETURNING {ALARM_COLUMNS}",
-                    values(10, shape)
-                )
-            });
-            let mut q = many_as::<AlarmRow>(sql);
-            for ((a, _), keep) in padded(chunk, shape) {
-                q = q
-                    .bind(a.key.site.clone())
-                    .bind(a.key.node.clone())
-                    .bind(a.key.channel.clone())
-                    .bind(a.key.cause.clone())
-                    .bind(a.level)
-                    .bind(a.value)
-                    .bind(a.setpoint)
-                    .bind(a.suppressed)
-                    .bind(a.at as i64)
-                    .bind(keep);
-            }
-            for row in q.fetch_all(&mut *self.tx).await? {
-                if let Some(&i) = pos.get(&key_of(&row)) {
-                    standing[i] = Some(row);
-                }
-            }
-        }
-        // 2. Tickets first, so that a fresh alarm is inserted already
-        //    linked (updating `ticket_id` afterwards rewrote every index of
-        //    the row: in a storm, the costliest statement of the batch).
+        // 1. Standing rows change in memory (written once, at the flush).
+        self.load_standing(items.iter().map(|(a, _)| &a.key))
+            .await?;
+        let mut standing: Vec<Option<AlarmRow>> = items
+            .iter()
+            .map(|(a, _)| self.alarms.raise_standing(a))
+            .collect();
+        // 2. Tickets first, so that a fresh alarm is made already linked.
         //    Wanted: a spec and no ticket on the standing row, if any.
         let mut outcomes: Vec<Option<TicketOutcome>> = standing
             .iter()
@@ -204,42 +299,12 @@ impl Batch {
         let fresh: Vec<usize> = (0..items.len())
             .filter(|&i| standing[i].is_none())
             .collect();
-        for (chunk, shape) in chunked(&fresh) {
-            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
-                format!(
-                    "INSERT INTO alarms (site, node, channel, cause, kind, level, state, quantity, value, setpoint, peak, \
-                     raised_at, updated_at, suppressed, ticket_id) \
-                     SELECT column1, column2, column3, column4, column5, column6, 'active', column7, column8, column9, \
-                     column10, column11, column12, column13, column15 FROM (VALUES {}) AS v WHERE v.column14 \
-                     RETURNING {ALARM_COLUMNS}",
-                    values(15, shape)
-                )
-            });
-            let mut q = many_as::<AlarmRow>(sql);
-            for (&i, keep) in padded(chunk, shape) {
-                let a = items[i].0;
-                q = q
-                    .bind(a.key.site.clone())
-                    .bind(a.key.node.clone())
-                    .bind(a.key.channel.clone())
-                    .bind(a.key.cause.clone())
-                    .bind(a.kind)
-                    .bind(a.level)
-                    .bind(a.quantity)
-                    .bind(a.value)
-                    .bind(a.setpoint)
-                    .bind(a.value)
-                    .bind(a.at as i64)
-                    .bind(a.at as i64)
-                    .bind(a.suppressed)
-                    .bind(keep)
-                    .bind(attached_to(&outcomes[i]));
-            }
-            for row in q.fetch_all(&mut *self.tx).await? {
-                if let Some(&i) = pos.get(&key_of(&row)) {
-                    standing[i] = Some(row);
-                }
-            }
+        let ids = self.alarm_ids(fresh.len()).await?;
+        for (&i, id) in fresh.iter().zip(ids) {
+            let row = self
+                .alarms
+                .insert(id, items[i].0, attached_to(&outcomes[i]));
+            standing[i] = Some(row);
         }
         let mut rows: Vec<AlarmRow> = standing
             .into_iter()
@@ -279,37 +344,20 @@ impl Batch {
             }
         }
         // 6. The alarms not yet pointing at their tickets (standing rows
-        //    attached now, tickets opened or reopened) do. Nothing else of
-        //    the rows changes, so they are not read back.
-        let links: Vec<(usize, i64)> = wanted
-            .iter()
-            .filter_map(|&i| match &outcomes[i] {
-                Some(
-                    TicketOutcome::Opened { id, .. }
-                    | TicketOutcome::Attached { id, .. }
-                    | TicketOutcome::Reopened { id, .. }
-                    | TicketOutcome::AlreadyLinked { id },
-                ) => Some((i, *id)),
-                None => None,
-            })
-            .filter(|&(i, _)| rows[i].ticket_id.is_none())
-            .collect();
-        for (chunk, shape) in chunked(&links) {
-            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
-                format!(
-                    "UPDATE alarms SET ticket_id = v.column2 FROM (VALUES {}) AS v \
-                     WHERE alarms.id = v.column1 AND v.column3",
-                    values(3, shape)
-                )
-            });
-            let mut q = super::many(sql);
-            for ((i, ticket), keep) in padded(chunk, shape) {
-                q = q.bind(rows[*i].id).bind(*ticket).bind(keep);
+        //    attached now, tickets opened or reopened) do.
+        for &i in &wanted {
+            if let Some(
+                TicketOutcome::Opened { id, .. }
+                | TicketOutcome::Attached { id, .. }
+                | TicketOutcome::Reopened { id, .. }
+                | TicketOutcome::AlreadyLinked { id },
+            ) = &outcomes[i]
+            {
+                if rows[i].ticket_id.is_none() {
+                    self.alarms.set_ticket(&items[i].0.key, *id);
+                    rows[i].ticket_id = Some(*id);
+                }
             }
-            q.execute(&mut *self.tx).await?;
-        }
-        for (i, ticket) in links {
-            rows[i].ticket_id = Some(ticket);
         }
         Ok(rows.into_iter().zip(outcomes).collect())
     }
@@ -332,51 +380,19 @@ impl Batch {
         settles: &[Settle<'_>],
         levels: &[Relevel<'_>],
     ) -> Result<Vec<Option<AlarmRow>>, StoreError> {
-        // A row settles (a state, its level kept) or re-levels (a level,
-        // its state kept); both may carry a value, kept when absent.
-        let rows: Vec<StandingChange<'_>> = settles
+        let keys = settles.iter().map(|s| s.key);
+        self.load_standing(keys.chain(levels.iter().map(|r| r.key)))
+            .await?;
+        let out = settles
             .iter()
-            .map(|s| (s.key, Some(s.state), None, s.value, s.at))
-            .chain(
-                levels
-                    .iter()
-                    .map(|r| (r.key, None, Some(r.level), Some(r.value), r.at)),
-            )
+            .map(|s| {
+                self.alarms
+                    .change(s.key, Some(s.state), None, s.value, s.at)
+            })
             .collect();
-        let pos = positions(settles.iter().map(|s| s.key));
-        let mut out = vec![None; settles.len()];
-        for (chunk, shape) in chunked(&rows) {
-            let sql = shaped(self.sqlite, (file!(), line!()), shape, || {
-                format!(
-                    "UPDATE alarms SET state = COALESCE(v.column5, alarms.state), \
-                     level = COALESCE(v.column6, alarms.level), value = COALESCE(v.column7, alarms.value), \
-                     updated_at = v.column8, \
-                     cleared_at = CASE WHEN v.column5 = 'cleared' THEN v.column8 ELSE cleared_at END \
-                     FROM (VALUES {}) AS v \
-                     WHERE alarms.site = v.column1 AND alarms.node = v.column2 AND alarms.channel = v.column3 \
-                     AND alarms.cause = v.column4 AND alarms.state <> 'cleared' AND v.column9 \
-                     RETURNING {ALARM_COLUMNS}",
-                    values(9, shape)
-                )
-            });
-            let mut q = many_as::<AlarmRow>(sql);
-            for ((key, state, level, value, at), keep) in padded(chunk, shape) {
-                q = q
-                    .bind(key.site.clone())
-                    .bind(key.node.clone())
-                    .bind(key.channel.clone())
-                    .bind(key.cause.clone())
-                    .bind(state.map(str::to_string))
-                    .bind(level.map(str::to_string))
-                    .bind(*value)
-                    .bind(*at as i64)
-                    .bind(keep);
-            }
-            for row in q.fetch_all(&mut *self.tx).await? {
-                if let Some(&i) = pos.get(&key_of(&row)) {
-                    out[i] = Some(row);
-                }
-            }
+        for r in levels {
+            self.alarms
+                .change(r.key, None, Some(r.level), Some(r.value), r.at);
         }
         Ok(out)
     }
