@@ -13,6 +13,7 @@ pub mod modbus;
 pub mod mosquitto;
 pub mod mqtt;
 pub mod node_limits;
+pub mod partitions;
 pub mod rabbitmq;
 
 /// One message from the broker.

@@ -283,12 +283,12 @@ impl BatchWrite for Batch {
 
 /// An open write transaction (see the module docs).
 pub struct Batch {
-    tx: Transaction<'static, Any>,
+    pub(super) tx: Transaction<'static, Any>,
     /// SQLite takes the many-row statements with plain `?` placeholders:
     /// it looks each numbered one (`$N`, what [`super::portable`] writes)
     /// up by a linear scan, which made a 2,000-parameter statement cost
     /// milliseconds.
-    sqlite: bool,
+    pub(super) sqlite: bool,
     /// Tickets attached to in this transaction, by key, and not yet
     /// counted (see [`Attachments`]).
     attached: Attachments,

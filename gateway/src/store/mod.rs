@@ -22,7 +22,7 @@
 //! readings, rollups, latest), `reports` (ledger, monthly, weekly, risk),
 //! `notifications`, `shift_log`, `commissioning` (self-tests, baselines,
 //! setpoints, sign-offs), `rules` (rule settings, channel states),
-//! `evidence`, `rabbit`, and `batch` (one pipeline batch in one
+//! `evidence`, `rabbit`, `partitions` (ingest partitions' fences), and `batch` (one pipeline batch in one
 //! transaction).
 
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
@@ -36,6 +36,7 @@ mod commissioning;
 mod evidence;
 mod local;
 mod notifications;
+mod partitions;
 mod rabbit;
 mod readings;
 mod registry;
@@ -54,6 +55,7 @@ pub use local::{
     ready, transaction as local_transaction, LocalBatch, LocalWriter, Submitted, TaskWriter,
 };
 pub use notifications::{NotificationLog, NotificationRow};
+pub use partitions::{Fence, PartitionRow};
 pub use readings::{DailyMaxRow, LatestRow, LinkedReading, TicketReadingRow};
 pub use reports::{LedgerQuery, ReportFigures};
 pub use rules::RuleChangeRow;
@@ -88,6 +90,14 @@ pub enum StoreError {
     /// A PostgreSQL URL whose `sslmode` would not verify the server.
     #[error("database URL: {0}")]
     Tls(String),
+    /// Another replica has taken the partition since this one did
+    /// ([`Batch::fence`]): the batch must not be committed, nor retried.
+    #[error("partition {partition} was taken over (epoch {epoch}, now {current:?})")]
+    Fenced {
+        partition: u32,
+        epoch: i64,
+        current: Option<i64>,
+    },
 }
 
 /// Handle to the database; cheap to clone.

@@ -1,0 +1,84 @@
+//! Ingest partitions and their fences (issue 16): which replica holds each
+//! partition, since which epoch. Taking a partition bumps its epoch; a
+//! batch committed for a partition checks, inside its own transaction,
+//! that the epoch is still the one its replica took ([`Batch::fence`]), so
+//! a replica that lost its consumer but still reaches the database cannot
+//! commit once another replica has taken the partition over.
+
+use super::{query_as, Batch, Store, StoreError};
+
+/// A partition held at an epoch: what a batch is fenced with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    pub partition: u32,
+    pub epoch: i64,
+}
+
+/// Who holds a partition.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct PartitionRow {
+    pub partition: i32,
+    pub epoch: i64,
+    pub holder: String,
+    pub taken_at: i64,
+}
+
+impl Store {
+    /// Takes `partition` for `holder`: its epoch goes up by one (from 1 the
+    /// first time). On PostgreSQL the update waits for any batch of the
+    /// previous holder still being committed (it holds the row `FOR
+    /// SHARE`): what that batch wrote is committed before this answers, so
+    /// the state the new holder loads next includes it.
+    pub async fn take_partition(
+        &self,
+        partition: u32,
+        holder: &str,
+        at: u64,
+    ) -> Result<Fence, StoreError> {
+        let mut tx = self.begin().await?;
+        let (epoch,): (i64,) = query_as(
+            "INSERT INTO partition_epoch (partition, epoch, holder, taken_at) VALUES (?, 1, ?, ?) \
+             ON CONFLICT (partition) DO UPDATE SET epoch = partition_epoch.epoch + 1, \
+             holder = excluded.holder, taken_at = excluded.taken_at RETURNING epoch",
+        )
+        .bind(partition as i32)
+        .bind(holder)
+        .bind(at as i64)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(Fence { partition, epoch })
+    }
+
+    /// Every partition ever taken, by number.
+    pub async fn partitions(&self) -> Result<Vec<PartitionRow>, StoreError> {
+        Ok(query_as(
+            "SELECT partition, epoch, holder, taken_at FROM partition_epoch ORDER BY partition",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
+
+impl Batch {
+    /// Refuses the batch ([`StoreError::Fenced`]) unless `fence` is still
+    /// its partition's epoch. On PostgreSQL the row is read `FOR SHARE`, so
+    /// no one can take the partition until this transaction ends.
+    pub async fn fence(&mut self, fence: Fence) -> Result<(), StoreError> {
+        let lock = if self.sqlite { "" } else { " FOR SHARE" };
+        let current: Option<(i64,)> = query_as(&format!(
+            "SELECT epoch FROM partition_epoch WHERE partition = ?{lock}"
+        ))
+        .bind(fence.partition as i32)
+        .fetch_optional(&mut *self.tx)
+        .await?;
+        match current {
+            Some((epoch,)) if epoch == fence.epoch => Ok(()),
+            other => Err(StoreError::Fenced {
+                partition: fence.partition,
+                epoch: fence.epoch,
+                current: other.map(|(e,)| e),
+            }),
+        }
+    }
+}
