@@ -236,26 +236,77 @@ pub async fn start_with_source(
     };
     let mqtt = crate::ingest::mqtt::client_with_tls(&client_mqtt, mqtt_tls);
     // The pipeline writes alarms and tickets on connections of its own
-    // ([`Store::reserved`]): API requests cannot starve it of them.
-    let mut pipeline = Pipeline::new(
-        live.config(),
-        store.reserved(),
-        sink,
-        metrics.clone(),
-        events.clone(),
-    )
-    .with_commander(mqtt.0.clone())
-    .with_selftest_window(u64::from(config.commissioning.selftest_window_secs) * 1000)
-    .with_baseline_window(config.commissioning.baseline_hours)
-    .with_live(live.subscribe());
-    pipeline.mark_spooled(spooled);
-    pipeline
-        .start(crate::domain::time::now_ms(), &config_source)
-        .await?;
-    let pipeline_task = tokio::spawn(async move {
-        pipeline.run(rx, commands_rx).await;
-        sink_shutdown.cancel();
-    });
+    // ([`Store::reserved`]): API requests cannot starve it of them. On a
+    // cluster (`[cluster]`), one pipeline per ingest partition this
+    // replica's consumers are active on ([`crate::replica`]).
+    let pipeline_task = match &config.cluster {
+        None => {
+            let mut pipeline = Pipeline::new(
+                live.config(),
+                store.reserved(),
+                sink,
+                metrics.clone(),
+                events.clone(),
+            )
+            .with_commander(mqtt.0.clone())
+            .with_selftest_window(u64::from(config.commissioning.selftest_window_secs) * 1000)
+            .with_baseline_window(config.commissioning.baseline_hours)
+            .with_live(live.subscribe());
+            pipeline.mark_spooled(spooled);
+            pipeline
+                .start(crate::domain::time::now_ms(), &config_source)
+                .await?;
+            tokio::spawn(async move {
+                pipeline.run(rx, commands_rx).await;
+                sink_shutdown.cancel();
+            })
+        }
+        Some(cluster) => {
+            drop((rx, commands_rx, spooled));
+            let changes = store
+                .sync_rule_settings(
+                    &config.rule_settings(),
+                    &config_source,
+                    crate::domain::time::now_ms(),
+                )
+                .await?;
+            for c in &changes {
+                tracing::info!(scope = %c.scope, old = ?c.old, new = ?c.new, "rule settings changed (audited)");
+            }
+            let partitions = crate::ingest::rabbitmq::PARTITIONS;
+            let (deliveries_tx, deliveries) = mpsc::channel(10_000);
+            let sites: Vec<String> = live.config().sites.iter().map(|s| s.id.clone()).collect();
+            let settings = crate::ingest::partitions::Settings {
+                url: cluster.amqp_url.clone(),
+                replica: cluster.replica.clone(),
+                prefetch: cluster.prefetch,
+                partitions,
+            };
+            let consumers = tokio::spawn(crate::ingest::partitions::run(
+                settings,
+                sites,
+                deliveries_tx,
+                shutdown.clone(),
+            ));
+            let parts = crate::replica::Parts {
+                live: live.clone(),
+                store: store.clone(),
+                sink,
+                metrics: metrics.clone(),
+                events: events.clone(),
+                commander: mqtt.0.clone(),
+                replica: cluster.replica.clone(),
+                partitions,
+                selftest_window_ms: u64::from(config.commissioning.selftest_window_secs) * 1000,
+                baseline_hours: config.commissioning.baseline_hours,
+            };
+            tokio::spawn(async move {
+                crate::replica::run(parts, deliveries).await;
+                let _ = consumers.await;
+                sink_shutdown.cancel();
+            })
+        }
+    };
     // Modbus devices feed the same channel as MQTT ingest. Their `boot` is
     // this process's start in seconds: it grows across gateway restarts.
     let boot = (crate::domain::time::now_ms() / 1000) as u32;
@@ -279,9 +330,12 @@ pub async fn start_with_source(
         gb26875_duty.clone(),
         shutdown.clone(),
     );
+    // The MQTT client subscribes to the nodes' topics behind an external
+    // broker; behind the gate, and on a cluster (whose messages come from
+    // the partitions), it only sends commands.
     let ingest = tokio::spawn(crate::ingest::mqtt::run(
         client_mqtt,
-        config.mqtt.broker != BrokerMode::Embedded,
+        config.mqtt.broker != BrokerMode::Embedded && config.cluster.is_none(),
         mqtt,
         tx,
         metrics.clone(),

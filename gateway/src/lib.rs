@@ -40,3 +40,4 @@ pub mod api;
 pub mod app;
 pub mod demo;
 pub mod heap;
+pub mod replica;

@@ -14,6 +14,7 @@
 //! `crate::ingest::modbus::config`, `[notify]` in `crate::notify::config`, `[tls]`
 //! in `crate::tls`, `[[northbound.gb26875]]` in `crate::northbound`.
 
+pub mod cluster;
 mod commissioning;
 mod http;
 mod mqtt;
@@ -68,6 +69,8 @@ pub struct Config {
     pub tls: crate::tls::TlsConfig,
     /// Northbound links (`[[northbound.gb26875]]`: 消防远程监控中心).
     pub northbound: crate::northbound::NorthboundConfig,
+    /// One replica of a cluster (`[cluster]`, issue 16); absent: alone.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 impl Default for Config {
@@ -87,6 +90,7 @@ impl Default for Config {
             commissioning: CommissioningConfig::default(),
             tls: Default::default(),
             northbound: Default::default(),
+            cluster: None,
         }
     }
 }

@@ -10,6 +10,34 @@ impl Config {
         let mut out = Vec::new();
         let mut issue = |path: String, message: String| out.push(ConfigIssue { path, message });
 
+        if let Some(c) = &self.cluster {
+            if !c.amqp_url.starts_with("amqp://") {
+                issue(
+                    "cluster.amqp_url".into(),
+                    "must be an amqp:// address of the RabbitMQ cluster".into(),
+                );
+            }
+            if c.replica.is_empty() || c.replica.len() > 64 {
+                issue("cluster.replica".into(), "must be 1–64 characters".into());
+            }
+            if c.prefetch == 0 {
+                issue("cluster.prefetch".into(), "must be at least 1".into());
+            }
+            if !self.storage.database_url().starts_with("postgres") {
+                // Partition fences and the shared state live in one
+                // database every replica reaches.
+                issue(
+                    "storage.database_url".into(),
+                    "a cluster's replicas share one PostgreSQL database".into(),
+                );
+            }
+            if self.mqtt.broker != BrokerMode::External {
+                issue(
+                    "mqtt.broker".into(),
+                    "a replica sends commands through the cluster's broker: \"external\"".into(),
+                );
+            }
+        }
         if self.mqtt.client_id.is_empty() || self.mqtt.client_id.len() > 64 {
             issue("mqtt.client_id".into(), "must be 1–64 characters".into());
         }

@@ -68,7 +68,7 @@ impl Pipeline {
                 return;
             }
         };
-        for row in due {
+        for row in due.into_iter().filter(|r| self.mine(&r.site)) {
             let key = AlarmKey {
                 site: row.site.clone(),
                 node: row.node.clone(),
@@ -92,6 +92,11 @@ impl Pipeline {
                     tracing::error!(error = %e, "store: cannot open an offline ticket");
                 }
             }
+        }
+        if self.scope.is_some() {
+            // Deadlines span every site: the replica checks them once
+            // across the cluster, not each partition's pipeline.
+            return;
         }
         match self.store.mark_overdue(now).await {
             Ok(tickets) => {

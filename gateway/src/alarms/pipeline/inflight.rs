@@ -72,6 +72,7 @@ pub(super) fn submit(
     poison: Arc<AtomicBool>,
     fx: Effects,
     config: Arc<Config>,
+    fence: Option<crate::store::Fence>,
 ) -> Result<Submitted<Outcome>, StoreError> {
     match writer {
         Writer::Local(writer) => {
@@ -100,6 +101,9 @@ pub(super) fn submit(
                 // server had it already, retried: as before overlap).
                 let attempt = async {
                     let mut b = store.batch().await?;
+                    if let Some(f) = fence {
+                        b.fence(f).await?;
+                    }
                     let out = effects::write(&mut b, &fx, &config).await?;
                     b.commit().await?;
                     Ok::<_, StoreError>(out)
@@ -167,6 +171,7 @@ impl Pipeline {
             self.poison.clone(),
             fx,
             self.core.config.clone(),
+            self.fence(),
         );
         match job {
             Ok(job) => self.inflight.push_back(InFlight {

@@ -47,7 +47,10 @@ pub mod eval;
 mod housekeeping;
 mod inflight;
 mod restore;
+mod scope;
 mod specs;
+
+pub use scope::Scope;
 
 /// An acknowledgement waiting for the spool to make `ticket` durable.
 struct PendingAck {
@@ -231,6 +234,10 @@ pub struct Pipeline {
     /// The messages found in the spool at start-up, by source, until
     /// [`Pipeline::start`] has compared them with the restored windows.
     spooled_at_start: HashMap<String, VecDeque<(u32, u32)>>,
+    /// One partition's sites on a cluster ([`scope`]); every site when `None`.
+    scope: Option<Scope>,
+    /// Fenced off: another replica holds the partition now.
+    fenced: bool,
 }
 
 /// A batch whose commit failed.
@@ -279,6 +286,8 @@ impl Pipeline {
             durable: None,
             writer: None,
             spooled_at_start: HashMap::new(),
+            scope: None,
+            fenced: false,
         }
     }
 
@@ -337,6 +346,10 @@ impl Pipeline {
 
     /// Takes a new configuration in force (see [`Pipeline::with_live`]).
     pub fn reconfigure(&mut self, config: Arc<Config>, now: u64) {
+        let config = match &self.scope {
+            Some(s) => scope::narrowed(&config, s),
+            None => config,
+        };
         self.core.runtime.reconfigure(config.clone(), now);
         self.core.config = config;
     }
@@ -355,6 +368,9 @@ impl Pipeline {
     pub async fn start(&mut self, now: u64, config_source: &str) -> Result<(), StoreError> {
         self.core.runtime.start(now);
         for row in self.store.standing_with_cause(None, CAUSE_OFFLINE).await? {
+            if !self.mine(&row.site) {
+                continue;
+            }
             if let (Ok(s), Ok(n)) = (SiteId::new(&row.site), NodeId::new(&row.node)) {
                 self.core.runtime.restore_offline(&s, &n, now);
             }
@@ -362,6 +378,9 @@ impl Pipeline {
         // Setpoints applied at run time, before the channels are restored
         // (the restored state is judged by them).
         for sp in self.store.setpoints_in_force().await? {
+            if !self.mine(&sp.site) {
+                continue;
+            }
             self.use_setpoint(&sp);
         }
         // Each node's de-duplication window as the last commit left it: a
@@ -374,6 +393,9 @@ impl Pipeline {
         let spooled = std::mem::take(&mut self.spooled_at_start);
         let mut unspooled = 0;
         for (site, node, state) in self.store.node_seqs().await? {
+            if !self.mine(&site) {
+                continue;
+            }
             if let (Ok(s), Ok(n)) = (SiteId::new(&site), NodeId::new(&node)) {
                 if !self.core.runtime.restore_seq(&s, &n, &state) {
                     tracing::warn!(
@@ -398,6 +420,10 @@ impl Pipeline {
             );
         }
         self.restore_channels(now).await?;
+        if self.scope.is_some() {
+            // Rule settings are the replica's, audited once at its start.
+            return Ok(());
+        }
         let changes = self
             .store
             .sync_rule_settings(&self.config().rule_settings(), config_source, now)
@@ -422,7 +448,7 @@ impl Pipeline {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut durable = self.sink.as_ref().map(|s| s.durable());
         self.durable = durable.clone();
-        loop {
+        while !self.fenced {
             let retry_at = self.retry.as_ref().map(|r| r.at);
             let room = self.inflight.len() < inflight::DEPTH;
             tokio::select! {
@@ -507,6 +533,11 @@ impl Pipeline {
     /// Keeps a batch whose commit failed (after `attempts` earlier tries)
     /// to be evaluated and committed again after the backoff.
     fn retry_later(&mut self, batch: Vec<Inbound>, attempts: u32, e: &StoreError) {
+        if self.check_fenced(e) {
+            // Not ours any more: the broker has handed these messages to
+            // the replica now holding the partition.
+            return;
+        }
         let delay = retry_delay(attempts);
         tracing::error!(error = %e, messages = batch.len(), attempts = attempts + 1, retry_in_ms = delay.as_millis() as u64, "store: batch not committed; its rule state is discarded and the batch retried, unacknowledged");
         self.retry = Some(Retry {
@@ -555,11 +586,16 @@ impl Pipeline {
         // One job on the writer, alone (nothing is in flight here).
         let writer = self.writer();
         let deadline = tokio::time::Instant::now() + COMMIT_TIMEOUT;
-        let result = match inflight::submit(&writer, &self.store, Default::default(), fx, config) {
-            Ok(mut job) => job.wait(deadline).await.and_then(|r| r),
-            Err(e) => Err(e),
-        };
+        let fence = self.fence();
+        let result =
+            match inflight::submit(&writer, &self.store, Default::default(), fx, config, fence) {
+                Ok(mut job) => job.wait(deadline).await.and_then(|r| r),
+                Err(e) => Err(e),
+            };
         self.record_commit(&result.as_ref().map(|_| ()));
+        if let Err(e) = &result {
+            self.check_fenced(e);
+        }
         result
     }
 

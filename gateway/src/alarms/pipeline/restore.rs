@@ -18,7 +18,8 @@ impl Pipeline {
     /// it again). Both can only come from a database written before batch
     /// commits, or edited by hand.
     pub(super) async fn restore_channels(&mut self, now: u64) -> Result<(), StoreError> {
-        let standing = self.store.alarms(AlarmFilter::Standing, i64::MAX).await?;
+        let mut standing = self.store.alarms(AlarmFilter::Standing, i64::MAX).await?;
+        standing.retain(|r| self.mine(&r.site));
         let rule_alarm = |r: &AlarmRow| {
             !r.channel.is_empty()
                 && r.cause != crate::alarms::runtime::CAUSE_DEVICE_ALARM
@@ -39,6 +40,9 @@ impl Pipeline {
         let mut claimed: HashSet<(String, String, String, String)> = HashSet::new();
         let mut fx = Effects::default();
         for (site, node, channel, quantity, state) in self.store.channel_states().await? {
+            if !self.mine(&site) {
+                continue;
+            }
             let parsed = (
                 SiteId::new(&site),
                 NodeId::new(&node),

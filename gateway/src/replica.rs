@@ -1,0 +1,140 @@
+//! One replica of a cluster (issue 16): the partitions this replica's
+//! consumers are active on, each with a pipeline of its own.
+//!
+//! When a partition's consumer becomes active ([`Delivery::Activated`]) the
+//! replica takes the partition in the database (its epoch goes up; the
+//! take waits for a batch the previous holder is still committing), then
+//! starts a pipeline scoped to the partition's sites and fenced with that
+//! epoch, which loads their committed state (rule state, de-duplication
+//! windows, standing offline alarms) before it handles a message: the
+//! messages the previous holder had not acknowledged come again, and those
+//! it had committed are recognised as duplicates by the restored windows.
+//! When the connection to RabbitMQ goes ([`Delivery::Lost`]) every
+//! partition goes with it: the pipelines are stopped (what they had not
+//! acknowledged is redelivered to whichever replica is active next).
+
+use crate::alarms::events::GatewayEvent;
+use crate::alarms::pipeline::{Commander, Pipeline, Scope};
+use crate::ingest::partitions::Delivery;
+use crate::ingest::Inbound;
+use crate::metrics::Metrics;
+use crate::sink::Sink;
+use crate::store::Store;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+/// What every partition's pipeline is made with.
+pub struct Parts {
+    pub live: crate::live::Live,
+    pub store: Store,
+    pub sink: Option<Sink>,
+    pub metrics: Arc<Metrics>,
+    pub events: broadcast::Sender<GatewayEvent>,
+    pub commander: Commander,
+    pub replica: String,
+    pub partitions: u32,
+    pub selftest_window_ms: u64,
+    pub baseline_hours: u32,
+}
+
+/// A partition held: its pipeline's queue and task.
+struct Held {
+    tx: mpsc::Sender<Inbound>,
+    task: JoinHandle<()>,
+}
+
+impl Parts {
+    /// Takes partition `p` and starts its pipeline; tries again (1 s
+    /// doubling to 10 s) while the database does not answer.
+    async fn hold(&self, p: u32) -> Held {
+        let mut wait = Duration::from_secs(1);
+        loop {
+            match self.try_hold(p).await {
+                Ok(held) => return held,
+                Err(e) => {
+                    tracing::error!(partition = p, error = %e, "cannot take the partition; trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn try_hold(&self, p: u32) -> Result<Held, crate::store::StoreError> {
+        let now = crate::domain::time::now_ms();
+        let fence = self.store.take_partition(p, &self.replica, now).await?;
+        let scope = Scope {
+            fence,
+            partitions: self.partitions,
+        };
+        let mut pipeline = Pipeline::new(
+            self.live.config(),
+            self.store.reserved(),
+            self.sink.clone(),
+            self.metrics.clone(),
+            self.events.clone(),
+        )
+        .with_commander(self.commander.clone())
+        .with_selftest_window(self.selftest_window_ms)
+        .with_baseline_window(self.baseline_hours)
+        .with_live(self.live.subscribe())
+        .with_scope(scope);
+        pipeline.start(now, "config").await?;
+        tracing::info!(partition = p, epoch = fence.epoch, replica = %self.replica, "partition taken: its sites are handled here");
+        let (tx, rx) = mpsc::channel(10_000);
+        // Commands from the API (reset, setpoints, self-test) are not yet
+        // routed to a partition's pipeline: the channel's sender is dropped
+        // and the API answers that the command cannot be carried out.
+        let (_commands, commands_rx) = mpsc::channel(1);
+        let task = tokio::spawn(async move {
+            pipeline.run(rx, commands_rx).await;
+        });
+        Ok(Held { tx, task })
+    }
+}
+
+/// Runs the partitions' pipelines from `deliveries` until it closes, then
+/// stops them (each drains what it holds).
+pub async fn run(parts: Parts, mut deliveries: mpsc::Receiver<Delivery>) {
+    let mut held: HashMap<u32, Held> = HashMap::new();
+    while let Some(d) = deliveries.recv().await {
+        match d {
+            Delivery::Activated(p) => {
+                if let Some(old) = held.remove(&p) {
+                    stop(p, old).await;
+                }
+                held.insert(p, parts.hold(p).await);
+            }
+            Delivery::Message(p, msg) => match held.get(&p) {
+                Some(h) => {
+                    if h.tx.send(msg).await.is_err() {
+                        // The pipeline stopped (fenced off): the message
+                        // stays unacknowledged for the partition's holder.
+                        held.remove(&p);
+                    }
+                }
+                None => tracing::warn!(
+                    partition = p,
+                    "a message of a partition not held here; left unacknowledged"
+                ),
+            },
+            Delivery::Lost => {
+                for (p, h) in held.drain() {
+                    stop(p, h).await;
+                }
+            }
+        }
+    }
+    for (p, h) in held.drain() {
+        stop(p, h).await;
+    }
+}
+
+async fn stop(p: u32, h: Held) {
+    drop(h.tx);
+    let _ = h.task.await;
+    tracing::info!(partition = p, "partition released");
+}

@@ -1,0 +1,178 @@
+//! Two gateway replicas on a real three-node RabbitMQ cluster and one
+//! PostgreSQL (issue 16): a site's alarm is raised once, by the replica
+//! active on its partition, which took the partition (epoch) first; when
+//! that replica stops, the other takes the partition over (epoch + 1),
+//! loads the committed state (the channel still in alarm: no second raise)
+//! and raises the site's next alarm; a batch under the old epoch is refused.
+
+use e2e::rabbitmq::{RabbitCluster, ADMIN};
+use e2e::*;
+use gateway::config::cluster::ClusterConfig;
+use gateway::ingest::rabbitmq::{partition_of, PARTITIONS};
+use gateway::store::{AlarmFilter, Store, StoreError};
+use std::time::Duration;
+use wire::{ChannelStatus::Ok as OK, Quantity::*};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn replica(
+    name: &str,
+    mqtt_port: u16,
+    amqp_port: u16,
+    db: &str,
+    dir: &std::path::Path,
+) -> gateway::config::Config {
+    let mut c = gateway_config(mqtt_port, dir);
+    c.storage.database_url = Some(db.into());
+    c.mqtt.client_id = format!("fire-gateway-{name}");
+    c.mqtt.username = Some(ADMIN.0.into());
+    c.mqtt.password = Some(ADMIN.1.into());
+    c.cluster = Some(ClusterConfig {
+        amqp_url: format!("amqp://{}:{}@127.0.0.1:{amqp_port}/%2f", ADMIN.0, ADMIN.1),
+        replica: name.into(),
+        prefetch: 100,
+    });
+    assert!(c.validate().is_empty(), "{:?}", c.validate());
+    c
+}
+
+/// Standing alarms of `site` as (channel, cause).
+async fn standing(store: &Store, site: &str) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = store
+        .alarms(AlarmFilter::Standing, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|a| a.site == site)
+        .map(|a| (a.channel, a.cause))
+        .collect();
+    out.sort();
+    out
+}
+
+async fn until_standing(store: &Store, site: &str, n: usize, what: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while standing(store, site).await.len() < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
+    let cluster = RabbitCluster::start();
+    let pg = Postgres::start(false);
+    let db = pg.url();
+    let (da, dbb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_gateway(replica(
+        "replica-a",
+        cluster.nodes[0].mqtt_port,
+        cluster.nodes[0].amqp_port,
+        &db,
+        da.path(),
+    ))
+    .await;
+    let store = Store::open(&db).await.unwrap();
+
+    // A node of home_a publishes through the third broker; `a` consumes
+    // alone, so it becomes active on home_a's partition.
+    let node = MqttPeer::connect(cluster.nodes[2].mqtt_addr(), "home_a.n01", ADMIN, None).await;
+    let topic = "fire/v1/home_a/n01/telemetry";
+    let p = partition_of("home_a", PARTITIONS);
+    let seq = std::cell::Cell::new(0u32);
+    let send = |v: i32, t: i32| {
+        seq.set(seq.get() + 1);
+        telemetry(
+            1,
+            seq.get(),
+            0,
+            &[("rc1", ResidualCurrent, v, OK), ("t1", Temperature, t, OK)],
+        )
+    };
+    // Until the topology is declared, messages go nowhere: publish until
+    // the alarm stands.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while standing(&store, "home_a").await.is_empty() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no alarm from replica-a"
+        );
+        node.publish(topic, send(700, 300), false).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    let b = start_gateway(replica(
+        "replica-b",
+        cluster.nodes[1].mqtt_port,
+        cluster.nodes[1].amqp_port,
+        &db,
+        dbb.path(),
+    ))
+    .await;
+    for _ in 0..5 {
+        node.publish(topic, send(710, 300), false).await;
+    }
+    node.wait_acked(u64::from(seq.get()), WAIT).await;
+    let held = store.partitions().await.unwrap();
+    let row = held
+        .iter()
+        .find(|r| r.partition == p as i32)
+        .expect("home_a's partition taken");
+    assert_eq!((row.holder.as_str(), row.epoch), ("replica-a", 1));
+    assert_eq!(
+        standing(&store, "home_a").await,
+        [("rc1".to_string(), "residual_current_high".to_string())]
+    );
+
+    // `a` stops: `b` becomes active on the partition, takes it, and goes on
+    // from the committed state: rc1 still 700 mA raises nothing again; t1
+    // over its setpoint raises a second alarm, on `b`.
+    a.shutdown().await;
+    for _ in 0..3 {
+        node.publish(topic, send(720, 300), false).await;
+    }
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while standing(&store, "home_a").await.len() < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica-b raised nothing"
+        );
+        node.publish(topic, send(720, 900), false).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    until_standing(&store, "home_a", 2, "the temperature alarm").await;
+    let held = store.partitions().await.unwrap();
+    let row = held.iter().find(|r| r.partition == p as i32).unwrap();
+    assert_eq!((row.holder.as_str(), row.epoch), ("replica-b", 2));
+    // Exactly one residual-current alarm record and one ticket for it.
+    let all = store.alarms(AlarmFilter::All, 1000).await.unwrap();
+    let rc: Vec<_> = all
+        .iter()
+        .filter(|a| a.site == "home_a" && a.channel == "rc1")
+        .collect();
+    assert_eq!(rc.len(), 1, "raised once: {rc:?}");
+    assert!(rc[0].ticket_id.is_some());
+    let raised: Vec<_> = store
+        .alarm_log("home_a", Some("n01"), 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|l| l.channel == "rc1" && l.transition == "raised")
+        .collect();
+    assert_eq!(raised.len(), 1, "{raised:?}");
+    // `a`'s epoch is fenced off.
+    let mut batch = store.batch().await.unwrap();
+    let old = gateway::store::Fence {
+        partition: p,
+        epoch: 1,
+    };
+    assert!(matches!(
+        batch.fence(old).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    drop(batch);
+    b.shutdown().await;
+    store.close().await;
+}
