@@ -300,6 +300,13 @@ pub async fn start_with_source(
                 selftest_window_ms: u64::from(config.commissioning.selftest_window_secs) * 1000,
                 baseline_hours: config.commissioning.baseline_hours,
             };
+            tokio::spawn(crate::replica::leader::run(
+                store.clone(),
+                metrics.clone(),
+                events.clone(),
+                crate::replica::leader::EVERY,
+                shutdown.clone(),
+            ));
             tokio::spawn(async move {
                 crate::replica::run(parts, deliveries).await;
                 let _ = consumers.await;
@@ -343,10 +350,27 @@ pub async fn start_with_source(
     ));
 
     let http_addr = http.local_addr().map_err(StartError::Http)?;
+    // The event stream: this gateway's events, and on a cluster the other
+    // replicas' too.
+    let stream = match &config.cluster {
+        None => events.clone(),
+        Some(cluster) => {
+            let (stream, _) = broadcast::channel(1024);
+            tokio::spawn(crate::replica::fanout::run(
+                cluster.amqp_url.clone(),
+                cluster.replica.clone(),
+                events.clone(),
+                stream.clone(),
+                shutdown.clone(),
+            ));
+            stream
+        }
+    };
     let app = router(AppState {
         config: config.clone(),
         store: store.clone(),
         metrics: metrics.clone(),
+        stream,
         events: events.clone(),
         commands,
         live: live.clone(),

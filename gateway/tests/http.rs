@@ -91,6 +91,7 @@ async fn serve(db: TestDb) -> Api {
         config,
         store,
         metrics: Arc::new(Metrics::default()),
+        stream: events.clone(),
         events,
         commands,
         live,

@@ -135,3 +135,39 @@ async fn postgres_a_take_waits_for_the_batch_being_committed() {
     ));
     store.close().await;
 }
+
+/// One replica at a time runs the once-only jobs: the holder of the
+/// advisory lock; when its session goes, another takes it.
+#[tokio::test]
+async fn postgres_one_replica_leads_until_its_session_goes() {
+    let db = TestDb::postgres().await;
+    let a = Store::open(&db.url).await.unwrap();
+    let b = Store::open(&db.url).await.unwrap();
+    let mut lead_a = a
+        .try_lead()
+        .await
+        .unwrap()
+        .expect("the first replica leads");
+    assert!(lead_a.alive().await);
+    assert!(b.try_lead().await.unwrap().is_none(), "two leaders");
+    assert!(
+        a.try_lead().await.unwrap().is_none(),
+        "a second session of the leader must not lead too"
+    );
+    drop(lead_a);
+    // The session closes as the connection is dropped: b leads soon after.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut lead_b = loop {
+        if let Some(l) = b.try_lead().await.unwrap() {
+            break l;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never took the lead"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(lead_b.alive().await);
+    a.close().await;
+    b.close().await;
+}

@@ -320,6 +320,7 @@ async fn transitions_over_http_answer_403_409_and_200(db: TestDb) {
         config,
         store,
         metrics: Arc::new(Metrics::default()),
+        stream: events.clone(),
         events,
         commands,
         live,

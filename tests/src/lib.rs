@@ -1083,3 +1083,31 @@ fn as_pg_user(program: &Path, root: bool) -> Command {
         Command::new(program)
     }
 }
+
+/// Follows the gateway's event stream (`/api/v1/events`) as the duty desk
+/// does, with `token`: everything received so far, as text (SSE lines,
+/// with the transfer's chunk sizes in between), in a shared buffer.
+pub async fn follow_events(addr: SocketAddr, token: &str) -> Arc<std::sync::Mutex<String>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap_or_else(|e| panic!("event stream at {addr}: {e}"));
+    let req = format!(
+        "GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nAccept: text/event-stream\r\n\r\n"
+    );
+    conn.write_all(req.as_bytes()).await.unwrap();
+    let seen = Arc::new(std::sync::Mutex::new(String::new()));
+    let out = seen.clone();
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 16 * 1024];
+        while let Ok(n) = conn.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            out.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    seen
+}

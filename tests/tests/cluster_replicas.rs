@@ -1,9 +1,11 @@
 //! Two gateway replicas on a real three-node RabbitMQ cluster and one
-//! PostgreSQL (issue 16): a site's alarm is raised once, by the replica
-//! active on its partition, which took the partition (epoch) first; when
-//! that replica stops, the other takes the partition over (epoch + 1),
-//! loads the committed state (the channel still in alarm: no second raise)
-//! and raises the site's next alarm; a batch under the old epoch is refused.
+//! PostgreSQL (issue 16): a site's alarms are raised once, by the replica
+//! active on its partition, which took the partition (epoch 1); an alarm
+//! replica-a raises reaches a duty desk on replica-b's console (events
+//! shared on `fire.events`); when replica-a stops, replica-b takes the
+//! partition over (epoch 2), goes on from the committed state (channels
+//! still in alarm raise nothing again) and raises the site's next alarm; a
+//! batch under the old epoch is refused.
 
 use e2e::rabbitmq::{RabbitCluster, ADMIN};
 use e2e::*;
@@ -111,9 +113,45 @@ async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
         dbb.path(),
     ))
     .await;
+    // A duty desk on replica-b's console.
+    let token = admin_token(&b).await;
+    let desk = follow_events(b.http_addr, &token).await;
+    // Both replicas share their events (each has its queue on fire.events).
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let (_, body) = cluster.mgmt(
+            0,
+            "GET",
+            "/api/exchanges/%2F/fire.events/bindings/source",
+            None,
+        );
+        let bound = serde_json::from_str::<Vec<serde_json::Value>>(&body)
+            .map(|v| v.len())
+            .unwrap_or(0);
+        if bound >= 2 {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replicas not sharing events: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     for _ in 0..5 {
         node.publish(topic, send(710, 300), false).await;
     }
+    // An alarm replica-a raises reaches the duty desk on replica-b.
+    node.publish(topic, send(710, 900), false).await;
+    until_standing(&store, "home_a", 2, "the temperature alarm on replica-a").await;
+    wait_until(
+        WAIT,
+        "replica-a's alarm on replica-b's event stream",
+        || {
+            let seen = desk.lock().unwrap();
+            seen.contains("event: alarm_raised") && seen.contains("\"channel\":\"t1\"")
+        },
+    )
+    .await;
     node.wait_acked(u64::from(seq.get()), WAIT).await;
     let held = store.partitions().await.unwrap();
     let row = held
@@ -121,28 +159,50 @@ async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
         .find(|r| r.partition == p as i32)
         .expect("home_a's partition taken");
     assert_eq!((row.holder.as_str(), row.epoch), ("replica-a", 1));
-    assert_eq!(
-        standing(&store, "home_a").await,
-        [("rc1".to_string(), "residual_current_high".to_string())]
-    );
 
     // `a` stops: `b` becomes active on the partition, takes it, and goes on
-    // from the committed state: rc1 still 700 mA raises nothing again; t1
-    // over its setpoint raises a second alarm, on `b`.
+    // from the committed state: rc1 and t1 still over their setpoints raise
+    // nothing again; rc2 over its setpoint raises a third alarm, on `b`.
     a.shutdown().await;
+    let with_rc2 = |v: i32| {
+        seq.set(seq.get() + 1);
+        telemetry(
+            1,
+            seq.get(),
+            0,
+            &[
+                ("rc1", ResidualCurrent, 720, OK),
+                ("t1", Temperature, 900, OK),
+                ("rc2", ResidualCurrent, v, OK),
+            ],
+        )
+    };
     for _ in 0..3 {
-        node.publish(topic, send(720, 300), false).await;
+        node.publish(topic, with_rc2(100), false).await;
     }
     let deadline = tokio::time::Instant::now() + WAIT;
-    while standing(&store, "home_a").await.len() < 2 {
+    while !standing(&store, "home_a")
+        .await
+        .iter()
+        .any(|(channel, _)| channel == "rc2")
+    {
         assert!(
             tokio::time::Instant::now() < deadline,
             "replica-b raised nothing"
         );
-        node.publish(topic, send(720, 900), false).await;
+        node.publish(topic, with_rc2(800), false).await;
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    until_standing(&store, "home_a", 2, "the temperature alarm").await;
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while !desk.lock().unwrap().contains("\"channel\":\"rc2\"") {
+        let seen = desk.lock().unwrap().clone();
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replica-b's own alarm not on its event stream; it showed: {}",
+            &seen[seen.len().saturating_sub(3000)..]
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let held = store.partitions().await.unwrap();
     let row = held.iter().find(|r| r.partition == p as i32).unwrap();
     assert_eq!((row.holder.as_str(), row.epoch), ("replica-b", 2));
@@ -159,9 +219,24 @@ async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|l| l.channel == "rc1" && l.transition == "raised")
+        .filter(|l| l.transition == "raised")
+        .map(|l| format!("{}/{}", l.channel, l.cause))
         .collect();
-    assert_eq!(raised.len(), 1, "{raised:?}");
+    let mut once = raised.clone();
+    once.sort();
+    once.dedup();
+    assert_eq!(
+        once.len(),
+        raised.len(),
+        "each alarm raised once: {raised:?}"
+    );
+    for want in [
+        "rc1/residual_current_high",
+        "t1/temperature_high",
+        "rc2/residual_current_high",
+    ] {
+        assert!(raised.iter().any(|r| r == want), "{want} in {raised:?}");
+    }
     // `a`'s epoch is fenced off.
     let mut batch = store.batch().await.unwrap();
     let old = gateway::store::Fence {

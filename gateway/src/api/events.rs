@@ -73,7 +73,7 @@ pub(super) async fn events(
 ) -> Sse<impl futures_util::Stream<Item = Result<SseEvent, std::convert::Infallible>>> {
     let every = Duration::from_secs(s.config.http.session_recheck_secs.clamp(1, 60));
     let state = StreamState {
-        rx: s.events.subscribe(),
+        rx: s.stream.subscribe(),
         user,
         token,
         store: s.store.clone(),

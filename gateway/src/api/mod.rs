@@ -58,7 +58,11 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// Announced here (alarm delivery and the northbound links follow it).
     pub events: broadcast::Sender<GatewayEvent>,
+    /// What the event stream (`/api/v1/events`) shows: `events`, and on a
+    /// cluster the other replicas' events too (`replica::fanout`).
+    pub stream: broadcast::Sender<GatewayEvent>,
     /// Requests to the pipeline, which owns the rule state.
     pub commands: tokio::sync::mpsc::Sender<crate::alarms::pipeline::Command>,
     /// The configuration in force (file + registry); `config` is the file's.

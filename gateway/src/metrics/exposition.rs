@@ -224,6 +224,16 @@ impl Metrics {
             "Nodes currently online.",
             &self.nodes_online,
         );
+        gauge(
+            "gateway_cluster_leader",
+            "On a cluster: whether this replica runs the once-only jobs (1) or not (0).",
+            &self.leader,
+        );
+        gauge(
+            "gateway_cluster_partitions_held",
+            "On a cluster: ingest partitions this replica's consumers are active on.",
+            &self.partitions_held,
+        );
         let now = crate::domain::time::now_ms();
         let _ = writeln!(
             out,

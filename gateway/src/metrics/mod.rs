@@ -72,6 +72,10 @@ pub struct Metrics {
     pub tickets_attached: AtomicU64,
     pub tickets_reopened: AtomicU64,
     pub tickets_overdue: AtomicU64,
+    /// Cluster: whether this replica runs the once-only jobs (1) or not.
+    pub leader: AtomicI64,
+    /// Cluster: ingest partitions this replica holds now.
+    pub partitions_held: AtomicI64,
     pub store_errors: AtomicU64,
     pub mqtt_connections: AtomicU64,
     pub mqtt_connection_errors: AtomicU64,

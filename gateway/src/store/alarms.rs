@@ -65,7 +65,7 @@ pub struct AlarmLogRow {
     pub actor: String,
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct AlarmRow {
     pub id: i64,
     pub site: String,

@@ -55,7 +55,7 @@ pub use local::{
     ready, transaction as local_transaction, LocalBatch, LocalWriter, Submitted, TaskWriter,
 };
 pub use notifications::{NotificationLog, NotificationRow};
-pub use partitions::{Fence, PartitionRow};
+pub use partitions::{Fence, Leader, PartitionRow};
 pub use readings::{DailyMaxRow, LatestRow, LinkedReading, TicketReadingRow};
 pub use reports::{LedgerQuery, ReportFigures};
 pub use rules::RuleChangeRow;

@@ -82,3 +82,38 @@ impl Batch {
         }
     }
 }
+
+/// The advisory lock whose holder runs the cluster's once-only jobs
+/// (`fire` in ASCII, then 1).
+const LEADER_LOCK: i64 = 0x6669_7265_0001;
+
+/// This replica's hold on the cluster's once-only jobs: a PostgreSQL
+/// session holding an advisory lock. If the replica dies its session ends,
+/// the lock is free, and another replica takes it at its next try.
+pub struct Leader {
+    conn: sqlx::AnyConnection,
+}
+
+impl Leader {
+    /// Whether the session (and so the lock) is still there.
+    pub async fn alive(&mut self) -> bool {
+        sqlx::query("SELECT 1")
+            .execute(&mut self.conn)
+            .await
+            .is_ok()
+    }
+}
+
+impl Store {
+    /// Tries to become the leader for the once-only jobs; `None` while
+    /// another replica's session holds the lock. PostgreSQL only: a single
+    /// gateway on SQLite is its own leader and never asks.
+    pub async fn try_lead(&self) -> Result<Option<Leader>, StoreError> {
+        let mut conn = self.shared.acquire().await?.detach();
+        let (got,): (bool,) = query_as("SELECT pg_try_advisory_lock(?)")
+            .bind(LEADER_LOCK)
+            .fetch_one(&mut conn)
+            .await?;
+        Ok(got.then_some(Leader { conn }))
+    }
+}

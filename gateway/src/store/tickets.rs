@@ -31,7 +31,7 @@ pub struct TicketSpec {
 }
 
 /// What happened to the ticket when an alarm was raised.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case", tag = "outcome")]
 pub enum TicketOutcome {
     Opened {
@@ -52,7 +52,7 @@ pub enum TicketOutcome {
     },
 }
 
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct TicketRow {
     pub id: i64,
     /// 编号: YH… hazards, GZ… device faults, LX… nodes or sites offline.

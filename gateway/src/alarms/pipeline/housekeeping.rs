@@ -98,20 +98,33 @@ impl Pipeline {
             // across the cluster, not each partition's pipeline.
             return;
         }
-        match self.store.mark_overdue(now).await {
-            Ok(tickets) => {
-                for t in tickets {
-                    inc(&self.metrics.tickets_overdue);
-                    tracing::warn!(ticket = %t.number, escalated_to = ?t.escalated_to, "ticket overdue; escalated");
-                    let _ = self.events.send(GatewayEvent::TicketUpdated {
-                        ticket: crate::alarms::events::TicketView::from(t),
-                    });
-                }
+        overdue(&self.store, &self.metrics, &self.events, now).await;
+    }
+}
+
+/// Flags open tickets whose deadline has passed and escalates each, once;
+/// announces them. A job that spans every site: a single gateway runs it
+/// in its pipeline's housekeeping, a cluster once, on its leader
+/// (`replica::leader`).
+pub async fn overdue(
+    store: &crate::store::Store,
+    metrics: &crate::metrics::Metrics,
+    events: &tokio::sync::broadcast::Sender<GatewayEvent>,
+    now: u64,
+) {
+    match store.mark_overdue(now).await {
+        Ok(tickets) => {
+            for t in tickets {
+                inc(&metrics.tickets_overdue);
+                tracing::warn!(ticket = %t.number, escalated_to = ?t.escalated_to, "ticket overdue; escalated");
+                let _ = events.send(GatewayEvent::TicketUpdated {
+                    ticket: crate::alarms::events::TicketView::from(t),
+                });
             }
-            Err(e) => {
-                inc(&self.metrics.store_errors);
-                tracing::error!(error = %e, "store: cannot mark overdue tickets");
-            }
+        }
+        Err(e) => {
+            inc(&metrics.store_errors);
+            tracing::error!(error = %e, "store: cannot mark overdue tickets");
         }
     }
 }

@@ -45,6 +45,7 @@ mod commands;
 pub mod effects;
 pub mod eval;
 mod housekeeping;
+pub use housekeeping::overdue;
 mod inflight;
 mod restore;
 mod scope;

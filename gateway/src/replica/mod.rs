@@ -13,6 +13,9 @@
 //! partition goes with it: the pipelines are stopped (what they had not
 //! acknowledged is redelivered to whichever replica is active next).
 
+pub mod fanout;
+pub mod leader;
+
 use crate::alarms::events::GatewayEvent;
 use crate::alarms::pipeline::{Commander, Pipeline, Scope};
 use crate::ingest::partitions::Delivery;
@@ -47,6 +50,12 @@ struct Held {
 }
 
 impl Parts {
+    fn held(&self, n: usize) {
+        self.metrics
+            .partitions_held
+            .store(n as i64, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Takes partition `p` and starts its pipeline; tries again (1 s
     /// doubling to 10 s) while the database does not answer.
     async fn hold(&self, p: u32) -> Held {
@@ -107,6 +116,7 @@ pub async fn run(parts: Parts, mut deliveries: mpsc::Receiver<Delivery>) {
                     stop(p, old).await;
                 }
                 held.insert(p, parts.hold(p).await);
+                parts.held(held.len());
             }
             Delivery::Message(p, msg) => match held.get(&p) {
                 Some(h) => {
@@ -114,6 +124,7 @@ pub async fn run(parts: Parts, mut deliveries: mpsc::Receiver<Delivery>) {
                         // The pipeline stopped (fenced off): the message
                         // stays unacknowledged for the partition's holder.
                         held.remove(&p);
+                        parts.held(held.len());
                     }
                 }
                 None => tracing::warn!(
@@ -125,6 +136,7 @@ pub async fn run(parts: Parts, mut deliveries: mpsc::Receiver<Delivery>) {
                 for (p, h) in held.drain() {
                     stop(p, h).await;
                 }
+                parts.held(0);
             }
         }
     }
