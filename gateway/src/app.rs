@@ -300,13 +300,6 @@ pub async fn start_with_source(
                 selftest_window_ms: u64::from(config.commissioning.selftest_window_secs) * 1000,
                 baseline_hours: config.commissioning.baseline_hours,
             };
-            tokio::spawn(crate::replica::leader::run(
-                store.clone(),
-                metrics.clone(),
-                events.clone(),
-                crate::replica::leader::EVERY,
-                shutdown.clone(),
-            ));
             tokio::spawn(async move {
                 crate::replica::run(parts, deliveries).await;
                 let _ = consumers.await;
@@ -318,38 +311,6 @@ pub async fn start_with_source(
     // this process's start in seconds: it grows across gateway restarts.
     let boot = (crate::domain::time::now_ms() / 1000) as u32;
     let modbus = crate::ingest::modbus::start(&config, &tx, &metrics, &shutdown, boot);
-    // Alarm delivery; its first look at the standing alarms catches any
-    // raised before it subscribed.
-    let notify = crate::notify::start(
-        config.clone(),
-        store.clone(),
-        events.subscribe(),
-        shutdown.clone(),
-    );
-    // GB/T 26875.3 northbound links (消防远程监控中心); like the notifier,
-    // they follow committed events and re-read the store.
-    let gb26875_duty = crate::northbound::gb26875::duty::DutyDesk::new(store.clone());
-    let northbound = crate::northbound::gb26875::service::start(
-        config.clone(),
-        store.clone(),
-        &events,
-        &metrics.gb26875,
-        gb26875_duty.clone(),
-        shutdown.clone(),
-    );
-    // The MQTT client subscribes to the nodes' topics behind an external
-    // broker; behind the gate, and on a cluster (whose messages come from
-    // the partitions), it only sends commands.
-    let ingest = tokio::spawn(crate::ingest::mqtt::run(
-        client_mqtt,
-        config.mqtt.broker != BrokerMode::Embedded && config.cluster.is_none(),
-        mqtt,
-        tx,
-        metrics.clone(),
-        shutdown.clone(),
-    ));
-
-    let http_addr = http.local_addr().map_err(StartError::Http)?;
     // The event stream: this gateway's events, and on a cluster the other
     // replicas' too.
     let stream = match &config.cluster {
@@ -366,6 +327,58 @@ pub async fn start_with_source(
             stream
         }
     };
+    // Alarm delivery; its first look at the standing alarms catches any
+    // raised before it subscribed. GB/T 26875.3 northbound links
+    // (消防远程监控中心); like the notifier, they follow committed events and
+    // re-read the store. On a cluster both run once, on the leader, following
+    // every replica's events (`replica::leader`).
+    let gb26875_duty = crate::northbound::gb26875::duty::DutyDesk::new(store.clone());
+    let (notify, northbound) = match &config.cluster {
+        None => (
+            crate::notify::start(
+                config.clone(),
+                store.clone(),
+                events.subscribe(),
+                shutdown.clone(),
+            ),
+            crate::northbound::gb26875::service::start(
+                config.clone(),
+                store.clone(),
+                &events,
+                &metrics.gb26875,
+                gb26875_duty.clone(),
+                shutdown.clone(),
+            ),
+        ),
+        Some(_) => {
+            tokio::spawn(crate::replica::leader::run(
+                crate::replica::leader::Jobs {
+                    config: config.clone(),
+                    store: store.clone(),
+                    metrics: metrics.clone(),
+                    events: events.clone(),
+                    stream: stream.clone(),
+                    duty: gb26875_duty.clone(),
+                },
+                crate::replica::leader::EVERY,
+                shutdown.clone(),
+            ));
+            (None, Vec::new())
+        }
+    };
+    // The MQTT client subscribes to the nodes' topics behind an external
+    // broker; behind the gate, and on a cluster (whose messages come from
+    // the partitions), it only sends commands.
+    let ingest = tokio::spawn(crate::ingest::mqtt::run(
+        client_mqtt,
+        config.mqtt.broker != BrokerMode::Embedded && config.cluster.is_none(),
+        mqtt,
+        tx,
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+
+    let http_addr = http.local_addr().map_err(StartError::Http)?;
     let app = router(AppState {
         config: config.clone(),
         store: store.clone(),

@@ -285,8 +285,11 @@ impl Notifier {
                     }
                     self.alarms.insert(id, alarm);
                 } else {
-                    // Released from suppression, or missed: follow it now.
-                    self.follow(alarm, true, now).await;
+                    // Released from suppression, or missed (a cluster's new
+                    // leader, a replica taking a partition over): follow it
+                    // now, with a first notice unless one was delivered.
+                    let told = self.store.notified(id).await.unwrap_or(false);
+                    self.follow(alarm, !told, now).await;
                 }
             }
             GatewayEvent::TicketUpdated { ticket } => {

@@ -92,6 +92,7 @@ impl Parts {
         .with_live(self.live.subscribe())
         .with_scope(scope);
         pipeline.start(now, "config").await?;
+        self.announce_recent(&scope, now).await?;
         tracing::info!(partition = p, epoch = fence.epoch, replica = %self.replica, "partition taken: its sites are handled here");
         let (tx, rx) = mpsc::channel(10_000);
         // Commands from the API (reset, setpoints, self-test) are not yet
@@ -104,6 +105,36 @@ impl Parts {
         Ok(Held { tx, task })
     }
 }
+
+impl Parts {
+    /// The partition's alarms still standing that were raised in the last
+    /// [`RECENT_MS`], announced again as updates: the previous holder may
+    /// have committed one and died before announcing it, and a duty desk
+    /// (or the leader's notifier, which sends a first notice only where
+    /// none was delivered) would never hear of it.
+    async fn announce_recent(
+        &self,
+        scope: &Scope,
+        now: u64,
+    ) -> Result<(), crate::store::StoreError> {
+        let since = now.saturating_sub(RECENT_MS) as i64;
+        for row in self
+            .store
+            .alarms(crate::store::AlarmFilter::Standing, 10_000)
+            .await?
+        {
+            if scope.contains(&row.site) && row.raised_at >= since {
+                let _ = self.events.send(GatewayEvent::AlarmUpdated {
+                    alarm: crate::alarms::events::AlarmView::from(row),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// How far back a partition's new holder announces standing alarms again.
+pub const RECENT_MS: u64 = 5 * 60 * 1000;
 
 /// Runs the partitions' pipelines from `deliveries` until it closes, then
 /// stops them (each drains what it holds).
