@@ -171,3 +171,111 @@ async fn postgres_one_replica_leads_until_its_session_goes() {
     a.close().await;
     b.close().await;
 }
+
+/// A scoped pipeline whose partition another replica has taken stops at
+/// its next commit: the batch is not written, its messages are not
+/// acknowledged (the broker hands them to the new holder).
+#[tokio::test]
+async fn postgres_a_fenced_off_pipeline_stops_and_acknowledges_nothing() {
+    use gateway::alarms::pipeline::{Pipeline, Scope};
+    use gateway::config::Config;
+    use gateway::ingest::rabbitmq::{partition_of, PARTITIONS};
+    use gateway::ingest::Inbound;
+    use gateway::store::AlarmFilter;
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    const NOW: u64 = 1_790_000_000_000;
+    let db = TestDb::postgres().await;
+    let store = Store::open(&db.url).await.unwrap();
+    let config = Config::from_toml(
+        "[[sites]]\nid = \"home_a\"\n[[sites.nodes]]\nid = \"n01\"\n\
+         [[sites]]\nid = \"home_b\"\n[[sites.nodes]]\nid = \"n01\"\n",
+    )
+    .unwrap();
+    let p = partition_of("home_a", PARTITIONS);
+    assert_ne!(p, partition_of("home_b", PARTITIONS));
+    let fence = store.take_partition(p, "replica-a", NOW).await.unwrap();
+    let (events, _) = tokio::sync::broadcast::channel(16);
+    let mut pipeline = Pipeline::new(
+        Arc::new(config),
+        store.clone(),
+        None,
+        Arc::new(gateway::metrics::Metrics::default()),
+        events,
+    )
+    .with_scope(Scope {
+        fence,
+        partitions: PARTITIONS,
+    });
+    pipeline.start(NOW, "config").await.unwrap();
+    let acked = Arc::new(AtomicU32::new(0));
+    let msg = |site: &str, seq: u32, rc: i32| {
+        let acked = acked.clone();
+        Inbound {
+            topic: format!("fire/v1/{site}/n01/telemetry"),
+            payload: format!(
+                r#"{{"boot":1,"seq":{seq},"ts":0,"ch":[{{"id":"rc1","q":"residual_current","v":{rc},"s":"ok"}}]}}"#
+            )
+            .into_bytes()
+            .into(),
+            arrived_ms: NOW + u64::from(seq) * 1000,
+            ack: Some(Box::new(move || {
+                acked.fetch_add(1, Ordering::SeqCst);
+            })),
+        }
+    };
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (_commands, commands_rx) = tokio::sync::mpsc::channel(1);
+    let mut task = tokio::spawn(pipeline.run(rx, commands_rx));
+    // Its own partition's message: committed, acknowledged. Another
+    // partition's site is not this pipeline's: dropped, never judged.
+    tx.send(msg("home_a", 0, 700)).await.unwrap();
+    tx.send(msg("home_b", 0, 700)).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while acked.load(Ordering::SeqCst) < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "not acknowledged");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // (A node's first message may also stand as a notice: rc1's alarm is
+    // what is looked at.)
+    let rc1 = |rows: Vec<gateway::store::AlarmRow>| -> Vec<(String, String)> {
+        rows.into_iter()
+            .filter(|a| a.channel == "rc1")
+            .map(|a| (a.site, a.state))
+            .collect()
+    };
+    let standing = rc1(store.alarms(AlarmFilter::Standing, 10).await.unwrap());
+    assert_eq!(standing, [("home_a".to_string(), "active".to_string())]);
+    let rc1_log = |log: Vec<gateway::store::AlarmLogRow>| -> Vec<String> {
+        log.into_iter()
+            .filter(|l| l.channel == "rc1")
+            .map(|l| l.transition)
+            .collect()
+    };
+    let log_before = rc1_log(store.alarm_log("home_a", None, 10).await.unwrap());
+    assert!(!log_before.is_empty());
+    // Replica-b takes the partition; the next batch is refused and the
+    // pipeline stops by itself (its queue is still open).
+    store
+        .take_partition(p, "replica-b", NOW + 5000)
+        .await
+        .unwrap();
+    tx.send(msg("home_a", 1, 100)).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), &mut task)
+        .await
+        .expect("a fenced-off pipeline stops")
+        .unwrap();
+    assert_eq!(
+        acked.load(Ordering::SeqCst),
+        2,
+        "nothing acknowledged after the take-over"
+    );
+    // The clearing reading was not written: the alarm stands as it was.
+    let after = rc1(store.alarms(AlarmFilter::Standing, 10).await.unwrap());
+    assert_eq!(after, standing);
+    let log = rc1_log(store.alarm_log("home_a", None, 10).await.unwrap());
+    assert_eq!(log, log_before);
+    drop(tx);
+    store.close().await;
+}
