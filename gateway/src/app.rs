@@ -262,7 +262,7 @@ pub async fn start_with_source(
             })
         }
         Some(cluster) => {
-            drop((rx, commands_rx, spooled));
+            drop((rx, spooled));
             let changes = store
                 .sync_rule_settings(
                     &config.rule_settings(),
@@ -301,7 +301,7 @@ pub async fn start_with_source(
                 baseline_hours: config.commissioning.baseline_hours,
             };
             tokio::spawn(async move {
-                crate::replica::run(parts, deliveries).await;
+                crate::replica::run(parts, deliveries, commands_rx).await;
                 let _ = consumers.await;
                 sink_shutdown.cancel();
             })

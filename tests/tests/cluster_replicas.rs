@@ -163,6 +163,24 @@ async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
     // `a` stops: `b` becomes active on the partition, takes it, and goes on
     // from the committed state: rc1 and t1 still over their setpoints raise
     // nothing again; rc2 over its setpoint raises a third alarm, on `b`.
+    // A command from the console goes to the pipeline of the site's
+    // partition: carried out through replica-a, which holds it; replica-b,
+    // which does not, says it cannot.
+    let selftest = |gw: std::net::SocketAddr, token: String| async move {
+        reqwest::Client::new()
+            .post(format!(
+                "http://{gw}/api/v1/sites/home_a/nodes/n01/selftest"
+            ))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(selftest(b.http_addr, token.clone()).await, 503);
+    let token_a = admin_token(&a).await;
+    assert_eq!(selftest(a.http_addr, token_a).await, 202);
     a.shutdown().await;
     let with_rc2 = |v: i32| {
         seq.set(seq.get() + 1);
@@ -206,6 +224,13 @@ async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
     let held = store.partitions().await.unwrap();
     let row = held.iter().find(|r| r.partition == p as i32).unwrap();
     assert_eq!((row.holder.as_str(), row.epoch), ("replica-b", 2));
+    // Now replica-b carries the site's commands out (replica-a's self-test
+    // may still be running: 409 is replica-b's pipeline answering too).
+    let status = selftest(b.http_addr, token.clone()).await;
+    assert!(
+        status == 202 || status == 409,
+        "self-test through replica-b: {status}"
+    );
     // Exactly one residual-current alarm record and one ticket for it.
     let all = store.alarms(AlarmFilter::All, 1000).await.unwrap();
     let rc: Vec<_> = all

@@ -17,7 +17,7 @@ pub mod fanout;
 pub mod leader;
 
 use crate::alarms::events::GatewayEvent;
-use crate::alarms::pipeline::{Commander, Pipeline, Scope};
+use crate::alarms::pipeline::{Command, Commander, Pipeline, Scope};
 use crate::ingest::partitions::Delivery;
 use crate::ingest::Inbound;
 use crate::metrics::Metrics;
@@ -43,9 +43,10 @@ pub struct Parts {
     pub baseline_hours: u32,
 }
 
-/// A partition held: its pipeline's queue and task.
+/// A partition held: its pipeline's queues and task.
 struct Held {
     tx: mpsc::Sender<Inbound>,
+    commands: mpsc::Sender<Command>,
     task: JoinHandle<()>,
 }
 
@@ -95,14 +96,11 @@ impl Parts {
         self.announce_recent(&scope, now).await?;
         tracing::info!(partition = p, epoch = fence.epoch, replica = %self.replica, "partition taken: its sites are handled here");
         let (tx, rx) = mpsc::channel(10_000);
-        // Commands from the API (reset, setpoints, self-test) are not yet
-        // routed to a partition's pipeline: the channel's sender is dropped
-        // and the API answers that the command cannot be carried out.
-        let (_commands, commands_rx) = mpsc::channel(1);
+        let (commands, commands_rx) = mpsc::channel(64);
         let task = tokio::spawn(async move {
             pipeline.run(rx, commands_rx).await;
         });
-        Ok(Held { tx, task })
+        Ok(Held { tx, commands, task })
     }
 }
 
@@ -136,11 +134,42 @@ impl Parts {
 /// How far back a partition's new holder announces standing alarms again.
 pub const RECENT_MS: u64 = 5 * 60 * 1000;
 
+/// The site a command from the API is about (a reset names its alarm).
+async fn site_of(store: &Store, c: &Command) -> Option<String> {
+    match c {
+        Command::Reset { alarm_id, .. } => {
+            store.alarm(*alarm_id).await.ok().flatten().map(|a| a.site)
+        }
+        Command::ApplySetpoints { site, .. } | Command::SelfTest { site, .. } => Some(site.clone()),
+    }
+}
+
 /// Runs the partitions' pipelines from `deliveries` until it closes, then
-/// stops them (each drains what it holds).
-pub async fn run(parts: Parts, mut deliveries: mpsc::Receiver<Delivery>) {
+/// stops them (each drains what it holds). A command from the API goes to
+/// the pipeline of its site's partition; where this replica does not hold
+/// that partition the command is dropped and the API answers that it is
+/// not available here.
+pub async fn run(
+    parts: Parts,
+    mut deliveries: mpsc::Receiver<Delivery>,
+    mut commands: mpsc::Receiver<Command>,
+) {
     let mut held: HashMap<u32, Held> = HashMap::new();
-    while let Some(d) = deliveries.recv().await {
+    loop {
+        let d = tokio::select! {
+            d = deliveries.recv() => match d {
+                Some(d) => d,
+                None => break,
+            },
+            Some(c) = commands.recv() => {
+                let site = site_of(&parts.store, &c).await;
+                let p = site.map(|s| crate::ingest::rabbitmq::partition_of(&s, parts.partitions));
+                if let Some(h) = p.and_then(|p| held.get(&p)) {
+                    let _ = h.commands.send(c).await;
+                }
+                continue;
+            }
+        };
         match d {
             Delivery::Activated(p) => {
                 if let Some(old) = held.remove(&p) {
