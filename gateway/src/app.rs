@@ -275,6 +275,7 @@ pub async fn start_with_source(
             }
             let partitions = crate::ingest::rabbitmq::PARTITIONS;
             let (deliveries_tx, deliveries) = mpsc::channel(10_000);
+            let (release, releases) = mpsc::channel(16);
             let sites: Vec<String> = live.config().sites.iter().map(|s| s.id.clone()).collect();
             let settings = crate::ingest::partitions::Settings {
                 url: cluster.amqp_url.clone(),
@@ -286,6 +287,7 @@ pub async fn start_with_source(
                 settings,
                 sites,
                 deliveries_tx,
+                releases,
                 shutdown.clone(),
             ));
             let parts = crate::replica::Parts {
@@ -301,7 +303,7 @@ pub async fn start_with_source(
                 baseline_hours: config.commissioning.baseline_hours,
             };
             tokio::spawn(async move {
-                crate::replica::run(parts, deliveries, commands_rx).await;
+                crate::replica::run(parts, deliveries, commands_rx, release).await;
                 let _ = consumers.await;
                 sink_shutdown.cancel();
             })

@@ -819,6 +819,11 @@ impl GatewayProcess {
         self.child = Some(child);
     }
 
+    /// The running process's id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// SIGKILL: no shutdown code runs.
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -1110,4 +1115,52 @@ pub async fn follow_events(addr: SocketAddr, token: &str) -> Arc<std::sync::Mute
         }
     });
     seen
+}
+
+/// A cluster replica's configuration file (issue 16): PostgreSQL at `db`,
+/// commands through the broker's MQTT on `mqtt`, partitions over AMQP on
+/// `amqp` (both with `login`), the sink to VictoriaMetrics at `vm`, and
+/// `sites` with their nodes.
+pub struct ReplicaToml<'a> {
+    pub name: &'a str,
+    pub http: u16,
+    pub dir: &'a Path,
+    pub db: &'a str,
+    pub mqtt: u16,
+    pub amqp: u16,
+    pub login: (&'a str, &'a str),
+    pub vm: &'a str,
+    pub sites: &'a [(String, Vec<String>)],
+}
+
+impl ReplicaToml<'_> {
+    pub fn text(&self) -> String {
+        let (u, p) = self.login;
+        let mut t = format!(
+            "offline_after_secs = 600\n\n[http]\nlisten = \"127.0.0.1:{http}\"\n\n\
+             [storage]\ndata_dir = \"{dir}\"\ndatabase_url = \"{db}\"\n\n\
+             [mqtt]\nbroker = \"external\"\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
+             client_id = \"fire-gateway-{name}\"\nusername = \"{u}\"\npassword = \"{p}\"\nkeep_alive_secs = 5\n\n\
+             [cluster]\namqp_url = \"amqp://{u}:{p}@127.0.0.1:{amqp}/%2f\"\nreplica = \"{name}\"\nprefetch = 1000\n\n\
+             [sink]\nurl = \"{vm}\"\nbatch_size = 5000\nflush_interval_ms = 100\ntimeout_ms = 2000\nretry_max_ms = 1000\n",
+            http = self.http,
+            dir = self.dir.display(),
+            db = self.db,
+            mqtt = self.mqtt,
+            amqp = self.amqp,
+            name = self.name,
+            vm = self.vm,
+        );
+        for (site, nodes) in self.sites {
+            t.push_str(&format!(
+                "\n[[sites]]\nid = \"{site}\"\nname = \"{site} 养老院\"\n"
+            ));
+            for n in nodes {
+                t.push_str(&format!(
+                    "[[sites.nodes]]\nid = \"{n}\"\nlocation = \"{n} 配电箱\"\n"
+                ));
+            }
+        }
+        t
+    }
 }

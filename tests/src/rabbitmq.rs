@@ -67,6 +67,12 @@ impl RabbitNode {
         self.child.is_some()
     }
 
+    /// The id of the process the node was started as (its Erlang VM runs
+    /// in a descendant).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(|c| c.id())
+    }
+
     /// The node's console log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("console.log")).unwrap_or_default()

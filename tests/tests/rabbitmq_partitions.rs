@@ -23,6 +23,7 @@ struct Replica {
     rx: mpsc::Receiver<Delivery>,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<()>,
+    _release: mpsc::Sender<u32>,
 }
 
 fn replica(name: &'static str, amqp_port: u16, sites: &[String]) -> Replica {
@@ -34,12 +35,15 @@ fn replica(name: &'static str, amqp_port: u16, sites: &[String]) -> Replica {
         prefetch: 200,
         partitions: PARTITIONS,
     };
-    let task = tokio::spawn(run(settings, sites.to_vec(), tx, stop.clone()));
+    // Nothing is given up here (the replica's pipelines do that).
+    let (release, releases) = mpsc::channel(16);
+    let task = tokio::spawn(run(settings, sites.to_vec(), tx, releases, stop.clone()));
     Replica {
         name,
         rx,
         stop,
         task,
+        _release: release,
     }
 }
 
@@ -66,6 +70,7 @@ impl Seen {
                     .push((p, m.topic, String::from_utf8_lossy(&m.payload).into_owned()));
                 self.acks.extend(m.ack);
             }
+            Delivery::Connected => {}
             Delivery::Lost => {
                 self.lost += 1;
                 self.active.clear();

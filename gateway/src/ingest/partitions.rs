@@ -27,6 +27,7 @@ use lapin::options::{
 };
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -39,6 +40,9 @@ pub enum Delivery {
     Activated(u32),
     /// A message of the partition, acknowledged through its `ack`.
     Message(u32, Inbound),
+    /// Subscribed to every partition (on a new connection): this replica
+    /// is one of those a partition can go to.
+    Connected,
     /// The connection to RabbitMQ is gone, and every partition with it.
     Lost,
 }
@@ -158,18 +162,16 @@ pub async fn bind_sites(ch: &Channel, partitions: u32, sites: &[String]) -> lapi
     Ok(())
 }
 
-/// Consumes partition `p` on its own channel until the channel or the
-/// connection ends (or `tx` is closed).
-async fn consume(
-    conn: &Connection,
+/// Subscribes to partition `p` on a channel of its own.
+async fn subscribe(
+    conn: &Arc<Connection>,
     s: &Settings,
     p: u32,
-    tx: mpsc::Sender<Delivery>,
-) -> lapin::Result<impl std::future::Future<Output = ()> + Send + 'static> {
+) -> lapin::Result<(Channel, lapin::Consumer)> {
     let ch = conn.create_channel().await?;
     ch.basic_qos(s.prefetch, BasicQosOptions::default()).await?;
     let tag = format!("{}.p{p:02}", s.replica);
-    let mut consumer = ch
+    let consumer = ch
         .basic_consume(
             partition_queue(p).as_str().into(),
             tag.as_str().into(),
@@ -177,56 +179,108 @@ async fn consume(
             FieldTable::default(),
         )
         .await?;
-    Ok(async move {
-        let _ch = ch;
-        let mut active = false;
-        while let Some(Ok(d)) = consumer.next().await {
-            if !active {
-                active = true;
-                if tx.send(Delivery::Activated(p)).await.is_err() {
-                    return;
-                }
-            }
-            let acker = d.acker.clone();
-            let msg = Inbound {
-                topic: topic_of(d.routing_key.as_str()),
-                payload: bytes::Bytes::from(d.data),
-                arrived_ms: crate::domain::time::now_ms(),
-                ack: Some(Box::new(move || {
-                    tokio::spawn(async move {
-                        // A failed ack means the channel is gone: the
-                        // message is redelivered to the next active
-                        // consumer, which finds it committed.
-                        let _ = acker.ack(BasicAckOptions::default()).await;
-                    });
-                })),
-            };
-            if tx.send(Delivery::Message(p, msg)).await.is_err() {
-                return;
-            }
-        }
-    })
+    Ok((ch, consumer))
 }
 
-/// One connection's life: declare, consume every partition, and answer
-/// when the connection (or any partition's channel) ends.
+/// Consumes partition `p` until the connection ends (or `tx` is closed).
+/// On a request in `release` (the replica has stopped the partition's
+/// pipeline to give it up), the channel is closed — what was delivered and
+/// not acknowledged goes back to the queue — and the partition subscribed
+/// to again, behind the other replicas' consumers: one of them is active
+/// now.
+async fn consume(
+    conn: Arc<Connection>,
+    s: Settings,
+    p: u32,
+    tx: mpsc::Sender<Delivery>,
+    mut release: mpsc::Receiver<()>,
+) {
+    loop {
+        let Ok((ch, mut consumer)) = subscribe(&conn, &s, p).await else {
+            return;
+        };
+        let mut active = false;
+        loop {
+            tokio::select! {
+                d = consumer.next() => {
+                    let Some(Ok(d)) = d else { return };
+                    if !active {
+                        active = true;
+                        if tx.send(Delivery::Activated(p)).await.is_err() {
+                            return;
+                        }
+                    }
+                    if tx.send(Delivery::Message(p, inbound(d))).await.is_err() {
+                        return;
+                    }
+                }
+                r = release.recv() => {
+                    if r.is_none() {
+                        return;
+                    }
+                    break;
+                }
+            }
+        }
+        let _ = ch.close(200, "partition released".into()).await;
+        tracing::info!(
+            partition = p,
+            "partition released to another replica; subscribed again behind it"
+        );
+    }
+}
+
+/// A delivery as the pipeline takes it, acknowledged through its channel.
+fn inbound(d: lapin::message::Delivery) -> Inbound {
+    let acker = d.acker.clone();
+    Inbound {
+        topic: topic_of(d.routing_key.as_str()),
+        payload: bytes::Bytes::from(d.data),
+        arrived_ms: crate::domain::time::now_ms(),
+        ack: Some(Box::new(move || {
+            tokio::spawn(async move {
+                // A failed ack means the channel is gone: the message is
+                // redelivered to the next active consumer, which finds it
+                // committed.
+                let _ = acker.ack(BasicAckOptions::default()).await;
+            });
+        })),
+    }
+}
+
+/// One connection's life: declare, consume every partition, pass releases
+/// on, and answer when the connection (or any partition's task) ends.
 async fn session(
     s: &Settings,
     sites: &[String],
     tx: &mpsc::Sender<Delivery>,
+    releases: &mut mpsc::Receiver<u32>,
     shutdown: &CancellationToken,
 ) -> lapin::Result<()> {
-    let conn = Connection::connect(&s.url, ConnectionProperties::default()).await?;
+    let conn = Arc::new(Connection::connect(&s.url, ConnectionProperties::default()).await?);
     let setup = conn.create_channel().await?;
     declare(&setup, s.partitions, sites).await?;
     let mut tasks = JoinSet::new();
+    let mut release = Vec::new();
     for p in 0..s.partitions {
-        tasks.spawn(consume(&conn, s, p, tx.clone()).await?);
+        let (rel_tx, rel_rx) = mpsc::channel(1);
+        release.push(rel_tx);
+        tasks.spawn(consume(conn.clone(), s.clone(), p, tx.clone(), rel_rx));
     }
     tracing::info!(replica = %s.replica, partitions = s.partitions, "consuming the ingest partitions");
-    tokio::select! {
-        _ = tasks.join_next() => {}
-        _ = shutdown.cancelled() => {}
+    if tx.send(Delivery::Connected).await.is_err() {
+        return Ok(());
+    }
+    loop {
+        tokio::select! {
+            _ = tasks.join_next() => break,
+            _ = shutdown.cancelled() => break,
+            Some(p) = releases.recv() => {
+                if let Some(r) = release.get(p as usize) {
+                    let _ = r.try_send(());
+                }
+            }
+        }
     }
     tasks.abort_all();
     let _ = conn.close(200, "bye".into()).await;
@@ -235,15 +289,18 @@ async fn session(
 
 /// Consumes the partitions until `shutdown`, reconnecting (1 s doubling to
 /// 10 s) whenever the connection is lost; each loss is a [`Delivery::Lost`].
+/// A partition number in `releases` gives that partition up (see
+/// [`consume`]).
 pub async fn run(
     s: Settings,
     sites: Vec<String>,
     tx: mpsc::Sender<Delivery>,
+    mut releases: mpsc::Receiver<u32>,
     shutdown: CancellationToken,
 ) {
     let mut backoff = Duration::from_secs(1);
     while !shutdown.is_cancelled() {
-        match session(&s, &sites, &tx, &shutdown).await {
+        match session(&s, &sites, &tx, &mut releases, &shutdown).await {
             Ok(()) => backoff = Duration::from_secs(1),
             Err(e) => {
                 tracing::warn!(error = %e, url = %crate::redact::url(&s.url), "RabbitMQ: cannot consume the ingest partitions")

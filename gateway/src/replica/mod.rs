@@ -149,14 +149,26 @@ async fn site_of(store: &Store, c: &Command) -> Option<String> {
 /// the pipeline of its site's partition; where this replica does not hold
 /// that partition the command is dropped and the API answers that it is
 /// not available here.
+///
+/// Partitions are shared out ([`Parts::share_out`], every
+/// [`SHARE_EVERY`]).
 pub async fn run(
     parts: Parts,
     mut deliveries: mpsc::Receiver<Delivery>,
     mut commands: mpsc::Receiver<Command>,
+    release: mpsc::Sender<u32>,
 ) {
     let mut held: HashMap<u32, Held> = HashMap::new();
+    let mut share_tick = tokio::time::interval(SHARE_EVERY);
+    // Subscribed to the partitions: only then does this replica count as
+    // one they can be shared with.
+    let mut connected = false;
     loop {
         let d = tokio::select! {
+            _ = share_tick.tick(), if connected => {
+                parts.share_out(&mut held, &release).await;
+                continue;
+            }
             d = deliveries.recv() => match d {
                 Some(d) => d,
                 None => break,
@@ -187,12 +199,16 @@ pub async fn run(
                         parts.held(held.len());
                     }
                 }
-                None => tracing::warn!(
+                // Given up a moment ago: the channel closes next and the
+                // message goes back to the queue.
+                None => tracing::debug!(
                     partition = p,
                     "a message of a partition not held here; left unacknowledged"
                 ),
             },
+            Delivery::Connected => connected = true,
             Delivery::Lost => {
+                connected = false;
                 for (p, h) in held.drain() {
                     stop(p, h).await;
                 }
@@ -205,8 +221,72 @@ pub async fn run(
     }
 }
 
+/// How often a replica says it is alive and checks its share.
+pub const SHARE_EVERY: Duration = Duration::from_secs(5);
+/// A replica not seen for this long no longer counts.
+const ALIVE_WITHIN_MS: u64 = 15_000;
+
+impl Parts {
+    /// Says this replica is alive and counts the replicas seen lately; one
+    /// holding more than its share (`⌈partitions ÷ replicas⌉`) gives the
+    /// surplus up — it stops the partition's pipeline (what is in flight is
+    /// committed and acknowledged), then asks the consumers to `release` it
+    /// (the channel closes, the rest goes back to the queue for the
+    /// replica whose consumer is active next, which takes the partition
+    /// with a new epoch).
+    async fn share_out(&self, held: &mut HashMap<u32, Held>, release: &mpsc::Sender<u32>) {
+        let now = crate::domain::time::now_ms();
+        let n = match self
+            .store
+            .replicas_alive(&self.replica, now, now.saturating_sub(ALIVE_WITHIN_MS))
+            .await
+        {
+            Ok(n) => n,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot count the replicas alive");
+                return;
+            }
+        };
+        let share = fair_share(self.partitions, n);
+        let mut mine: Vec<u32> = held.keys().copied().collect();
+        mine.sort_unstable();
+        for p in mine.into_iter().skip(share) {
+            if let Some(h) = held.remove(&p) {
+                stop(p, h).await;
+                let _ = release.send(p).await;
+                tracing::info!(
+                    partition = p,
+                    replicas = n,
+                    share,
+                    "partition given up to share the load"
+                );
+            }
+        }
+        self.held(held.len());
+    }
+}
+
+/// How many partitions one of `replicas` replicas should hold at most.
+pub fn fair_share(partitions: u32, replicas: u32) -> usize {
+    partitions.div_ceil(replicas.max(1)) as usize
+}
+
 async fn stop(p: u32, h: Held) {
     drop(h.tx);
     let _ = h.task.await;
     tracing::info!(partition = p, "partition released");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fair_share;
+
+    #[test]
+    fn partitions_are_shared_out_rounding_up() {
+        assert_eq!(fair_share(16, 1), 16);
+        assert_eq!(fair_share(16, 2), 8);
+        assert_eq!(fair_share(16, 3), 6);
+        assert_eq!(fair_share(16, 0), 16);
+        assert_eq!(fair_share(16, 40), 1);
+    }
 }

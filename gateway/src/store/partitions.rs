@@ -117,3 +117,30 @@ impl Store {
         Ok(got.then_some(Leader { conn }))
     }
 }
+
+impl Store {
+    /// Records `replica` as alive at `now` and answers how many replicas
+    /// (itself included) were seen since `since`.
+    pub async fn replicas_alive(
+        &self,
+        replica: &str,
+        now: u64,
+        since: u64,
+    ) -> Result<u32, StoreError> {
+        let mut tx = self.begin().await?;
+        super::query(
+            "INSERT INTO replica_seen (replica, seen_at) VALUES (?, ?) \
+             ON CONFLICT (replica) DO UPDATE SET seen_at = excluded.seen_at",
+        )
+        .bind(replica)
+        .bind(now as i64)
+        .execute(&mut *tx)
+        .await?;
+        let (n,): (i64,) = query_as("SELECT COUNT(*) FROM replica_seen WHERE seen_at >= ?")
+            .bind(since as i64)
+            .fetch_one(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(n.max(1) as u32)
+    }
+}
