@@ -155,35 +155,36 @@ async fn a_full_disk_drops_oldest_then_new_lines_never_holds_acks_and_recovers()
         }
     };
     assert!(gateway::sink::spool::is_disk_full(&full), "{full}");
-    let mut written_while_full = Vec::new();
-    let mut dropped_records = 0;
-    for _ in 0..100 {
-        let before = metrics.sink_dropped("disk_full");
+    // Each new record either fits (in the last page's slack, or in room
+    // made by giving up a segment of records written meanwhile: oldest
+    // first, as the spool's bound does) or is dropped; every dropped line
+    // is counted, whichever it was. (Exactly which records go depends on
+    // how the flusher groups appends, which depends on timing.)
+    let dropped_before = metrics.sink_dropped("disk_full");
+    let mut pushed_while_full = Vec::new();
+    for _ in 0..200 {
         let t = push(&sp, n);
         durable(&mut rx, t).await;
-        if metrics.sink_dropped("disk_full") == before {
-            written_while_full.push(n); // it fit in the last page's slack
-        } else {
-            assert_eq!(metrics.sink_dropped("disk_full"), before + 4);
-            dropped_records += 1;
-        }
+        pushed_while_full.push(n);
         n += 1;
-        if dropped_records == 10 {
+        if metrics.sink_dropped("disk_full") - dropped_before >= 40 {
             break;
         }
     }
-    assert_eq!(dropped_records, 10, "new lines were never dropped");
+    let dropped_full = metrics.sink_dropped("disk_full") - dropped_before;
+    assert!(dropped_full >= 40, "new lines were never dropped");
+    assert_eq!(dropped_full % 4, 0, "whole records");
     let reason = metrics
         .sink_degraded()
         .expect("degraded while the disk is full");
     assert!(reason.starts_with("disk_full: "), "{reason}");
-    assert!(metrics.spool_errors.load(Ordering::Relaxed) >= 10);
+    assert!(metrics.spool_errors.load(Ordering::Relaxed) >= 1);
     let text = metrics.render();
     assert!(text.contains("\ngateway_sink_degraded 1\n"), "{text}");
     assert!(
         text.contains(&format!(
             "gateway_sink_lines_dropped_total{{reason=\"disk_full\"}} {}\n",
-            evicted + 40
+            evicted + dropped_full
         )),
         "{text}"
     );
@@ -200,11 +201,30 @@ async fn a_full_disk_drops_oldest_then_new_lines_never_holds_acks_and_recovers()
         durable(&mut rx, t).await;
     }
     assert_eq!(metrics.sink_degraded(), None, "recovered");
-    assert_eq!(metrics.sink_dropped("disk_full"), evicted + 40);
+    assert_eq!(metrics.sink_dropped("disk_full"), evicted + dropped_full);
     assert!(metrics.render().contains("\ngateway_sink_degraded 0\n"));
-    let mut want = written_while_full;
-    want.extend(after);
-    assert_eq!(drain(&sp), want);
+    // What was kept of the records pushed while full, in order, then the
+    // ones after: every record either delivered once or counted dropped.
+    let got = drain(&sp);
+    let (kept, rest) = got.split_at(got.len() - after.len());
+    assert_eq!(
+        rest,
+        after.as_slice(),
+        "the records after recovery, in order"
+    );
+    assert!(
+        kept.windows(2).all(|w| w[0] < w[1]),
+        "in order, once each: {kept:?}"
+    );
+    assert!(
+        kept.iter().all(|r| pushed_while_full.contains(r)),
+        "{kept:?}"
+    );
+    assert_eq!(
+        (kept.len() as u64) * 4 + dropped_full,
+        pushed_while_full.len() as u64 * 4,
+        "every line pushed while full is delivered or counted dropped"
+    );
     assert_eq!(sp.backlog_lines(), 0);
     sp.close();
 }
