@@ -914,6 +914,8 @@ pub struct Postgres {
     pg_ctl: PathBuf,
     root: bool,
     watchdog: Option<(Child, std::process::ChildStdin)>,
+    /// The `-c` options it was started with, to start it again alike.
+    durability: String,
 }
 
 impl Postgres {
@@ -995,6 +997,7 @@ impl Postgres {
                     data,
                     pg_ctl,
                     root,
+                    durability: durability.to_string(),
                     watchdog: Some((watchdog, stdin)),
                 };
             }
@@ -1002,6 +1005,47 @@ impl Postgres {
         panic!(
             "PostgreSQL did not start; its log: {}",
             std::fs::read_to_string(&log).unwrap_or_default()
+        );
+    }
+
+    /// Stops the server at once (`pg_ctl stop -m immediate`: a crash, as
+    /// far as the clients can tell).
+    pub fn stop(&mut self) {
+        let ok = as_pg_user(&self.pg_ctl, self.root)
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "pg_ctl stop");
+    }
+
+    /// Starts the stopped server again on the same port.
+    pub fn start_again(&mut self) {
+        let opts = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200{}",
+            self.port,
+            self.dir.display(),
+            self.durability
+        );
+        let ok = as_pg_user(&self.pg_ctl, self.root)
+            .arg("-D")
+            .arg(&self.data)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &opts, "start"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(
+            ok,
+            "PostgreSQL did not start again; its log: {}",
+            std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default()
         );
     }
 

@@ -236,14 +236,21 @@ impl Parts {
     /// with a new epoch).
     async fn share_out(&self, held: &mut HashMap<u32, Held>, release: &mpsc::Sender<u32>) {
         let now = crate::domain::time::now_ms();
-        let n = match self
-            .store
-            .replicas_alive(&self.replica, now, now.saturating_sub(ALIVE_WITHIN_MS))
-            .await
-        {
-            Ok(n) => n,
-            Err(e) => {
+        // The loop that feeds the pipelines waits for this: never long.
+        let counted = tokio::time::timeout(
+            Duration::from_secs(2),
+            self.store
+                .replicas_alive(&self.replica, now, now.saturating_sub(ALIVE_WITHIN_MS)),
+        )
+        .await;
+        let n = match counted {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
                 tracing::warn!(error = %e, "cannot count the replicas alive");
+                return;
+            }
+            Err(_) => {
+                tracing::warn!("cannot count the replicas alive: no answer within 2 s");
                 return;
             }
         };
