@@ -58,6 +58,34 @@ impl RabbitNode {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.mqtt_port))
     }
 
+    /// An MQTT 3.1.1 CONNECT as the administrator (clean session), answered
+    /// with CONNACK 0 within 5 s: the node serves MQTT logins.
+    fn mqtt_login(port: u16) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let field = |v: &str| {
+            let mut out = (v.len() as u16).to_be_bytes().to_vec();
+            out.extend_from_slice(v.as_bytes());
+            out
+        };
+        let mut body = field("MQTT");
+        body.extend([4u8, 0xC2, 0, 30]);
+        body.extend(field("harness-ready"));
+        body.extend(field(ADMIN.0));
+        body.extend(field(ADMIN.1));
+        let mut packet = vec![0x10, body.len() as u8];
+        packet.extend(body);
+        let mut ack = [0u8; 4];
+        let ok = s.write_all(&packet).is_ok()
+            && s.read_exact(&mut ack).is_ok()
+            && ack == [0x20, 0x02, 0x00, 0x00];
+        let _ = s.write_all(&[0xE0, 0x00]);
+        ok
+    }
+
     /// The management API's base address, `http://127.0.0.1:{port}`.
     pub fn mgmt_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.mgmt_port)
@@ -243,7 +271,13 @@ impl RabbitCluster {
                                     && v["running"].as_bool() == Some(true)
                             })
                         };
-                        if expected.iter().all(|e| running(e)) {
+                        // Running and clustered is not yet serving MQTT:
+                        // its client-id tracking (a Raft group over the
+                        // nodes) may still be forming, and a CONNECT then
+                        // hangs. Ready once a login is answered.
+                        if expected.iter().all(|e| running(e))
+                            && RabbitNode::mqtt_login(n.mqtt_port)
+                        {
                             return;
                         }
                     }
