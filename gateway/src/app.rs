@@ -298,12 +298,25 @@ pub async fn start_with_source(
                 events: events.clone(),
                 commander: mqtt.0.clone(),
                 replica: cluster.replica.clone(),
+                amqp_user: cluster
+                    .amqp_url
+                    .parse::<lapin::uri::AMQPUri>()
+                    .map(|u| u.authority.userinfo.username)
+                    .unwrap_or_default(),
                 partitions,
                 selftest_window_ms: u64::from(config.commissioning.selftest_window_secs) * 1000,
                 baseline_hours: config.commissioning.baseline_hours,
             };
+            // Commands for sites another replica holds go to it.
+            let (forward, forwards) = mpsc::channel(64);
+            tokio::spawn(crate::replica::forward::run(
+                cluster.amqp_url.clone(),
+                cluster.replica.clone(),
+                forwards,
+                shutdown.clone(),
+            ));
             tokio::spawn(async move {
-                crate::replica::run(parts, deliveries, commands_rx, release).await;
+                crate::replica::run(parts, deliveries, commands_rx, release, forward).await;
                 let _ = consumers.await;
                 sink_shutdown.cancel();
             })

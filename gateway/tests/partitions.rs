@@ -197,11 +197,12 @@ async fn postgres_a_fenced_off_pipeline_stops_and_acknowledges_nothing() {
     assert_ne!(p, partition_of("home_b", PARTITIONS));
     let fence = store.take_partition(p, "replica-a", NOW).await.unwrap();
     let (events, _) = tokio::sync::broadcast::channel(16);
+    let metrics = Arc::new(gateway::metrics::Metrics::default());
     let mut pipeline = Pipeline::new(
         Arc::new(config),
         store.clone(),
         None,
-        Arc::new(gateway::metrics::Metrics::default()),
+        metrics.clone(),
         events,
     )
     .with_scope(Scope {
@@ -271,6 +272,9 @@ async fn postgres_a_fenced_off_pipeline_stops_and_acknowledges_nothing() {
         2,
         "nothing acknowledged after the take-over"
     );
+    assert!(metrics
+        .render()
+        .contains("\ngateway_cluster_batches_fenced_total 1\n"));
     // The clearing reading was not written: the alarm stands as it was.
     let after = rc1(store.alarms(AlarmFilter::Standing, 10).await.unwrap());
     assert_eq!(after, standing);

@@ -845,6 +845,41 @@ impl GatewayProcess {
 
     /// A value from the gateway's `/metrics` (the first line starting with
     /// `name ` or `name{…} `); `None` if not there or not reachable.
+    /// Waits until the log has `line`; panics with the log after `within`.
+    pub async fn wait_log(&self, line: &str, within: Duration) {
+        let deadline = tokio::time::Instant::now() + within;
+        while !self.log().contains(line) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no {line:?} in the log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Freezes the process (SIGSTOP): it runs no code, its sockets stay
+    /// open — a machine that hangs, as far as its peers can tell.
+    pub fn freeze(&self) {
+        self.signal("STOP");
+    }
+
+    /// Lets a frozen process run again (SIGCONT).
+    pub fn thaw(&self) {
+        self.signal("CONT");
+    }
+
+    fn signal(&self, sig: &str) {
+        let pid = self.pid().expect("the gateway is running");
+        let ok = std::process::Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(pid.to_string())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{sig} {pid}");
+    }
+
     pub async fn metric(&self, name: &str) -> Option<f64> {
         let text = reqwest::get(format!("http://{}/metrics", self.http))
             .await
@@ -1173,7 +1208,8 @@ pub struct ReplicaToml<'a> {
     pub mqtt: u16,
     pub amqp: u16,
     pub login: (&'a str, &'a str),
-    pub vm: &'a str,
+    /// VictoriaMetrics for the sink, or none.
+    pub vm: Option<&'a str>,
     pub sites: &'a [(String, Vec<String>)],
 }
 
@@ -1185,16 +1221,19 @@ impl ReplicaToml<'_> {
              [storage]\ndata_dir = \"{dir}\"\ndatabase_url = \"{db}\"\n\n\
              [mqtt]\nbroker = \"external\"\nhost = \"127.0.0.1\"\nport = {mqtt}\n\
              client_id = \"fire-gateway-{name}\"\nusername = \"{u}\"\npassword = \"{p}\"\nkeep_alive_secs = 5\n\n\
-             [cluster]\namqp_url = \"amqp://{u}:{p}@127.0.0.1:{amqp}/%2f\"\nreplica = \"{name}\"\nprefetch = 1000\n\n\
-             [sink]\nurl = \"{vm}\"\nbatch_size = 5000\nflush_interval_ms = 100\ntimeout_ms = 2000\nretry_max_ms = 1000\n",
+             [cluster]\namqp_url = \"amqp://{u}:{p}@127.0.0.1:{amqp}/%2f\"\nreplica = \"{name}\"\nprefetch = 1000\n",
             http = self.http,
             dir = self.dir.display(),
             db = self.db,
             mqtt = self.mqtt,
             amqp = self.amqp,
             name = self.name,
-            vm = self.vm,
         );
+        if let Some(vm) = self.vm {
+            t.push_str(&format!(
+                "\n[sink]\nurl = \"{vm}\"\nbatch_size = 5000\nflush_interval_ms = 100\ntimeout_ms = 2000\nretry_max_ms = 1000\n"
+            ));
+        }
         for (site, nodes) in self.sites {
             t.push_str(&format!(
                 "\n[[sites]]\nid = \"{site}\"\nname = \"{site} 养老院\"\n"

@@ -66,15 +66,7 @@ fn nodes() -> Vec<NodeRef> {
 }
 
 async fn wait_log(gw: &GatewayProcess, line: &str) {
-    let deadline = Instant::now() + WAIT;
-    while !gw.log().contains(line) {
-        assert!(
-            Instant::now() < deadline,
-            "no {line:?} in the log:\n{}",
-            gw.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    gw.wait_log(line, WAIT).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +104,7 @@ async fn killing_the_active_replica_loses_no_alarm_and_no_reading() {
             mqtt: cluster.nodes[node].mqtt_port,
             amqp: cluster.nodes[node].amqp_port,
             login: ADMIN,
-            vm: &vm.url(),
+            vm: Some(&vm.url()),
             sites: &sites,
         };
         std::fs::write(&path, toml.text()).unwrap();

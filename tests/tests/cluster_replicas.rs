@@ -164,23 +164,39 @@ async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
     // from the committed state: rc1 and t1 still over their setpoints raise
     // nothing again; rc2 over its setpoint raises a third alarm, on `b`.
     // A command from the console goes to the pipeline of the site's
-    // partition: carried out through replica-a, which holds it; replica-b,
-    // which does not, says it cannot.
+    // partition, whichever replica the person reached: replica-b does not
+    // hold it and forwards it into the partition's queue, where replica-a
+    // runs it and answers; replica-a's own pipeline then knows that
+    // self-test is running.
     let selftest = |gw: std::net::SocketAddr, token: String| async move {
-        reqwest::Client::new()
+        let r = reqwest::Client::new()
             .post(format!(
                 "http://{gw}/api/v1/sites/home_a/nodes/n01/selftest"
             ))
             .bearer_auth(token)
             .send()
             .await
-            .unwrap()
-            .status()
-            .as_u16()
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
     };
-    assert_eq!(selftest(b.http_addr, token.clone()).await, 503);
+    let (status, body) = selftest(b.http_addr, token.clone()).await;
+    assert_eq!(status, 202, "self-test through replica-b: {body}");
     let token_a = admin_token(&a).await;
-    assert_eq!(selftest(a.http_addr, token_a).await, 202);
+    let (status, body) = selftest(a.http_addr, token_a).await;
+    assert_eq!(
+        status, 409,
+        "the forwarded self-test runs on replica-a: {body}"
+    );
+    let metric = |gw: &gateway::app::Running, name: &str| {
+        gw.metrics
+            .render()
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")).map(str::to_string))
+            .unwrap_or_else(|| panic!("{name} not in /metrics"))
+    };
+    assert_eq!(metric(&b, "gateway_cluster_commands_forwarded_total"), "1");
+    assert_eq!(metric(&a, "gateway_cluster_commands_run_total"), "1");
+    assert_eq!(metric(&a, "gateway_cluster_commands_refused_total"), "0");
     a.shutdown().await;
     let with_rc2 = |v: i32| {
         seq.set(seq.get() + 1);
@@ -226,10 +242,10 @@ async fn a_stopped_replicas_partition_is_taken_over_from_the_committed_state() {
     assert_eq!((row.holder.as_str(), row.epoch), ("replica-b", 2));
     // Now replica-b carries the site's commands out (replica-a's self-test
     // may still be running: 409 is replica-b's pipeline answering too).
-    let status = selftest(b.http_addr, token.clone()).await;
+    let (status, body) = selftest(b.http_addr, token.clone()).await;
     assert!(
         status == 202 || status == 409,
-        "self-test through replica-b: {status}"
+        "self-test through replica-b: {status} {body}"
     );
     // Exactly one residual-current alarm record and one ticket for it.
     let all = store.alarms(AlarmFilter::All, 1000).await.unwrap();

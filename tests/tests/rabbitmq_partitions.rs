@@ -70,6 +70,7 @@ impl Seen {
                     .push((p, m.topic, String::from_utf8_lossy(&m.payload).into_owned()));
                 self.acks.extend(m.ack);
             }
+            Delivery::Command(p, _) => panic!("no command was forwarded, yet p{p} had one"),
             Delivery::Connected => {}
             Delivery::Lost => {
                 self.lost += 1;

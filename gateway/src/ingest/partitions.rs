@@ -40,6 +40,9 @@ pub enum Delivery {
     Activated(u32),
     /// A message of the partition, acknowledged through its `ack`.
     Message(u32, Inbound),
+    /// A console command another replica forwarded to the partition's
+    /// holder ([`crate::replica::forward`]).
+    Command(u32, crate::replica::forward::Incoming),
     /// Subscribed to every partition (on a new connection): this replica
     /// is one of those a partition can go to.
     Connected,
@@ -210,7 +213,12 @@ async fn consume(
                             return;
                         }
                     }
-                    if tx.send(Delivery::Message(p, inbound(d))).await.is_err() {
+                    let d = if crate::replica::forward::Incoming::is_command(&d) {
+                        Delivery::Command(p, crate::replica::forward::Incoming::of(d, ch.clone()))
+                    } else {
+                        Delivery::Message(p, inbound(d))
+                    };
+                    if tx.send(d).await.is_err() {
                         return;
                     }
                 }
@@ -248,6 +256,13 @@ fn inbound(d: lapin::message::Delivery) -> Inbound {
     }
 }
 
+/// Connection properties naming the connection `{replica} {purpose}`, as
+/// the management UI and API show it (`client_properties.connection_name`):
+/// an operator sees which replica a connection is, and can close it.
+pub fn named(replica: &str, purpose: &str) -> ConnectionProperties {
+    ConnectionProperties::default().with_connection_name(format!("{replica} {purpose}").into())
+}
+
 /// One connection's life: declare, consume every partition, pass releases
 /// on, and answer when the connection (or any partition's task) ends.
 async fn session(
@@ -257,7 +272,7 @@ async fn session(
     releases: &mut mpsc::Receiver<u32>,
     shutdown: &CancellationToken,
 ) -> lapin::Result<()> {
-    let conn = Arc::new(Connection::connect(&s.url, ConnectionProperties::default()).await?);
+    let conn = Arc::new(Connection::connect(&s.url, named(&s.replica, "partitions")).await?);
     let setup = conn.create_channel().await?;
     declare(&setup, s.partitions, sites).await?;
     let mut tasks = JoinSet::new();

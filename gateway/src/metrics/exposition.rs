@@ -147,6 +147,26 @@ impl Metrics {
             "Failed write requests to the time-series DB.",
             &self.sink_write_errors,
         );
+        counter(
+            "gateway_cluster_commands_forwarded_total",
+            "On a cluster: console commands sent to the replica holding their site.",
+            &self.cluster_commands_forwarded,
+        );
+        counter(
+            "gateway_cluster_commands_run_total",
+            "On a cluster: commands forwarded by another replica and run here.",
+            &self.cluster_commands_run,
+        );
+        counter(
+            "gateway_cluster_commands_refused_total",
+            "On a cluster: forwarded commands refused (not from the replicas' user, older than their caller's wait, unreadable).",
+            &self.cluster_commands_refused,
+        );
+        counter(
+            "gateway_cluster_batches_fenced_total",
+            "On a cluster: batches refused at commit because another replica had taken their partition (the pipeline stops; the messages are the new holder's).",
+            &self.cluster_batches_fenced,
+        );
         let _ = writeln!(
             out,
             "# HELP gateway_mqtt_acl_denied_total Refused by the embedded broker's gate: logins (bad credentials, revoked, Last Will topic), publishes (dropped) and subscriptions outside a node's own topics.\n# TYPE gateway_mqtt_acl_denied_total counter"

@@ -76,6 +76,16 @@ pub struct Metrics {
     pub leader: AtomicI64,
     /// Cluster: ingest partitions this replica holds now.
     pub partitions_held: AtomicI64,
+    /// Cluster: console commands forwarded to the replica holding their
+    /// site, those run here for another replica, and those refused
+    /// (not from the replicas' user, stale, unreadable).
+    pub cluster_commands_forwarded: AtomicU64,
+    pub cluster_commands_run: AtomicU64,
+    pub cluster_commands_refused: AtomicU64,
+    /// Cluster: pipelines that found their partition taken by another
+    /// replica when they came to commit (the batch thrown away, the
+    /// pipeline stopped).
+    pub cluster_batches_fenced: AtomicU64,
     pub store_errors: AtomicU64,
     pub mqtt_connections: AtomicU64,
     pub mqtt_connection_errors: AtomicU64,

@@ -19,7 +19,7 @@ use lapin::options::{
     QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Connection, ConnectionProperties, ExchangeKind};
+use lapin::{BasicProperties, Connection, ExchangeKind};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tokio::sync::broadcast;
@@ -100,7 +100,9 @@ pub async fn run(
     let mut backoff = Duration::from_secs(1);
     loop {
         let connected = async {
-            let conn = Connection::connect(&url, ConnectionProperties::default()).await?;
+            let conn =
+                Connection::connect(&url, crate::ingest::partitions::named(&replica, "events"))
+                    .await?;
             let ch = conn.create_channel().await?;
             ch.exchange_declare(
                 EVENTS_EXCHANGE.into(),

@@ -14,6 +14,7 @@
 //! acknowledged is redelivered to whichever replica is active next).
 
 pub mod fanout;
+pub mod forward;
 pub mod leader;
 
 use crate::alarms::events::GatewayEvent;
@@ -38,6 +39,8 @@ pub struct Parts {
     pub events: broadcast::Sender<GatewayEvent>,
     pub commander: Commander,
     pub replica: String,
+    /// The replicas' RabbitMQ user: forwarded commands must come from it.
+    pub amqp_user: String,
     pub partitions: u32,
     pub selftest_window_ms: u64,
     pub baseline_hours: u32,
@@ -147,8 +150,9 @@ async fn site_of(store: &Store, c: &Command) -> Option<String> {
 /// Runs the partitions' pipelines from `deliveries` until it closes, then
 /// stops them (each drains what it holds). A command from the API goes to
 /// the pipeline of its site's partition; where this replica does not hold
-/// that partition the command is dropped and the API answers that it is
-/// not available here.
+/// that partition it goes to `forward`, for the replica that does
+/// ([`forward`]), and commands forwarded here go to the partition's
+/// pipeline, their answers back.
 ///
 /// Partitions are shared out ([`Parts::share_out`], every
 /// [`SHARE_EVERY`]).
@@ -157,6 +161,7 @@ pub async fn run(
     mut deliveries: mpsc::Receiver<Delivery>,
     mut commands: mpsc::Receiver<Command>,
     release: mpsc::Sender<u32>,
+    forward: mpsc::Sender<forward::Outgoing>,
 ) {
     let mut held: HashMap<u32, Held> = HashMap::new();
     let mut share_tick = tokio::time::interval(SHARE_EVERY);
@@ -175,9 +180,20 @@ pub async fn run(
             },
             Some(c) = commands.recv() => {
                 let site = site_of(&parts.store, &c).await;
-                let p = site.map(|s| crate::ingest::rabbitmq::partition_of(&s, parts.partitions));
-                if let Some(h) = p.and_then(|p| held.get(&p)) {
-                    let _ = h.commands.send(c).await;
+                // A reset of an alarm not found (or while the database is
+                // away) is dropped: the API answers 503, try again.
+                let Some(p) = site.map(|s| crate::ingest::rabbitmq::partition_of(&s, parts.partitions)) else {
+                    continue;
+                };
+                match held.get(&p) {
+                    Some(h) => {
+                        let _ = h.commands.send(c).await;
+                    }
+                    None => {
+                        if forward.try_send((p, c)).is_ok() {
+                            parts.metrics.cluster_commands_forwarded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                    }
                 }
                 continue;
             }
@@ -206,6 +222,7 @@ pub async fn run(
                     "a message of a partition not held here; left unacknowledged"
                 ),
             },
+            Delivery::Command(p, incoming) => parts.forwarded(held.get(&p), incoming).await,
             Delivery::Connected => connected = true,
             Delivery::Lost => {
                 connected = false;
@@ -218,6 +235,53 @@ pub async fn run(
     }
     for (p, h) in held.drain() {
         stop(p, h).await;
+    }
+}
+
+impl Parts {
+    /// A command another replica forwarded for partition `held`'s sites:
+    /// checked ([`forward::accept`]), handed to the partition's pipeline,
+    /// and answered from a task of its own (the loop feeding the pipelines
+    /// never waits for an answer). One refused is acknowledged unanswered,
+    /// counted; its caller's wait runs out.
+    async fn forwarded(&self, held: Option<&Held>, incoming: forward::Incoming) {
+        let now = crate::domain::time::now_ms();
+        let accepted = forward::accept(
+            &incoming.body,
+            incoming.user_id.as_deref(),
+            &self.amqp_user,
+            now,
+        );
+        let (command, pending) = match (accepted, held) {
+            (Ok(c), Some(_)) => c,
+            (Ok(_), None) => {
+                // Given up a moment ago: back to the queue with the rest.
+                return;
+            }
+            (Err(e), _) => {
+                self.metrics
+                    .cluster_commands_refused
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(reason = %e, "a forwarded command refused");
+                incoming.answer(None).await;
+                return;
+            }
+        };
+        let sent = match held {
+            Some(h) => h.commands.send(command).await.is_ok(),
+            None => false,
+        };
+        self.metrics
+            .cluster_commands_run
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::spawn(async move {
+            let reply = if sent {
+                pending.reply().await
+            } else {
+                forward::Reply::Unavailable
+            };
+            incoming.answer(Some(reply)).await;
+        });
     }
 }
 

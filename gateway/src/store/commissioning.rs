@@ -39,7 +39,7 @@ pub struct BaselineRow {
 }
 
 /// A setpoint change as recorded; the newest per channel is in force.
-#[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, sqlx::FromRow, utoipa::ToSchema)]
 #[schema(as = SetpointChange)]
 pub struct SetpointRow {
     pub id: i64,

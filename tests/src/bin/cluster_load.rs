@@ -153,7 +153,7 @@ impl Bench {
             mqtt: self.cluster.nodes[broker].mqtt_port,
             amqp: self.cluster.nodes[broker].amqp_port,
             login: ADMIN,
-            vm: &vm,
+            vm: Some(&vm),
             sites: &self.sites,
         };
         std::fs::write(&path, toml.text()).expect("config");

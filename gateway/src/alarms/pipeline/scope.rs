@@ -72,6 +72,9 @@ impl Pipeline {
         {
             if !self.fenced {
                 tracing::warn!(partition, epoch, ?current, "partition taken over by another replica: this pipeline stops, its uncommitted messages are the new holder's");
+                self.metrics
+                    .cluster_batches_fenced
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             self.fenced = true;
         }
