@@ -384,8 +384,8 @@ fn node_conf(template: &str, n: &RabbitNode, names: &[String]) -> String {
     for line in template.lines() {
         let key = line.split('=').next().unwrap_or("").trim();
         let replaced = match key {
-            "listeners.tcp.default" => format!("{key} = 127.0.0.1:{}", n.amqp_port),
-            "mqtt.listeners.tcp.default" => format!("{key} = 127.0.0.1:{}", n.mqtt_port),
+            "listeners.tcp.1" => format!("{key} = 127.0.0.1:{}", n.amqp_port),
+            "mqtt.listeners.tcp.1" => format!("{key} = 127.0.0.1:{}", n.mqtt_port),
             "management.tcp.port" => {
                 format!("{key} = {}\nmanagement.tcp.ip = 127.0.0.1", n.mgmt_port)
             }
@@ -462,8 +462,7 @@ fn dechunk(mut s: &str) -> String {
 /// haproxy with `deploy/cluster/haproxy/haproxy.cfg`, its listeners and
 /// back-end servers moved to loopback ports.
 pub struct Haproxy {
-    pub mqtt_port: u16,
-    pub http_port: u16,
+    pub fronts: Fronts,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -477,10 +476,28 @@ pub fn shipped_haproxy_cfg() -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
-/// The shipped haproxy configuration with its `bind` lines on the given
+/// The loopback ports haproxy's frontends listen on in a test.
+#[derive(Debug, Clone, Copy)]
+pub struct Fronts {
+    pub mqtt: u16,
+    pub amqp: u16,
+    pub http: u16,
+}
+
+impl Fronts {
+    pub fn free() -> Fronts {
+        Fronts {
+            mqtt: free_port(),
+            amqp: free_port(),
+            http: free_port(),
+        }
+    }
+}
+
+/// The shipped haproxy configuration with its `bind` lines on `fronts`'
 /// loopback ports and each `server NAME ADDR` line pointing at `servers`'
 /// address for NAME; the rest as shipped.
-pub fn haproxy_cfg(mqtt_port: u16, http_port: u16, servers: &[(&str, String)]) -> String {
+pub fn haproxy_cfg(fronts: &Fronts, servers: &[(String, String)]) -> String {
     let mut out = String::new();
     let mut section = String::new();
     for line in shipped_haproxy_cfg().lines() {
@@ -491,12 +508,9 @@ pub fn haproxy_cfg(mqtt_port: u16, http_port: u16, servers: &[(&str, String)]) -
         let mut words = t.split_whitespace();
         let first = words.next().unwrap_or("");
         let replaced = match first {
-            "bind" if section.starts_with("frontend mqtt") => {
-                format!("    bind 127.0.0.1:{mqtt_port}")
-            }
-            "bind" if section.starts_with("frontend http") => {
-                format!("    bind 127.0.0.1:{http_port}")
-            }
+            "bind" if section == "frontend mqtt" => format!("    bind 127.0.0.1:{}", fronts.mqtt),
+            "bind" if section == "frontend amqp" => format!("    bind 127.0.0.1:{}", fronts.amqp),
+            "bind" if section == "frontend http" => format!("    bind 127.0.0.1:{}", fronts.http),
             // Any other listener (PostgreSQL's): a free loopback port.
             "bind" => format!("    bind 127.0.0.1:{}", free_port()),
             // Sized for production; a test's file-descriptor limit may be
@@ -506,7 +520,7 @@ pub fn haproxy_cfg(mqtt_port: u16, http_port: u16, servers: &[(&str, String)]) -
                 let name = words.next().unwrap_or("");
                 let _addr = words.next();
                 let rest: Vec<&str> = words.collect();
-                match servers.iter().find(|(n, _)| *n == name) {
+                match servers.iter().find(|(n, _)| n == name) {
                     Some((_, addr)) => format!("    server {name} {addr} {}", rest.join(" ")),
                     None => line.to_string(),
                 }
@@ -517,6 +531,22 @@ pub fn haproxy_cfg(mqtt_port: u16, http_port: u16, servers: &[(&str, String)]) -
         out.push('\n');
     }
     out
+}
+
+impl RabbitCluster {
+    /// haproxy's `server` lines for the three brokers: `mqN` at their MQTT
+    /// listeners, `mqN-amqp` at their AMQP listeners.
+    pub fn haproxy_servers(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            out.push((format!("mq{}", i + 1), n.mqtt_addr().to_string()));
+            out.push((
+                format!("mq{}-amqp", i + 1),
+                format!("127.0.0.1:{}", n.amqp_port),
+            ));
+        }
+        out
+    }
 }
 
 /// `haproxy -c -f FILE`: whether the configuration is valid, and what haproxy said.
@@ -543,7 +573,7 @@ pub fn haproxy_check(cfg: &str) -> (bool, String) {
 
 impl Haproxy {
     /// Starts haproxy in the foreground with `cfg` (from [`haproxy_cfg`]).
-    pub fn start(cfg: &str, mqtt_port: u16, http_port: u16) -> Haproxy {
+    pub fn start(cfg: &str, fronts: Fronts) -> Haproxy {
         let bin = require("haproxy", "haproxy");
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join("haproxy.cfg");
@@ -559,17 +589,16 @@ impl Haproxy {
             .stderr(log)
             .spawn()
             .expect("spawn haproxy");
-        crate::wait_listening_pub(mqtt_port, &mut child, "haproxy", &log_path);
+        crate::wait_listening_pub(fronts.mqtt, &mut child, "haproxy", &log_path);
         Haproxy {
-            mqtt_port,
-            http_port,
+            fronts,
             dir,
             child: Some(child),
         }
     }
 
     pub fn mqtt_addr(&self) -> std::net::SocketAddr {
-        std::net::SocketAddr::from(([127, 0, 0, 1], self.mqtt_port))
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.fronts.mqtt))
     }
 
     pub fn log(&self) -> String {

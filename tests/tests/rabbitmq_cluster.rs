@@ -7,7 +7,9 @@
 //! node when it reconnects through haproxy (the subscription is a quorum
 //! queue). The shipped haproxy configuration passes `haproxy -c`.
 
-use e2e::rabbitmq::{haproxy_cfg, haproxy_check, shipped_haproxy_cfg, Haproxy, RabbitCluster};
+use e2e::rabbitmq::{
+    haproxy_cfg, haproxy_check, shipped_haproxy_cfg, Fronts, Haproxy, RabbitCluster,
+};
 use e2e::*;
 use gateway::commissioning::registry::{Actor, ChannelSpec, Location, NewNode};
 use rumqttc::{
@@ -27,8 +29,19 @@ fn the_shipped_haproxy_configuration_is_valid() {
     let (ok, said) = haproxy_check(&shipped_haproxy_cfg());
     assert!(ok, "deploy/cluster/haproxy/haproxy.cfg: {said}");
     // As the tests run it, too; and the check can fail.
-    let cfg = haproxy_cfg(free_port(), free_port(), &[("mq1", "127.0.0.1:1".into())]);
-    assert!(cfg.contains("server mq1 127.0.0.1:1"), "{cfg}");
+    let fronts = Fronts::free();
+    let cfg = haproxy_cfg(
+        &fronts,
+        &[
+            ("mq1".into(), "127.0.0.1:1".into()),
+            ("mq1-amqp".into(), "127.0.0.1:2".into()),
+        ],
+    );
+    assert!(cfg.contains("server mq1 127.0.0.1:1 "), "{cfg}");
+    assert!(cfg.contains("server mq1-amqp 127.0.0.1:2 "), "{cfg}");
+    for port in [fronts.mqtt, fronts.amqp, fronts.http] {
+        assert!(cfg.contains(&format!("bind 127.0.0.1:{port}\n")), "{cfg}");
+    }
     let (ok, said) = haproxy_check(&cfg);
     assert!(ok, "{said}");
     let (ok, _) = haproxy_check(&cfg.replace("balance leastconn", "balance nosuchalgo"));
@@ -182,18 +195,9 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
         "definitions import: {code} {body}"
     );
 
-    // haproxy in front of the three brokers' MQTT listeners.
-    let servers: Vec<(&str, String)> = ["mq1", "mq2", "mq3"]
-        .iter()
-        .zip(&cluster.nodes)
-        .map(|(name, n)| (*name, n.mqtt_addr().to_string()))
-        .collect();
-    let (mqtt_port, http_port) = (free_port(), free_port());
-    let proxy = Haproxy::start(
-        &haproxy_cfg(mqtt_port, http_port, &servers),
-        mqtt_port,
-        http_port,
-    );
+    // haproxy in front of the three brokers.
+    let fronts = Fronts::free();
+    let proxy = Haproxy::start(&haproxy_cfg(&fronts, &cluster.haproxy_servers()), fronts);
     let front = proxy.mqtt_addr();
 
     // Anonymous and a wrong password: refused.
