@@ -10,6 +10,66 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// A certificate authority made by a test (rcgen, ring).
+pub struct TestCa {
+    cert: rcgen::Certificate,
+    key: rcgen::KeyPair,
+}
+
+impl TestCa {
+    pub fn new(name: &str) -> TestCa {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.key_usages = vec![
+            rcgen::KeyUsagePurpose::KeyCertSign,
+            rcgen::KeyUsagePurpose::DigitalSignature,
+        ];
+        let key = rcgen::KeyPair::generate().expect("CA key");
+        let cert = p.self_signed(&key).expect("CA certificate");
+        TestCa { cert, key }
+    }
+
+    pub fn pem(&self) -> String {
+        self.cert.pem()
+    }
+
+    /// A certificate for `sans` with common name `cn`: (chain PEM, key PEM).
+    pub fn issue(
+        &self,
+        cn: &str,
+        sans: &[&str],
+        usage: rcgen::ExtendedKeyUsagePurpose,
+    ) -> (String, String) {
+        let mut p =
+            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+        p.extended_key_usages = vec![usage];
+        let key = rcgen::KeyPair::generate().expect("key");
+        let cert = p
+            .signed_by(&key, &self.cert, &self.key)
+            .expect("certificate");
+        (cert.pem(), key.serialize_pem())
+    }
+
+    /// A node's client certificate: CN `{site}.{node}`.
+    pub fn node(&self, cn: &str) -> (String, String) {
+        self.issue(cn, &[], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
+    }
+}
+
+impl TestCa {
+    /// A server certificate for 127.0.0.1 and localhost: (chain PEM, key PEM).
+    pub fn loopback_server(&self) -> (String, String) {
+        self.issue(
+            "127.0.0.1",
+            &["127.0.0.1", "localhost"],
+            rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+        )
+    }
+}
+
 /// The broker's TLS files: its certificate and key, and the node CA
 /// (the cert listener's `cafile`).
 pub struct BrokerTls {

@@ -463,6 +463,8 @@ fn dechunk(mut s: &str) -> String {
 /// back-end servers moved to loopback ports.
 pub struct Haproxy {
     pub fronts: Fronts,
+    /// The CA that issued the TLS frontend's certificate (PEM).
+    pub ca_pem: String,
     dir: TempDir,
     child: Option<Child>,
 }
@@ -480,6 +482,8 @@ pub fn shipped_haproxy_cfg() -> String {
 #[derive(Debug, Clone, Copy)]
 pub struct Fronts {
     pub mqtt: u16,
+    /// MQTT over TLS (haproxy's certificate: [`HAPROXY_CERT`]).
+    pub mqtts: u16,
     pub amqp: u16,
     pub http: u16,
 }
@@ -488,16 +492,31 @@ impl Fronts {
     pub fn free() -> Fronts {
         Fronts {
             mqtt: free_port(),
+            mqtts: free_port(),
             amqp: free_port(),
             http: free_port(),
         }
     }
 }
 
+/// Where the shipped haproxy.cfg keeps the MQTT-over-TLS certificate.
+pub const HAPROXY_CERT: &str = "/etc/haproxy/certs/fire-mqtt.pem";
+
+/// A certificate for haproxy's TLS frontend, for 127.0.0.1 and localhost,
+/// from a CA made here: the PEM file haproxy reads (chain and key) written
+/// in `dir`, and the CA's PEM for clients to trust.
+pub fn haproxy_tls(dir: &Path) -> (std::path::PathBuf, String) {
+    let ca = crate::mosquitto_tls::TestCa::new("haproxy test CA");
+    let (chain, key) = ca.loopback_server();
+    let path = dir.join("fire-mqtt.pem");
+    std::fs::write(&path, format!("{chain}{key}")).expect("haproxy certificate");
+    (path, ca.pem())
+}
+
 /// The shipped haproxy configuration with its `bind` lines on `fronts`'
-/// loopback ports and each `server NAME ADDR` line pointing at `servers`'
+/// loopback ports (the TLS one with `cert`) and each `server NAME ADDR` line pointing at `servers`'
 /// address for NAME; the rest as shipped.
-pub fn haproxy_cfg(fronts: &Fronts, servers: &[(String, String)]) -> String {
+pub fn haproxy_cfg(fronts: &Fronts, cert: &Path, servers: &[(String, String)]) -> String {
     let mut out = String::new();
     let mut section = String::new();
     for line in shipped_haproxy_cfg().lines() {
@@ -510,6 +529,17 @@ pub fn haproxy_cfg(fronts: &Fronts, servers: &[(String, String)]) -> String {
         let replaced = match first {
             "bind" if section == "frontend mqtt" => format!("    bind 127.0.0.1:{}", fronts.mqtt),
             "bind" if section == "frontend amqp" => format!("    bind 127.0.0.1:{}", fronts.amqp),
+            // The shipped options (`ssl crt …`), the test's certificate.
+            "bind" if section == "frontend mqtts" => {
+                let _addr = words.next();
+                let options: Vec<String> = words
+                    .map(|w| match w {
+                        HAPROXY_CERT => cert.display().to_string(),
+                        w => w.to_string(),
+                    })
+                    .collect();
+                format!("    bind 127.0.0.1:{} {}", fronts.mqtts, options.join(" "))
+            }
             "bind" if section == "frontend http" => format!("    bind 127.0.0.1:{}", fronts.http),
             // Any other listener (PostgreSQL's): a free loopback port.
             "bind" => format!("    bind 127.0.0.1:{}", free_port()),
@@ -572,10 +602,15 @@ pub fn haproxy_check(cfg: &str) -> (bool, String) {
 }
 
 impl Haproxy {
-    /// Starts haproxy in the foreground with `cfg` (from [`haproxy_cfg`]).
-    pub fn start(cfg: &str, fronts: Fronts) -> Haproxy {
+    /// Starts haproxy in the foreground with the shipped configuration in
+    /// front of `cluster`'s brokers, on free loopback ports, its TLS
+    /// frontend with a certificate from a CA made here.
+    pub fn in_front_of(cluster: &RabbitCluster) -> Haproxy {
         let bin = require("haproxy", "haproxy");
         let dir = tempfile::tempdir().expect("temp dir");
+        let fronts = Fronts::free();
+        let (cert, ca_pem) = haproxy_tls(dir.path());
+        let cfg = haproxy_cfg(&fronts, &cert, &cluster.haproxy_servers());
         let path = dir.path().join("haproxy.cfg");
         std::fs::write(&path, cfg).expect("cfg");
         let log_path = dir.path().join("haproxy.log");
@@ -592,6 +627,7 @@ impl Haproxy {
         crate::wait_listening_pub(fronts.mqtt, &mut child, "haproxy", &log_path);
         Haproxy {
             fronts,
+            ca_pem,
             dir,
             child: Some(child),
         }
@@ -599,6 +635,11 @@ impl Haproxy {
 
     pub fn mqtt_addr(&self) -> std::net::SocketAddr {
         std::net::SocketAddr::from(([127, 0, 0, 1], self.fronts.mqtt))
+    }
+
+    /// The MQTT-over-TLS frontend.
+    pub fn mqtts_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::from(([127, 0, 0, 1], self.fronts.mqtts))
     }
 
     pub fn log(&self) -> String {

@@ -14,7 +14,7 @@
 //! broker holding its queue's leader is down reaches it after it
 //! reconnects: `rabbitmq_cluster.rs`.)
 
-use e2e::rabbitmq::{haproxy_cfg, Fronts, Haproxy, RabbitCluster, ADMIN};
+use e2e::rabbitmq::{Haproxy, RabbitCluster, ADMIN};
 use e2e::*;
 use gateway::config::cluster::ClusterConfig;
 use gateway::config::{NodeConfig, SinkConfig, SiteConfig};
@@ -109,8 +109,7 @@ async fn a_broker_stopped_while_nodes_publish_loses_nothing() {
     let pg = Postgres::start(false);
     let vm = VictoriaMetrics::start();
     let db = pg.url();
-    let fronts = Fronts::free();
-    let proxy = Haproxy::start(&haproxy_cfg(&fronts, &cluster.haproxy_servers()), fronts);
+    let proxy = Haproxy::in_front_of(&cluster);
     let (da, dbb) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let a = start_gateway(replica("replica-a", &proxy, &db, &vm.url(), da.path())).await;
     let b = start_gateway(replica("replica-b", &proxy, &db, &vm.url(), dbb.path())).await;

@@ -13,7 +13,7 @@
 //! - The gateway trusting another CA refuses the broker and says why on
 //!   `/healthz` (`mqtt_error`: the certificate is not accepted).
 
-use e2e::mosquitto_tls::{client_tls, connect_tls, publish, BrokerTls};
+use e2e::mosquitto_tls::{client_tls, connect_tls, publish, BrokerTls, TestCa as Ca};
 use e2e::*;
 use gateway::alarms::events::GatewayEvent;
 use std::sync::atomic::Ordering;
@@ -21,55 +21,6 @@ use std::time::Duration;
 use wire::{ChannelStatus::Ok as OK, Quantity::*};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-/// A CA made here.
-struct Ca {
-    cert: rcgen::Certificate,
-    key: rcgen::KeyPair,
-}
-
-impl Ca {
-    fn new(name: &str) -> Ca {
-        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA params");
-        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        p.distinguished_name.push(rcgen::DnType::CommonName, name);
-        p.key_usages = vec![
-            rcgen::KeyUsagePurpose::KeyCertSign,
-            rcgen::KeyUsagePurpose::DigitalSignature,
-        ];
-        let key = rcgen::KeyPair::generate().expect("CA key");
-        let cert = p.self_signed(&key).expect("CA certificate");
-        Ca { cert, key }
-    }
-
-    fn pem(&self) -> String {
-        self.cert.pem()
-    }
-
-    /// A certificate for `sans` with common name `cn`: (chain PEM, key PEM).
-    fn issue(
-        &self,
-        cn: &str,
-        sans: &[&str],
-        usage: rcgen::ExtendedKeyUsagePurpose,
-    ) -> (String, String) {
-        let mut p =
-            rcgen::CertificateParams::new(sans.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        p.distinguished_name.push(rcgen::DnType::CommonName, cn);
-        p.extended_key_usages = vec![usage];
-        let key = rcgen::KeyPair::generate().expect("key");
-        let cert = p
-            .signed_by(&key, &self.cert, &self.key)
-            .expect("certificate");
-        (cert.pem(), key.serialize_pem())
-    }
-
-    /// A node's client certificate: CN `{site}.{node}`.
-    fn node(&self, cn: &str) -> (String, String) {
-        self.issue(cn, &[], rcgen::ExtendedKeyUsagePurpose::ClientAuth)
-    }
-}
 
 struct TlsStack {
     broker: Mosquitto,

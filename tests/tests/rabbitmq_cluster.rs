@@ -7,8 +7,10 @@
 //! node when it reconnects through haproxy (the subscription is a quorum
 //! queue). The shipped haproxy configuration passes `haproxy -c`.
 
+use e2e::mosquitto_tls::{client_tls, connect_tls, publish as tls_publish};
 use e2e::rabbitmq::{
-    haproxy_cfg, haproxy_check, shipped_haproxy_cfg, Fronts, Haproxy, RabbitCluster,
+    haproxy_cfg, haproxy_check, haproxy_tls, shipped_haproxy_cfg, Fronts, Haproxy, RabbitCluster,
+    HAPROXY_CERT,
 };
 use e2e::*;
 use gateway::commissioning::registry::{Actor, ChannelSpec, Location, NewNode};
@@ -26,12 +28,17 @@ const CLI: Actor<'static> = Actor {
 
 #[test]
 fn the_shipped_haproxy_configuration_is_valid() {
-    let (ok, said) = haproxy_check(&shipped_haproxy_cfg());
+    // As shipped, with a certificate where the TLS frontend reads it.
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, _) = haproxy_tls(dir.path());
+    let shipped = shipped_haproxy_cfg();
+    assert!(shipped.contains(HAPROXY_CERT));
+    let (ok, said) = haproxy_check(&shipped.replace(HAPROXY_CERT, &cert.display().to_string()));
     assert!(ok, "deploy/cluster/haproxy/haproxy.cfg: {said}");
-    // As the tests run it, too; and the check can fail.
     let fronts = Fronts::free();
     let cfg = haproxy_cfg(
         &fronts,
+        &cert,
         &[
             ("mq1".into(), "127.0.0.1:1".into()),
             ("mq1-amqp".into(), "127.0.0.1:2".into()),
@@ -42,6 +49,14 @@ fn the_shipped_haproxy_configuration_is_valid() {
     for port in [fronts.mqtt, fronts.amqp, fronts.http] {
         assert!(cfg.contains(&format!("bind 127.0.0.1:{port}\n")), "{cfg}");
     }
+    assert!(
+        cfg.contains(&format!(
+            "bind 127.0.0.1:{} ssl crt {}\n",
+            fronts.mqtts,
+            cert.display()
+        )),
+        "{cfg}"
+    );
     let (ok, said) = haproxy_check(&cfg);
     assert!(ok, "{said}");
     let (ok, _) = haproxy_check(&cfg.replace("balance leastconn", "balance nosuchalgo"));
@@ -196,8 +211,7 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
     );
 
     // haproxy in front of the three brokers.
-    let fronts = Fronts::free();
-    let proxy = Haproxy::start(&haproxy_cfg(&fronts, &cluster.haproxy_servers()), fronts);
+    let proxy = Haproxy::in_front_of(&cluster);
     let front = proxy.mqtt_addr();
 
     // Anonymous and a wrong password: refused.
@@ -221,6 +235,62 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
     until(&mut gw_ev, WAIT, |p| matches!(p, Packet::SubAck(_)))
         .await
         .unwrap();
+
+    // MQTT over TLS, ended by haproxy (the shipped `frontend mqtts`): n01
+    // trusting haproxy's CA logs in and its reading reaches the gateway's
+    // user; a client trusting another CA, or speaking plain MQTT to the
+    // TLS port, gets no session.
+    let login01 = (n01.username.as_str(), n01.password.as_str());
+    let tls01 = connect_tls(
+        proxy.mqtts_addr(),
+        "127.0.0.1",
+        &n01.username,
+        Some(login01),
+        client_tls(&proxy.ca_pem, None),
+    )
+    .await
+    .expect("n01 over TLS through haproxy");
+    let over_tls = telemetry(
+        1,
+        1,
+        0,
+        &[(
+            "rc1",
+            wire::Quantity::ResidualCurrent,
+            42,
+            wire::ChannelStatus::Ok,
+        )],
+    );
+    tls_publish(&tls01, "fire/v1/home_a/n01/telemetry", over_tls.clone()).await;
+    let p = until(&mut gw_ev, WAIT, |p| {
+        publish_on(p, "fire/v1/home_a/n01/telemetry").is_some()
+    })
+    .await
+    .expect("n01's reading over TLS");
+    assert_eq!(
+        publish_on(&p, "fire/v1/home_a/n01/telemetry").map(|m| m.payload.to_vec()),
+        Some(over_tls)
+    );
+    let _ = tls01.disconnect().await;
+    let stranger = e2e::mosquitto_tls::TestCa::new("not haproxy's CA");
+    let refused_tls = connect_tls(
+        proxy.mqtts_addr(),
+        "127.0.0.1",
+        "home_a.n01-b",
+        Some(login01),
+        client_tls(&stranger.pem(), None),
+    )
+    .await;
+    assert!(
+        refused_tls.is_err(),
+        "a certificate from another CA was trusted"
+    );
+    assert!(
+        connect(proxy.mqtts_addr(), &n01.username, Some(login01), true)
+            .await
+            .is_err(),
+        "plain MQTT answered on the TLS port"
+    );
 
     // n07 with its password, through haproxy, persistent session: its own
     // cmd subscription and telemetry are accepted.
@@ -266,8 +336,9 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
     .await
     .expect("the gateway's user received n07's telemetry");
 
-    // The ingest topology the sync declared: n07's reading is in its
-    // site's partition queue; a site no partition is bound for lands in
+    // The ingest topology the sync declared: n07's reading and n01's over
+    // TLS are in their site's partition queue; a site no partition is
+    // bound for lands in
     // `fire.unknown` through the alternate exchange.
     let partition = gateway::ingest::rabbitmq::partition_queue(
         gateway::ingest::rabbitmq::partition_of("home_a", gateway::ingest::rabbitmq::PARTITIONS),
@@ -289,10 +360,10 @@ async fn registered_nodes_on_a_three_node_rabbitmq_cluster_behind_haproxy() {
         out
     };
     let deadline = Instant::now() + WAIT;
-    while counts(&cluster) != [(partition.clone(), 1)] {
+    while counts(&cluster) != [(partition.clone(), 2)] {
         assert!(
             Instant::now() < deadline,
-            "n07's reading is not (only) in {partition}: {:?}",
+            "n07's and n01's readings are not (only) in {partition}: {:?}",
             counts(&cluster)
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
