@@ -129,7 +129,7 @@ pub async fn start_with_source(
         let internal = std::net::TcpListener::bind(("127.0.0.1", 0))
             .and_then(|l| l.local_addr())
             .map_err(broker_err)?;
-        let secret = crate::commissioning::credentials::new_password()
+        let secret = crate::auth::credentials::new_password()
             .map_err(|e| broker_err(std::io::Error::other(e.to_string())))?;
         let login = ("gateway-internal".to_string(), secret);
         crate::ingest::broker::start(internal, Some(login.clone()))

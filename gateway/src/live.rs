@@ -39,7 +39,7 @@ impl Live {
         gateway_login: Option<(String, String)>,
     ) -> Result<Live, StoreError> {
         let reg = store.registry().await?;
-        let config = Arc::new(crate::commissioning::registry::effective(&base, &reg));
+        let config = Arc::new(crate::store::registry::effective(&base, &reg));
         let access = Arc::new(Access::build(
             &config,
             &reg,
@@ -83,10 +83,7 @@ impl Live {
         if reg.version == *version {
             return Ok(());
         }
-        let config = Arc::new(crate::commissioning::registry::effective(
-            &self.0.base,
-            &reg,
-        ));
+        let config = Arc::new(crate::store::registry::effective(&self.0.base, &reg));
         let access = Arc::new(Access::build(
             &config,
             &reg,

@@ -184,7 +184,7 @@ pub fn postgres_url(url: &str, extra_ca_file: Option<&Path>) -> Result<String, S
         Some("verify-full") => match (param("sslrootcert"), extra_ca_file) {
             (None, Some(ca)) => Ok(format!(
                 "{url}&sslrootcert={}",
-                crate::sink::percent_encode(&ca.display().to_string())
+                crate::domain::text::percent_encode(&ca.display().to_string())
             )),
             _ => Ok(url.to_string()),
         },

@@ -5,6 +5,7 @@
 //! rollups (`rollup`), and the events it announces (`events`) to the
 //! duty desk, the notifier and the northbound link.
 
+pub mod baseline;
 pub mod events;
 pub mod linker;
 pub mod pipeline;

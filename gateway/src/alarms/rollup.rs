@@ -14,14 +14,8 @@ use std::collections::HashMap;
 
 pub const HOUR_MS: u64 = 3_600_000;
 
-/// One channel-hour's figures.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Agg {
-    pub min: i64,
-    pub max: i64,
-    pub sum: i64,
-    pub count: i64,
-}
+// The rows it merges into are the store's.
+pub use crate::store::{RollupAgg as Agg, RollupKey as Key, RollupLast as Last};
 
 impl Agg {
     fn of(v: i64) -> Agg {
@@ -40,21 +34,6 @@ impl Agg {
         self.count += 1;
     }
 }
-
-/// Identity of a channel-hour.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Key {
-    pub site: String,
-    pub node: String,
-    pub channel: String,
-    pub quantity: String,
-    /// Start of the hour, ms since the epoch (UTC hours; China time is a
-    /// whole number of hours ahead, so these are China's hours too).
-    pub hour: i64,
-}
-
-/// A channel's latest measured reading: (quantity, value, at).
-pub type Last = (String, i32, u64);
 
 /// Aggregates not yet merged into the store, and each channel's latest
 /// reading since the last merge.

@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use wire::{ChannelStatus, EventLevel, Quantity};
 
-/// How long a self-test waits by default for every channel.
-pub const DEFAULT_WINDOW_MS: u64 = 60_000;
+/// How long a self-test waits by default for every channel (the
+/// configuration's default, `commissioning.selftest_window_secs`).
+pub use crate::config::commissioning::SELFTEST_WINDOW_MS as DEFAULT_WINDOW_MS;
 
 /// How a test was started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]

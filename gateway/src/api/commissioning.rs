@@ -30,8 +30,8 @@ pub(super) struct BaselineView {
     percent: Option<u32>,
     /// When the window ends, ms since the epoch (learning).
     ends_at: Option<i64>,
-    baseline: Option<crate::commissioning::baseline::Baseline>,
-    recommendation: Option<crate::commissioning::baseline::Recommendation>,
+    baseline: Option<crate::alarms::baseline::Baseline>,
+    recommendation: Option<crate::alarms::baseline::Recommendation>,
     /// The setpoints applied at run time, if any (newest change).
     applied: Option<crate::store::SetpointRow>,
 }
@@ -67,7 +67,7 @@ pub(super) async fn baselines(
     };
     let mut out = Vec::new();
     for b in s.store.baselines(&site).await? {
-        let baseline: Option<crate::commissioning::baseline::Baseline> =
+        let baseline: Option<crate::alarms::baseline::Baseline> =
             serde_json::from_str(&b.baseline).ok();
         let recommendation = b
             .recommendation
@@ -531,7 +531,7 @@ pub(super) async fn sign_commissioning(
                 &user.name,
                 role,
                 note,
-                &report,
+                &report.signed(),
                 crate::domain::time::now_ms(),
             )
             .await?,

@@ -16,7 +16,7 @@
 use super::ErrorBody;
 use crate::domain::labels;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+use utoipa::openapi::schema::{KnownFormat, Object, ObjectBuilder, SchemaFormat, Type};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{OpenApi, Ref, RefOr, Schema};
 use utoipa::{Modify, ToResponse};
@@ -24,99 +24,9 @@ use utoipa::{Modify, ToResponse};
 /// Name of the bearer security scheme.
 pub const BEARER: &str = "bearer";
 
-/// Which desk an alarm belongs to (`AlarmRow.kind`).
-pub const ALARM_KINDS: &[&str] = &["electrical_fire", "fire_facility", "fault", "offline"];
-/// `AlarmRow.level`.
-pub const ALARM_LEVELS: &[&str] = &["pre_alarm", "alarm", "fault", "offline"];
-/// `AlarmRow.state`.
-pub const ALARM_STATES: &[&str] = &["active", "latched", "cleared"];
-/// Where a ticket came from (`TicketRow.source`).
-pub const TICKET_SOURCES: &[&str] = &["sensor_alarm", "sensor_fault", "offline", "inspection"];
-/// `TicketRow.category`.
-pub const TICKET_CATEGORIES: &[&str] = &[
-    "electrical_fire",
-    "fire_facility",
-    "device_fault",
-    "offline",
-];
-/// `EvidenceRow.kind`.
-pub const EVIDENCE_KINDS: &[&str] = &["note", "file"];
-
-/// A string enumeration of `codes`, described as `what`, followed by each
-/// code with its Chinese label when `label` is given.
-fn codes(
-    what: &str,
-    codes: &[&str],
-    label: Option<fn(&str) -> &'static str>,
-    nullable: bool,
-) -> Object {
-    let description = match label {
-        Some(label) => {
-            let each: Vec<String> = codes
-                .iter()
-                .map(|c| format!("{c} ({})", label(c)))
-                .collect();
-            format!("{what}: {}", each.join(", "))
-        }
-        None => what.to_string(),
-    };
-    let mut values: Vec<serde_json::Value> = codes.iter().map(|c| (*c).into()).collect();
-    let schema_type = if nullable {
-        values.push(serde_json::Value::Null);
-        [Type::String, Type::Null]
-            .into_iter()
-            .collect::<SchemaType>()
-    } else {
-        Type::String.into()
-    };
-    ObjectBuilder::new()
-        .schema_type(schema_type)
-        .enum_values(Some(values))
-        .description(Some(description))
-        .build()
-}
-
-/// Schema of `AlarmRow.kind`.
-pub fn alarm_kind() -> Object {
-    codes("Desk", ALARM_KINDS, Some(labels::alarm_kind), false)
-}
-
-/// Schema of `AlarmRow.level`.
-pub fn alarm_level() -> Object {
-    codes("Level", ALARM_LEVELS, Some(labels::level), false)
-}
-
-/// Schema of `AlarmRow.state`.
-pub fn alarm_state() -> Object {
-    codes("State", ALARM_STATES, Some(labels::alarm_state), false)
-}
-
-/// Schema of `AlarmRow.quantity`: a wire quantity, or null for node- and
-/// site-level alarms.
-pub fn quantity() -> Object {
-    let all: Vec<&str> = wire::Quantity::ALL.iter().map(|q| q.as_str()).collect();
-    codes("Quantity", &all, Some(labels::quantity), true)
-}
-
-/// Schema of `TicketRow.source`.
-pub fn ticket_source() -> Object {
-    codes("Source", TICKET_SOURCES, Some(labels::ticket_source), false)
-}
-
-/// Schema of `TicketRow.category`.
-pub fn ticket_category() -> Object {
-    codes("Category", TICKET_CATEGORIES, Some(labels::category), false)
-}
-
-/// Schema of `EvidenceRow.kind`.
-pub fn evidence_kind() -> Object {
-    codes(
-        "A note, or a file (media_type, size and content_hash set)",
-        EVIDENCE_KINDS,
-        None,
-        false,
-    )
-}
+// The codes kept as strings in the store, and their schemas, are domain
+// types (the store's rows use the schemas).
+pub use crate::domain::codes::*;
 
 /// Schema of the `state` filter of the alarm list.
 pub fn alarm_filter() -> Object {

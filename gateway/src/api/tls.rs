@@ -14,7 +14,7 @@
 //! cookie gets `Secure` ([`harden`]); answers over plain http get neither,
 //! so the demo on `http://127.0.0.1` is not told to use https.
 
-use crate::tls::server::{builder, Material, Reloadable, ServerFiles};
+use crate::tls::server::{Reloadable, ServerFiles};
 use crate::tls::TlsError;
 use axum::http::header::{HeaderValue, SET_COOKIE, STRICT_TRANSPORT_SECURITY};
 use axum::http::HeaderMap;
@@ -28,14 +28,7 @@ pub const HSTS: &str = "max-age=31536000";
 /// The listener name in logs.
 pub const LISTENER: &str = "https";
 
-/// The server configuration of the console and API: the certificate and key
-/// of `m`, no client certificates, ALPN `http/1.1` (the server speaks
-/// HTTP/1.1 only).
-pub fn server_config(m: &Material) -> Result<rustls::ServerConfig, TlsError> {
-    let mut config = builder(m, rustls::server::WebPkiClientVerifier::no_client_auth())?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
+pub use crate::tls::server::server_config;
 
 /// Loads `[http.tls]`; fails when the files cannot be read or do not belong
 /// together (the gateway then does not start: better than serving the

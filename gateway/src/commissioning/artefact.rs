@@ -160,9 +160,7 @@ pub fn for_node(
             .iter()
             .find(|a| a.site == node.site && a.node == node.id && a.channel == c.id)
         {
-            if let Ok(r) =
-                crate::commissioning::baseline::check(q, &rule, sp.pre_alarm, sp.alarm, None)
-            {
+            if let Ok(r) = crate::alarms::baseline::check(q, &rule, sp.pre_alarm, sp.alarm, None) {
                 rule = r;
             }
         }

@@ -225,6 +225,17 @@ pub struct NodeCert {
     pub not_after: u64,
 }
 
+impl NodeCert {
+    /// What the store records of it.
+    pub fn issued(&self) -> crate::store::registry::CertIssued<'_> {
+        crate::store::registry::CertIssued {
+            sha256: &self.sha256,
+            serial: &self.serial,
+            not_after_secs: self.not_after,
+        }
+    }
+}
+
 impl Ca {
     /// Issues `{site}.{node}` a client certificate valid `days` from `now`
     /// (seconds since the epoch), on a new key.
@@ -232,7 +243,7 @@ impl Ca {
         if days == 0 || days > MAX_NODE_DAYS {
             return Err(CaError::Days(days));
         }
-        let username = crate::ingest::mosquitto::node_username(site, node);
+        let username = crate::domain::ids::node_username(site, node);
         let key = KeyPair::generate()?;
         let mut p = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -288,7 +299,7 @@ pub async fn issue_for_node(
         None if base.node(site, node).is_some() => {}
         None => return Err(RegError::UnknownNode(site.into(), node.into()).into()),
     }
-    let username = crate::ingest::mosquitto::node_username(site, node);
+    let username = crate::domain::ids::node_username(site, node);
     if reg
         .credentials
         .iter()
@@ -299,7 +310,7 @@ pub async fn issue_for_node(
     let ca = load(data_dir)?;
     let cert = ca.issue(site, node, days, now / 1000)?;
     store
-        .set_node_certificate(site, node, &cert, actor, now)
+        .set_node_certificate(site, node, cert.issued(), actor, now)
         .await
         .map_err(RegError::from)?;
     Ok(cert)

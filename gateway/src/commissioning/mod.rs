@@ -5,8 +5,8 @@
 //! its sign-off (`report`).
 
 pub mod artefact;
-pub mod baseline;
+pub use crate::alarms::baseline;
 pub mod ca;
-pub mod credentials;
+pub use crate::auth::credentials;
 pub mod registry;
 pub mod report;

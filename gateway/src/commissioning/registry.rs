@@ -10,10 +10,17 @@
 //! are the one path the CLI and the API both take, so both check the same
 //! things and leave the same audit records.
 
-use crate::config::{ChannelConfig, Config, NodeConfig, SiteConfig};
+use crate::config::Config;
 use crate::store::{Store, StoreError};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use wire::{ChannelId, NodeId, Quantity, SiteId};
+
+// The registry's rows are the store's (`store::registry`); their checks
+// and the configuration they make are here.
+pub use crate::store::registry::{
+    Actor, ChannelSpec, Credential, Location, NodeCertificate, RegisteredNode, RegisteredSite,
+    Registry,
+};
 
 /// Longest location field or site name, in characters.
 pub const MAX_FIELD_CHARS: usize = 32;
@@ -43,7 +50,7 @@ pub enum RegError {
     #[error("节点 {0}/{1} 已注销，不能再使用；请用新的节点编号重新登记")]
     Revoked(String, String),
     #[error("无法生成随机密码：{0}")]
-    Random(#[from] crate::commissioning::credentials::NoRandomness),
+    Random(#[from] crate::auth::credentials::NoRandomness),
     #[error("数据库错误：{0}")]
     Store(#[from] StoreError),
 }
@@ -53,20 +60,6 @@ fn invalid(field: &str, message: impl Into<String>) -> RegError {
         field: field.to_string(),
         message: message.into(),
     }
-}
-
-/// Where a node is fitted (安装位置).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Location {
-    /// 楼栋, e.g. 1号楼.
-    pub building: String,
-    /// 楼层, e.g. 2层.
-    pub floor: String,
-    /// 房间, e.g. 201.
-    pub room: String,
-    /// 配电箱, e.g. AL-2.
-    pub panel: String,
 }
 
 impl Location {
@@ -82,14 +75,6 @@ impl Location {
             check_text(label, value)?;
         }
         Ok(())
-    }
-
-    /// For people: `1号楼 2层 201 配电箱AL-2`.
-    pub fn display(&self) -> String {
-        format!(
-            "{} {} {} 配电箱{}",
-            self.building, self.floor, self.room, self.panel
-        )
     }
 }
 
@@ -114,23 +99,6 @@ fn check_text(label: &str, value: &str) -> Result<(), RegError> {
         ));
     }
     Ok(())
-}
-
-/// One measuring channel of a node (回路/通道).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelSpec {
-    /// Channel id on the wire, `[a-z0-9_]{1,16}`, e.g. `rc1`.
-    pub id: String,
-    /// Wire quantity, e.g. `residual_current`, `temperature`.
-    pub quantity: String,
-    /// Current transformer ratio (互感器变比) for CT-measured quantities
-    /// (`residual_current`, `current`), e.g. 1000 for 1000:1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ct_ratio: Option<u32>,
-    /// Sensor type of other quantities, e.g. `ntc`, `pt100`, `4-20ma`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sensor: Option<String>,
 }
 
 /// Whether a quantity is measured through a current transformer.
@@ -283,114 +251,7 @@ impl NewNode {
     }
 }
 
-/// A registered site.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct RegisteredSite {
-    pub id: String,
-    pub name: String,
-    pub created_by: String,
-    pub created_at: u64,
-}
-
-/// A registered node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-pub struct RegisteredNode {
-    pub site: String,
-    pub id: String,
-    pub location: Location,
-    pub channels: Vec<ChannelSpec>,
-    pub created_by: String,
-    pub created_at: u64,
-    /// When the node was revoked (注销), ms since the epoch.
-    pub revoked_at: Option<u64>,
-}
-
-/// A node's MQTT credential: the username and the `$7$` hash of its password.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Credential {
-    pub username: String,
-    pub site: String,
-    pub node: String,
-    pub password_hash: String,
-    pub created_at: u64,
-    pub rotated_at: u64,
-    pub revoked_at: Option<u64>,
-}
-
-/// Everything registered, as read from the store.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Registry {
-    pub version: i64,
-    pub sites: Vec<RegisteredSite>,
-    pub nodes: Vec<RegisteredNode>,
-    pub credentials: Vec<Credential>,
-    /// Node certificates issued by the node CA (`crate::commissioning::ca`), one per node.
-    pub certificates: Vec<NodeCertificate>,
-}
-
-/// The client certificate a node was last issued: the gate accepts a
-/// certificate of the node CA only by this fingerprint.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeCertificate {
-    pub username: String,
-    pub site: String,
-    pub node: String,
-    /// SHA-256 of the certificate's DER, lower-case hex.
-    pub sha256: String,
-    pub serial: String,
-    /// Valid until, ms since the epoch.
-    pub not_after: u64,
-    pub issued_at: u64,
-}
-
-/// The configuration in force: the file's, plus registered sites and the
-/// registered nodes that are not revoked. The file wins a collision (an id
-/// added to the file after it was registered); the registered node is then
-/// left out and logged.
-pub fn effective(base: &Config, reg: &Registry) -> Config {
-    let mut config = base.clone();
-    for s in &reg.sites {
-        if config.sites.iter().all(|c| c.id != s.id) {
-            config.sites.push(SiteConfig {
-                id: s.id.clone(),
-                name: s.name.clone(),
-                ..Default::default()
-            });
-        }
-    }
-    for n in reg.nodes.iter().filter(|n| n.revoked_at.is_none()) {
-        let Some(site) = config.sites.iter_mut().find(|s| s.id == n.site) else {
-            tracing::warn!(site = %n.site, node = %n.id, "registered node of an unknown site left out");
-            continue;
-        };
-        if site.nodes.iter().any(|c| c.id == n.id) {
-            tracing::warn!(site = %n.site, node = %n.id, "registered node also in the configuration file; the file's entry is used");
-            continue;
-        }
-        site.nodes.push(NodeConfig {
-            id: n.id.clone(),
-            location: n.location.display(),
-            channels: n
-                .channels
-                .iter()
-                .map(|c| ChannelConfig {
-                    id: c.id.clone(),
-                    quantity: Some(c.quantity.clone()),
-                    ..Default::default()
-                })
-                .collect(),
-            ..Default::default()
-        });
-    }
-    config
-}
-
-/// Who registers: a user's login and role code, or `cli` at the machine.
-#[derive(Debug, Clone, Copy)]
-pub struct Actor<'a> {
-    pub name: &'a str,
-    pub role: &'a str,
-}
+pub use crate::store::registry::effective;
 
 /// A password issued to a node: shown once, never stored.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -402,11 +263,11 @@ pub struct Issued {
 }
 
 fn issue(site: &str, node: &str) -> Result<(Issued, String), RegError> {
-    let password = crate::commissioning::credentials::new_password()?;
-    let hash = crate::commissioning::credentials::hash(&password)?;
+    let password = crate::auth::credentials::new_password()?;
+    let hash = crate::auth::credentials::hash(&password)?;
     Ok((
         Issued {
-            username: crate::ingest::mosquitto::node_username(site, node),
+            username: crate::domain::ids::node_username(site, node),
             password,
         },
         hash,

@@ -6,8 +6,8 @@
 //! JSON for programs, CSV for spreadsheets, a printable HTML page for the
 //! file (no PDF: browsers print the page). Pure: rows in, report out.
 
+use crate::alarms::baseline::{Baseline, Recommendation};
 use crate::alarms::selftest::ChannelResult;
-use crate::commissioning::baseline::{Baseline, Recommendation};
 use crate::domain::time::minute_cst;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -50,17 +50,8 @@ pub struct NodeBlock {
     pub channels: Vec<ChannelLine>,
 }
 
-/// The site manager's sign-off (验收签字).
-#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
-pub struct SignOff {
-    pub id: i64,
-    pub site: String,
-    pub signed_by: String,
-    pub signed_at: i64,
-    pub note: String,
-    /// SHA-256 of the report's canonical JSON at signing.
-    pub report_sha256: String,
-}
+/// The site manager's sign-off (验收签字): a row of the store.
+pub use crate::store::SignOff;
 
 /// A site's commissioning report.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, utoipa::ToSchema)]
@@ -88,6 +79,16 @@ impl Report {
             && self.selftest_passed == self.channels
             && lines.clone().all(|c| c.wiring == "正常");
         self
+    }
+
+    /// The report as the store keeps it when it is signed.
+    pub fn signed(&self) -> crate::store::SignedReport {
+        crate::store::SignedReport {
+            sha256: self.sha256(),
+            json: serde_json::to_string(self).unwrap_or_default(),
+            channels: self.channels,
+            selftest_passed: self.selftest_passed,
+        }
     }
 
     /// SHA-256 of the report's JSON, hex: what a sign-off fixes.

@@ -2,6 +2,11 @@
 
 use serde::Deserialize;
 
+/// How long a self-test waits by default for every channel.
+pub const SELFTEST_WINDOW_MS: u64 = 60_000;
+/// Default baseline observation window.
+pub const BASELINE_WINDOW_HOURS: u32 = 7 * 24;
+
 /// Installer commissioning (安装调试).
 #[derive(Debug, Clone, Copy, Deserialize)]
 #[serde(default)]
@@ -16,8 +21,8 @@ pub struct CommissioningConfig {
 impl Default for CommissioningConfig {
     fn default() -> Self {
         CommissioningConfig {
-            selftest_window_secs: (crate::alarms::selftest::DEFAULT_WINDOW_MS / 1000) as u32,
-            baseline_hours: crate::commissioning::baseline::DEFAULT_WINDOW_HOURS,
+            selftest_window_secs: (SELFTEST_WINDOW_MS / 1000) as u32,
+            baseline_hours: BASELINE_WINDOW_HOURS,
         }
     }
 }

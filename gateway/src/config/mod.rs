@@ -15,9 +15,12 @@
 //! in `crate::tls`, `[[northbound.gb26875]]` in `crate::northbound`.
 
 pub mod cluster;
-mod commissioning;
+pub mod commissioning;
 mod http;
+pub mod modbus;
 mod mqtt;
+pub mod northbound;
+pub mod notify;
 mod overrides;
 mod sink;
 mod sites;
@@ -27,7 +30,7 @@ mod validate;
 
 pub use commissioning::CommissioningConfig;
 pub use http::HttpConfig;
-pub use mqtt::{BrokerMode, MqttConfig};
+pub use mqtt::{BrokerMode, GateLimits, GateTls, MqttConfig};
 pub use overrides::RuleOverride;
 pub use sink::SinkConfig;
 pub use sites::{ChannelConfig, NodeConfig, SiteConfig};
@@ -59,16 +62,16 @@ pub struct Config {
     pub tickets: TicketsConfig,
     pub sites: Vec<SiteConfig>,
     /// Modbus devices polled by the gateway; each is a node declared under `sites`.
-    pub modbus: crate::ingest::modbus::config::ModbusConfig,
+    pub modbus: crate::config::modbus::ModbusConfig,
     /// Alarm delivery (报警推送): channels, routes, escalation; off when absent.
-    pub notify: Option<crate::notify::config::NotifyConfig>,
+    pub notify: Option<crate::config::notify::NotifyConfig>,
     /// Installer commissioning (安装调试).
     pub commissioning: CommissioningConfig,
     /// What outgoing TLS connections trust (notification channels, the
     /// sink, PostgreSQL): the system store plus an optional extra CA file.
     pub tls: crate::tls::TlsConfig,
     /// Northbound links (`[[northbound.gb26875]]`: 消防远程监控中心).
-    pub northbound: crate::northbound::NorthboundConfig,
+    pub northbound: northbound::NorthboundConfig,
     /// One replica of a cluster (`[cluster]`, issue 16); absent: alone.
     pub cluster: Option<cluster::ClusterConfig>,
 }
@@ -131,25 +134,7 @@ impl fmt::Display for ConfigErrors {
 
 impl std::error::Error for ConfigErrors {}
 
-/// `a[0].b` for a key `serde_ignored` reports as unknown.
-pub(crate) fn ignored_path(path: &serde_ignored::Path<'_>) -> String {
-    use serde_ignored::Path;
-    match path {
-        Path::Root => String::new(),
-        Path::Seq { parent, index } => format!("{}[{index}]", ignored_path(parent)),
-        Path::Map { parent, key } => {
-            let p = ignored_path(parent);
-            if p.is_empty() {
-                key.clone()
-            } else {
-                format!("{p}.{key}")
-            }
-        }
-        Path::Some { parent }
-        | Path::NewtypeStruct { parent }
-        | Path::NewtypeVariant { parent } => ignored_path(parent),
-    }
-}
+pub(crate) use crate::domain::text::ignored_path;
 
 impl Config {
     /// Parses and validates a TOML document.
@@ -174,7 +159,7 @@ impl Config {
             }])
         })?;
         let (catalog, map_issues) =
-            crate::ingest::modbus::config::load_catalog(config.modbus.maps_dir.as_deref());
+            crate::config::modbus::load_catalog(config.modbus.maps_dir.as_deref());
         config.modbus.catalog = catalog;
         issues.extend(map_issues);
         issues.extend(config.validate());

@@ -3,6 +3,7 @@
 
 use serde::Deserialize;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Which broker the gateway ingests from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
@@ -43,7 +44,7 @@ pub struct MqttConfig {
     pub anonymous_config_nodes: bool,
     /// `[mqtt.limits]`: the embedded broker gate's connection caps,
     /// CONNECT timeout and keep-alive cap.
-    pub limits: crate::ingest::gate::GateLimits,
+    pub limits: GateLimits,
     /// External broker: connect over TLS (Mosquitto's TLS listener, port
     /// 8884 in `deploy/mosquitto/tls.conf`), verifying the broker's
     /// certificate and its name (`mqtt.host`) against the system store plus
@@ -55,7 +56,7 @@ pub struct MqttConfig {
     pub plain: bool,
     /// `[mqtt.tls]`: MQTT over TLS on the gate (port 8883), with node
     /// client certificates optional beside passwords. Unset: no TLS.
-    pub tls: Option<crate::ingest::gate::GateTls>,
+    pub tls: Option<GateTls>,
 }
 
 impl Default for MqttConfig {
@@ -88,6 +89,119 @@ impl MqttConfig {
                 self.embedded_listen.port(),
             ),
             BrokerMode::External => (self.host.clone(), self.port),
+        }
+    }
+}
+/// `[mqtt.limits]`: the gate's caps (embedded broker only).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GateLimits {
+    /// Connections at once, over all peers.
+    pub max_connections: usize,
+    /// Connections at once from one address (IPv6: one /64).
+    pub max_connections_per_address: usize,
+    /// Connections that have not sent their CONNECT yet, over all peers.
+    pub max_half_open: usize,
+    /// …and from one address.
+    pub max_half_open_per_address: usize,
+    /// How long a new connection has to send its CONNECT.
+    pub connect_timeout_secs: u64,
+    /// The longest keep-alive a client may ask for; 0 ("no keep-alive")
+    /// counts as this. A connection silent for 1.5 × its keep-alive is closed.
+    pub max_keep_alive_secs: u16,
+}
+
+impl Default for GateLimits {
+    fn default() -> Self {
+        GateLimits {
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            max_half_open: 512,
+            max_half_open_per_address: 32,
+            connect_timeout_secs: 10,
+            max_keep_alive_secs: 300,
+        }
+    }
+}
+
+impl GateLimits {
+    /// Problems, as (field, message).
+    pub fn issues(&self) -> Vec<(&'static str, String)> {
+        let mut out = Vec::new();
+        for (field, v) in [
+            ("max_connections", self.max_connections),
+            (
+                "max_connections_per_address",
+                self.max_connections_per_address,
+            ),
+            ("max_half_open", self.max_half_open),
+            ("max_half_open_per_address", self.max_half_open_per_address),
+            ("connect_timeout_secs", self.connect_timeout_secs as usize),
+            ("max_keep_alive_secs", usize::from(self.max_keep_alive_secs)),
+        ] {
+            if v == 0 {
+                out.push((field, "must be at least 1".to_string()));
+            }
+        }
+        if self.max_connections_per_address > self.max_connections {
+            out.push((
+                "max_connections_per_address",
+                "must not exceed max_connections".into(),
+            ));
+        }
+        if self.max_half_open_per_address > self.max_half_open {
+            out.push((
+                "max_half_open_per_address",
+                "must not exceed max_half_open".into(),
+            ));
+        }
+        out
+    }
+}
+
+/// `[mqtt.tls]`: the gate's TLS listener (embedded broker only).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct GateTls {
+    /// Where the TLS listener listens (default `0.0.0.0:8883`).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// PEM: the gateway's server certificate, then its intermediates. Its
+    /// name (SAN) is the host name the nodes' modems connect to.
+    pub cert_file: PathBuf,
+    /// PEM: its private key.
+    pub key_file: PathBuf,
+    /// PEM: the CA of node certificates (`{storage.data_dir}/ca/ca.pem`
+    /// after `gateway ca init`). Unset: no client certificates, every node
+    /// logs in with its password.
+    #[serde(default)]
+    pub client_ca_file: Option<PathBuf>,
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([0, 0, 0, 0], 8883))
+}
+
+impl GateTls {
+    /// The files, as the reloading server side reads them.
+    pub fn files(&self) -> crate::tls::server::ServerFiles {
+        crate::tls::server::ServerFiles {
+            cert_file: self.cert_file.clone(),
+            key_file: self.key_file.clone(),
+            client_ca_file: self.client_ca_file.clone(),
+        }
+    }
+
+    /// Problems `check-config` reports: the files must read and build a
+    /// configuration (the certificate and key belonging together).
+    pub fn issues(&self) -> Vec<String> {
+        match self
+            .files()
+            .read()
+            .and_then(|m| crate::tls::server::gate_server_config(&m))
+        {
+            Ok(_) => Vec::new(),
+            Err(e) => vec![e.to_string()],
         }
     }
 }

@@ -19,7 +19,7 @@ pub struct TicketsConfig {
 
 impl Default for TicketsConfig {
     fn default() -> Self {
-        let p = crate::tickets::Policy::default();
+        let p = crate::domain::ticket::Policy::default();
         TicketsConfig {
             proof_hours: (p.proof_period_ms / 3_600_000) as u32,
             extension_notice_days: (p.extension_notice_ms / 86_400_000) as u32,
@@ -31,8 +31,8 @@ impl Default for TicketsConfig {
 
 impl TicketsConfig {
     /// As the state machine's policy.
-    pub fn policy(&self) -> crate::tickets::Policy {
-        crate::tickets::Policy {
+    pub fn policy(&self) -> crate::domain::ticket::Policy {
+        crate::domain::ticket::Policy {
             proof_period_ms: u64::from(self.proof_hours) * 3_600_000,
             extension_notice_ms: u64::from(self.extension_notice_days) * 86_400_000,
             reopen_window_ms: u64::from(self.reopen_window_days) * 86_400_000,

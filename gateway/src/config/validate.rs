@@ -159,7 +159,7 @@ impl Config {
             }
             if let Err(e) = files
                 .read()
-                .and_then(|m| crate::api::tls::server_config(&m))
+                .and_then(|m| crate::tls::server::server_config(&m))
             {
                 issue("http.tls".into(), e.to_string());
             }
@@ -331,7 +331,7 @@ impl Config {
                 }
             }
         }
-        out.extend(crate::ingest::modbus::config::validate(self));
+        out.extend(crate::config::modbus::validate(self));
         if let Some(n) = &self.notify {
             n.validate(&mut out);
         }

@@ -22,7 +22,7 @@
 //! once, as before.
 
 /// Sequence numbers remembered behind the highest one seen.
-pub const WINDOW: u32 = 4096;
+pub use crate::domain::sequence::WINDOW;
 const WORDS: usize = (WINDOW / 64) as usize;
 
 /// The furthest `seq` may leap ahead of the highest seen in the same boot

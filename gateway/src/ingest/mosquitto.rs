@@ -3,7 +3,7 @@
 //! contract topic and writes commands; each node, logging in as
 //! `{site}.{node}`, may publish only under its own `fire/v1/{site}/{node}/`
 //! and read only its own commands. The password file carries the `$7$`
-//! hashes the registry stores (`crate::commissioning::credentials`), so Mosquitto checks
+//! hashes the registry stores (`crate::auth::credentials`), so Mosquitto checks
 //! the same passwords the embedded broker's gate does. The node CA's
 //! certificate goes beside them as `ca.pem`, the `cafile` of Mosquitto's
 //! certificate listener (`deploy/mosquitto/tls.conf`).
@@ -13,10 +13,7 @@ use std::fmt::Write;
 use std::path::{Path, PathBuf};
 use wire::TopicKind;
 
-/// The username a node logs in with: `{site}.{node}` (ids never contain dots).
-pub fn node_username(site: &str, node: &str) -> String {
-    format!("{site}.{node}")
-}
+pub use crate::domain::ids::node_username;
 
 /// The ACL file for `config`, with `gateway_user` as the gateway's username.
 pub fn acl(config: &Config, gateway_user: &str) -> String {
@@ -56,16 +53,12 @@ pub fn acl(config: &Config, gateway_user: &str) -> String {
 /// its username and password) and every node with an active credential.
 /// Revoked credentials are left out, so Mosquitto refuses them.
 pub fn passwd(
-    reg: &crate::commissioning::registry::Registry,
+    reg: &crate::store::registry::Registry,
     gateway: Option<(&str, &str)>,
-) -> Result<String, crate::commissioning::credentials::NoRandomness> {
+) -> Result<String, crate::auth::credentials::NoRandomness> {
     let mut out = String::new();
     if let Some((user, password)) = gateway {
-        let _ = writeln!(
-            out,
-            "{user}:{}",
-            crate::commissioning::credentials::hash(password)?
-        );
+        let _ = writeln!(out, "{user}:{}", crate::auth::credentials::hash(password)?);
     }
     for c in reg
         .credentials
@@ -137,7 +130,7 @@ mod tests {
 
     #[test]
     fn password_file_has_active_credentials_only() {
-        let cred = |node: &str, revoked: bool| crate::commissioning::registry::Credential {
+        let cred = |node: &str, revoked: bool| crate::store::registry::Credential {
             username: format!("home_a.{node}"),
             site: "home_a".into(),
             node: node.into(),
@@ -146,7 +139,7 @@ mod tests {
             rotated_at: 1,
             revoked_at: revoked.then_some(2),
         };
-        let reg = crate::commissioning::registry::Registry {
+        let reg = crate::store::registry::Registry {
             credentials: vec![cred("n01", false), cred("n02", true)],
             ..Default::default()
         };
@@ -155,10 +148,7 @@ mod tests {
         assert_eq!(lines.len(), 2, "{text}");
         let (user, hash) = lines[0].split_once(':').unwrap();
         assert_eq!(user, "gw");
-        assert!(crate::commissioning::credentials::verify(
-            "gw-password",
-            hash
-        ));
+        assert!(crate::auth::credentials::verify("gw-password", hash));
         assert_eq!(lines[1], "home_a.n01:$7$101$c2FsdA==$hash-n01");
     }
 

@@ -22,11 +22,11 @@ use super::rabbitmq::{
 use super::Inbound;
 use futures_util::StreamExt;
 use lapin::options::{
-    BasicAckOptions, BasicConsumeOptions, BasicQosOptions, ExchangeBindOptions,
-    ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
+    BasicAckOptions, BasicConsumeOptions, BasicPublishOptions, BasicQosOptions,
+    ExchangeBindOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable};
-use lapin::{Channel, Connection, ConnectionProperties, ExchangeKind};
+use lapin::types::{AMQPValue, FieldTable, ShortString};
+use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, ExchangeKind};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -42,12 +42,72 @@ pub enum Delivery {
     Message(u32, Inbound),
     /// A console command another replica forwarded to the partition's
     /// holder ([`crate::replica::forward`]).
-    Command(u32, crate::replica::forward::Incoming),
+    Command(u32, Incoming),
     /// Subscribed to every partition (on a new connection): this replica
     /// is one of those a partition can go to.
     Connected,
     /// The connection to RabbitMQ is gone, and every partition with it.
     Lost,
+}
+
+/// The AMQP `type` of a console command another replica forwarded
+/// (`crate::replica::forward`).
+pub const COMMAND_TYPE: &str = "fire.command.v1";
+
+/// A forwarded command as the holder's partition consumer received it.
+pub struct Incoming {
+    pub body: Vec<u8>,
+    pub user_id: Option<String>,
+    pub reply_to: Option<String>,
+    pub correlation_id: Option<String>,
+    /// The partition's channel: the answer goes out on it, then the ack.
+    pub channel: Channel,
+    pub acker: lapin::Acker,
+}
+
+impl Incoming {
+    /// Whether a delivery is a forwarded command (`crate::replica::forward`).
+    pub fn is_command(d: &lapin::message::Delivery) -> bool {
+        d.exchange.as_str().is_empty()
+            && d.properties.kind().as_ref().map(ShortString::as_str) == Some(COMMAND_TYPE)
+    }
+
+    pub fn of(d: lapin::message::Delivery, channel: Channel) -> Incoming {
+        let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_string());
+        Incoming {
+            user_id: s(d.properties.user_id()),
+            reply_to: s(d.properties.reply_to()),
+            correlation_id: s(d.properties.correlation_id()),
+            body: d.data,
+            channel,
+            acker: d.acker,
+        }
+    }
+
+    /// Sends the answer to the forwarding replica, then acknowledges the
+    /// command (a holder that dies before this leaves it to the next one).
+    pub async fn answer(self, reply: Option<Vec<u8>>) {
+        if let (Some(body), Some(to)) = (reply, self.reply_to.as_deref()) {
+            let mut props = BasicProperties::default().with_content_type("application/json".into());
+            if let Some(id) = &self.correlation_id {
+                props = props.with_correlation_id(id.as_str().into());
+            }
+            if let Err(e) = self
+                .channel
+                .basic_publish(
+                    "".into(),
+                    to.into(),
+                    BasicPublishOptions::default(),
+                    &body,
+                    props,
+                )
+                .await
+            {
+                tracing::warn!(error = %e, "cannot answer a forwarded command");
+            }
+        }
+        let _ = self.acker.ack(BasicAckOptions::default()).await;
+    }
 }
 
 /// How the replica reaches RabbitMQ.
@@ -213,8 +273,8 @@ async fn consume(
                             return;
                         }
                     }
-                    let d = if crate::replica::forward::Incoming::is_command(&d) {
-                        Delivery::Command(p, crate::replica::forward::Incoming::of(d, ch.clone()))
+                    let d = if Incoming::is_command(&d) {
+                        Delivery::Command(p, Incoming::of(d, ch.clone()))
                     } else {
                         Delivery::Message(p, inbound(d))
                     };

@@ -23,8 +23,8 @@
 //! Mosquitto, so the registry keeps this hash as well, made when the
 //! password is issued (`store::rabbit`). Pure functions, but for [`sync`].
 
-use crate::commissioning::credentials::NoRandomness;
-use crate::commissioning::registry::Registry;
+use crate::auth::credentials::NoRandomness;
+use crate::store::registry::Registry;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ pub fn verify(password: &str, hash: &str) -> bool {
     let Some(salt) = raw.get(..4).and_then(|s| <[u8; 4]>::try_from(s).ok()) else {
         return false;
     };
-    crate::commissioning::credentials::constant_time_eq(
+    crate::auth::credentials::constant_time_eq(
         password_hash_with(password, salt).as_bytes(),
         hash.as_bytes(),
     )
@@ -513,7 +513,7 @@ pub async fn plan_from_store(
         &hashes,
         gateway.as_ref().map(|(u, h)| (u.as_str(), h.as_str())),
     );
-    out.sites = crate::commissioning::registry::effective(config, &reg)
+    out.sites = crate::store::registry::effective(config, &reg)
         .sites
         .iter()
         .map(|s| s.id.clone())
@@ -524,7 +524,7 @@ pub async fn plan_from_store(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commissioning::registry::Credential;
+    use crate::store::registry::Credential;
 
     #[test]
     fn hash_is_rabbitmqs_salted_sha256() {

@@ -10,6 +10,9 @@ use std::sync::Mutex;
 
 mod auth;
 mod exposition;
+pub mod gate;
+pub mod gb26875;
+pub mod http;
 
 pub use auth::{AuthMetrics, LOGIN_OUTCOMES};
 
@@ -103,7 +106,7 @@ pub struct Metrics {
     /// Connections the gate closed for bytes that are not MQTT 3.1.1.
     pub mqtt_gate_malformed: AtomicU64,
     /// The gate's caps and closed connections by reason.
-    pub gate: crate::ingest::gate::GateMetrics,
+    pub gate: gate::GateMetrics,
     pub sink_lines_written: AtomicU64,
     /// Every line dropped, whatever the reason (the sum of the labelled
     /// series; count through [`Metrics::drop_sink_lines`]).
@@ -142,11 +145,11 @@ pub struct Metrics {
     /// Modbus polling, by device.
     pub modbus: ModbusMetrics,
     /// HTTP connection, head and body limits, evidence quotas.
-    pub http_limits: crate::api::limits::Counters,
+    pub http_limits: http::Counters,
     /// Logins, lockouts, event streams closed by their session's end.
     pub auth: AuthMetrics,
     /// GB/T 26875.3 northbound links.
-    pub gb26875: crate::northbound::gb26875::metrics::Gb26875Metrics,
+    pub gb26875: gb26875::Gb26875Metrics,
 }
 
 /// Whether the alarm path's last commit succeeded, since when it has been

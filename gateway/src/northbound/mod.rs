@@ -5,4 +5,4 @@
 pub mod gb26875;
 
 /// `[northbound]`.
-pub type NorthboundConfig = gb26875::config::NorthboundConfig;
+pub type NorthboundConfig = crate::config::northbound::NorthboundConfig;

@@ -13,7 +13,7 @@
 //! Time: the task reads the wall clock once at start and then advances it
 //! with tokio's clock, so tests run it under `tokio::time::pause`.
 
-pub mod config;
+pub use crate::config::notify as config;
 pub mod escalate;
 pub mod queue;
 pub mod vendor;

@@ -6,21 +6,8 @@ use base64::Engine as _;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-/// Which API a channel speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Kind {
-    /// 企业微信群机器人.
-    Wecom,
-    /// 钉钉群机器人 (signed: 加签).
-    Dingtalk,
-    /// 飞书群机器人 (signed: 签名校验).
-    Feishu,
-    /// A JSON POST signed with HMAC-SHA256 (`X-Fire-Signature`).
-    Webhook,
-    /// An SMS provider's HTTP API, by template.
-    Sms,
-}
+/// Which API a channel speaks (configured per channel).
+pub use crate::config::notify::Kind;
 
 impl Kind {
     /// The vendor's documented rate limit: (messages, per milliseconds).
@@ -155,7 +142,7 @@ pub fn requests(t: &Target, text: &str, event: &serde_json::Value, now_ms: u64) 
                     format!(
                         "{}{sep}timestamp={now_ms}&sign={}",
                         t.url,
-                        crate::sink::percent_encode(&sign)
+                        crate::domain::text::percent_encode(&sign)
                     )
                 }
                 None => t.url.to_string(),
@@ -215,7 +202,7 @@ pub fn requests(t: &Target, text: &str, event: &serde_json::Value, now_ms: u64) 
                     let quoted = serde_json::Value::from(s).to_string();
                     quoted[1..quoted.len() - 1].to_string()
                 } else {
-                    crate::sink::percent_encode(s)
+                    crate::domain::text::percent_encode(s)
                 }
             };
             t.phones

@@ -19,8 +19,8 @@
 use crate::alarms::pipeline::{Command, ResetError, SelfTestError, SetpointError};
 use crate::store::{AlarmRow, SetpointRow, StoreError};
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicPublishOptions};
-use lapin::types::{FieldTable, ShortString};
+use lapin::options::{BasicConsumeOptions, BasicPublishOptions};
+use lapin::types::FieldTable;
 use lapin::{BasicProperties, Channel, Connection};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -29,7 +29,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 /// The AMQP `type` of a forwarded command.
-pub const COMMAND_TYPE: &str = "fire.command.v1";
+pub use crate::ingest::partitions::COMMAND_TYPE;
 /// RabbitMQ's direct reply-to pseudo-queue.
 const REPLY_TO: &str = "amq.rabbitmq.reply-to";
 /// How long the forwarding replica waits for the holder's answer.
@@ -358,61 +358,11 @@ pub fn accept(
     })
 }
 
-/// A forwarded command as the holder's partition consumer received it.
-pub struct Incoming {
-    pub body: Vec<u8>,
-    pub user_id: Option<String>,
-    pub reply_to: Option<String>,
-    pub correlation_id: Option<String>,
-    /// The partition's channel: the answer goes out on it, then the ack.
-    pub channel: Channel,
-    pub acker: lapin::Acker,
-}
+pub use crate::ingest::partitions::Incoming;
 
-impl Incoming {
-    /// Whether a delivery is a forwarded command (see the module's doc).
-    pub fn is_command(d: &lapin::message::Delivery) -> bool {
-        d.exchange.as_str().is_empty()
-            && d.properties.kind().as_ref().map(ShortString::as_str) == Some(COMMAND_TYPE)
-    }
-
-    pub fn of(d: lapin::message::Delivery, channel: Channel) -> Incoming {
-        let s = |v: &Option<ShortString>| v.as_ref().map(|s| s.as_str().to_string());
-        Incoming {
-            user_id: s(d.properties.user_id()),
-            reply_to: s(d.properties.reply_to()),
-            correlation_id: s(d.properties.correlation_id()),
-            body: d.data,
-            channel,
-            acker: d.acker,
-        }
-    }
-
-    /// Sends the answer to the forwarding replica, then acknowledges the
-    /// command (a holder that dies before this leaves it to the next one).
-    pub async fn answer(self, reply: Option<Reply>) {
-        if let (Some(reply), Some(to)) = (reply, self.reply_to.as_deref()) {
-            let body = serde_json::to_vec(&reply).unwrap_or_default();
-            let mut props = BasicProperties::default().with_content_type("application/json".into());
-            if let Some(id) = &self.correlation_id {
-                props = props.with_correlation_id(id.as_str().into());
-            }
-            if let Err(e) = self
-                .channel
-                .basic_publish(
-                    "".into(),
-                    to.into(),
-                    BasicPublishOptions::default(),
-                    &body,
-                    props,
-                )
-                .await
-            {
-                tracing::warn!(error = %e, "cannot answer a forwarded command");
-            }
-        }
-        let _ = self.acker.ack(BasicAckOptions::default()).await;
-    }
+/// The answer to send back for a forwarded command, as it travels.
+pub fn reply_body(reply: &Reply) -> Vec<u8> {
+    serde_json::to_vec(reply).unwrap_or_default()
 }
 
 /// A command for partition `.0` this replica does not hold.

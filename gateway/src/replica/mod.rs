@@ -280,7 +280,7 @@ impl Parts {
             } else {
                 forward::Reply::Unavailable
             };
-            incoming.answer(Some(reply)).await;
+            incoming.answer(Some(forward::reply_body(&reply))).await;
         });
     }
 }

@@ -64,7 +64,7 @@ struct Unavailable {
 }
 
 /// Messages found in the spool at start-up, per source (`site/node`): the
-/// last [`crate::ingest::dedup::WINDOW`] `(boot, seq)` of each, oldest first. The
+/// last [`crate::domain::sequence::WINDOW`] `(boot, seq)` of each, oldest first. The
 /// pipeline marks them seen, so the broker's redelivery of a message whose
 /// acknowledgement a crash cut off is recognised as a duplicate.
 pub type Spooled = Vec<(String, VecDeque<(u32, u32)>)>;
@@ -116,7 +116,7 @@ impl Sink {
     }
 }
 
-/// The last [`crate::ingest::dedup::WINDOW`] `(boot, seq)` of every source found in
+/// The last [`crate::domain::sequence::WINDOW`] `(boot, seq)` of every source found in
 /// the spool, while it is scanned.
 #[derive(Default)]
 struct SeenInSpool {
@@ -130,7 +130,7 @@ impl SeenInSpool {
             self.order.push(r.source.to_vec());
             VecDeque::new()
         });
-        if q.len() == crate::ingest::dedup::WINDOW as usize {
+        if q.len() == crate::domain::sequence::WINDOW as usize {
             q.pop_front();
         }
         q.push_back((r.boot, r.seq));

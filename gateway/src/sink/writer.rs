@@ -22,17 +22,7 @@ pub(super) enum WriteResult {
     Retry(String),
 }
 
-/// Percent-encodes a URL query value (RFC 3986 unreserved characters kept).
-pub fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
+pub use crate::domain::text::percent_encode;
 
 pub(super) fn write_url(c: &SinkConfig) -> String {
     let enc = percent_encode;

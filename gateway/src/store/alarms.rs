@@ -74,13 +74,13 @@ pub struct AlarmRow {
     pub channel: String,
     /// {quantity}_high, {quantity}_low, {quantity}_rise, fault, offline, supply, uplink.
     pub cause: String,
-    #[schema(schema_with = crate::api::openapi::alarm_kind)]
+    #[schema(schema_with = crate::domain::codes::alarm_kind)]
     pub kind: String,
-    #[schema(schema_with = crate::api::openapi::alarm_level)]
+    #[schema(schema_with = crate::domain::codes::alarm_level)]
     pub level: String,
-    #[schema(schema_with = crate::api::openapi::alarm_state)]
+    #[schema(schema_with = crate::domain::codes::alarm_state)]
     pub state: String,
-    #[schema(schema_with = crate::api::openapi::quantity)]
+    #[schema(schema_with = crate::domain::codes::quantity)]
     pub quantity: Option<String>,
     /// In the quantity's wire unit.
     pub value: Option<i64>,

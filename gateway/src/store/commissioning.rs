@@ -25,8 +25,8 @@ pub struct SelfTestRow {
     pub reason: Option<String>,
 }
 
-/// A learned baseline as recorded (JSON of [`crate::commissioning::baseline::Baseline`]
-/// and [`crate::commissioning::baseline::Recommendation`]).
+/// A learned baseline as recorded (JSON of [`crate::alarms::baseline::Baseline`]
+/// and [`crate::alarms::baseline::Recommendation`]).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow)]
 pub struct BaselineRow {
     pub site: String,
@@ -54,6 +54,39 @@ pub struct SetpointRow {
     pub applied_by: String,
     pub role: String,
     pub applied_at: i64,
+}
+
+/// The site manager's sign-off (验收签字).
+#[derive(Debug, Clone, Serialize, PartialEq, sqlx::FromRow, utoipa::ToSchema)]
+pub struct SignOff {
+    pub id: i64,
+    pub site: String,
+    pub signed_by: String,
+    pub signed_at: i64,
+    pub note: String,
+    /// SHA-256 of the report's canonical JSON at signing.
+    pub report_sha256: String,
+}
+
+/// A commissioning report as signed: its SHA-256, its JSON, and the
+/// figures the audit record repeats.
+#[derive(Debug, Clone)]
+pub struct SignedReport {
+    pub sha256: String,
+    pub json: String,
+    pub channels: usize,
+    pub selftest_passed: usize,
+}
+
+/// One hour of a channel (a `channel_hourly` row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HourRow {
+    /// Start of the hour, ms.
+    pub hour: i64,
+    pub min: i64,
+    pub max: i64,
+    pub sum: i64,
+    pub count: i64,
 }
 
 /// A channel's first hour of readings (`channel_hourly`).
@@ -175,7 +208,7 @@ impl Store {
         channel: &str,
         from: i64,
         to: i64,
-    ) -> Result<Vec<crate::commissioning::baseline::Hour>, StoreError> {
+    ) -> Result<Vec<HourRow>, StoreError> {
         let rows: Vec<(i64, i64, i64, i64, i64)> = query_as(
             "SELECT hour, min, max, sum, count FROM channel_hourly \
              WHERE site = ? AND node = ? AND channel = ? AND hour >= ? AND hour < ? ORDER BY hour",
@@ -189,15 +222,13 @@ impl Store {
         .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(hour, min, max, sum, count)| crate::commissioning::baseline::Hour {
-                    hour,
-                    min,
-                    max,
-                    sum,
-                    count,
-                },
-            )
+            .map(|(hour, min, max, sum, count)| HourRow {
+                hour,
+                min,
+                max,
+                sum,
+                count,
+            })
             .collect())
     }
 
@@ -300,14 +331,14 @@ impl Store {
         by: &str,
         role: &str,
         note: &str,
-        report: &crate::commissioning::report::Report,
+        report: &SignedReport,
         at: u64,
-    ) -> Result<crate::commissioning::report::SignOff, StoreError> {
-        let sha = report.sha256();
-        let json = serde_json::to_string(report).unwrap_or_default();
+    ) -> Result<SignOff, StoreError> {
+        let sha = &report.sha256;
+        let json = &report.json;
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
-        let row: crate::commissioning::report::SignOff = query_as(
+        let row: SignOff = query_as(
             "INSERT INTO commissioning_signoffs (site, signed_by, signed_at, note, report_sha256, report) \
              VALUES (?, ?, ?, ?, ?, ?) RETURNING id, site, signed_by, signed_at, note, report_sha256",
         )
@@ -315,8 +346,8 @@ impl Store {
         .bind(by)
         .bind(at as i64)
         .bind(note)
-        .bind(&sha)
-        .bind(&json)
+        .bind(sha)
+        .bind(json)
         .fetch_one(&mut *tx)
         .await?;
         let entry = AuditEntry {
@@ -337,10 +368,7 @@ impl Store {
     }
 
     /// A site's commissioning sign-offs, oldest first.
-    pub async fn commissioning_signoffs(
-        &self,
-        site: &str,
-    ) -> Result<Vec<crate::commissioning::report::SignOff>, StoreError> {
+    pub async fn commissioning_signoffs(&self, site: &str) -> Result<Vec<SignOff>, StoreError> {
         Ok(query_as(
             "SELECT id, site, signed_by, signed_at, note, report_sha256 FROM commissioning_signoffs \
              WHERE site = ? ORDER BY id",

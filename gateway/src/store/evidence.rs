@@ -1,9 +1,9 @@
 //! What evidence a ticket, and the gateway in all, hold: the figures the
-//! evidence quotas (`crate::tickets::evidence::check_quota`) are judged on.
+//! evidence quotas (`crate::domain::ticket::evidence::check_quota`) are judged on.
 
 use super::audit::{append_audit, AuditEntry};
 use super::{query_as, query_scalar, Store, StoreError};
-use crate::tickets::evidence::Usage;
+use crate::domain::ticket::EvidenceUsage as Usage;
 use serde::Serialize;
 
 impl Store {
@@ -54,7 +54,7 @@ pub struct EvidenceRow {
     pub at: i64,
     pub actor: String,
     pub role: String,
-    #[schema(schema_with = crate::api::openapi::evidence_kind)]
+    #[schema(schema_with = crate::domain::codes::evidence_kind)]
     pub kind: String,
     pub media_type: Option<String>,
     pub size: Option<i64>,

@@ -39,7 +39,7 @@ mod notifications;
 mod partitions;
 mod rabbit;
 mod readings;
-mod registry;
+pub mod registry;
 mod reports;
 mod rules;
 mod sessions;
@@ -49,14 +49,18 @@ mod tickets;
 pub use alarms::{AlarmFilter, AlarmInput, AlarmKey, AlarmLogRow, AlarmRow, LogEntry};
 pub use audit::AuditEntry;
 pub use batch::{Batch, BatchWrite, Relevel, Settle};
-pub use commissioning::{BaselineRow, ChannelFirst, SelfTestRow, SetpointRow};
+pub use commissioning::{
+    BaselineRow, ChannelFirst, HourRow, SelfTestRow, SetpointRow, SignOff, SignedReport,
+};
 pub use evidence::EvidenceRow;
 pub use local::{
     ready, transaction as local_transaction, LocalBatch, LocalWriter, Submitted, TaskWriter,
 };
 pub use notifications::{NotificationLog, NotificationRow};
 pub use partitions::{Fence, Leader, PartitionRow};
-pub use readings::{DailyMaxRow, LatestRow, LinkedReading, TicketReadingRow};
+pub use readings::{
+    DailyMaxRow, LatestRow, LinkedReading, RollupAgg, RollupKey, RollupLast, TicketReadingRow,
+};
 pub use reports::{LedgerQuery, ReportFigures};
 pub use rules::RuleChangeRow;
 pub use sessions::UserError;

@@ -5,6 +5,30 @@
 use super::{query, query_as, sites_json, Flag, Store, StoreError};
 use serde::Serialize;
 
+/// One channel-hour's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollupAgg {
+    pub min: i64,
+    pub max: i64,
+    pub sum: i64,
+    pub count: i64,
+}
+
+/// Identity of a channel-hour.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RollupKey {
+    pub site: String,
+    pub node: String,
+    pub channel: String,
+    pub quantity: String,
+    /// Start of the hour, ms since the epoch (UTC hours; China time is a
+    /// whole number of hours ahead, so these are China's hours too).
+    pub hour: i64,
+}
+
+/// A channel's latest measured reading: (quantity, value, at).
+pub type RollupLast = (String, i32, u64);
+
 /// A reading kept with an open ticket (关联读数).
 #[derive(Debug, Clone, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 #[schema(as = TicketReading)]
@@ -99,10 +123,7 @@ impl Store {
     }
 
     /// Merges hourly aggregates into `channel_hourly`, in one transaction.
-    pub async fn merge_rollups(
-        &self,
-        rows: &[(crate::alarms::rollup::Key, crate::alarms::rollup::Agg)],
-    ) -> Result<(), StoreError> {
+    pub async fn merge_rollups(&self, rows: &[(RollupKey, RollupAgg)]) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for (k, a) in rows {
             query(
@@ -132,7 +153,7 @@ impl Store {
     /// Records each channel's latest reading, keeping a newer one stored.
     pub async fn save_latest(
         &self,
-        rows: &[((String, String, String), crate::alarms::rollup::Last)],
+        rows: &[((String, String, String), RollupLast)],
     ) -> Result<(), StoreError> {
         let mut tx = self.begin().await?;
         for ((site, node, channel), (quantity, value, at)) in rows {

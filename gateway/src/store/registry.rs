@@ -5,9 +5,168 @@
 
 use super::audit::{append_audit, AuditEntry};
 use super::{query, query_as, query_scalar, Store, StoreError};
-use crate::commissioning::registry::{
-    Actor, Credential, Location, NodeCertificate, RegisteredNode, RegisteredSite, Registry,
-};
+use serde::{Deserialize, Serialize};
+
+/// Where a node is fitted (安装位置).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    /// 楼栋, e.g. 1号楼.
+    pub building: String,
+    /// 楼层, e.g. 2层.
+    pub floor: String,
+    /// 房间, e.g. 201.
+    pub room: String,
+    /// 配电箱, e.g. AL-2.
+    pub panel: String,
+}
+
+impl Location {
+    /// For people: `1号楼 2层 201 配电箱AL-2`.
+    pub fn display(&self) -> String {
+        format!(
+            "{} {} {} 配电箱{}",
+            self.building, self.floor, self.room, self.panel
+        )
+    }
+}
+
+/// One measuring channel of a node (回路/通道).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelSpec {
+    /// Channel id on the wire, `[a-z0-9_]{1,16}`, e.g. `rc1`.
+    pub id: String,
+    /// Wire quantity, e.g. `residual_current`, `temperature`.
+    pub quantity: String,
+    /// Current transformer ratio (互感器变比) for CT-measured quantities
+    /// (`residual_current`, `current`), e.g. 1000 for 1000:1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ct_ratio: Option<u32>,
+    /// Sensor type of other quantities, e.g. `ntc`, `pt100`, `4-20ma`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sensor: Option<String>,
+}
+
+/// A registered site.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RegisteredSite {
+    pub id: String,
+    pub name: String,
+    pub created_by: String,
+    pub created_at: u64,
+}
+
+/// A registered node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct RegisteredNode {
+    pub site: String,
+    pub id: String,
+    pub location: Location,
+    pub channels: Vec<ChannelSpec>,
+    pub created_by: String,
+    pub created_at: u64,
+    /// When the node was revoked (注销), ms since the epoch.
+    pub revoked_at: Option<u64>,
+}
+
+/// A node's MQTT credential: the username and the `$7$` hash of its password.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credential {
+    pub username: String,
+    pub site: String,
+    pub node: String,
+    pub password_hash: String,
+    pub created_at: u64,
+    pub rotated_at: u64,
+    pub revoked_at: Option<u64>,
+}
+
+/// Everything registered, as read from the store.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Registry {
+    pub version: i64,
+    pub sites: Vec<RegisteredSite>,
+    pub nodes: Vec<RegisteredNode>,
+    pub credentials: Vec<Credential>,
+    /// Node certificates issued by the node CA (`crate::commissioning::ca`), one per node.
+    pub certificates: Vec<NodeCertificate>,
+}
+
+/// The client certificate a node was last issued: the gate accepts a
+/// certificate of the node CA only by this fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCertificate {
+    pub username: String,
+    pub site: String,
+    pub node: String,
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    pub sha256: String,
+    pub serial: String,
+    /// Valid until, ms since the epoch.
+    pub not_after: u64,
+    pub issued_at: u64,
+}
+
+/// What the store keeps of a certificate issued to a node (never its key).
+#[derive(Debug, Clone, Copy)]
+pub struct CertIssued<'a> {
+    /// SHA-256 of the certificate's DER, lower-case hex.
+    pub sha256: &'a str,
+    /// Serial, hex.
+    pub serial: &'a str,
+    /// Valid until, seconds since the epoch.
+    pub not_after_secs: u64,
+}
+
+/// The configuration in force: the file's, plus registered sites and the
+/// registered nodes that are not revoked. The file wins a collision (an id
+/// added to the file after it was registered); the registered node is then
+/// left out and logged.
+pub fn effective(base: &crate::config::Config, reg: &Registry) -> crate::config::Config {
+    let mut config = base.clone();
+    for s in &reg.sites {
+        if config.sites.iter().all(|c| c.id != s.id) {
+            config.sites.push(crate::config::SiteConfig {
+                id: s.id.clone(),
+                name: s.name.clone(),
+                ..Default::default()
+            });
+        }
+    }
+    for n in reg.nodes.iter().filter(|n| n.revoked_at.is_none()) {
+        let Some(site) = config.sites.iter_mut().find(|s| s.id == n.site) else {
+            tracing::warn!(site = %n.site, node = %n.id, "registered node of an unknown site left out");
+            continue;
+        };
+        if site.nodes.iter().any(|c| c.id == n.id) {
+            tracing::warn!(site = %n.site, node = %n.id, "registered node also in the configuration file; the file's entry is used");
+            continue;
+        }
+        site.nodes.push(crate::config::NodeConfig {
+            id: n.id.clone(),
+            location: n.location.display(),
+            channels: n
+                .channels
+                .iter()
+                .map(|c| crate::config::ChannelConfig {
+                    id: c.id.clone(),
+                    quantity: Some(c.quantity.clone()),
+                    ..Default::default()
+                })
+                .collect(),
+            ..Default::default()
+        });
+    }
+    config
+}
+
+/// Who registers: a user's login and role code, or `cli` at the machine.
+#[derive(Debug, Clone, Copy)]
+pub struct Actor<'a> {
+    pub name: &'a str,
+    pub role: &'a str,
+}
 
 type NodeRow = (
     String,
@@ -151,12 +310,12 @@ impl Store {
         &self,
         site: &str,
         node: &str,
-        cert: &crate::commissioning::ca::NodeCert,
+        cert: CertIssued<'_>,
         actor: Actor<'_>,
         at: u64,
     ) -> Result<(), StoreError> {
-        let username = crate::ingest::mosquitto::node_username(site, node);
-        let not_after = cert.not_after.saturating_mul(1000) as i64;
+        let username = crate::domain::ids::node_username(site, node);
+        let not_after = cert.not_after_secs.saturating_mul(1000) as i64;
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         query(
@@ -168,8 +327,8 @@ impl Store {
         .bind(&username)
         .bind(site)
         .bind(node)
-        .bind(&cert.sha256)
-        .bind(&cert.serial)
+        .bind(cert.sha256)
+        .bind(cert.serial)
         .bind(not_after)
         .bind(at as i64)
         .execute(&mut *tx)
@@ -238,7 +397,7 @@ impl Store {
         role: &str,
     ) -> Result<bool, StoreError> {
         let channels = serde_json::to_string(&node.channels).unwrap_or_else(|_| "[]".into());
-        let username = crate::ingest::mosquitto::node_username(&node.site, &node.id);
+        let username = crate::domain::ids::node_username(&node.site, &node.id);
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         let inserted = query(
@@ -305,7 +464,7 @@ impl Store {
         actor: Actor<'_>,
         at: u64,
     ) -> Result<(), StoreError> {
-        let username = crate::ingest::mosquitto::node_username(site, node);
+        let username = crate::domain::ids::node_username(site, node);
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         let updated = query(
@@ -354,7 +513,7 @@ impl Store {
         actor: Actor<'_>,
         at: u64,
     ) -> Result<(), StoreError> {
-        let username = crate::ingest::mosquitto::node_username(site, node);
+        let username = crate::domain::ids::node_username(site, node);
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         query(

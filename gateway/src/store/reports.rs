@@ -81,7 +81,7 @@ impl Store {
     pub async fn risk_figures(
         &self,
         since: i64,
-    ) -> Result<std::collections::BTreeMap<String, crate::tickets::risk::Figures>, StoreError> {
+    ) -> Result<std::collections::BTreeMap<String, crate::domain::risk::Figures>, StoreError> {
         let tickets: Vec<(String, i64, i64, i64, i64)> = query_as(
             "SELECT site, COUNT(*), \
              COUNT(CASE WHEN category IN ('electrical_fire', 'fire_facility') THEN 1 END), \
@@ -98,7 +98,7 @@ impl Store {
         .bind(since)
         .fetch_all(&self.pool)
         .await?;
-        let mut out: std::collections::BTreeMap<String, crate::tickets::risk::Figures> =
+        let mut out: std::collections::BTreeMap<String, crate::domain::risk::Figures> =
             Default::default();
         for (site, open, hazards, major, overdue) in tickets {
             let f = out.entry(site).or_default();

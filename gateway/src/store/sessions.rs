@@ -274,7 +274,7 @@ impl Store {
         &self,
         login: &str,
         name: &str,
-        role: crate::tickets::Role,
+        role: crate::domain::ticket::Role,
         sites: Option<&[String]>,
         password: &str,
         at: u64,

@@ -61,13 +61,13 @@ pub struct TicketRow {
     pub node: String,
     pub channel: String,
     pub cause: String,
-    #[schema(schema_with = crate::api::openapi::ticket_source)]
+    #[schema(schema_with = crate::domain::codes::ticket_source)]
     pub source: String,
-    #[schema(schema_with = crate::api::openapi::ticket_category)]
+    #[schema(schema_with = crate::domain::codes::ticket_category)]
     pub category: String,
-    #[schema(value_type = crate::tickets::Grade)]
+    #[schema(value_type = crate::domain::ticket::Grade)]
     pub grade: String,
-    #[schema(value_type = crate::tickets::Status)]
+    #[schema(value_type = crate::domain::ticket::Status)]
     pub status: String,
     pub title: String,
     pub location: String,
@@ -101,10 +101,10 @@ pub struct TicketRow {
 
 impl TicketRow {
     /// What the closed loop's state machine needs of this ticket.
-    pub fn machine(&self) -> crate::tickets::Ticket {
-        use crate::tickets::{Grade, Status};
+    pub fn machine(&self) -> crate::domain::ticket::Ticket {
+        use crate::domain::ticket::{Grade, Status};
         let at = |t: Option<i64>| t.map(|d| d.max(0) as u64);
-        crate::tickets::Ticket {
+        crate::domain::ticket::Ticket {
             status: Status::from_code(&self.status).unwrap_or(Status::PendingRegistration),
             grade: Grade::from_code(&self.grade).unwrap_or(Grade::General),
             sensor_sourced: self.sensor_sourced,
@@ -124,9 +124,9 @@ pub struct TicketEventRow {
     pub at: i64,
     pub actor: String,
     pub action: String,
-    #[schema(value_type = Option<crate::tickets::Status>)]
+    #[schema(value_type = Option<crate::domain::ticket::Status>)]
     pub from_status: Option<String>,
-    #[schema(value_type = Option<crate::tickets::Status>)]
+    #[schema(value_type = Option<crate::domain::ticket::Status>)]
     pub to_status: Option<String>,
     pub note: String,
     pub role: Option<String>,
@@ -184,7 +184,7 @@ pub enum TransitionError {
     #[error("no such ticket")]
     NotFound,
     #[error("{0}")]
-    Refused(#[from] crate::tickets::Refusal),
+    Refused(#[from] crate::domain::ticket::Refusal),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -199,7 +199,7 @@ impl From<sqlx::Error> for TransitionError {
 #[derive(Debug, Clone)]
 pub struct Actor<'a> {
     pub name: &'a str,
-    pub role: crate::tickets::Role,
+    pub role: crate::domain::ticket::Role,
     pub note: &'a str,
 }
 
@@ -444,12 +444,12 @@ impl Store {
     pub async fn transition_ticket(
         &self,
         id: i64,
-        action: &crate::tickets::Action,
+        action: &crate::domain::ticket::Action,
         actor: &Actor<'_>,
-        policy: &crate::tickets::Policy,
+        policy: &crate::domain::ticket::Policy,
         now: u64,
     ) -> Result<TicketRow, TransitionError> {
-        use crate::tickets::{self, Action, DataProof};
+        use crate::domain::ticket::{self as tickets, Action, DataProof};
         let _chain = self.audit_lock.lock().await;
         let mut tx = self.begin().await?;
         let row: TicketRow = query_as(&format!(

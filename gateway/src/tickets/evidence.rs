@@ -12,7 +12,7 @@
 //! hash is read back and hashed before it is trusted ([`store`]), and
 //! again before it is served ([`read_verified`]).
 
-use crate::tickets::Role;
+use crate::domain::ticket::Role;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 
@@ -35,18 +35,9 @@ pub fn may_attach(role: Role) -> bool {
     matches!(role, Role::Duty | Role::SiteManager | Role::Inspector)
 }
 
-/// What evidence a ticket, and the gateway in all, already hold.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Usage {
-    /// Notes and files on the ticket.
-    pub entries: u64,
-    /// Files on the ticket.
-    pub files: u64,
-    /// Bytes of the ticket's files.
-    pub bytes: u64,
-    /// Bytes of every stored file, each counted once.
-    pub total_bytes: u64,
-}
+/// What evidence a ticket, and the gateway in all, already hold (the
+/// store counts it).
+pub use crate::domain::ticket::EvidenceUsage as Usage;
 
 /// Which quota an upload would break.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

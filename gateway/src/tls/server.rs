@@ -18,7 +18,8 @@
 use super::{provider, read_ca_file, read_certificates, TlsError};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::ServerConfig;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -227,6 +228,34 @@ impl Reloadable {
             }
         })
     }
+}
+
+/// The server configuration of the console and API: the certificate and key
+/// of `m`, no client certificates, ALPN `http/1.1` (the server speaks
+/// HTTP/1.1 only).
+pub fn server_config(m: &Material) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = builder(m, rustls::server::WebPkiClientVerifier::no_client_auth())?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// The gate's server configuration from its files: client certificates
+/// asked for (not required) when a client CA is given.
+pub fn gate_server_config(m: &Material) -> Result<ServerConfig, TlsError> {
+    let verifier = match &m.client_cas {
+        Some(cas) => {
+            let mut roots = RootCertStore::empty();
+            for ca in cas {
+                roots.add(ca.clone())?;
+            }
+            WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+                .allow_unauthenticated()
+                .build()
+                .map_err(|e| TlsError::Rustls(rustls::Error::General(e.to_string())))?
+        }
+        None => WebPkiClientVerifier::no_client_auth(),
+    };
+    builder(m, verifier)
 }
 
 #[cfg(test)]

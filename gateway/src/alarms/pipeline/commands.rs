@@ -89,7 +89,7 @@ impl Pipeline {
             return false;
         };
         let base = self.config().rule_for(q, &s, &n, &c);
-        match crate::commissioning::baseline::check(q, &base, sp.pre_alarm, sp.alarm, None) {
+        match crate::alarms::baseline::check(q, &base, sp.pre_alarm, sp.alarm, None) {
             Ok(rule) => {
                 self.core.runtime.set_rule(q, &s, &n, &c, rule);
                 true
@@ -143,10 +143,10 @@ impl Pipeline {
             .into_iter()
             .find(|b| b.node == node && b.channel == channel && b.quantity == q.as_str())
             .and_then(|b| {
-                serde_json::from_str::<crate::commissioning::baseline::Baseline>(&b.baseline).ok()
+                serde_json::from_str::<crate::alarms::baseline::Baseline>(&b.baseline).ok()
             });
         let base = self.config().rule_for(q, &s, &n, &c);
-        crate::commissioning::baseline::check(q, &base, pre_alarm, alarm, baseline.as_ref())
+        crate::alarms::baseline::check(q, &base, pre_alarm, alarm, baseline.as_ref())
             .map_err(SetpointError::Refused)?;
         let row = self
             .store
@@ -248,7 +248,7 @@ impl Pipeline {
                     ch.first_hour + window_ms,
                 )
                 .await?;
-            let (b, learned) = match crate::commissioning::baseline::learn(
+            let (b, learned) = match crate::alarms::baseline::learn(
                 q,
                 &hours,
                 ch.first_hour,
@@ -256,11 +256,8 @@ impl Pipeline {
                 now as i64,
             ) {
                 Ok(b) => (b, true),
-                Err(crate::commissioning::baseline::NotLearned::Learning { .. }) => continue,
-                Err(crate::commissioning::baseline::NotLearned::Insufficient {
-                    baseline,
-                    needed,
-                }) => {
+                Err(crate::alarms::baseline::NotLearned::Learning { .. }) => continue,
+                Err(crate::alarms::baseline::NotLearned::Insufficient { baseline, needed }) => {
                     // Recorded as it is, so the installer sees why: a loop
                     // silent for most of the window has no baseline.
                     tracing::warn!(site = %ch.site, node = %ch.node, ch = %ch.channel, hours = baseline.hours, needed, "too few hours of readings for a baseline");
@@ -269,7 +266,7 @@ impl Pipeline {
             };
             let rule = self.core.runtime.rule(q, &s, &n, &c);
             let rec = if learned {
-                crate::commissioning::baseline::recommend(q, &b, &rule)
+                crate::alarms::baseline::recommend(q, &b, &rule)
             } else {
                 None
             };

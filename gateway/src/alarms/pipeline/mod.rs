@@ -280,7 +280,7 @@ impl Pipeline {
             rollups: Default::default(),
             pending_acks: VecDeque::new(),
             selftest_window_ms: crate::alarms::selftest::DEFAULT_WINDOW_MS,
-            baseline_hours: crate::commissioning::baseline::DEFAULT_WINDOW_HOURS,
+            baseline_hours: crate::alarms::baseline::DEFAULT_WINDOW_HOURS,
             retry: None,
             inflight: VecDeque::new(),
             poison: Default::default(),

@@ -29,7 +29,7 @@ pub const CAUSE_SEQ_RESTART: &str = "seq_restart";
 /// is reset. Raised and settled at once.
 pub const CAUSE_QUANTITY_CHANGED: &str = "quantity_changed";
 /// Channel id a node uses in an `event` to report its own power supply.
-pub const SUPPLY_CHANNEL: &str = "supply";
+pub use crate::domain::ids::SUPPLY_CHANNEL;
 
 /// Which desk an alarm belongs to (GB 14287.1 keeps electrical-fire
 /// warnings apart from fire alarms, and faults apart from both).

@@ -11,8 +11,8 @@
 //! gateway's own client id (`mqtt.client_id`, which it uses on the broker
 //! behind the gate) is reserved: no login through the gate may take it.
 
-use crate::commissioning::registry::Registry;
 use crate::config::Config;
+use crate::store::registry::Registry;
 use rumqttc::mqttbytes::v4::{Connect, ConnectReturnCode};
 use std::collections::{HashMap, HashSet};
 use wire::{NodeId, SiteId, Topic, TopicKind};
@@ -186,7 +186,7 @@ impl Access {
         };
         if let Some((user, password)) = &self.gateway {
             if &login.username == user {
-                return if crate::commissioning::credentials::constant_time_eq(
+                return if crate::auth::credentials::constant_time_eq(
                     login.password.as_bytes(),
                     password.as_bytes(),
                 ) {
@@ -209,10 +209,10 @@ impl Access {
             }
             // An unknown username costs what a wrong password does, so the
             // time to CONNACK does not tell which usernames exist.
-            crate::commissioning::credentials::spend_verify(&login.password);
+            crate::auth::credentials::spend_verify(&login.password);
             return Err(ConnectReturnCode::BadUserNamePassword);
         };
-        if !crate::commissioning::credentials::verify(&login.password, hash) {
+        if !crate::auth::credentials::verify(&login.password, hash) {
             return Err(ConnectReturnCode::BadUserNamePassword);
         }
         if c.client_id != login.username {
@@ -296,7 +296,7 @@ impl Access {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use crate::commissioning::registry::{Credential, Registry};
+    use crate::store::registry::{Credential, Registry};
     use rumqttc::mqttbytes::v4::Login;
 
     pub(crate) fn connect(client_id: &str, login: Option<(&str, &str)>) -> Connect {
@@ -318,7 +318,7 @@ pub(crate) mod tests {
             username: format!("home_a.{node}"),
             site: "home_a".into(),
             node: node.into(),
-            password_hash: crate::commissioning::credentials::hash_with(pw, b"saltsaltsalt", 101),
+            password_hash: crate::auth::credentials::hash_with(pw, b"saltsaltsalt", 101),
             created_at: 1,
             rotated_at: 1,
             revoked_at: revoked.then_some(2),
@@ -512,8 +512,8 @@ pub(crate) mod tests {
 
     #[test]
     fn a_node_certificate_is_its_node_only_while_the_registry_says_so() {
-        use crate::commissioning::registry::NodeCertificate;
         use crate::ingest::gate::TlsRefused;
+        use crate::store::registry::NodeCertificate;
         let config = Config::from_toml(
             "[mqtt]\nclient_id = \"fire-gateway\"\n\
              [[sites]]\nid = \"home_a\"\nname = \"甲\"\n\
@@ -533,7 +533,7 @@ pub(crate) mod tests {
             username: format!("home_a.{node}"),
             site: "home_a".into(),
             node: node.into(),
-            password_hash: crate::commissioning::credentials::hash_with("pw", b"saltsaltsalt", 101),
+            password_hash: crate::auth::credentials::hash_with("pw", b"saltsaltsalt", 101),
             created_at: 1,
             rotated_at: 1,
             revoked_at: revoked.then_some(2),
@@ -588,7 +588,7 @@ pub(crate) mod tests {
         assert!(!Access::build(&config, &reg, None, false).still_valid(&p));
         reg.credentials[0].revoked_at = None;
         reg.credentials[0].password_hash =
-            crate::commissioning::credentials::hash_with("new", b"saltsaltsalt", 101);
+            crate::auth::credentials::hash_with("new", b"saltsaltsalt", 101);
         assert!(Access::build(&config, &reg, None, false).still_valid(&p));
     }
 
@@ -601,7 +601,7 @@ pub(crate) mod tests {
         assert!(a.still_valid(&p));
         let mut rotated = a.clone();
         rotated.nodes.get_mut("home_a.n02").unwrap().2 =
-            crate::commissioning::credentials::hash_with("new", b"saltsaltsalt", 101);
+            crate::auth::credentials::hash_with("new", b"saltsaltsalt", 101);
         assert!(!rotated.still_valid(&p));
         let mut revoked = a.clone();
         revoked.nodes.remove("home_a.n02");

@@ -17,80 +17,14 @@
 //! ([`GateMetrics`], `gateway_mqtt_gate_closed_total{reason=…}`).
 
 use crate::metrics::Metrics;
-use serde::Deserialize;
 use std::collections::HashMap;
 use std::fmt::Write;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// `[mqtt.limits]`: the gate's caps (embedded broker only).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct GateLimits {
-    /// Connections at once, over all peers.
-    pub max_connections: usize,
-    /// Connections at once from one address (IPv6: one /64).
-    pub max_connections_per_address: usize,
-    /// Connections that have not sent their CONNECT yet, over all peers.
-    pub max_half_open: usize,
-    /// …and from one address.
-    pub max_half_open_per_address: usize,
-    /// How long a new connection has to send its CONNECT.
-    pub connect_timeout_secs: u64,
-    /// The longest keep-alive a client may ask for; 0 ("no keep-alive")
-    /// counts as this. A connection silent for 1.5 × its keep-alive is closed.
-    pub max_keep_alive_secs: u16,
-}
-
-impl Default for GateLimits {
-    fn default() -> Self {
-        GateLimits {
-            max_connections: 4096,
-            max_connections_per_address: 256,
-            max_half_open: 512,
-            max_half_open_per_address: 32,
-            connect_timeout_secs: 10,
-            max_keep_alive_secs: 300,
-        }
-    }
-}
-
-impl GateLimits {
-    /// Problems, as (field, message).
-    pub fn issues(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::new();
-        for (field, v) in [
-            ("max_connections", self.max_connections),
-            (
-                "max_connections_per_address",
-                self.max_connections_per_address,
-            ),
-            ("max_half_open", self.max_half_open),
-            ("max_half_open_per_address", self.max_half_open_per_address),
-            ("connect_timeout_secs", self.connect_timeout_secs as usize),
-            ("max_keep_alive_secs", usize::from(self.max_keep_alive_secs)),
-        ] {
-            if v == 0 {
-                out.push((field, "must be at least 1".to_string()));
-            }
-        }
-        if self.max_connections_per_address > self.max_connections {
-            out.push((
-                "max_connections_per_address",
-                "must not exceed max_connections".into(),
-            ));
-        }
-        if self.max_half_open_per_address > self.max_half_open {
-            out.push((
-                "max_half_open_per_address",
-                "must not exceed max_half_open".into(),
-            ));
-        }
-        out
-    }
-}
+pub use crate::config::GateLimits;
 
 /// The keep-alive the gate holds a client to: what it asked for, at most
 /// `max`; 0 (no keep-alive) is `max`.
@@ -122,72 +56,7 @@ pub fn peer_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// Why a connection was closed. Each is a label value of
-/// `gateway_mqtt_gate_closed_total{reason=…}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Closed {
-    /// The global connection cap was reached.
-    Connections,
-    /// The peer's address had its share of connections.
-    ConnectionsPerAddress,
-    /// Too many connections without a CONNECT, over all peers.
-    HalfOpen,
-    /// …from the peer's address.
-    HalfOpenPerAddress,
-    /// No CONNECT within the timeout (slowloris before CONNECT).
-    ConnectTimeout,
-    /// Silent past 1.5 × its keep-alive (slowloris after CONNECT).
-    Idle,
-    /// Not MQTT 3.1.1: bad framing, a packet over the limit, the first
-    /// packet not CONNECT, a second CONNECT, an unparsable packet,
-    /// U+0000, a zero-length or wildcard topic.
-    Malformed,
-    /// CONNACK 1: not MQTT 3.1.1 (an MQTT 5 CONNECT).
-    ProtocolVersion,
-    /// CONNACK 4 or 5: credentials, client id, Last Will.
-    Refused,
-    /// Too many refused QoS 2 publishes left without their PUBREL.
-    Qos2Unreleased,
-    /// The node's credential was revoked or rotated.
-    Revoked,
-    /// The TLS handshake failed (port 8883; why, in
-    /// `gateway_mqtt_gate_tls_refused_total`).
-    Tls,
-}
-
-impl Closed {
-    pub const ALL: [Closed; 12] = [
-        Closed::Connections,
-        Closed::ConnectionsPerAddress,
-        Closed::HalfOpen,
-        Closed::HalfOpenPerAddress,
-        Closed::ConnectTimeout,
-        Closed::Idle,
-        Closed::Malformed,
-        Closed::ProtocolVersion,
-        Closed::Refused,
-        Closed::Qos2Unreleased,
-        Closed::Revoked,
-        Closed::Tls,
-    ];
-
-    pub fn label(self) -> &'static str {
-        match self {
-            Closed::Connections => "max_connections",
-            Closed::ConnectionsPerAddress => "max_connections_per_address",
-            Closed::HalfOpen => "max_half_open",
-            Closed::HalfOpenPerAddress => "max_half_open_per_address",
-            Closed::ConnectTimeout => "connect_timeout",
-            Closed::Idle => "idle",
-            Closed::Malformed => "malformed",
-            Closed::ProtocolVersion => "protocol_version",
-            Closed::Refused => "refused",
-            Closed::Qos2Unreleased => "qos2_unreleased",
-            Closed::Revoked => "revoked",
-            Closed::Tls => "tls",
-        }
-    }
-}
+pub use crate::metrics::gate::Closed;
 
 /// Open connections, in total and per address (pure).
 #[derive(Debug, Default)]
@@ -445,72 +314,7 @@ impl RefusalLog {
 }
 
 /// The gate's counters and gauges, rendered into `/metrics`.
-#[derive(Debug, Default)]
-pub struct GateMetrics {
-    closed: [AtomicU64; Closed::ALL.len()],
-    /// Connections open now, and of them without CONNECT yet.
-    pub open: AtomicU64,
-    pub half_open: AtomicU64,
-    /// Refusal log lines left out (a flood of refusals).
-    pub log_suppressed: AtomicU64,
-    /// The TLS listener's (port 8883).
-    pub tls: super::tls::TlsMetrics,
-}
-
-impl GateMetrics {
-    pub fn closed(&self, why: Closed) {
-        if let Some(i) = Closed::ALL.iter().position(|c| *c == why) {
-            self.closed[i].fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    pub fn closed_count(&self, why: Closed) -> u64 {
-        Closed::ALL
-            .iter()
-            .position(|c| *c == why)
-            .map_or(0, |i| self.closed[i].load(Ordering::Relaxed))
-    }
-
-    /// The Prometheus text of these series.
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP gateway_mqtt_gate_closed_total Connections the embedded broker's gate closed or refused, by reason.\n# TYPE gateway_mqtt_gate_closed_total counter"
-        );
-        for (c, n) in Closed::ALL.iter().zip(&self.closed) {
-            let _ = writeln!(
-                out,
-                "gateway_mqtt_gate_closed_total{{reason=\"{}\"}} {}",
-                c.label(),
-                n.load(Ordering::Relaxed)
-            );
-        }
-        for (name, help, v) in [
-            (
-                "gateway_mqtt_gate_connections",
-                "Connections open at the gate.",
-                &self.open,
-            ),
-            (
-                "gateway_mqtt_gate_half_open",
-                "Connections at the gate that have not sent CONNECT yet.",
-                &self.half_open,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {}",
-                v.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP gateway_mqtt_gate_log_suppressed_total Refusals at the gate not logged (once a minute per login, a bounded number of lines a minute).\n# TYPE gateway_mqtt_gate_log_suppressed_total counter\ngateway_mqtt_gate_log_suppressed_total {}",
-            self.log_suppressed.load(Ordering::Relaxed)
-        );
-        self.tls.render(out);
-    }
-}
+pub use crate::metrics::gate::GateMetrics;
 
 #[cfg(test)]
 mod tests {

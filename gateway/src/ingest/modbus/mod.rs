@@ -15,8 +15,8 @@
 //!   and the sink apply unchanged.
 //! - [`sim`]: an in-process simulated device bank (demo, tests, benchmark).
 
-pub mod config;
-pub mod map;
+pub use crate::config::modbus as config;
+pub use crate::domain::modbus::map;
 pub mod poll;
 pub mod sim;
 

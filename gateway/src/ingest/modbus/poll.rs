@@ -129,7 +129,7 @@ pub struct DeviceFlags {
 }
 
 /// The channel id of a node's power supply in `event`s (see the pipeline).
-pub const SUPPLY_CHANNEL: &str = crate::alarms::runtime::SUPPLY_CHANNEL;
+pub const SUPPLY_CHANNEL: &str = crate::domain::ids::SUPPLY_CHANNEL;
 
 impl DeviceFlags {
     /// The `(channel, level, value)` of every change since the last poll.

@@ -9,25 +9,7 @@ use super::unit::{
 };
 use std::fmt::{self, Write as _};
 
-/// Hex digits (spaces, colons and `0x` prefixes allowed) to bytes.
-pub fn parse_hex(text: &str) -> Result<Vec<u8>, String> {
-    let cleaned: String = text
-        .replace("0x", "")
-        .replace("0X", "")
-        .chars()
-        .filter(|c| !c.is_whitespace() && *c != ':' && *c != ',')
-        .collect();
-    if !cleaned.len().is_multiple_of(2) {
-        return Err("odd number of hex digits".into());
-    }
-    (0..cleaned.len())
-        .step_by(2)
-        .map(|i| {
-            u8::from_str_radix(&cleaned[i..i + 2], 16)
-                .map_err(|_| format!("not hex: {:?}", &cleaned[i..i + 2]))
-        })
-        .collect()
-}
+pub use crate::domain::text::parse_hex;
 
 fn addr(a: &[u8; 6]) -> String {
     a.iter()

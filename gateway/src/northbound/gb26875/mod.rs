@@ -11,13 +11,13 @@
 //! and 查岗 on the duty desk), [`metrics`].
 
 pub mod api;
-pub mod config;
+pub use crate::config::northbound as config;
 pub mod describe;
 pub mod duty;
 pub mod frame;
 pub mod link;
 pub mod map;
-pub mod metrics;
+pub use crate::metrics::gb26875 as metrics;
 pub mod outbox;
 pub mod service;
 pub mod unit;

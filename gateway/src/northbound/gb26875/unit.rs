@@ -97,11 +97,8 @@ pub mod analog_type {
     pub const RESIDUAL_CURRENT_MA: u8 = 128;
 }
 
-/// 系统类型 1, 火灾报警系统: the standard's system table has no entry of
-/// its own for electrical-fire monitoring; its detectors (部件类型 16–18)
-/// report under the fire alarm system unless a centre asks otherwise
-/// (`system_type` in the centre's configuration).
-pub const SYSTEM_FIRE_ALARM: u8 = 1;
+/// 系统类型 1, 火灾报警系统 (the configured default).
+pub use crate::config::northbound::SYSTEM_FIRE_ALARM;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SystemState {

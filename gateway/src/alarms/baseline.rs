@@ -26,8 +26,8 @@ use rules::{ChannelRule, Direction};
 use serde::{Deserialize, Serialize};
 use wire::Quantity;
 
-/// Default observation window.
-pub const DEFAULT_WINDOW_HOURS: u32 = 7 * 24;
+/// Default observation window (`commissioning.baseline_hours`).
+pub use crate::config::commissioning::BASELINE_WINDOW_HOURS as DEFAULT_WINDOW_HOURS;
 /// The share of the window's hours that must hold readings for a baseline.
 pub const MIN_COVERAGE_PERCENT: u32 = 80;
 /// Natural leakage above this is not a healthy loop (DOMAIN.md §2: 100–200 mA).
@@ -37,16 +37,8 @@ pub const RESIDUAL_CURRENT_MAX_MA: i64 = rules::defaults::RESIDUAL_CURRENT_MAX_M
 /// The design range of the residual-current alarm setpoint, mA.
 pub const DESIGN_RANGE_MA: (i64, i64) = (300, 500);
 
-/// One hour of a channel (a `channel_hourly` row).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Hour {
-    /// Start of the hour, ms.
-    pub hour: i64,
-    pub min: i64,
-    pub max: i64,
-    pub sum: i64,
-    pub count: i64,
-}
+/// One hour of a channel: a row of the store.
+pub use crate::store::HourRow as Hour;
 
 /// What a loop does when nothing is wrong, in its wire unit.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -8,8 +8,8 @@
 //! and the dead-man timer covers it from start-up. Validation reports every
 //! problem at once, each with its path, like the rest of the file.
 
-use super::map::{parse_map, RegisterMap, SHIPPED};
 use crate::config::{Config, ConfigIssue};
+use crate::domain::modbus::map::{parse_map, RegisterMap, SHIPPED};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};

@@ -3,7 +3,9 @@
 //! tokens, stored only as SHA-256 hashes. Pure helpers; the store keeps
 //! the rows and `api` checks every request.
 
-use crate::tickets::Role;
+pub mod credentials;
+
+use crate::domain::ticket::Role;
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;

@@ -5,6 +5,12 @@ use crate::config::ConfigIssue;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
+/// 系统类型 1, 火灾报警系统: the standard's system table has no entry of
+/// its own for electrical-fire monitoring; its detectors (部件类型 16–18)
+/// report under the fire alarm system unless a centre asks otherwise
+/// (`system_type` in the centre's configuration).
+pub const SYSTEM_FIRE_ALARM: u8 = 1;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]
 pub struct CentreConfig {
@@ -49,7 +55,7 @@ impl Default for CentreConfig {
             resend_times: 3,
             reconnect_secs: 5,
             readings_every_secs: 300,
-            system_type: super::unit::SYSTEM_FIRE_ALARM,
+            system_type: SYSTEM_FIRE_ALARM,
             version: [1, 1],
             outbox_max: 10_000,
         }
@@ -65,7 +71,7 @@ pub struct NorthboundConfig {
 
 /// 12 hex digits to 6 bytes, in the order written.
 pub fn parse_address(text: &str) -> Option<[u8; 6]> {
-    let b = super::describe::parse_hex(text).ok()?;
+    let b = crate::domain::text::parse_hex(text).ok()?;
     b.try_into().ok()
 }
 

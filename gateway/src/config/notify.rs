@@ -1,9 +1,24 @@
 //! `[notify]`: the delivery channels, routing per site with on-call shifts,
 //! and the escalation figures.
 
-use super::vendor::Kind;
 use crate::config::ConfigIssue;
 use serde::Deserialize;
+
+/// Which API a channel speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    /// 企业微信群机器人.
+    Wecom,
+    /// 钉钉群机器人 (signed: 加签).
+    Dingtalk,
+    /// 飞书群机器人 (signed: 签名校验).
+    Feishu,
+    /// A JSON POST signed with HMAC-SHA256 (`X-Fire-Signature`).
+    Webhook,
+    /// An SMS provider's HTTP API, by template.
+    Sms,
+}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default)]

@@ -83,7 +83,7 @@ pub fn parse_map(text: &str) -> Result<RegisterMap, Vec<MapIssue>> {
     let mut unknown = Vec::new();
     let raw: RawMap = serde_ignored::deserialize(de, |path| {
         unknown.push(issue(
-            &crate::config::ignored_path(&path),
+            &crate::domain::text::ignored_path(&path),
             "unknown key".into(),
         ))
     })
