@@ -334,6 +334,22 @@ impl RabbitCluster {
         self.wait_ready(i, Instant::now() + START_WITHIN);
     }
 
+    /// Waits until the queue at management path `queue`
+    /// (`/api/queues/%2F/{name}`) has `n` consumers; panics saying `what`
+    /// did not happen, with the queue, after `within`.
+    pub async fn wait_consumers(&self, queue: &str, n: u64, within: Duration, what: &str) {
+        let deadline = Instant::now() + within;
+        loop {
+            let (_, q) = self.mgmt(0, "GET", queue, None);
+            let q: serde_json::Value = serde_json::from_str(&q).unwrap_or_default();
+            if q["consumers"].as_u64() == Some(n) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what}: {q}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// A request to node `i`'s management API as the administrator; the
     /// status code and body.
     pub fn mgmt(&self, i: usize, method: &str, path: &str, body: Option<&str>) -> (u16, String) {

@@ -117,19 +117,9 @@ async fn a_broker_stopped_while_nodes_publish_loses_nothing() {
     // Both replicas consume (the topology is declared before any publish).
     let first = partition_queue(partition_of(&nodes[0].0, PARTITIONS));
     let queue = format!("/api/queues/%2F/{first}");
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, q) = cluster.mgmt(0, "GET", &queue, None);
-        let q: serde_json::Value = serde_json::from_str(&q).unwrap_or_default();
-        if q["consumers"].as_u64() == Some(2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replicas never subscribed: {q}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster
+        .wait_consumers(&queue, 2, WAIT, "the replicas never subscribed")
+        .await;
 
     let mut peers = Vec::new();
     for (site, node, _) in &nodes {

@@ -26,18 +26,6 @@ use wire::{ChannelStatus::Ok as OK, Quantity::*};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// `s` as one path segment of a management API URL.
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// The names of `replica`'s AMQP connections, as the management API
 /// lists them (the gateway names each `{replica} {purpose}`).
 fn connections_of(cluster: &RabbitCluster, replica: &str) -> Vec<String> {
@@ -187,7 +175,10 @@ async fn a_replica_cut_off_from_rabbitmq_cannot_commit_once_another_is_active() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     let cut_at = Instant::now();
     for name in &conns {
-        let path = format!("/api/connections/{}", segment(name));
+        let path = format!(
+            "/api/connections/{}",
+            gateway::domain::text::percent_encode(name)
+        );
         let (status, body) = cluster.mgmt(0, "DELETE", &path, None);
         assert!(
             status == 204 || status == 404,
@@ -282,19 +273,14 @@ async fn a_replica_cut_off_from_rabbitmq_cannot_commit_once_another_is_active() 
 
     // The cut replica connects again: its consumer waits behind the
     // holder's, ready to take over in turn.
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, q) = cluster.mgmt(0, "GET", &queue, None);
-        let q: serde_json::Value = serde_json::from_str(&q).unwrap_or_default();
-        if q["consumers"].as_u64() == Some(2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{cut_name} did not subscribe again: {q}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    cluster
+        .wait_consumers(
+            &queue,
+            2,
+            WAIT,
+            &format!("{cut_name} did not subscribe again"),
+        )
+        .await;
     eprintln!(
         "{cut_name} hung and cut off: home_a's partition taken by {other_name} {took:?} after the connections closed (epoch {} → {}); its late batch fenced; {total} messages, {} acknowledgements",
         row.epoch,

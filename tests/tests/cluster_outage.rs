@@ -70,19 +70,9 @@ async fn postgres_stopped_under_two_replicas_raises_the_alarm_late_and_once() {
     );
     // Both replicas subscribed (the topology is declared: a message
     // published before that has nowhere to go, as with no gateway at all).
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let (_, q) = cluster.mgmt(0, "GET", &queue, None);
-        let q: serde_json::Value = serde_json::from_str(&q).unwrap_or_default();
-        if q["consumers"].as_u64() == Some(2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the replicas never subscribed: {q}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    cluster
+        .wait_consumers(&queue, 2, WAIT, "the replicas never subscribed")
+        .await;
     let node = MqttPeer::connect(cluster.nodes[2].mqtt_addr(), "home_a.n01", ADMIN, None).await;
     // The node reports every 200 ms; `rc` is what it reads now.
     let rc = Arc::new(AtomicI32::new(100));
