@@ -292,7 +292,7 @@ const ALIVE_WITHIN_MS: u64 = 15_000;
 
 impl Parts {
     /// Says this replica is alive and counts the replicas seen lately; one
-    /// holding more than its share (`⌈partitions ÷ replicas⌉`) gives the
+    /// holding more than its share (`⌈partitions in use ÷ replicas⌉`) gives the
     /// surplus up — it stops the partition's pipeline (what is in flight is
     /// committed and acknowledged), then asks the consumers to `release` it
     /// (the channel closes, the rest goes back to the queue for the
@@ -318,7 +318,15 @@ impl Parts {
                 return;
             }
         };
-        let share = fair_share(self.partitions, n);
+        // Shared are the partitions that carry sites (ever taken: a row in
+        // `partition_epoch`), not all 16: with ten in use and two replicas,
+        // five each, not eight and two.
+        let in_use =
+            match tokio::time::timeout(Duration::from_secs(2), self.store.partitions()).await {
+                Ok(Ok(rows)) => rows.len() as u32,
+                _ => self.partitions,
+            };
+        let share = fair_share(in_use.max(held.len() as u32), n);
         let mut mine: Vec<u32> = held.keys().copied().collect();
         mine.sort_unstable();
         for p in mine.into_iter().skip(share) {
