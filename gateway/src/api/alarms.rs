@@ -170,7 +170,7 @@ pub(super) async fn ack_alarm(
         ),
         (
             status = SERVICE_UNAVAILABLE,
-            description = "The gateway is stopping, or on a cluster another replica holds the site (`pipeline_unavailable`), or the database is unavailable (`store_unavailable`)",
+            description = "The gateway is stopping, or on a cluster the replica holding the site did not answer within 10 s (`pipeline_unavailable`), or the database is unavailable (`store_unavailable`)",
             body = ErrorBody
         ),
     )

@@ -151,7 +151,7 @@ pub(super) struct SetpointBody {
         (status = FORBIDDEN, response = Forbidden),
         (status = NOT_FOUND, description = "No such channel (`not_found`)", body = ErrorBody),
         (status = UNPROCESSABLE_ENTITY, description = "Outside the bounds (`setpoint_refused`), with the reason", body = ErrorBody),
-        (status = SERVICE_UNAVAILABLE, description = "The gateway is stopping, or on a cluster another replica holds the site (`pipeline_unavailable`)", body = ErrorBody),
+        (status = SERVICE_UNAVAILABLE, description = "The gateway is stopping, or on a cluster the replica holding the site did not answer within 10 s (`pipeline_unavailable`)", body = ErrorBody),
     )
 )]
 pub(super) async fn apply_setpoints(

@@ -230,7 +230,7 @@ async fn ask_pipeline<T>(
         ApiError(
             StatusCode::SERVICE_UNAVAILABLE,
             "pipeline_unavailable",
-            "告警处理暂不可用：网关正在停止，或该站点由集群中另一台网关处理，请稍后重试".into(),
+            "告警处理暂不可用：网关正在停止，或集群中处理该站点的网关未及时应答，请稍后重试".into(),
         )
     };
     let (reply, answer) = tokio::sync::oneshot::channel();

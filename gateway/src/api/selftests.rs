@@ -84,7 +84,7 @@ pub(super) struct SelfTestStarted {
         (status = FORBIDDEN, response = Forbidden),
         (status = NOT_FOUND, description = "No such node (`not_found`)", body = ErrorBody),
         (status = CONFLICT, description = "A self-test of this node is running (`selftest_running`)", body = ErrorBody),
-        (status = SERVICE_UNAVAILABLE, description = "The gateway is stopping, or on a cluster another replica holds the site (`pipeline_unavailable`)", body = ErrorBody),
+        (status = SERVICE_UNAVAILABLE, description = "The gateway is stopping, or on a cluster the replica holding the site did not answer within 10 s (`pipeline_unavailable`)", body = ErrorBody),
     )
 )]
 pub(super) async fn start_selftest(
