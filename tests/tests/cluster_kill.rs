@@ -195,7 +195,7 @@ async fn killing_the_active_replica_loses_no_alarm_and_no_reading() {
     {
         assert!(
             Instant::now() < deadline,
-            "replica-b was given no partition:\n{}",
+            "replica-b was not given its five of the ten partitions in use:\n{}",
             b.log()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

@@ -300,32 +300,34 @@ impl Parts {
     /// with a new epoch).
     async fn share_out(&self, held: &mut HashMap<u32, Held>, release: &mpsc::Sender<u32>) {
         let now = crate::domain::time::now_ms();
-        // The loop that feeds the pipelines waits for this: never long.
-        let counted = tokio::time::timeout(
-            Duration::from_secs(2),
-            self.store
-                .replicas_alive(&self.replica, now, now.saturating_sub(ALIVE_WITHIN_MS)),
-        )
+        // Shared are the partitions that carry sites (ever taken: a row in
+        // `partition_epoch`), not all 16: with ten in use and two replicas,
+        // five each, not eight and two. The loop that feeds the pipelines
+        // waits for this: never long.
+        let asked = tokio::time::timeout(Duration::from_secs(2), async {
+            let alive = self
+                .store
+                .replicas_alive(&self.replica, now, now.saturating_sub(ALIVE_WITHIN_MS))
+                .await?;
+            let in_use = self.store.partitions().await?.len() as u32;
+            Ok::<_, crate::store::StoreError>((alive, in_use))
+        })
         .await;
-        let n = match counted {
-            Ok(Ok(n)) => n,
+        let (n, in_use) = match asked {
+            Ok(Ok(counts)) => counts,
             Ok(Err(e)) => {
-                tracing::warn!(error = %e, "cannot count the replicas alive");
+                tracing::warn!(error = %e, "cannot count the replicas alive and the partitions in use");
                 return;
             }
             Err(_) => {
-                tracing::warn!("cannot count the replicas alive: no answer within 2 s");
+                tracing::warn!(
+                    "cannot count the replicas alive and the partitions in use: no answer within 2 s"
+                );
                 return;
             }
         };
-        // Shared are the partitions that carry sites (ever taken: a row in
-        // `partition_epoch`), not all 16: with ten in use and two replicas,
-        // five each, not eight and two.
-        let in_use =
-            match tokio::time::timeout(Duration::from_secs(2), self.store.partitions()).await {
-                Ok(Ok(rows)) => rows.len() as u32,
-                _ => self.partitions,
-            };
+        // Every held partition has its row (taken before held); the max
+        // only matters if someone emptied the table under a running cluster.
         let share = fair_share(in_use.max(held.len() as u32), n);
         let mut mine: Vec<u32> = held.keys().copied().collect();
         mine.sort_unstable();
